@@ -1,0 +1,39 @@
+# The two commands a new user needs: `make up` (the whole system) and `make test` (every test).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## install uv (if missing) and every dependency into .venv
+	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+.PHONY: services
+services: ## make sure the local PostgreSQL and RabbitMQ are running
+	@scripts/ensure-services.sh
+
+.PHONY: up
+up: install services ## run the whole system (with the carrier simulator unless TWILIO_ACCOUNT_SID is set)
+	@scripts/up.sh
+
+.PHONY: test
+test: install services ## run every test (unit, integration, end to end)
+	@$(UV) run pytest -q
+
+.PHONY: lint
+lint: install ## ruff and mypy
+	@$(UV) run ruff check .
+	@$(UV) run ruff format --check .
+	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src
+
+.PHONY: token
+token: install ## print a development JWT (ORG=org_demo)
+	@$(UV) run calls-dev-token --org $${ORG:-org_demo}
+
+.PHONY: event-schemas
+event-schemas: install ## regenerate docs/events/*.schema.json from libs/events
+	@$(UV) run python -m calls_events.schema docs/events

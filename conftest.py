@@ -1,0 +1,101 @@
+"""Test infrastructure shared by every package: a private PostgreSQL database and RabbitMQ
+vhost per test run, against the real servers (URLs from the environment; testcontainers when
+no server is configured or reachable and Docker is available).
+
+Environment:
+  TEST_DATABASE_URL  admin URL of a PostgreSQL server (default postgresql://postgres@127.0.0.1:5432/postgres)
+  TEST_AMQP_URL      URL of a RabbitMQ server (default amqp://guest:guest@127.0.0.1:5672/)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or default_port)
+    try:
+        with socket.create_connection(address, 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    if _reachable(url, 5432):
+        yield url
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:15", driver=None) as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def database_factory(postgres_admin_url: str) -> Iterator[object]:
+    """Creates empty databases for this run and drops them all at the end."""
+    created: list[str] = []
+
+    def create(label: str = "db") -> str:
+        name = f"calls_test_{RUN_ID}_{label}_{len(created)}"
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return make_conninfo(postgres_admin_url, dbname=name)
+
+    yield create
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
+    """One database shared by a whole test session (tests isolate by organization id)."""
+    return database_factory("shared")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A private RabbitMQ vhost for this run, deleted at the end."""
+    base = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if not _reachable(base, 5672):
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13") as container:
+            params = container.get_connection_params()
+            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+        return
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:  # a remote broker: share its vhost, queues are named per run anyway
+        yield base
+        return
+    vhost = f"calls_test_{RUN_ID}"
+    user = urlsplit(base).username or "guest"
+    subprocess.run([ctl, "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(
+        [ctl, "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    parts = urlsplit(base)
+    yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
+    subprocess.run([ctl, "-q", "delete_vhost", vhost], check=False, capture_output=True)

@@ -1,0 +1,33 @@
+"""The one definition of every event in the Calls backend, shared by all services."""
+
+from ._base import Envelope, Event, UnknownEventType, event_class, event_types, upcaster
+from .batches import BatchCancelRequested, BatchRequested
+from .calls import (
+    E164,
+    CallCanceled,
+    CallFailed,
+    CallInitiated,
+    CallRequested,
+    CallStatusReported,
+    CarrierStatus,
+    call_stream,
+)
+
+__all__ = [
+    "E164",
+    "BatchCancelRequested",
+    "BatchRequested",
+    "CallCanceled",
+    "CallFailed",
+    "CallInitiated",
+    "CallRequested",
+    "CallStatusReported",
+    "CarrierStatus",
+    "Envelope",
+    "Event",
+    "UnknownEventType",
+    "call_stream",
+    "event_class",
+    "event_types",
+    "upcaster",
+]

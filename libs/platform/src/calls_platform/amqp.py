@@ -1,0 +1,130 @@
+"""RabbitMQ topology and the two ways services touch it: publishing and consuming events.
+
+Topology: every event is published to the durable topic exchange `calls.events` with its
+event type as routing key. Each consumer owns one durable quorum queue bound to the types it
+handles, with a delivery limit; messages that keep failing, or that cannot be parsed, go to
+the dead-letter exchange `calls.dead-letter` and wait in the `calls.dead-letter` queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from calls_events import Envelope, UnknownEventType
+from pydantic import ValidationError
+
+from .logging import bind_correlation
+
+log = structlog.get_logger(__name__)
+
+EVENTS_EXCHANGE: Final = "calls.events"
+DEAD_LETTER_EXCHANGE: Final = "calls.dead-letter"
+DEAD_LETTER_QUEUE: Final = "calls.dead-letter"
+DELIVERY_LIMIT: Final = 5
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    """A connection that reconnects by itself and restores its channels, queues and consumers."""
+    return await aio_pika.connect_robust(url, client_properties={"connection_name": "calls"})
+
+
+async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:
+    return await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+
+
+async def declare_consumer_queue(
+    channel: AbstractChannel, name: str, event_types: Iterable[str]
+) -> AbstractQueue:
+    events = await declare_events_exchange(channel)
+    dead_letters = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    dlq = await channel.declare_queue(
+        DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dlq.bind(dead_letters)
+    queue = await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-delivery-limit": DELIVERY_LIMIT,
+        },
+    )
+    for event_type in event_types:
+        await queue.bind(events, routing_key=event_type)
+    return queue
+
+
+def to_message(envelope: Envelope) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=envelope.model_dump_json().encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(envelope.event_id),
+        type=envelope.event_type,
+        correlation_id=envelope.correlation_id,
+        headers={
+            "event_type": envelope.event_type,
+            "event_version": envelope.event_version,
+            "organization_id": envelope.organization_id,
+            "position": envelope.position,
+        },
+    )
+
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+async def consume(queue: AbstractQueue, handler: Handler) -> str:
+    """Consume `queue`, calling `handler` for each event; ack only after it returns.
+
+    A handler that raises leaves the message for redelivery (up to the queue's delivery limit,
+    then it is dead-lettered). A message that is not a valid event is dead-lettered at once.
+    Handlers must be idempotent: delivery is at least once.
+    """
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+            envelope.event()
+        except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
+            log.error("message_unparseable", queue=queue.name, error=str(exc))
+            await message.reject(requeue=False)
+            return
+        with bind_correlation(envelope.correlation_id):
+            try:
+                await handler(envelope)
+            except Exception:
+                log.exception(
+                    "message_handler_failed",
+                    queue=queue.name,
+                    event_type=envelope.event_type,
+                    event_id=str(envelope.event_id),
+                )
+                # back off before handing it back, so a dependency that is down for a moment
+                # (PostgreSQL restarting) does not burn through the delivery limit
+                count = (message.headers or {}).get("x-delivery-count", 0)
+                deliveries = count if isinstance(count, int) else 0
+
+                await asyncio.sleep(min(0.5 * 2**deliveries, 10.0))
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+
+    return await queue.consume(on_message)

@@ -1,0 +1,45 @@
+"""PostgreSQL connection pools. Every row comes back as a dict."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+Conn: TypeAlias = psycopg.AsyncConnection[DictRow]
+Pool: TypeAlias = AsyncConnectionPool[Conn]
+
+
+async def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 10) -> Pool:
+    """Open a pool that checks connections before handing them out, so a restarted
+    PostgreSQL costs one failed check, not a failed request."""
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=30,
+    )
+    await pool.open(wait=False)
+    return pool
+
+
+async def connect(url: str, **kwargs: Any) -> Conn:
+    """A single connection outside any pool (LISTEN, leadership locks)."""
+    return await psycopg.AsyncConnection.connect(
+        url, row_factory=dict_row, autocommit=True, **kwargs
+    )
+
+
+async def is_reachable(pool: Pool) -> bool:
+    try:
+        async with pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        return True
+    except (psycopg.Error, TimeoutError, Exception):
+        return False

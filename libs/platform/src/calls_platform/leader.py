@@ -1,0 +1,71 @@
+"""Leadership among replicas with a PostgreSQL session advisory lock.
+
+The lock lives as long as one dedicated connection: if the holder dies, PostgreSQL drops the
+connection and another replica takes over within one retry interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import psycopg
+import structlog
+
+from .db import connect
+
+log = structlog.get_logger(__name__)
+
+
+def lock_key(name: str) -> int:
+    return zlib.crc32(f"leader:{name}".encode())
+
+
+async def run_as_leader(
+    database_url: str,
+    name: str,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    retry_seconds: float = 2.0,
+    on_change: Callable[[bool], None] | None = None,
+) -> None:
+    """Run `work` only while this process holds the `name` lock; forever, until cancelled.
+
+    If the lock's connection breaks, `work` is cancelled (another replica may take over), and
+    this process goes back to trying for the lock.
+    """
+    key = lock_key(name)
+    while True:
+        try:
+            conn = await connect(database_url)
+            async with conn:
+                while True:
+                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))
+                    row = await cur.fetchone()
+                    if row and row["ok"]:
+                        break
+                    await asyncio.sleep(retry_seconds)
+                log.info("leadership_acquired", role=name)
+                if on_change:
+                    on_change(True)
+                worker = asyncio.create_task(work())
+                try:
+                    while not worker.done():
+                        done, _ = await asyncio.wait({worker}, timeout=retry_seconds)
+                        if not done:
+                            await conn.execute("SELECT 1")  # raises if the lock is gone
+                    worker.result()  # surfaces the worker's error
+                    return
+                finally:
+                    if not worker.done():
+                        worker.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await worker
+                    if on_change:
+                        on_change(False)
+        except psycopg.Error as exc:
+            log.warning("leadership_lost", role=name, error=str(exc))
+            await asyncio.sleep(retry_seconds)

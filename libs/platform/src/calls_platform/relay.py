@@ -1,0 +1,88 @@
+"""The outbox relay: publishes committed events from the event store to RabbitMQ.
+
+Runs in every service that appends events; a leadership lock lets exactly one replica relay
+at a time. Events are published in position order as persistent messages, each confirmed by
+the broker, and the relay's checkpoint only moves past an event once it is confirmed. A crash
+between confirm and checkpoint republishes a few events: consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import aio_pika.exceptions
+import psycopg
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+
+from . import amqp, eventstore
+from .db import Pool
+from .metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from .notify import AppendListener, wait_for
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT: Final = "amqp-relay"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: Pool,
+        broker: AbstractRobustConnection,
+        listener: AppendListener,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._broker = broker
+        self._wakeup = listener.subscribe()
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+
+    async def run(self) -> None:
+        """Relay forever (call under leadership)."""
+        channel = await self._broker.channel(publisher_confirms=True)
+        exchange = await amqp.declare_events_exchange(channel)
+        position = await self._checkpoint()
+        log.info("relay_started", position=position)
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    batch = await eventstore.read_all(conn, after=position, limit=self._batch_size)
+                    head = await eventstore.head_position(conn)
+                OUTBOX_BACKLOG.set(head - position)
+                if not batch:
+                    await wait_for(self._wakeup, self._poll_seconds)
+                    continue
+                await asyncio.gather(
+                    *(exchange.publish(amqp.to_message(e), routing_key=e.event_type) for e in batch)
+                )
+                position = batch[-1].position or position
+                await self._save_checkpoint(position)
+                EVENTS_PUBLISHED.inc(len(batch))
+            except (aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+                # the robust connection reconnects by itself; events stay in the store meanwhile
+                log.warning("relay_broker_unavailable", error=str(exc), position=position)
+                await asyncio.sleep(1)
+            except psycopg.OperationalError as exc:
+                log.warning("relay_database_unavailable", error=str(exc), position=position)
+                await asyncio.sleep(1)
+
+    async def _checkpoint(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT position FROM eventstore.checkpoints WHERE name = %s", (CHECKPOINT,)
+            )
+            row = await cur.fetchone()
+        return int(row["position"]) if row else 0
+
+    async def _save_checkpoint(self, position: int) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO eventstore.checkpoints (name, position) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (CHECKPOINT, position),
+            )

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run the whole system in the foreground (Ctrl-C stops it): every service, and the carrier
+# simulator when no Twilio credentials are configured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/calls}"
+export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
+export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${GATEWAY_PORT}}"
+export PYTHONUNBUFFERED=1
+
+procfile=deploy/local/Procfile
+if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then
+  echo "TWILIO_ACCOUNT_SID is not set: dialing the local carrier simulator on :8090"
+  export SIM_PORT="${SIM_PORT:-8090}"
+  export TWILIO_ACCOUNT_SID=ACf00df00df00df00df00df00df00df00d
+  export TWILIO_AUTH_TOKEN=simulator-auth-token
+  export TWILIO_API_URL="http://127.0.0.1:${SIM_PORT}"
+  export SIM_ACCOUNT_SID="$TWILIO_ACCOUNT_SID" SIM_AUTH_TOKEN="$TWILIO_AUTH_TOKEN"
+  procfile=deploy/local/Procfile.simulator
+fi
+
+uv run python scripts/create_database.py "$DATABASE_URL"
+uv run python scripts/migrate.py
+exec uv run honcho --procfile "$procfile" --app-root . start

@@ -1,0 +1,113 @@
+"""Composition root of the API gateway: builds every dependency and runs the service.
+
+Besides the HTTP API, every gateway replica competes for the outbox-relay leadership, so the
+events it appends reach RabbitMQ even if no other service is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+import structlog
+from aiohttp import web
+from calls_platform import amqp, leader
+from calls_platform.db import is_reachable, open_pool
+from calls_platform.http import new_app
+from calls_platform.logging import configure_logging
+from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.notify import AppendListener
+from calls_platform.relay import OutboxRelay
+from twilio.request_validator import RequestValidator
+
+from .app import auth_middleware, bad_request_middleware, setup_routes
+from .auth import JwtVerifier
+from .config import DEFAULT_DATABASE_URL, DEV_JWT_SECRET, Settings
+from .context import CALL_LOG, POOL, SETTINGS, TWILIO_VALIDATOR, VERIFIER
+
+log = structlog.get_logger(__name__)
+
+
+async def migrate(database_url: str) -> None:
+    pool = await open_pool(database_url, name="gateway-migrate", max_size=1)
+    async with pool, pool.connection() as conn:
+        await migrate_event_store(conn)
+        await apply_migrations(conn, "gateway", "gateway", "migrations")
+
+
+def create_app(settings: Settings) -> web.Application:
+    broker_state: dict[str, bool] = {"connected": False}
+
+    async def readiness() -> Mapping[str, bool]:
+        return {
+            "database": await is_reachable(app[POOL]),
+            "broker": broker_state["connected"],
+        }
+
+    app = new_app(readiness=readiness, client_max_size=settings.max_body_bytes)
+    app.middlewares.extend([auth_middleware, bad_request_middleware])
+    app[SETTINGS] = settings
+    app[VERIFIER] = JwtVerifier(settings.jwt_secret)
+    app[TWILIO_VALIDATOR] = RequestValidator(settings.twilio_auth_token)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        if settings.jwt_secret == DEV_JWT_SECRET:
+            log.warning("jwt_secret_is_the_development_default")
+        if settings.migrate_on_start:
+            await migrate(settings.database_url)
+        pool = await open_pool(settings.database_url, name="gateway", max_size=20)
+        app[POOL] = pool
+        app[CALL_LOG] = aiohttp.ClientSession(
+            base_url=settings.call_log_url, timeout=aiohttp.ClientTimeout(total=10)
+        )
+        broker = await amqp.connect(settings.amqp_url)
+        broker_state["connected"] = True
+        broker.reconnect_callbacks.add(lambda *_: broker_state.update(connected=True))
+        broker.close_callbacks.add(lambda *_: broker_state.update(connected=False))
+        listener = AppendListener(settings.database_url)
+        relay = OutboxRelay(pool, broker, listener)
+        tasks = [
+            asyncio.create_task(listener.run(), name="append-listener"),
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
+                name="outbox-relay",
+            ),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await broker.close()
+        await app[CALL_LOG].close()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    setup_routes(app)
+    return app
+
+
+def main() -> None:
+    if sys.argv[1:] == ["migrate"]:
+        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
+        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+        return
+    settings = Settings.from_env()
+    configure_logging("api-gateway", json_logs=settings.json_logs, level=settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Agents and the organization's SIP default: the configuration the gateway owns."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from calls_platform.db import Conn
+from calls_platform.http import json_error
+
+from .caller_id import Agent
+from .context import POOL, principal
+from .models import CreateAgent, SipConfig
+from .validation import parse_body
+
+
+async def find_agent(conn: Conn, organization_id: str, agent_id: uuid.UUID) -> Agent | None:
+    cur = await conn.execute(
+        "SELECT id, name, phone_number, recording_enabled FROM gateway.agents"
+        " WHERE id = %s AND organization_id = %s",
+        (agent_id, organization_id),
+    )
+    row = await cur.fetchone()
+    return Agent(**row) if row else None
+
+
+async def find_agent_by_number(conn: Conn, organization_id: str, number: str) -> Agent | None:
+    cur = await conn.execute(
+        "SELECT id, name, phone_number, recording_enabled FROM gateway.agents"
+        " WHERE phone_number = %s AND organization_id = %s",
+        (number, organization_id),
+    )
+    row = await cur.fetchone()
+    return Agent(**row) if row else None
+
+
+async def default_from_number(conn: Conn, organization_id: str) -> str | None:
+    cur = await conn.execute(
+        "SELECT default_from_number FROM gateway.sip_config WHERE organization_id = %s",
+        (organization_id,),
+    )
+    row = await cur.fetchone()
+    return row["default_from_number"] if row else None
+
+
+def _agent_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "phone_number": row["phone_number"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    body = await parse_body(request, CreateAgent)
+    org = principal(request).organization_id
+    try:
+        async with request.app[POOL].connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO gateway.agents (id, organization_id, name, phone_number)"
+                " VALUES (%s, %s, %s, %s) RETURNING id, name, phone_number, created_at",
+                (uuid.uuid4(), org, body.name, body.phone_number),
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.UniqueViolation:
+        return json_error(
+            409,
+            "conflict",
+            "phone_number is already assigned to an agent",
+            [{"field": "phone_number", "message": "already assigned to an agent"}],
+        )
+    assert row is not None
+    return web.json_response(_agent_json(row), status=201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    org = principal(request).organization_id
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, name, phone_number, created_at FROM gateway.agents"
+            " WHERE organization_id = %s ORDER BY created_at, id",
+            (org,),
+        )
+        rows = await cur.fetchall()
+    return web.json_response({"items": [_agent_json(r) for r in rows]})
+
+
+async def put_sip_config(request: web.Request) -> web.Response:
+    body = await parse_body(request, SipConfig)
+    org = principal(request).organization_id
+    async with request.app[POOL].connection() as conn:
+        await conn.execute(
+            "INSERT INTO gateway.sip_config (organization_id, default_from_number)"
+            " VALUES (%s, %s) ON CONFLICT (organization_id) DO UPDATE"
+            " SET default_from_number = excluded.default_from_number, updated_at = now()",
+            (org, body.default_from_number),
+        )
+    return web.json_response({"default_from_number": body.default_from_number})
+
+
+async def get_sip_config(request: web.Request) -> web.Response:
+    org = principal(request).organization_id
+    async with request.app[POOL].connection() as conn:
+        number = await default_from_number(conn, org)
+    return web.json_response({"default_from_number": number})

@@ -1,0 +1,182 @@
+"""Placing calls and batches: validate, resolve caller ID, append the request events, answer 202.
+
+The 202 is sent only after the events are committed to the event store, which is the outbox:
+a request that got a 202 is never lost, even if RabbitMQ is down at that moment.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from calls_events import (
+    BatchCancelRequested,
+    BatchRequested,
+    CallRequested,
+    Envelope,
+    call_stream,
+)
+from calls_platform import eventstore
+from calls_platform.db import Conn
+from calls_platform.http import CORRELATION_KEY, json_error
+from calls_platform.metrics import EVENTS_APPENDED
+
+from .agents import default_from_number, find_agent, find_agent_by_number
+from .caller_id import Agent, CallerIdUnresolved, choose_from_number
+from .context import POOL, SETTINGS, principal
+from .models import PlaceBatch, PlaceCall
+from .reads import fetch_batch
+from .validation import parse_body, unprocessable
+
+
+async def _resolve(
+    conn: Conn, org: str, from_number: str | None, agent_id: uuid.UUID | None
+) -> tuple[str, Agent | None]:
+    agent = None
+    if agent_id is not None:
+        agent = await find_agent(conn, org, agent_id)
+        if agent is None:  # unknown, or another organization's: the same answer
+            raise unprocessable("unknown agent", "agent_id", "no agent with this id")
+    try:
+        number = choose_from_number(from_number, agent, await default_from_number(conn, org))
+    except CallerIdUnresolved as exc:
+        raise unprocessable(str(exc), "from_number", str(exc)) from None
+    if agent is None:
+        agent = await find_agent_by_number(conn, org, number)
+    return number, agent
+
+
+def queued_sid(call_id: uuid.UUID) -> str:
+    """The placeholder SID a call has until the carrier gives it a real one."""
+    return f"queued-{call_id.hex[:12]}"
+
+
+async def place_call(request: web.Request) -> web.Response:
+    body = await parse_body(request, PlaceCall)
+    who = principal(request)
+    call_id = uuid.uuid4()
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        from_number, agent = await _resolve(
+            conn, who.organization_id, body.from_number, body.agent_id
+        )
+        event = CallRequested(
+            call_id=call_id,
+            to_number=body.to_number,
+            from_number=from_number,
+            agent_id=agent.id if agent else None,
+            agent_name=agent.name if agent else None,
+            record=agent.recording_enabled if agent else True,
+            requested_by=who.subject,
+        )
+        stream = call_stream(call_id)
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    event,
+                    stream_id=stream,
+                    organization_id=who.organization_id,
+                    correlation_id=request[CORRELATION_KEY],
+                )
+            ],
+            expected_versions={stream: eventstore.NO_STREAM},
+        )
+    EVENTS_APPENDED.labels(CallRequested.TYPE).inc()
+    return web.json_response(
+        {"call_id": str(call_id), "call_sid": queued_sid(call_id), "status": "queued"},
+        status=202,
+    )
+
+
+def _unique_in_order(numbers: list[str]) -> list[str]:
+    return list(dict.fromkeys(numbers))
+
+
+async def place_batch(request: web.Request) -> web.Response:
+    body = await parse_body(request, PlaceBatch)
+    limit = request.app[SETTINGS].max_batch_size
+    if len(body.to_numbers) > limit:
+        raise unprocessable("too many numbers", "to_numbers", f"at most {limit} numbers per batch")
+    who = principal(request)
+    numbers = _unique_in_order(body.to_numbers)
+    batch_id = f"batch-{uuid.uuid4().hex}"
+    correlation_id = request[CORRELATION_KEY]
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        from_number, agent = await _resolve(
+            conn, who.organization_id, body.from_number, body.agent_id
+        )
+        envelopes = [
+            Envelope.wrap(
+                BatchRequested(
+                    batch_id=batch_id,
+                    total=len(numbers),
+                    from_number=from_number,
+                    agent_id=agent.id if agent else None,
+                    duplicates_dropped=len(body.to_numbers) - len(numbers),
+                    requested_by=who.subject,
+                ),
+                stream_id=batch_id,
+                organization_id=who.organization_id,
+                correlation_id=correlation_id,
+            )
+        ]
+        for index, number in enumerate(numbers):
+            call_id = uuid.uuid4()
+            envelopes.append(
+                Envelope.wrap(
+                    CallRequested(
+                        call_id=call_id,
+                        to_number=number,
+                        from_number=from_number,
+                        agent_id=agent.id if agent else None,
+                        agent_name=agent.name if agent else None,
+                        batch_id=batch_id,
+                        batch_index=index,
+                        record=agent.recording_enabled if agent else True,
+                        requested_by=who.subject,
+                    ),
+                    stream_id=call_stream(call_id),
+                    organization_id=who.organization_id,
+                    correlation_id=correlation_id,
+                )
+            )
+        await eventstore.append(conn, envelopes, expected_versions={batch_id: eventstore.NO_STREAM})
+    EVENTS_APPENDED.labels(BatchRequested.TYPE).inc()
+    EVENTS_APPENDED.labels(CallRequested.TYPE).inc(len(numbers))
+    return web.json_response(
+        {
+            "batch_id": batch_id,
+            "total": len(numbers),
+            "status": "queued",
+            "duplicates_dropped": len(body.to_numbers) - len(numbers),
+        },
+        status=202,
+    )
+
+
+async def cancel_batch(request: web.Request) -> web.Response:
+    batch_id = request.match_info["batch_id"]
+    status, batch = await fetch_batch(request, batch_id)
+    if status == 404:
+        return json_error(404, "not_found", "batch not found")
+    if status != 200:
+        raise web.HTTPBadGateway(text="call log unavailable")
+    if batch["status"] == "completed":
+        return json_error(409, "conflict", "batch already completed: every call was dialed")
+    who = principal(request)
+    async with request.app[POOL].connection() as conn:
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    BatchCancelRequested(batch_id=batch_id, requested_by=who.subject),
+                    stream_id=batch_id,
+                    organization_id=who.organization_id,
+                    correlation_id=request[CORRELATION_KEY],
+                    # one cancel per batch: asking again changes nothing
+                    event_id=eventstore.deterministic_event_id("cancel", batch_id),
+                )
+            ],
+        )
+    EVENTS_APPENDED.labels(BatchCancelRequested.TYPE).inc()
+    return web.json_response({"batch_id": batch_id, "status": "canceled"}, status=202)

@@ -1,0 +1,23 @@
+"""Typed keys for what the composition root puts on the app and the auth middleware on requests."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from calls_platform.db import Pool
+from twilio.request_validator import RequestValidator
+
+from .auth import JwtVerifier, Principal
+from .config import Settings
+
+POOL: web.AppKey[Pool] = web.AppKey("pool")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier")
+CALL_LOG: web.AppKey[aiohttp.ClientSession] = web.AppKey("call_log_client")
+TWILIO_VALIDATOR: web.AppKey[RequestValidator] = web.AppKey("twilio_validator")
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

@@ -1,0 +1,40 @@
+"""Request bodies of the public API, validated with pydantic; the OpenAPI schemas come from here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from calls_events import E164
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PhoneNumber = Annotated[
+    str,
+    StringConstraints(pattern=E164),
+    Field(description="E.164 phone number, e.g. +14155550100", examples=["+14155550100"]),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreateAgent(_Body):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    phone_number: PhoneNumber
+
+
+class SipConfig(_Body):
+    default_from_number: PhoneNumber | None
+
+
+class PlaceCall(_Body):
+    to_number: PhoneNumber
+    from_number: PhoneNumber | None = None
+    agent_id: uuid.UUID | None = None
+
+
+class PlaceBatch(_Body):
+    to_numbers: list[PhoneNumber] = Field(min_length=1)
+    from_number: PhoneNumber | None = None
+    agent_id: uuid.UUID | None = None

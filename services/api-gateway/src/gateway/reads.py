@@ -1,0 +1,53 @@
+"""Read endpoints, served from the call log's read models through its internal query API."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from calls_platform.http import json_error
+
+from .context import CALL_LOG, principal
+
+BATCH_ID = re.compile(r"^batch-[0-9a-f]{32}$")
+
+
+def _internal_path(request: web.Request, *segments: str) -> str:
+    org = principal(request).organization_id
+    return "/internal/orgs/" + "/".join(quote(s, safe="") for s in (org, *segments))
+
+
+async def _relay(request: web.Request, *segments: str) -> web.Response:
+    async with request.app[CALL_LOG].get(
+        _internal_path(request, *segments), params=request.query
+    ) as resp:
+        body = await resp.read()
+        return web.Response(body=body, status=resp.status, content_type="application/json")
+
+
+async def fetch_batch(request: web.Request, batch_id: str) -> tuple[int, dict[str, Any]]:
+    if not BATCH_ID.match(batch_id):
+        return 404, {"error": {"code": "not_found", "message": "batch not found"}}
+    async with request.app[CALL_LOG].get(_internal_path(request, "batches", batch_id)) as resp:
+        return resp.status, await resp.json()
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    return await _relay(request, "calls")
+
+
+async def get_call(request: web.Request) -> web.Response:
+    call_id = request.match_info["call_id"]
+    try:
+        uuid.UUID(call_id)
+    except ValueError:
+        return json_error(404, "not_found", "call not found")
+    return await _relay(request, "calls", call_id)
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    status, batch = await fetch_batch(request, request.match_info["batch_id"])
+    return web.json_response(batch, status=status)

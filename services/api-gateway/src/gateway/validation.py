@@ -1,0 +1,63 @@
+"""Turning request bodies into validated models, and every way that can fail into a 4xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from calls_platform.http import json_error
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BadRequest(Exception):
+    """Carries the JSON error response to send."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors(include_url=False):
+        detail: dict[str, Any] = {
+            "field": ".".join(str(p) for p in err["loc"]) or "body",
+            "message": err["msg"],
+        }
+        if err["type"] not in ("missing", "extra_forbidden") and isinstance(
+            err.get("input"), str | int | float | bool
+        ):
+            detail["value"] = err["input"]
+        details.append(detail)
+    return details
+
+
+def unprocessable(message: str, field: str, detail: str) -> BadRequest:
+    return BadRequest(
+        json_error(422, "validation_error", message, [{"field": field, "message": detail}])
+    )
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    if request.content_type != "application/json":
+        raise BadRequest(
+            json_error(415, "unsupported_media_type", "Content-Type must be application/json")
+        )
+    raw = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            json_error(400, "malformed_json", f"body is not valid JSON: {exc}")
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequest(json_error(422, "validation_error", "body must be a JSON object"))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(
+            json_error(422, "validation_error", "invalid request body", validation_details(exc))
+        ) from None

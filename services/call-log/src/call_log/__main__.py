@@ -1,0 +1,90 @@
+"""Composition root of the call log: builds every dependency and runs the service.
+
+One process serves the internal query API and, while it holds the projector leadership lock,
+runs the projector. Extra replicas serve reads and stand by to take over projecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+from aiohttp import web
+from calls_platform import leader
+from calls_platform.db import is_reachable, open_pool
+from calls_platform.http import new_app
+from calls_platform.logging import configure_logging
+from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.notify import AppendListener
+
+from . import api
+from .config import DEFAULT_DATABASE_URL, Settings
+from .projector import Projector
+
+log = structlog.get_logger(__name__)
+
+
+async def migrate(database_url: str) -> None:
+    pool = await open_pool(database_url, name="call-log-migrate", max_size=1)
+    async with pool, pool.connection() as conn:
+        await migrate_event_store(conn)
+        await apply_migrations(conn, "call_log", "call_log", "migrations")
+
+
+def create_app(settings: Settings) -> web.Application:
+    async def readiness() -> Mapping[str, bool]:
+        return {"database": await is_reachable(app[api.POOL])}
+
+    app = new_app(readiness=readiness)
+    app[api.READ_WAIT] = settings.read_your_writes_seconds
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await migrate(settings.database_url)
+        pool = await open_pool(settings.database_url, name="call-log", max_size=20)
+        app[api.POOL] = pool
+        listener = AppendListener(settings.database_url)
+        projector = Projector(pool, listener)
+        tasks = [
+            asyncio.create_task(listener.run(), name="append-listener"),
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "call-log-projector", projector.run),
+                name="projector",
+            ),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    api.setup_routes(app)
+    return app
+
+
+def main() -> None:
+    if sys.argv[1:] == ["migrate"]:
+        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
+        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+        return
+    settings = Settings.from_env()
+    configure_logging("call-log", json_logs=settings.json_logs, level=settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The call log's internal query API, called by the gateway with an organization in the path.
+
+Not exposed outside the cluster (the NetworkPolicy lets only the gateway in). Before each read
+it waits until the projection has caught up with every event committed so far, so a client
+that just got a 202 from the gateway reads its own write (no 404 window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from aiohttp import web
+from calls_platform.db import Pool
+from calls_platform.http import json_error
+from pydantic import ValidationError
+
+from . import queries
+from .projector import PROJECTION_LAG_EVENTS, projected_and_head
+
+POOL: web.AppKey[Pool] = web.AppKey("pool")
+READ_WAIT: web.AppKey[float] = web.AppKey("read_wait_seconds")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/internal/orgs/{org}/calls", list_calls)
+    app.router.add_get("/internal/orgs/{org}/calls/{call_id}", get_call)
+    app.router.add_get("/internal/orgs/{org}/batches/{batch_id}", get_batch)
+
+
+async def _caught_up(app: web.Application) -> None:
+    """Wait (bounded) until every event committed before this read is projected."""
+    deadline = time.monotonic() + app[READ_WAIT]
+    target: int | None = None
+    while True:
+        async with app[POOL].connection() as conn:
+            projected, head = await projected_and_head(conn)
+        target = head if target is None else target
+        PROJECTION_LAG_EVENTS.set(head - projected)
+        if projected >= target or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.005)
+
+
+def _validation_error(exc: ValidationError) -> web.Response:
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "query", "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    return json_error(422, "validation_error", "invalid query parameters", details)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    try:
+        query = queries.ListQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return _validation_error(exc)
+    await _caught_up(request.app)
+    async with request.app[POOL].connection() as conn:
+        page = await queries.list_calls(conn, request.match_info["org"], query)
+    return web.json_response(page)
+
+
+async def get_call(request: web.Request) -> web.Response:
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return json_error(404, "not_found", "call not found")
+    await _caught_up(request.app)
+    async with request.app[POOL].connection() as conn:
+        call = await queries.get_call(conn, request.match_info["org"], call_id)
+    if call is None:
+        return json_error(404, "not_found", "call not found")
+    return web.json_response(call)
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    await _caught_up(request.app)
+    async with request.app[POOL].connection() as conn:
+        batch = await queries.get_batch(
+            conn, request.match_info["org"], request.match_info["batch_id"]
+        )
+    if batch is None:
+        return json_error(404, "not_found", "batch not found")
+    return web.json_response(batch)

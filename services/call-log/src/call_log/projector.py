@@ -1,0 +1,220 @@
+"""The projector: folds events from the event store into the call log's read models.
+
+Idempotent by construction: the checkpoint (last position applied) is written in the same
+transaction as the read-model rows, so each event takes effect exactly once even though the
+projector may crash and restart anywhere. Rebuilding means truncating and starting at 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+import structlog
+from calls_events import (
+    BatchCancelRequested,
+    BatchRequested,
+    CallCanceled,
+    CallFailed,
+    CallInitiated,
+    CallRequested,
+    CallStatusReported,
+    Envelope,
+)
+from calls_platform import eventstore
+from calls_platform.db import Conn, Pool
+from calls_platform.notify import AppendListener, wait_for
+from prometheus_client import Counter, Gauge
+
+from .domain import CallView, apply
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT: Final = "calls"
+CALL_EVENTS: Final = (CallRequested, CallInitiated, CallStatusReported, CallFailed, CallCanceled)
+
+EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")
+PROJECTION_POSITION = Gauge("projection_position", "Last event position applied")
+PROJECTION_LAG_SECONDS = Gauge(
+    "projection_lag_seconds", "Age of the last applied event when it was applied"
+)
+PROJECTION_LAG_EVENTS = Gauge("projection_lag_events", "Committed events not yet applied")
+
+_VIEW_COLUMNS: Final = [
+    "call_id",
+    "organization_id",
+    "call_sid",
+    "direction",
+    "status",
+    "carrier_status",
+    "outcome",
+    "error_code",
+    "error_reason",
+    "from_number",
+    "to_number",
+    "agent_id",
+    "agent_name",
+    "batch_id",
+    "batch_index",
+    "answered_by",
+    "ended_by",
+    "last_sequence",
+    "created_at",
+    "start_time",
+    "end_time",
+    "duration",
+    "transcript",
+    "provider_usage",
+    "recording_url",
+    "last_position",
+]
+_JSON_COLUMNS: Final = frozenset({"transcript", "provider_usage"})
+_UPSERT: Final = (
+    f"INSERT INTO call_log.calls ({', '.join(_VIEW_COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(_VIEW_COLUMNS))})"
+    " ON CONFLICT (call_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _VIEW_COLUMNS if c != "call_id")
+)
+
+
+def _view_from_row(row: dict[str, Any]) -> CallView:
+    fields = {c: row[c] for c in _VIEW_COLUMNS if c != "outcome"}
+    return CallView(**fields)
+
+
+def _row_values(view: CallView) -> tuple[Any, ...]:
+    row = view.as_row()
+    return tuple(
+        json.dumps(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c]
+        for c in _VIEW_COLUMNS
+    )
+
+
+async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
+    """Apply `events` (in position order) to the read models, in the caller's transaction."""
+    call_ids = {uuid.UUID(str(e.data["call_id"])) for e in events if "call_id" in e.data}
+    views: dict[uuid.UUID, CallView] = {}
+    if call_ids:
+        cur = await conn.execute(
+            f"SELECT {', '.join(_VIEW_COLUMNS)} FROM call_log.calls WHERE call_id = ANY(%s)",
+            (list(call_ids),),
+        )
+        views = {row["call_id"]: _view_from_row(row) for row in await cur.fetchall()}
+    changed: set[uuid.UUID] = set()
+    for envelope in events:
+        event = envelope.event()
+        if isinstance(event, CALL_EVENTS):
+            before = views.get(event.call_id)
+            after = apply(
+                before,
+                event,
+                organization_id=envelope.organization_id,
+                position=envelope.position or 0,
+                at=envelope.occurred_at,
+            )
+            if after is not None and after != before:
+                views[event.call_id] = after
+                changed.add(event.call_id)
+        elif isinstance(event, BatchRequested):
+            await conn.execute(
+                "INSERT INTO call_log.batches (batch_id, organization_id, total, from_number,"
+                " agent_id, duplicates_dropped, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (batch_id) DO NOTHING",
+                (
+                    event.batch_id,
+                    envelope.organization_id,
+                    event.total,
+                    event.from_number,
+                    event.agent_id,
+                    event.duplicates_dropped,
+                    envelope.occurred_at,
+                ),
+            )
+        elif isinstance(event, BatchCancelRequested):
+            await conn.execute(
+                "UPDATE call_log.batches SET cancel_requested = true"
+                " WHERE batch_id = %s AND organization_id = %s",
+                (event.batch_id, envelope.organization_id),
+            )
+    if changed:
+        async with conn.cursor() as cur:
+            await cur.executemany(_UPSERT, [_row_values(views[i]) for i in changed])
+
+
+class Projector:
+    def __init__(
+        self, pool: Pool, listener: AppendListener | None = None, *, batch_size: int = 2000
+    ) -> None:
+        self._pool = pool
+        self._wakeup = listener.subscribe() if listener else asyncio.Event()
+        self._batch_size = batch_size
+
+    async def run(self) -> None:
+        """Project forever (call under leadership)."""
+        log.info("projector_started")
+        while True:
+            try:
+                applied = await self.step()
+            except psycopg.OperationalError as exc:
+                log.warning("projector_database_unavailable", error=str(exc))
+                await wait_for(self._wakeup, 1.0)
+                continue
+            if not applied:
+                await wait_for(self._wakeup, 1.0)
+
+    async def step(self) -> int:
+        """Apply the next batch of events; return how many were applied."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT position FROM call_log.checkpoints WHERE name = %s FOR UPDATE",
+                (CHECKPOINT,),
+            )
+            row = await cur.fetchone()
+            position = int(row["position"]) if row else 0
+            events = await eventstore.read_all(conn, after=position, limit=self._batch_size)
+            if not events:
+                PROJECTION_LAG_EVENTS.set(0)
+                return 0
+            await apply_events(conn, events)
+            last = events[-1]
+            await conn.execute(
+                "UPDATE call_log.checkpoints SET position = %s WHERE name = %s",
+                (last.position, CHECKPOINT),
+            )
+        EVENTS_PROJECTED.inc(len(events))
+        PROJECTION_POSITION.set(last.position or 0)
+        PROJECTION_LAG_SECONDS.set(max(0.0, time.time() - last.occurred_at.timestamp()))
+        return len(events)
+
+
+async def projected_and_head(conn: Conn) -> tuple[int, int]:
+    cur = await conn.execute(
+        "SELECT (SELECT position FROM call_log.checkpoints WHERE name = %s) AS projected,"
+        " (SELECT coalesce(max(position), 0) FROM eventstore.events) AS head",
+        (CHECKPOINT,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["projected"] or 0), int(row["head"])
+
+
+async def rebuild(pool: Pool, *, batch_size: int = 5000) -> int:
+    """Empty the read models and replay every event; returns the number of events applied.
+
+    Run with the projector stopped (or let it wait on the checkpoint row lock).
+    """
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("TRUNCATE call_log.calls, call_log.batches")
+        await conn.execute(
+            "UPDATE call_log.checkpoints SET position = 0 WHERE name = %s", (CHECKPOINT,)
+        )
+    projector = Projector(pool, batch_size=batch_size)
+    total = 0
+    while applied := await projector.step():
+        total += applied
+    return total

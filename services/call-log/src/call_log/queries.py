@@ -1,0 +1,206 @@
+"""Reads of the call log's read models, always scoped to one organization."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from calls_platform.db import Conn
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .domain import FAILED, OUTCOMES, QUEUED, STATUSES
+
+LIST_FIELDS: Final = (
+    "call_id",
+    "call_sid",
+    "direction",
+    "status",
+    "outcome",
+    "from_number",
+    "to_number",
+    "agent_id",
+    "agent_name",
+    "batch_id",
+    "created_at",
+    "start_time",
+    "end_time",
+    "duration",
+    "error_reason",
+)
+DETAIL_FIELDS: Final = (
+    *LIST_FIELDS,
+    "error_code",
+    "answered_by",
+    "transcript",
+    "provider_usage",
+    "recording_url",
+)
+
+
+class ListQuery(BaseModel):
+    """Query parameters of GET /calls."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    page_size: int = Field(default=20, ge=1, le=100)
+    direction: Literal["inbound", "outbound"] | None = None
+    status: str | None = Field(
+        default=None,
+        description="a call status ("
+        + ", ".join(STATUSES)
+        + ") or an outcome ("
+        + ", ".join(OUTCOMES)
+        + ")",
+    )
+    search: str | None = Field(default=None, min_length=1, max_length=32)
+    agent_id: uuid.UUID | None = None
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _known_status(cls, value: str | None) -> str | None:
+        if value is not None and value not in STATUSES and value not in OUTCOMES:
+            raise ValueError(
+                f"must be a call status ({', '.join(STATUSES)}) "
+                f"or an outcome ({', '.join(OUTCOMES)})"
+            )
+        return value
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _item(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: _iso(row[f]) for f in fields}
+
+
+async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str, Any]:
+    where = ["organization_id = %s"]
+    params: list[Any] = [organization_id]
+    if q.direction:
+        where.append("direction = %s")
+        params.append(q.direction)
+    if q.status:
+        # a name that is a status filters on status ("completed" is both: status wins)
+        where.append("status = %s" if q.status in STATUSES else "outcome = %s")
+        params.append(q.status)
+    if q.search:
+        # strpos, not LIKE: the search string is matched literally, % and _ included
+        where.append("(strpos(to_number, %s) > 0 OR strpos(from_number, %s) > 0)")
+        params += [q.search, q.search]
+    if q.agent_id:
+        where.append("agent_id = %s")
+        params.append(q.agent_id)
+    if q.from_:
+        where.append("start_time >= %s")
+        params.append(q.from_)
+    if q.to:
+        where.append("start_time < %s")
+        params.append(q.to)
+    clause = " AND ".join(where)
+    cur = await conn.execute(f"SELECT count(*) AS total FROM call_log.calls WHERE {clause}", params)
+    total_row = await cur.fetchone()
+    cur = await conn.execute(
+        f"SELECT {', '.join(LIST_FIELDS)} FROM call_log.calls WHERE {clause}"
+        " ORDER BY sort_time DESC, call_id DESC LIMIT %s OFFSET %s",
+        [*params, q.page_size, (q.page - 1) * q.page_size],
+    )
+    return {
+        "items": [_item(row, LIST_FIELDS) for row in await cur.fetchall()],
+        "total": int(total_row["total"]) if total_row else 0,
+        "page": q.page,
+        "page_size": q.page_size,
+    }
+
+
+async def get_call(conn: Conn, organization_id: str, call_id: uuid.UUID) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {', '.join(DETAIL_FIELDS)} FROM call_log.calls"
+        " WHERE call_id = %s AND organization_id = %s",
+        (call_id, organization_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    item = _item(row, DETAIL_FIELDS)
+    item["transcript"] = item["transcript"] or []
+    item["provider_usage"] = item["provider_usage"] or {}
+    return item
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    queued: int = 0
+    initiated: int = 0
+    failed: int = 0
+    canceled: int = 0
+
+
+def batch_status(counts: BatchCounts, cancel_requested: bool) -> str:
+    """queued → in-progress → completed, or canceled once a cancel was asked for."""
+    if cancel_requested:
+        return "canceled"
+    if counts.queued == 0:
+        return "completed"
+    if counts.initiated or counts.failed:
+        return "in-progress"
+    return "queued"
+
+
+def _batch_bucket(status: str) -> str:
+    """Which count a call falls in: dialed calls count as initiated whatever came next."""
+    if status == QUEUED:
+        return "queued"
+    if status == FAILED:
+        return "failed"
+    if status == "canceled":
+        return "canceled"
+    return "initiated"
+
+
+async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT total, cancel_requested, duplicates_dropped, created_at FROM call_log.batches"
+        " WHERE batch_id = %s AND organization_id = %s",
+        (batch_id, organization_id),
+    )
+    batch = await cur.fetchone()
+    if batch is None:
+        return None
+    cur = await conn.execute(
+        "SELECT call_id, to_number, status, call_sid, error_reason FROM call_log.calls"
+        " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index",
+        (batch_id, organization_id),
+    )
+    calls = await cur.fetchall()
+    tally = {"queued": 0, "initiated": 0, "failed": 0, "canceled": 0}
+    for call in calls:
+        tally[_batch_bucket(call["status"])] += 1
+    counts = BatchCounts(**tally)
+    return {
+        "batch_id": batch_id,
+        "status": batch_status(counts, batch["cancel_requested"]),
+        "total": batch["total"],
+        **tally,
+        "duplicates_dropped": batch["duplicates_dropped"],
+        "created_at": batch["created_at"].isoformat(),
+        "calls": [
+            {
+                "call_id": str(c["call_id"]),
+                "to_number": c["to_number"],
+                "status": c["status"],
+                "call_sid": c["call_sid"],
+                "error": c["error_reason"] if c["status"] == FAILED else None,
+            }
+            for c in calls
+        ],
+    }

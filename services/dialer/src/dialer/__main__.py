@@ -1,0 +1,126 @@
+"""Composition root of the dialer: builds every dependency and runs the service.
+
+Every replica consumes requests from RabbitMQ into the dials table; the replica holding the
+dialer leadership lock runs the dial loop, so the dial rate is global. Every replica also
+competes for the outbox-relay leadership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+from aiohttp import web
+from calls_platform import amqp, leader
+from calls_platform.db import Pool, is_reachable, open_pool
+from calls_platform.http import new_app
+from calls_platform.logging import configure_logging
+from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.notify import AppendListener, Listener
+from calls_platform.relay import OutboxRelay
+
+from .carrier import TwilioCarrier
+from .config import DEFAULT_DATABASE_URL, Settings
+from .consumer import EVENT_TYPES, QUEUE, Handlers
+from .dials import WORK_CHANNEL
+from .scheduler import DialLoop
+
+log = structlog.get_logger(__name__)
+
+POOL: web.AppKey[Pool] = web.AppKey("pool")
+
+
+async def migrate(database_url: str) -> None:
+    pool = await open_pool(database_url, name="dialer-migrate", max_size=1)
+    async with pool, pool.connection() as conn:
+        await migrate_event_store(conn)
+        await apply_migrations(conn, "dialer", "dialer", "migrations")
+
+
+def create_app(settings: Settings) -> web.Application:
+    state: dict[str, bool] = {"broker": False}
+
+    async def readiness() -> Mapping[str, bool]:
+        return {"database": await is_reachable(app[POOL]), "broker": state["broker"]}
+
+    app = new_app(readiness=readiness)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await migrate(settings.database_url)
+        pool = await open_pool(settings.database_url, name="dialer", max_size=20)
+        app[POOL] = pool
+        carrier = TwilioCarrier(settings.twilio)
+        broker = await amqp.connect(settings.amqp_url)
+        state["broker"] = True
+        broker.reconnect_callbacks.add(lambda *_: state.update(broker=True))
+        broker.close_callbacks.add(lambda *_: state.update(broker=False))
+        channel = await broker.channel()
+        await channel.set_qos(prefetch_count=100)
+        queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
+        consumer_tag = await amqp.consume(queue, Handlers(pool))
+
+        appends = AppendListener(settings.database_url)
+        work = Listener(settings.database_url, WORK_CHANNEL)
+        dial_loop = DialLoop(
+            pool,
+            carrier,
+            work,
+            calls_per_second=settings.calls_per_second,
+            max_in_flight=settings.max_in_flight,
+            max_attempts=settings.max_attempts,
+            ambiguous_safe_delay_seconds=settings.ambiguous_safe_delay_seconds,
+        )
+        relay = OutboxRelay(pool, broker, appends)
+        tasks = [
+            asyncio.create_task(appends.run(), name="append-listener"),
+            asyncio.create_task(work.run(), name="work-listener"),
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "dialer", dial_loop.run),
+                name="dial-loop",
+            ),
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
+                name="outbox-relay",
+            ),
+        ]
+        yield
+        # stop taking work first, then let in-flight dials finish and record their results
+        await queue.cancel(consumer_tag)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await channel.close()
+        await broker.close()
+        await carrier.close()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+def main() -> None:
+    if sys.argv[1:] == ["migrate"]:
+        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
+        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+        return
+    settings = Settings.from_env()
+    configure_logging("dialer", json_logs=settings.json_logs, level=settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=20,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The carrier port (what the dialer needs from Twilio) and its adapter on the twilio library.
+
+Every outcome of a create request is classified, because what may be done next depends on
+whether the carrier might have created the call:
+
+- Placed: it did; here is the SID.
+- Rejected: it refused for good (e.g. 21211 invalid number); never retry.
+- Throttled / Unsent: it certainly did not create it (429, or no connection); retry later.
+- Ambiguous: it may have (5xx, timeout, connection lost mid-request); reconcile, never redial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    call_id: str
+    organization_id: str
+    to_number: str
+    from_number: str
+    record: bool
+
+
+@dataclass(frozen=True)
+class Placed:
+    call_sid: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: int | None
+    message: str
+    http_status: int
+
+
+@dataclass(frozen=True)
+class Throttled:
+    message: str
+
+
+@dataclass(frozen=True)
+class Unsent:
+    message: str
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    message: str
+
+
+DialResult = Placed | Rejected | Throttled | Unsent | Ambiguous
+
+
+@dataclass(frozen=True)
+class CarrierCall:
+    sid: str
+    status: str
+
+
+class Carrier(Protocol):
+    async def create_call(self, request: DialRequest) -> DialResult: ...
+
+    async def find_calls(
+        self, *, to_number: str, from_number: str, since: datetime
+    ) -> list[CarrierCall]: ...
+
+    async def close(self) -> None: ...
+
+
+def classify_rest_error(status: int, code: int | None, message: str) -> DialResult:
+    if status == 429 or code == 20429:
+        return Throttled(message)
+    if 400 <= status < 500:
+        return Rejected(code=code, message=message, http_status=status)
+    return Ambiguous(f"carrier answered HTTP {status}: {message}")
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    account_sid: str
+    auth_token: str
+    api_url: str | None
+    public_base_url: str
+    agent_stream_url: str
+    machine_detection: str | None
+    timeout_seconds: float
+
+
+class TwilioCarrier:
+    """Talks to Twilio (or a Twilio-compatible simulator) through the official library."""
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        self._settings = settings
+        self._http = AsyncTwilioHttpClient(timeout=settings.timeout_seconds)
+        self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
+        if settings.api_url:
+            self._client.api.base_url = settings.api_url.rstrip("/")
+
+    def _status_callback(self, request: DialRequest) -> str:
+        return (
+            f"{self._settings.public_base_url}/webhooks/twilio/status"
+            f"?call_id={request.call_id}&org={quote(request.organization_id, safe='')}"
+        )
+
+    def _twiml(self, request: DialRequest) -> str:
+        stream = quoteattr(self._settings.agent_stream_url)
+        call_id = quoteattr(request.call_id)
+        return (
+            f'<Response><Connect><Stream url={stream}><Parameter name="call_id" value={call_id}/>'
+            "</Stream></Connect></Response>"
+        )
+
+    async def create_call(self, request: DialRequest) -> DialResult:
+        options: dict[str, object] = {}
+        if self._settings.machine_detection:
+            options["machine_detection"] = self._settings.machine_detection
+        if request.record:
+            options.update(record=True, recording_channels="dual")
+        try:
+            call = await self._client.calls.create_async(
+                to=request.to_number,
+                from_=request.from_number,
+                twiml=self._twiml(request),
+                status_callback=self._status_callback(request),
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                status_callback_method="POST",
+                **options,
+            )
+        except TwilioRestException as exc:
+            return classify_rest_error(exc.status, exc.code, str(exc.msg))
+        except aiohttp.ClientConnectorError as exc:
+            return Unsent(f"could not connect to the carrier: {exc}")
+        except TimeoutError as exc:
+            return Ambiguous(f"carrier did not answer in time: {exc!r}")
+        except (aiohttp.ClientError, TwilioException) as exc:
+            return Ambiguous(f"carrier request broke off: {exc!r}")
+        return Placed(call_sid=str(call.sid))
+
+    async def find_calls(
+        self, *, to_number: str, from_number: str, since: datetime
+    ) -> list[CarrierCall]:
+        calls = await self._client.calls.list_async(
+            to=to_number, from_=from_number, start_time_after=since, limit=50
+        )
+        return [CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
+
+    async def close(self) -> None:
+        await self._http.close()

@@ -1,0 +1,65 @@
+"""The dialer's settings, read from the environment once, in main()."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .carrier import TwilioSettings
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    amqp_url: str
+    host: str
+    port: int
+    calls_per_second: float
+    max_in_flight: int
+    max_attempts: int
+    ambiguous_safe_delay_seconds: float
+    twilio: TwilioSettings
+    json_logs: bool
+    log_level: str
+    migrate_on_start: bool
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        gateway_port = env.get("GATEWAY_PORT", "8080")
+        account_sid, auth_token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
+        if not account_sid or not auth_token:
+            raise ConfigError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set")
+        cps = float(env.get("DIALER_CPS", "1"))
+        if cps <= 0:
+            raise ConfigError("DIALER_CPS must be positive")
+        return cls(
+            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            amqp_url=env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            host=env.get("DIALER_HOST", "127.0.0.1"),
+            port=int(env.get("DIALER_PORT", "8082")),
+            calls_per_second=cps,
+            max_in_flight=int(env.get("DIALER_MAX_IN_FLIGHT", "50")),
+            max_attempts=int(env.get("DIALER_MAX_ATTEMPTS", "8")),
+            ambiguous_safe_delay_seconds=float(env.get("DIALER_AMBIGUOUS_SAFE_DELAY", "30")),
+            twilio=TwilioSettings(
+                account_sid=account_sid,
+                auth_token=auth_token,
+                api_url=env.get("TWILIO_API_URL") or None,
+                public_base_url=env.get(
+                    "PUBLIC_BASE_URL", f"http://127.0.0.1:{gateway_port}"
+                ).rstrip("/"),
+                agent_stream_url=env.get("AGENT_STREAM_URL", "wss://agent-runtime.invalid/stream"),
+                machine_detection=env.get("DIALER_MACHINE_DETECTION", "Enable") or None,
+                timeout_seconds=float(env.get("TWILIO_TIMEOUT_SECONDS", "10")),
+            ),
+            json_logs=env.get("LOG_FORMAT", "console") == "json",
+            log_level=env.get("LOG_LEVEL", "INFO"),
+            migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
+        )

@@ -1,0 +1,30 @@
+"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, and carrier reports
+that reveal the SID of an attempt whose answer was lost. Every handler is idempotent."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from calls_events import BatchCancelRequested, CallRequested, CallStatusReported, Envelope
+from calls_platform.db import Pool
+
+from . import dials
+
+QUEUE: Final = "dialer.requests"
+EVENT_TYPES: Final = (CallRequested.TYPE, BatchCancelRequested.TYPE, CallStatusReported.TYPE)
+
+
+class Handlers:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def __call__(self, envelope: Envelope) -> None:
+        event = envelope.event()
+        async with self._pool.connection() as conn:
+            if isinstance(event, CallRequested):
+                await dials.enqueue(conn, envelope, event)
+            elif isinstance(event, BatchCancelRequested):
+                await dials.cancel_batch(conn, envelope.organization_id, event.batch_id)
+            elif isinstance(event, CallStatusReported):
+                # a callback names our call id: if its dial is still unresolved, this is its SID
+                await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")

@@ -1,0 +1,283 @@
+"""The dialer's table of dials, and the events each state change appends in the same commit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from calls_events import (
+    CallCanceled,
+    CallFailed,
+    CallInitiated,
+    CallRequested,
+    Envelope,
+    Event,
+    call_stream,
+)
+from calls_platform import eventstore
+from calls_platform.db import Conn
+
+WORK_CHANNEL: Final = "dialer_work"
+
+
+@dataclass(frozen=True)
+class Dial:
+    call_id: uuid.UUID
+    organization_id: str
+    to_number: str
+    from_number: str
+    record: bool
+    attempts: int
+    correlation_id: str | None
+    requested_event_id: uuid.UUID
+    dial_started_at: datetime | None
+    batch_id: str | None
+    redialed: bool
+
+
+_DIAL_COLUMNS: Final = (
+    "call_id, organization_id, to_number, from_number, record, attempts, correlation_id,"
+    " requested_event_id, dial_started_at, batch_id, redialed"
+)
+
+
+def lane_of(organization_id: str, batch_id: str | None) -> str:
+    return f"batch:{batch_id}" if batch_id else f"single:{organization_id}"
+
+
+async def _append(conn: Conn, dial: Dial | dict[str, Any], event: Event, kind: str) -> None:
+    row = dial if isinstance(dial, dict) else dial.__dict__
+    await eventstore.append(
+        conn,
+        [
+            Envelope.wrap(
+                event,
+                stream_id=call_stream(row["call_id"]),
+                organization_id=row["organization_id"],
+                correlation_id=row["correlation_id"],
+                causation_id=str(row["requested_event_id"]),
+                # one event of each kind per call, however often this runs
+                event_id=eventstore.deterministic_event_id(kind, str(row["call_id"])),
+            )
+        ],
+    )
+
+
+async def enqueue(conn: Conn, envelope: Envelope, request: CallRequested) -> bool:
+    """Record a requested call as pending (once); a call of a canceled batch ends canceled."""
+    async with conn.transaction():
+        canceled = False
+        if request.batch_id:
+            cur = await conn.execute(
+                "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (request.batch_id,)
+            )
+            canceled = await cur.fetchone() is not None
+        cur = await conn.execute(
+            "INSERT INTO dialer.dials (call_id, organization_id, lane, batch_id, to_number,"
+            " from_number, record, state, requested_position, correlation_id, requested_event_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (call_id) DO NOTHING RETURNING organization_id",
+            (
+                request.call_id,
+                envelope.organization_id,
+                lane_of(envelope.organization_id, request.batch_id),
+                request.batch_id,
+                request.to_number,
+                request.from_number,
+                request.record,
+                "canceled" if canceled else "pending",
+                envelope.position or 0,
+                envelope.correlation_id,
+                envelope.event_id,
+            ),
+        )
+        inserted = await cur.fetchone() is not None
+        if inserted and canceled:
+            await _append(
+                conn,
+                {
+                    "call_id": request.call_id,
+                    "organization_id": envelope.organization_id,
+                    "correlation_id": envelope.correlation_id,
+                    "requested_event_id": envelope.event_id,
+                },
+                CallCanceled(call_id=request.call_id, reason="batch canceled"),
+                "canceled",
+            )
+        elif inserted:
+            await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
+    return inserted
+
+
+async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
+    """Cancel every not-yet-dialed call of a batch; return how many were canceled."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO dialer.canceled_batches (batch_id, organization_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (batch_id, organization_id),
+        )
+        cur = await conn.execute(
+            "UPDATE dialer.dials SET state = 'canceled', finished_at = now()"
+            " WHERE lane = %s AND state = 'pending'"
+            " RETURNING call_id, organization_id, correlation_id, requested_event_id",
+            (lane_of(organization_id, batch_id),),
+        )
+        rows = await cur.fetchall()
+        for row in rows:
+            await _append(
+                conn, row, CallCanceled(call_id=row["call_id"], reason="batch canceled"), "canceled"
+            )
+    return len(rows)
+
+
+async def claim_next(conn: Conn) -> Dial | None:
+    """Take the next pending dial, fairly, and mark it dialing (committed before dialing).
+
+    Fairness is round robin: first among organizations with pending dials, then among that
+    organization's lanes (each batch, and its single calls), each by least recently served.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            """
+            WITH heads AS (
+                SELECT DISTINCT ON (lane) call_id, lane, organization_id, requested_position
+                FROM dialer.dials
+                WHERE state = 'pending' AND not_before <= now()
+                ORDER BY lane, requested_position
+            )
+            SELECT h.call_id, h.lane, h.organization_id FROM heads h
+            LEFT JOIN dialer.fairness o ON o.key = 'org:' || h.organization_id
+            LEFT JOIN dialer.fairness l ON l.key = 'lane:' || h.lane
+            ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position
+            LIMIT 1
+            """
+        )
+        head = await cur.fetchone()
+        if head is None:
+            return None
+        cur = await conn.execute(
+            "UPDATE dialer.dials SET state = 'dialing', attempts = attempts + 1,"
+            " dial_started_at = now() WHERE call_id = %s AND state = 'pending'"
+            f" RETURNING {_DIAL_COLUMNS}",
+            (head["call_id"],),
+        )
+        row = await cur.fetchone()
+        await conn.execute(
+            "INSERT INTO dialer.fairness (key, last_served)"
+            " VALUES (%s, clock_timestamp()), (%s, clock_timestamp())"
+            " ON CONFLICT (key) DO UPDATE SET last_served = excluded.last_served",
+            (f"org:{head['organization_id']}", f"lane:{head['lane']}"),
+        )
+        if row is None:
+            return None
+        dial = Dial(**row)
+        if dial.batch_id:
+            cur = await conn.execute(
+                "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (dial.batch_id,)
+            )
+            if await cur.fetchone() is not None:  # canceled while its request was in flight
+                await conn.execute(
+                    "UPDATE dialer.dials SET state = 'canceled', finished_at = now()"
+                    " WHERE call_id = %s",
+                    (dial.call_id,),
+                )
+                await _append(
+                    conn,
+                    dial,
+                    CallCanceled(call_id=dial.call_id, reason="batch canceled"),
+                    "canceled",
+                )
+                return None
+        return dial
+
+
+async def mark_initiated(conn: Conn, call_id: uuid.UUID, call_sid: str, source: str) -> bool:
+    """The carrier has the call: record its SID (once, whoever learns it first)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE dialer.dials SET state = 'initiated', call_sid = %s, finished_at = now()"
+            f" WHERE call_id = %s AND state = 'dialing' RETURNING {_DIAL_COLUMNS}",
+            (call_sid, call_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        await _append(
+            conn,
+            row,
+            CallInitiated(call_id=call_id, call_sid=call_sid, source=source),
+            "initiated",
+        )
+    return True
+
+
+async def mark_failed(
+    conn: Conn,
+    call_id: uuid.UUID,
+    *,
+    code: int | None,
+    message: str,
+    http_status: int | None,
+) -> bool:
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE dialer.dials SET state = 'failed', error_code = %s, error_message = %s,"
+            " finished_at = now() WHERE call_id = %s AND state = 'dialing'"
+            f" RETURNING {_DIAL_COLUMNS}",
+            (code, message, call_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        await _append(
+            conn,
+            row,
+            CallFailed(
+                call_id=call_id, error_code=code, error_message=message, http_status=http_status
+            ),
+            "failed",
+        )
+    return True
+
+
+async def retry_later(conn: Conn, call_id: uuid.UUID, delay_seconds: float) -> None:
+    """The carrier certainly did not create the call: put it back in line after a delay."""
+    await conn.execute(
+        "UPDATE dialer.dials SET state = 'pending', dial_started_at = NULL,"
+        " not_before = now() + make_interval(secs => %s)"
+        " WHERE call_id = %s AND state = 'dialing'",
+        (delay_seconds, call_id),
+    )
+
+
+async def dialing(conn: Conn) -> list[Dial]:
+    """Dials in flight or left ambiguous (by a crash, a timeout, a 5xx)."""
+    cur = await conn.execute(
+        f"SELECT {_DIAL_COLUMNS} FROM dialer.dials WHERE state = 'dialing' ORDER BY dial_started_at"
+    )
+    return [Dial(**row) for row in await cur.fetchall()]
+
+
+async def known_sids(conn: Conn, sids: list[str]) -> set[str]:
+    cur = await conn.execute("SELECT call_sid FROM dialer.dials WHERE call_sid = ANY(%s)", (sids,))
+    return {row["call_sid"] for row in await cur.fetchall()}
+
+
+async def pending_count(conn: Conn) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM dialer.dials WHERE state = 'pending'")
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def redial(conn: Conn, call_id: uuid.UUID) -> bool:
+    """The carrier has no trace of an ambiguous attempt: dial it again, once."""
+    cur = await conn.execute(
+        "UPDATE dialer.dials SET state = 'pending', redialed = true, dial_started_at = NULL,"
+        " not_before = now() WHERE call_id = %s AND state = 'dialing' AND NOT redialed"
+        " RETURNING call_id",
+        (call_id,),
+    )
+    return await cur.fetchone() is not None

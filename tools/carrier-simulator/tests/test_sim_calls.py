@@ -1,0 +1,260 @@
+"""Integration: the real twilio client against the simulator: create, callbacks, fetch, list."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+
+FROM = "+15017122661"
+
+
+async def test_call_plays_out_with_signed_ordered_callbacks(
+    sim: Any, receiver: Any, dial: Any
+) -> None:
+    call = await dial("+14155550100")
+    assert re.fullmatch(r"CA[0-9a-f]{32}", call.sid)
+    assert call.status == "queued"
+    assert call.direction == "outbound-api"
+    assert call.to == "+14155550100"
+    assert call._from == FROM
+    assert call.account_sid == sim.config.account_sid
+    assert call.api_version == "2010-04-01"
+    assert call.start_time is None
+    assert call.end_time is None
+    assert call.duration is None
+    assert abs(call.date_created - datetime.now(UTC)) < timedelta(seconds=5)
+
+    completed = await receiver.wait_status(call.sid, "completed")
+    callbacks = receiver.for_call(call.sid)
+    assert [r["CallStatus"] for r in callbacks] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
+    assert [int(r["SequenceNumber"]) for r in callbacks] == [0, 1, 2, 3]
+    for request in callbacks:
+        assert request.method == "POST"
+        assert sim.signature_ok(request), request
+        assert request["AccountSid"] == sim.config.account_sid
+        assert request["From"] == FROM
+        assert request["To"] == "+14155550100"
+        assert request["Direction"] == "outbound-api"
+        assert request["ApiVersion"] == "2010-04-01"
+        assert request["CallbackSource"] == "call-progress-events"
+        assert parsedate_to_datetime(request["Timestamp"]).tzinfo is not None
+        assert request.get("AnsweredBy") is None  # no machine detection requested
+    assert completed["SipResponseCode"] == "200"
+    assert int(completed["CallDuration"]) >= 0
+    assert completed["Duration"] in ("0", "1")
+    assert "CallDuration" not in callbacks[2].params
+
+    # a tampered signature must not validate
+    forged = callbacks[0]
+    forged.params["CallStatus"] = "completed"
+    assert not sim.signature_ok(forged)
+
+
+async def test_only_terminal_callback_without_events(receiver: Any, dial: Any) -> None:
+    call = await dial(status_callback_event=None)
+    await receiver.wait_status(call.sid, "completed")
+    await asyncio.sleep(0.05)
+    assert [r["CallStatus"] for r in receiver.for_call(call.sid)] == ["completed"]
+    assert receiver.for_call(call.sid)[0]["SequenceNumber"] == "0"
+
+
+async def test_get_callbacks_are_signed_over_the_query_string(
+    sim: Any, receiver: Any, dial: Any
+) -> None:
+    call = await dial(
+        status_callback=f"{receiver.url}/status?tenant=acme&x=1",
+        status_callback_method="GET",
+        status_callback_event=["answered", "completed"],
+    )
+    await receiver.wait_status(call.sid, "completed")
+    callbacks = receiver.for_call(call.sid)
+    assert [r["CallStatus"] for r in callbacks] == ["in-progress", "completed"]
+    for request in callbacks:
+        assert request.method == "GET"
+        assert request["tenant"] == "acme"
+        assert sim.signature_ok(request)
+
+
+async def test_fetch_reflects_progress(twilio: Any, receiver: Any, dial: Any) -> None:
+    call = await dial()
+    await receiver.wait_status(call.sid, "in-progress")
+    live = await twilio.calls(call.sid).fetch_async()
+    assert live.status == "in-progress"
+    assert live.start_time is not None
+    assert live.end_time is None
+    await receiver.wait_status(call.sid, "completed")
+    done = await twilio.calls(call.sid).fetch_async()
+    assert done.status == "completed"
+    assert done.end_time is not None
+    assert done.end_time >= done.start_time
+    assert isinstance(done.duration, str)
+    assert done.duration.isdigit()
+    assert done.uri.endswith(f"/Calls/{call.sid}.json")
+
+
+@pytest.mark.parametrize(
+    ("to", "status", "sip"),
+    [
+        ("+15005550003", "busy", "486"),
+        ("+15005550004", "no-answer", "480"),
+        ("+15005550006", "failed", "500"),
+    ],
+)
+async def test_unanswered_outcomes(
+    twilio: Any, receiver: Any, dial: Any, to: str, status: str, sip: str
+) -> None:
+    call = await dial(to)
+    final = await receiver.wait_status(call.sid, status)
+    assert final["SipResponseCode"] == sip
+    assert final["CallDuration"] == "0"
+    statuses = [r["CallStatus"] for r in receiver.for_call(call.sid)]
+    assert "in-progress" not in statuses
+    assert ("ringing" in statuses) is (status != "failed")
+    fetched = await twilio.calls(call.sid).fetch_async()
+    assert fetched.status == status
+    assert fetched.duration == "0"
+
+
+@pytest.mark.parametrize(
+    ("to", "detection", "expected"),
+    [
+        ("+15005550005", "Enable", "machine_start"),
+        ("+15005550005", "DetectMessageEnd", "machine_end_beep"),
+        ("+14155550100", "Enable", "human"),
+        ("+15005550005", None, None),
+    ],
+)
+async def test_answered_by(
+    twilio: Any, receiver: Any, dial: Any, to: str, detection: str | None, expected: str | None
+) -> None:
+    call = await dial(to, machine_detection=detection)
+    await receiver.wait_status(call.sid, "completed")
+    by_status = {r["CallStatus"]: r.get("AnsweredBy") for r in receiver.for_call(call.sid)}
+    assert by_status["ringing"] is None
+    assert by_status["in-progress"] == expected
+    assert by_status["completed"] == expected
+    assert (await twilio.calls(call.sid).fetch_async()).answered_by == expected
+
+
+async def test_async_amd_posts_result_separately(sim: Any, receiver: Any, dial: Any) -> None:
+    call = await dial(
+        "+15005550005",
+        machine_detection="Enable",
+        async_amd="true",
+        async_amd_status_callback=f"{receiver.url}/amd",
+    )
+    await receiver.wait_status(call.sid, "completed")
+    answered = next(r for r in receiver.for_call(call.sid) if r["CallStatus"] == "in-progress")
+    assert answered.get("AnsweredBy") is None
+    [amd] = receiver.for_call(call.sid, "/amd")
+    assert amd["AnsweredBy"] == "machine_start"
+    assert sim.signature_ok(amd)
+
+
+@pytest.mark.parametrize(
+    ("to", "code"),
+    [("+15005550001", 21211), ("+15005550002", 21214), ("555-0100", 21211)],
+)
+async def test_rejected_numbers(sim: Any, dial: Any, to: str, code: int) -> None:
+    with pytest.raises(TwilioRestException) as excinfo:
+        await dial(to)
+    assert excinfo.value.status == 400
+    assert excinfo.value.code == code
+    state = await sim.calls()
+    assert state["calls"] == []
+    assert state["create_requests"] == 1
+
+
+async def test_21211_body_matches_twilio(sim: Any) -> None:
+    async with sim.session.post(
+        f"{sim.account_uri}/Calls.json",
+        data={"To": "+15005550001", "From": FROM, "Url": "https://example.com/t"},
+        headers=sim.auth,
+    ) as response:
+        assert response.status == 400
+        assert await response.json() == {
+            "code": 21211,
+            "message": "The 'To' number +15005550001 is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211",
+            "status": 400,
+        }
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({"From": FROM, "Url": "https://example.com/t"}, 21201),
+        ({"To": "+14155550100", "Url": "https://example.com/t"}, 21213),
+        ({"To": "+14155550100", "From": FROM}, 21205),
+    ],
+)
+async def test_missing_parameters(sim: Any, data: dict[str, str], code: int) -> None:
+    async with sim.session.post(
+        f"{sim.account_uri}/Calls.json", data=data, headers=sim.auth
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["code"] == code
+
+
+async def test_authentication_and_account_checks(sim: Any, twilio: Any) -> None:
+    url = f"{sim.account_uri}/Calls.json"
+    no_auth: dict[str, str] = {}
+    for headers in (no_auth, sim.basic(sim.config.account_sid, "wrong")):
+        async with sim.session.get(url, headers=headers) as response:
+            assert response.status == 401
+            body = await response.json()
+            assert (body["code"], body["message"], body["status"]) == (20003, "Authenticate", 401)
+            assert body["more_info"]
+    other = f"{sim.url}/2010-04-01/Accounts/AC{'1' * 32}/Calls.json"
+    async with sim.session.get(other, headers=sim.auth) as response:
+        assert response.status == 404
+        assert (await response.json())["code"] == 20404
+    with pytest.raises(TwilioRestException) as excinfo:
+        await twilio.calls("CA" + "0" * 32).fetch_async()
+    assert (excinfo.value.status, excinfo.value.code) == (404, 20404)
+
+
+async def test_list_filters_and_paging(twilio: Any, dial: Any) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    target = await dial("+14155550111")
+    other = await dial("+14155550122")
+    third = await dial("+14155550111", status_callback=None, status_callback_event=None)
+
+    found = await twilio.calls.list_async(to="+14155550111", from_=FROM, start_time_after=before)
+    assert [c.sid for c in found] == [third.sid, target.sid]  # newest first
+    assert all(c.to == "+14155550111" for c in found)
+
+    everything = await twilio.calls.list_async(start_time_after=before, page_size=1)
+    assert [c.sid for c in everything] == [third.sid, other.sid, target.sid]
+    assert len(await twilio.calls.list_async(limit=2)) == 2
+
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    assert await twilio.calls.list_async(start_time_after=future) == []
+    assert len(await twilio.calls.list_async(start_time_before=future)) == 3
+    assert await twilio.calls.list_async(from_="+19999999999") == []
+    assert [c.sid for c in await twilio.calls.list_async(start_time=datetime.now(UTC))] != []
+
+    page = await twilio.calls.page_async(to="+14155550111", page_size=1)
+    assert [c.sid for c in page] == [third.sid]
+    next_page = await page.next_page_async()
+    assert next_page is not None
+    assert [c.sid for c in next_page] == [target.sid]
+    assert await next_page.next_page_async() is None
+
+
+async def test_status_filter(twilio: Any, receiver: Any, dial: Any) -> None:
+    call = await dial()
+    await receiver.wait_status(call.sid, "in-progress")
+    assert [c.sid for c in await twilio.calls.list_async(status="in-progress")] == [call.sid]
+    assert await twilio.calls.list_async(status="completed") == []
