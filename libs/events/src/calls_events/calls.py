@@ -10,7 +10,8 @@ from pydantic import Field
 
 from ._base import Event
 
-E164 = r"^\+[1-9]\d{1,14}$"
+# [0-9], not \d: \d also matches the digits of other scripts (Arabic-Indic, full-width).
+E164 = r"^\+[1-9][0-9]{1,14}$"
 
 CarrierStatus = Literal[
     "queued",

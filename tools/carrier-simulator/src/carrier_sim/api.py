@@ -307,3 +307,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/faults", sim_get_faults)
     app.router.add_post("/_sim/faults", sim_set_faults)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", healthz)

@@ -1,0 +1,168 @@
+"""End-to-end fixtures: the whole system as real processes (the same entry points `make up`
+runs), on free ports, against this run's private database and RabbitMQ vhost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import pytest
+
+from gateway.auth import issue_token
+
+SIM_ACCOUNT_SID = "ACf00df00df00df00df00df00df00df00d"
+SIM_AUTH_TOKEN = "simulator-auth-token"
+JWT_SECRET = "e2e-test-secret-that-is-long-enough-for-hs256"
+LOGS = Path(os.environ.get("E2E_LOG_DIR", "/tmp")) / "calls-e2e-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        if self.log is None:
+            self.log = open(LOGS / f"{self.name}.log", "ab")  # noqa: SIM115 (closed in close())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env={**os.environ, **self.env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def close(self) -> None:
+        self.stop()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@dataclass
+class System:
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return self.services["gateway"].url
+
+    @property
+    def simulator(self) -> str:
+        return self.services["simulator"].url
+
+    def token(self, org: str, sub: str = "e2e") -> str:
+        return issue_token(JWT_SECRET, organization_id=org, subject=sub, ttl_seconds=3600)
+
+    def auth(self, org: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(org)}"}
+
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def system_env(database_url: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "AMQP_URL": amqp_url,
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "CALL_LOG_PORT": str(ports["call_log"]),
+        "DIALER_PORT": str(ports["dialer"]),
+        "RECORDINGS_PORT": str(ports["recordings"]),
+        "SIM_PORT": str(ports["simulator"]),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "CALL_LOG_URL": f"http://127.0.0.1:{ports['call_log']}",
+        "JWT_SECRET": JWT_SECRET,
+        "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
+        "TWILIO_API_URL": f"http://127.0.0.1:{ports['simulator']}",
+        "SIM_ACCOUNT_SID": SIM_ACCOUNT_SID,
+        "SIM_AUTH_TOKEN": SIM_AUTH_TOKEN,
+        "SIM_RING_SECONDS": "0.2",
+        "SIM_TALK_SECONDS": "0.5",
+        "DIALER_CPS": "20",
+        "DIALER_AMBIGUOUS_SAFE_DELAY": "5",
+        "LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def system_services(database_factory: Any, amqp_url: str) -> Iterator[System]:
+    ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
+    env = system_env(database_factory("e2e"), amqp_url, ports)
+    system = System(
+        {
+            "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
+            "call-log": Service("call-log", "call_log", ports["call_log"], env),
+            "gateway": Service("gateway", "gateway", ports["gateway"], env),
+            "dialer": Service("dialer", "dialer", ports["dialer"], env),
+            "recordings": Service("recordings", "recordings", ports["recordings"], env),
+        }
+    )
+    # migrate first, as `make up` does, so services don't race to create schemas
+    for module in ("gateway", "dialer", "call_log"):
+        subprocess.run([sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True)
+    for service in system.services.values():
+        service.start()
+    yield system
+    for service in system.services.values():
+        service.close()
+
+
+@pytest.fixture(scope="session")
+async def system(system_services: System) -> AsyncIterator[System]:
+    for service in system_services.services.values():
+        await wait_ready(service.url)
+    yield system_services
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

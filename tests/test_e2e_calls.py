@@ -1,0 +1,166 @@
+"""A call from POST /calls to its final state, through every service as a real process:
+gateway → event store → relay → RabbitMQ → dialer → twilio library → carrier simulator →
+signed status callbacks → gateway → event store → call-log projector → GET /calls/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = {"completed", "failed", "canceled"}
+
+
+async def poll_call(
+    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, until: set[str]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+            assert r.status == 200, await r.text()
+            call: dict[str, Any] = await r.json()
+        if call["status"] in until or time.monotonic() > deadline:
+            return call
+        await asyncio.sleep(0.2)
+
+
+async def sim_calls_to(http: aiohttp.ClientSession, system: Any, number: str) -> list[Any]:
+    async with http.get(f"{system.simulator}/_sim/calls") as r:
+        calls: list[Any] = (await r.json())["calls"]
+    return [c for c in calls if c["to"] == number]
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def test_call_is_dialed_once_and_completes_with_carrier_details(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    agent_number, to_number = unique_number(), unique_number()
+    async with http.post(
+        f"{system.gateway}/agents",
+        json={"name": "Ava", "phone_number": agent_number},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 201
+        agent = await r.json()
+
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": to_number, "agent_id": agent["id"]},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202
+        accepted = await r.json()
+    call_id = accepted["call_id"]
+    assert accepted["call_sid"] == "queued-" + uuid.UUID(call_id).hex[:12]
+    assert accepted["status"] == "queued"
+
+    # read-your-writes: no 404 window right after the 202
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+        assert r.status == 200
+        assert (await r.json())["from_number"] == agent_number
+
+    call = await poll_call(http, system, org, call_id, {"completed"})
+    assert call["status"] == "completed"
+    assert call["outcome"] == "completed"
+    assert call["call_sid"].startswith("CA") and len(call["call_sid"]) == 34
+    assert call["agent_name"] == "Ava"
+    assert call["from_number"] == agent_number
+    assert call["start_time"] and call["end_time"]
+    assert call["duration"] is not None and call["duration"] >= 0
+    dialed = await sim_calls_to(http, system, to_number)
+    assert [c["sid"] for c in dialed] == [call["call_sid"]]
+
+
+async def test_invalid_number_fails_with_the_carriers_error(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": "+15005550001", "from_number": unique_number()},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202
+        call_id = (await r.json())["call_id"]
+    call = await poll_call(http, system, org, call_id, TERMINAL)
+    assert call["status"] == "failed"
+    assert call["outcome"] == "invalid_number"
+    assert "not a valid phone number" in call["error_reason"]
+
+
+async def test_busy_line_ends_failed_with_outcome_busy(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": "+15005550003", "from_number": unique_number()},
+        headers=system.auth(org),
+    ) as r:
+        call_id = (await r.json())["call_id"]
+    call = await poll_call(http, system, org, call_id, TERMINAL)
+    assert (call["status"], call["outcome"]) == ("failed", "busy")
+
+
+async def test_another_organizations_call_is_not_found(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    owner, other = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": unique_number(), "from_number": unique_number()},
+        headers=system.auth(owner),
+    ) as r:
+        call_id = (await r.json())["call_id"]
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(other)) as r:
+        assert r.status == 404
+        assert (await r.json())["error"]["code"] == "not_found"
+    async with http.get(f"{system.gateway}/calls", headers=system.auth(other)) as r:
+        assert (await r.json())["total"] == 0
+
+
+async def test_bad_requests_are_4xx_json_and_dial_nothing(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    before = len((await (await http.get(f"{system.simulator}/_sim/calls")).json())["calls"])
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, 400, ""),
+        ({"json": {"to_number": "12345"}}, 422, "to_number"),
+        ({"json": {"to_number": 4155550100}}, 422, "to_number"),
+        ({"json": {"to_number": "+14155550100"}}, 422, "from_number"),
+        ({"json": {"to_number": "+14155550100", "agent_id": str(uuid.uuid4())}}, 422, "agent_id"),
+        ({"data": "to_number=+14155550100"}, 415, ""),
+    ]
+    for kwargs, status, field in cases:
+        headers = {**system.auth(org), **kwargs.pop("headers", {})}
+        async with http.post(f"{system.gateway}/calls", headers=headers, **kwargs) as r:
+            assert r.status == status, (kwargs, await r.text())
+            body = await r.json()
+            assert "error" in body
+            if field:
+                assert field in {d["field"] for d in body["error"]["details"]}
+    async with http.get(f"{system.gateway}/calls", headers=system.auth(org)) as r:
+        assert (await r.json())["total"] == 0
+    await asyncio.sleep(0.5)
+    after = len((await (await http.get(f"{system.simulator}/_sim/calls")).json())["calls"])
+    assert after == before
+
+
+async def test_requests_without_a_valid_token_are_401(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        async with http.get(f"{system.gateway}/calls", headers=headers) as r:
+            assert r.status == 401
+            assert (await r.json())["error"]["code"] == "unauthorized"
