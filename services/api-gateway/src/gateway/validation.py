@@ -49,12 +49,14 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()  # aiohttp answers 413 past client_max_size
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # bad syntax, bad UTF-8, or an integer past int_max_str_digits
         raise BadRequest(
             json_error(400, "malformed_json", f"body is not valid JSON: {exc}")
         ) from None
+    except RecursionError:  # the decoder recurses per nesting level: "[[[[…" must not be a 500
+        raise BadRequest(json_error(400, "malformed_json", "body is nested too deeply")) from None
     if not isinstance(data, dict):
-        raise BadRequest(json_error(422, "validation_error", "body must be a JSON object"))
+        raise unprocessable("body must be a JSON object", "body", "must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

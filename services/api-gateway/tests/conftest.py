@@ -1,0 +1,146 @@
+"""Fixtures: the real gateway and the real call log, in-process on ephemeral ports, sharing one
+private test database (the event store) and the test RabbitMQ vhost.
+
+Tests isolate from each other by organization id (a fresh one per test) and by phone number
+(a session-wide counter), so the two servers are started once per session. Test modules cannot
+import this file (pytest's importlib mode), so they reach everything through the fixtures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import call_log.__main__ as call_log_main
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from call_log.config import Settings as CallLogSettings
+from calls_events import Envelope
+from calls_platform import eventstore
+from calls_platform.db import Pool, open_pool
+from gateway.__main__ import create_app, migrate
+from gateway.auth import issue_token
+from gateway.config import Settings
+from twilio.request_validator import RequestValidator
+
+JWT_SECRET = "gateway-tests-" + secrets.token_hex(24)  # >= 32 bytes: PyJWT warns on short keys
+TWILIO_ACCOUNT_SID = "AC" + secrets.token_hex(16)
+TWILIO_AUTH_TOKEN = secrets.token_hex(16)
+# Deliberately not the test server's address: signatures are checked against the public URL.
+PUBLIC_BASE_URL = "https://gateway.example.test"
+MAX_BATCH_SIZE = 25
+MAX_BODY_BYTES = 16 * 1024
+
+_numbers = itertools.count(2_025_550_000)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The running gateway, its settings, and direct access to its event store."""
+
+    client: TestClient[Any, Any]
+    settings: Settings
+    pool: Pool
+
+    @staticmethod
+    def number() -> str:
+        """A valid E.164 number not used before in this session (agent numbers are unique)."""
+        return f"+1{next(_numbers)}"
+
+    def token(self, org: str, subject: str = "tester") -> str:
+        return issue_token(
+            self.settings.jwt_secret, organization_id=org, subject=subject, ttl_seconds=300
+        )
+
+    def auth(self, org: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(org)}"}
+
+    async def head(self) -> int:
+        async with self.pool.connection() as conn:
+            return await eventstore.head_position(conn)
+
+    async def events_after(self, position: int) -> list[Envelope]:
+        async with self.pool.connection() as conn:
+            return await eventstore.read_all(conn, after=position)
+
+    async def stream(self, stream_id: str) -> list[Envelope]:
+        async with self.pool.connection() as conn:
+            return await eventstore.read_stream(conn, stream_id)
+
+    async def post_json(self, path: str, org: str, body: Any) -> aiohttp.ClientResponse:
+        return await self.client.post(path, json=body, headers=self.auth(org))
+
+    async def get(self, path: str, org: str) -> aiohttp.ClientResponse:
+        return await self.client.get(path, headers=self.auth(org))
+
+    def signed(self, path_qs: str, params: Mapping[str, Any]) -> dict[str, str]:
+        """Headers Twilio would send: a signature over the public URL and the form params."""
+        url = self.settings.public_base_url + path_qs
+        signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, params)
+        return {"X-Twilio-Signature": signature}
+
+
+@pytest.fixture(scope="session")
+async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> AsyncIterator[Gateway]:
+    database_url = database_factory("gateway")
+    await migrate(database_url)
+    await call_log_main.migrate(database_url)
+    call_log_server = TestServer(
+        call_log_main.create_app(
+            CallLogSettings(
+                database_url=database_url,
+                host="127.0.0.1",
+                port=0,
+                json_logs=False,
+                log_level="WARNING",
+                migrate_on_start=False,
+                read_your_writes_seconds=5.0,
+            )
+        ),
+        host="127.0.0.1",
+        port=0,
+    )
+    await call_log_server.start_server()
+    settings = Settings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        host="127.0.0.1",
+        port=0,
+        public_base_url=PUBLIC_BASE_URL,
+        jwt_secret=JWT_SECRET,
+        twilio_account_sid=TWILIO_ACCOUNT_SID,
+        twilio_auth_token=TWILIO_AUTH_TOKEN,
+        call_log_url=str(call_log_server.make_url("")).rstrip("/"),
+        max_batch_size=MAX_BATCH_SIZE,
+        max_body_bytes=MAX_BODY_BYTES,
+        json_logs=False,
+        log_level="WARNING",
+        migrate_on_start=False,
+    )
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings), host="127.0.0.1", port=0)
+    )
+    await client.start_server()
+    pool = await open_pool(database_url, name="gateway-tests", max_size=4)
+    await pool.wait()
+    try:
+        yield Gateway(client=client, settings=settings, pool=pool)
+    finally:
+        await pool.close()
+        await client.close()
+        await call_log_server.close()
+
+
+@pytest.fixture
+def org() -> str:
+    return f"org_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def other_org() -> str:
+    return f"org_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,105 @@
+"""Integration: every route but the probes and the carrier webhooks needs a valid Bearer token."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CALL_ID = str(uuid.uuid4())
+BATCH_ID = f"batch-{uuid.uuid4().hex}"
+
+# (method, route as registered, path requested)
+PROTECTED = [
+    ("POST", "/agents", "/agents"),
+    ("GET", "/agents", "/agents"),
+    ("PUT", "/sip-config", "/sip-config"),
+    ("GET", "/sip-config", "/sip-config"),
+    ("POST", "/calls/batch", "/calls/batch"),
+    ("GET", "/calls/batch/{batch_id}", f"/calls/batch/{BATCH_ID}"),
+    ("POST", "/calls/batch/{batch_id}/cancel", f"/calls/batch/{BATCH_ID}/cancel"),
+    ("POST", "/calls", "/calls"),
+    ("GET", "/calls", "/calls"),
+    ("GET", "/calls/{call_id}", f"/calls/{CALL_ID}"),
+]
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
+
+
+def bad_authorization(kind: str, secret: str) -> dict[str, str]:
+    now = int(time.time())
+    valid = {"sub": "u", "org_id": "org_x", "exp": now + 60}
+    tokens = {
+        "garbage": "not-a-jwt",
+        "wrong secret": jwt.encode(valid, "x" * len(secret), algorithm="HS256"),
+        "expired": jwt.encode({**valid, "exp": now - 3600}, secret, algorithm="HS256"),
+        "alg none": jwt.encode(valid, None, algorithm="none"),
+        "no org_id": jwt.encode({"sub": "u", "exp": now + 60}, secret, algorithm="HS256"),
+    }
+    if kind == "missing":
+        return {}
+    if kind == "not bearer":
+        return {"Authorization": "Basic dXNlcjpwYXNz"}
+    return {"Authorization": f"Bearer {tokens[kind]}"}
+
+
+BAD = ["missing", "not bearer", "garbage", "wrong secret", "expired", "alg none", "no org_id"]
+
+
+def test_every_non_public_route_is_covered(gateway: Any) -> None:
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in gateway.client.app.router.routes()
+        if route.method != "HEAD"
+        and route.resource is not None
+        and not route.resource.canonical.startswith(PUBLIC_PREFIXES)
+    }
+    assert registered == {(method, route) for method, route, _ in PROTECTED}
+
+
+@pytest.mark.parametrize("kind", BAD)
+@pytest.mark.parametrize(("method", "path"), [(m, p) for m, _, p in PROTECTED])
+async def test_route_answers_401_json_without_a_valid_token(
+    gateway: Any, method: str, path: str, kind: str
+) -> None:
+    authorization = bad_authorization(kind, gateway.settings.jwt_secret)
+    body: Any = {"to_number": "+14155550100"} if method in ("POST", "PUT") else None
+    head = await gateway.head()
+    response = await gateway.client.request(method, path, json=body, headers=authorization)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="calls"'
+    error = (await response.json())["error"]
+    assert error["code"] == "unauthorized"
+    assert error["message"]
+    assert await gateway.head() == head
+
+
+async def test_unknown_route_does_not_reveal_itself_without_a_token(gateway: Any) -> None:
+    response = await gateway.client.get("/admin")
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+async def test_probes_need_no_token(gateway: Any, path: str) -> None:
+    response = await gateway.client.get(path)
+    assert response.status == 200
+
+
+async def test_readiness_reports_database_and_broker(gateway: Any) -> None:
+    response = await gateway.client.get("/readyz")
+    assert await response.json() == {
+        "status": "ready",
+        "checks": {"database": True, "broker": True},
+    }
+
+
+async def test_webhooks_are_not_behind_the_bearer_token(gateway: Any) -> None:
+    """They authenticate by carrier signature instead: unsigned is 403, not 401."""
+    response = await gateway.client.post(
+        f"/webhooks/twilio/status?call_id={CALL_ID}&org=org_x", data={"CallStatus": "ringing"}
+    )
+    assert response.status == 403

@@ -1,0 +1,320 @@
+"""Integration: Twilio status callbacks become CallStatusReported events, only when signed for
+the public URL by our account, and only once per callback."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from twilio.request_validator import RequestValidator
+from yarl import URL
+
+pytestmark = pytest.mark.integration
+
+
+async def place_call(gateway: Any, org: str) -> str:
+    response = await gateway.post_json(
+        "/calls", org, {"to_number": gateway.number(), "from_number": gateway.number()}
+    )
+    assert response.status == 202
+    call_id: str = (await response.json())["call_id"]
+    return call_id
+
+
+def status_path(call_id: str, org: str) -> str:
+    """The callback path and query exactly as the dialer builds them."""
+    return f"/webhooks/twilio/status?call_id={call_id}&org={quote(org, safe='')}"
+
+
+def callback(
+    gateway: Any, status: str = "ringing", sequence: int = 1, **extra: str
+) -> dict[str, str]:
+    """The form of a Twilio status callback for a new call SID (override with CallSid=...)."""
+    params = {
+        "AccountSid": gateway.settings.twilio_account_sid,
+        "ApiVersion": "2010-04-01",
+        "CallSid": "CA" + uuid.uuid4().hex,
+        "CallStatus": status,
+        "Direction": "outbound-api",
+        "From": "+14155550100",
+        "To": "+14155550101",
+        "SequenceNumber": str(sequence),
+        "Timestamp": format_datetime(datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+    }
+    params.update(extra)
+    return params
+
+
+async def deliver(
+    gateway: Any, path: str, params: Any, headers: dict[str, str] | None = None
+) -> Any:
+    """POST the form to `path` byte for byte (no client-side re-encoding of the query)."""
+    if headers is None:
+        headers = gateway.signed(path, params)
+    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
+
+
+async def test_signed_callback_is_204_and_appends_call_status_reported(
+    gateway: Any, org: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    [requested] = await gateway.stream(f"call-{call_id}")
+    params = callback(
+        gateway,
+        "completed",
+        3,
+        CallDuration="42",
+        AnsweredBy="human",
+        SipResponseCode="200",
+    )
+    head = await gateway.head()
+    response = await deliver(gateway, status_path(call_id, org), params)
+    assert response.status == 204, await response.text()
+
+    [event] = await gateway.events_after(head)
+    assert event.event_type == "CallStatusReported"
+    assert event.stream_id == f"call-{call_id}"
+    assert event.organization_id == org
+    assert event.correlation_id == requested.correlation_id
+    assert event.data == {
+        "call_id": call_id,
+        "call_sid": params["CallSid"],
+        "carrier_status": "completed",
+        "sequence_number": 3,
+        "duration_seconds": 42,
+        "answered_by": "human",
+        "sip_response_code": 200,
+        "reported_at": "2024-05-01T12:00:00Z",
+        "source": "callback",
+    }
+
+    call = await (await gateway.get(f"/calls/{call_id}", org)).json()
+    assert (call["status"], call["outcome"], call["duration"]) == ("completed", "completed", 42)
+
+
+async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    params = callback(gateway, "ringing", 1)
+    head = await gateway.head()
+    for _ in range(2):
+        response = await deliver(gateway, status_path(call_id, org), params)
+        assert response.status == 204
+    assert [e.event_type for e in await gateway.events_after(head)] == ["CallStatusReported"]
+
+
+async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    call_sid = "CA" + uuid.uuid4().hex
+    head = await gateway.head()
+    for sequence, status in enumerate(["initiated", "ringing", "in-progress", "completed"]):
+        params = callback(gateway, status, sequence, CallSid=call_sid)
+        response = await deliver(gateway, status_path(call_id, org), params)
+        assert response.status == 204
+    events = await gateway.events_after(head)
+    assert [e.data["carrier_status"] for e in events] == [
+        "initiated",
+        "ringing",
+        "in-progress",
+        "completed",
+    ]
+
+
+def _forgeries(gateway: Any, path: str, params: dict[str, str]) -> dict[str, dict[str, str]]:
+    host_url = str(gateway.client.make_url("")).rstrip("/") + path
+    wrong_token = RequestValidator("not-our-auth-token").compute_signature(
+        gateway.settings.public_base_url + path, params
+    )
+    return {
+        "missing": {},
+        "empty": {"X-Twilio-Signature": ""},
+        "garbage": {"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"},
+        "another auth token": {"X-Twilio-Signature": wrong_token},
+        "signed for the host, not the public URL": {
+            "X-Twilio-Signature": RequestValidator(
+                gateway.settings.twilio_auth_token
+            ).compute_signature(host_url, params)
+        },
+        "signed for other params": gateway.signed(path, {**params, "CallStatus": "ringing"}),
+        "signed for another query": gateway.signed(path + "&x=1", params),
+    }
+
+
+FORGERIES = [
+    "missing",
+    "empty",
+    "garbage",
+    "another auth token",
+    "signed for the host, not the public URL",
+    "signed for other params",
+    "signed for another query",
+]
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_bad_signature_is_403_and_records_nothing(
+    gateway: Any, org: str, forgery: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    path = status_path(call_id, org)
+    params = callback(gateway, "completed", 9, CallDuration="5")
+    head = await gateway.head()
+    response = await deliver(gateway, path, params, _forgeries(gateway, path, params)[forgery])
+    assert response.status == 403
+    error = (await response.json())["error"]
+    assert error == {"code": "forbidden", "message": "invalid Twilio signature"}
+    assert await gateway.head() == head
+
+
+@pytest.mark.parametrize("account_sid", ["AC" + "0" * 32, None])
+async def test_validly_signed_callback_for_another_account_is_403(
+    gateway: Any, org: str, account_sid: str | None
+) -> None:
+    call_id = await place_call(gateway, org)
+    params = callback(gateway)
+    if account_sid is None:
+        del params["AccountSid"]
+    else:
+        params["AccountSid"] = account_sid
+    head = await gateway.head()
+    response = await deliver(gateway, status_path(call_id, org), params)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "forbidden"
+    assert await gateway.head() == head
+
+
+async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org: str) -> None:
+    call_id = await place_call(gateway, org)
+    head = await gateway.head()
+    for path in (status_path(str(uuid.uuid4()), org), status_path(call_id, other_org)):
+        response = await deliver(gateway, path, callback(gateway))
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+    assert await gateway.head() == head
+
+
+UNUSABLE = {
+    "call_id not a uuid": ("/webhooks/twilio/status?call_id=not-a-uuid&org=x", {}),
+    "no query": ("/webhooks/twilio/status", {}),
+    "unknown CallStatus": (None, {"CallStatus": "answered"}),
+    "empty CallStatus": (None, {"CallStatus": ""}),
+    "empty CallSid": (None, {"CallSid": ""}),
+}
+
+
+@pytest.mark.parametrize(("path", "params"), UNUSABLE.values(), ids=UNUSABLE.keys())
+async def test_signed_but_unusable_callback_is_422(
+    gateway: Any, org: str, path: str | None, params: dict[str, str]
+) -> None:
+    call_id = await place_call(gateway, org)
+    head = await gateway.head()
+    response = await deliver(
+        gateway, path or status_path(call_id, org), {**callback(gateway), **params}
+    )
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "validation_error"
+    assert await gateway.head() == head
+
+
+async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org: str) -> None:
+    """Deduplication is per call: identical report fields on two calls are two events."""
+    first, second = await place_call(gateway, org), await place_call(gateway, org)
+    params = callback(gateway, "ringing", 1)
+    head = await gateway.head()
+    for call_id in (first, second):
+        response = await deliver(gateway, status_path(call_id, org), params)
+        assert response.status == 204
+    events = await gateway.events_after(head)
+    assert [e.stream_id for e in events] == [f"call-{first}", f"call-{second}"]
+
+
+async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: str) -> None:
+    """Twilio appends each value of a repeated parameter, sorted, after its name."""
+    call_id = await place_call(gateway, org)
+    path = status_path(call_id, org)
+    fields = [
+        *callback(gateway).items(),
+        ("StirVerstat", "TN-Validation-Passed-A"),
+        ("StirVerstat", "B"),
+    ]
+    signing = {name: [v for n, v in fields if n == name] for name, _ in fields}
+
+    class MultiValued(dict[str, list[str]]):
+        def getall(self, name: str) -> list[str]:
+            return self[name]
+
+    signature = RequestValidator(gateway.settings.twilio_auth_token).compute_signature(
+        gateway.settings.public_base_url + path, MultiValued(signing)
+    )
+    head = await gateway.head()
+    response = await deliver(gateway, path, fields, {"X-Twilio-Signature": signature})
+    assert response.status == 204, await response.text()
+    assert len(await gateway.events_after(head)) == 1
+
+
+async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
+    """The signature covers the query exactly as sent, escapes included."""
+    org = f"acme:eu/{uuid.uuid4().hex[:8]} & co"
+    call_id = await place_call(gateway, org)
+    path = status_path(call_id, org)
+    assert "%3A" in path
+    assert "%2F" in path
+    response = await deliver(gateway, path, callback(gateway))
+    assert response.status == 204, await response.text()
+    call = await (await gateway.get(f"/calls/{call_id}", org)).json()
+    assert call["status"] == "ringing"
+
+
+async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    params = callback(gateway, Timestamp="Wed, 01 May 2024 12:00:00 -0000")
+    head = await gateway.head()
+    response = await deliver(gateway, status_path(call_id, org), params)
+    assert response.status == 204
+    [event] = await gateway.events_after(head)
+    reported_at = datetime.fromisoformat(event.data["reported_at"])
+    assert reported_at == datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    head = await gateway.head()
+    params = callback(gateway, "completed", 2, CallDuration="-1")
+    response = await deliver(gateway, status_path(call_id, org), params)
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert [d["field"] for d in error["details"]] == ["duration_seconds"]
+    assert await gateway.head() == head
+
+
+async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    head = await gateway.head()
+    params = callback(gateway, "completed", 2, CallDuration="soon", SipResponseCode="")
+    params["SequenceNumber"] = "x"
+    response = await deliver(gateway, status_path(call_id, org), params)
+    assert response.status == 204
+    [event] = await gateway.events_after(head)
+    assert event.data["duration_seconds"] is None
+    assert event.data["sequence_number"] is None
+    assert event.data["sip_response_code"] is None
+
+
+async def test_signature_over_the_url_with_its_default_port_is_accepted(
+    gateway: Any, org: str
+) -> None:
+    """Twilio may sign https://host:443/…; the validator accepts either form."""
+    call_id = await place_call(gateway, org)
+    path = status_path(call_id, org)
+    params = callback(gateway)
+    with_port = gateway.settings.public_base_url + ":443" + path
+    signature = RequestValidator(gateway.settings.twilio_auth_token).compute_signature(
+        with_port, params
+    )
+    head = await gateway.head()
+    response = await deliver(gateway, path, params, {"X-Twilio-Signature": signature})
+    assert response.status == 204
+    assert len(await gateway.events_after(head)) == 1
