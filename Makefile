@@ -30,6 +30,10 @@ lint: install ## ruff and mypy
 	@$(UV) run ruff format --check .
 	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src
 
+.PHONY: manifests
+manifests: install ## render every Kubernetes overlay and validate it offline (needs kubectl)
+	@PYTHON="$(UV) run --quiet python" scripts/validate-manifests.sh
+
 .PHONY: token
 token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}

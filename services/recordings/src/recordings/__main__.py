@@ -41,6 +41,7 @@ def main() -> None:
         port=int(env.get("RECORDINGS_PORT", "8083")),
         access_log=None,
         print=None,
+        shutdown_timeout=20,
     )
 
 
