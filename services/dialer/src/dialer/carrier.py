@@ -11,8 +11,9 @@ whether the carrier might have created the call:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
@@ -102,7 +103,9 @@ class TwilioCarrier:
 
     def __init__(self, settings: TwilioSettings) -> None:
         self._settings = settings
-        self._http = AsyncTwilioHttpClient(timeout=settings.timeout_seconds)
+        # AsyncTwilioHttpClient ignores its own `timeout` (it sends every request with no
+        # timeout at all), so each request is bounded here with asyncio.timeout instead.
+        self._http = AsyncTwilioHttpClient()
         self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
         if settings.api_url:
             self._client.api.base_url = settings.api_url.rstrip("/")
@@ -128,15 +131,16 @@ class TwilioCarrier:
         if request.record:
             options.update(record=True, recording_channels="dual")
         try:
-            call = await self._client.calls.create_async(
-                to=request.to_number,
-                from_=request.from_number,
-                twiml=self._twiml(request),
-                status_callback=self._status_callback(request),
-                status_callback_event=["initiated", "ringing", "answered", "completed"],
-                status_callback_method="POST",
-                **options,
-            )
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                call = await self._client.calls.create_async(
+                    to=request.to_number,
+                    from_=request.from_number,
+                    twiml=self._twiml(request),
+                    status_callback=self._status_callback(request),
+                    status_callback_event=["initiated", "ringing", "answered", "completed"],
+                    status_callback_method="POST",
+                    **options,
+                )
         except TwilioRestException as exc:
             return classify_rest_error(exc.status, exc.code, str(exc.msg))
         except aiohttp.ClientConnectorError as exc:
@@ -150,9 +154,11 @@ class TwilioCarrier:
     async def find_calls(
         self, *, to_number: str, from_number: str, since: datetime
     ) -> list[CarrierCall]:
-        calls = await self._client.calls.list_async(
-            to=to_number, from_=from_number, start_time_after=since, limit=50
-        )
+        async with asyncio.timeout(self._settings.timeout_seconds):
+            # the library formats the datetime as UTC ("...Z") without converting it first
+            calls = await self._client.calls.list_async(
+                to=to_number, from_=from_number, start_time_after=since.astimezone(UTC), limit=50
+            )
         return [CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
 
     async def close(self) -> None:

@@ -44,6 +44,15 @@ DIALS_IN_FLIGHT = Gauge("dials_in_flight", "Create-call requests awaiting the ca
 DIALS_RECONCILED = Counter("dials_reconciled_total", "Ambiguous dials resolved", ["decision"])
 
 
+def _cancel_requested() -> bool:
+    """Whether this task was asked to stop, even if a library lost the CancelledError on the
+    way: on Python 3.11 asyncio.wait_for (psycopg_pool waits for a free connection with it)
+    returns normally when the cancellation coincides with its wakeup. The request count stays,
+    so a stopped or deposed leader does not keep dialing."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class DialLoop:
     def __init__(
         self,
@@ -79,6 +88,8 @@ class DialLoop:
         log.info("dial_loop_started", calls_per_second=self._cps)
         try:
             while True:
+                if _cancel_requested():
+                    raise asyncio.CancelledError
                 wait = bucket.wait_time(self._clock())
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -167,6 +178,8 @@ class DialLoop:
 
     async def _reconcile_forever(self) -> None:
         while True:
+            if _cancel_requested():
+                raise asyncio.CancelledError
             try:
                 await self.reconcile_once()
             except psycopg.OperationalError as exc:

@@ -1,0 +1,304 @@
+"""Fixtures for the dialer's tests: a freshly migrated database per test, the carrier
+simulator in-process on an ephemeral port, a TwilioCarrier (the real twilio library) pointed
+at it, and small helpers to request calls and read back what the dialer recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from calls_events import CallRequested, Envelope, Event, call_stream
+from calls_platform import eventstore
+from calls_platform.db import Pool, open_pool
+from calls_platform.notify import Listener
+from carrier_sim import SimConfig, create_app
+from dialer.__main__ import migrate
+from dialer.carrier import TwilioCarrier, TwilioSettings
+from dialer.dials import WORK_CHANNEL, enqueue
+
+FROM_NUMBER = "+15017122661"
+CARRIER_TIMEOUT_SECONDS = 2.0
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the twilio client reads these from os.environ and would rewrite the simulator's host
+    monkeypatch.delenv("TWILIO_EDGE", raising=False)
+    monkeypatch.delenv("TWILIO_REGION", raising=False)
+
+
+@pytest.fixture
+def wait() -> Callable[..., Awaitable[None]]:
+    return wait_until
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dialer_db(database_factory: Callable[[str], str]) -> str:
+    """A fresh database with the event store and dialer schemas (the dial loop takes any
+    pending dial, and fairness is global, so tests do not share one)."""
+    url = database_factory("dialer")
+    await migrate(url)
+    return url
+
+
+@pytest.fixture
+async def pool(dialer_db: str) -> AsyncIterator[Pool]:
+    pool = await open_pool(dialer_db, name="dialer-test", max_size=20)
+    await pool.wait()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def work(dialer_db: str) -> AsyncIterator[Listener]:
+    """The dialer's work listener, running (a dial loop also polls without it)."""
+    listener = Listener(dialer_db, WORK_CHANNEL)
+    task = asyncio.create_task(listener.run())
+    try:
+        yield listener
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@dataclass
+class Calls:
+    """Requests calls the way the gateway does (a CallRequested in the event store) and reads
+    back the dialer's table and the events it appended."""
+
+    pool: Pool
+
+    async def requested(
+        self,
+        org: str,
+        to_number: str | None = None,
+        *,
+        batch_id: str | None = None,
+        record: bool = False,
+    ) -> tuple[Envelope, CallRequested]:
+        """Append a CallRequested; return it as recorded (with its position)."""
+        event = CallRequested(
+            call_id=uuid.uuid4(),
+            to_number=to_number or unique_number(),
+            from_number=FROM_NUMBER,
+            batch_id=batch_id,
+            record=record,
+            requested_by="test",
+        )
+        envelope = Envelope.wrap(
+            event,
+            stream_id=call_stream(event.call_id),
+            organization_id=org,
+            correlation_id=f"corr-{event.call_id}",
+        )
+        async with self.pool.connection() as conn:
+            [recorded] = await eventstore.append(conn, [envelope])
+        return recorded, event
+
+    async def enqueued(
+        self,
+        org: str,
+        to_number: str | None = None,
+        *,
+        batch_id: str | None = None,
+    ) -> CallRequested:
+        envelope, event = await self.requested(org, to_number, batch_id=batch_id)
+        async with self.pool.connection() as conn:
+            assert await enqueue(conn, envelope, event)
+        return event
+
+    async def dial(self, call_id: uuid.UUID) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM dialer.dials WHERE call_id = %s", (call_id,))
+            row = await cur.fetchone()
+        assert row is not None, f"no dial for {call_id}"
+        return row
+
+    async def state(self, call_id: uuid.UUID) -> str:
+        return str((await self.dial(call_id))["state"])
+
+    async def events(self, call_id: uuid.UUID, kind: type[Event] | None = None) -> list[Event]:
+        """The call's events after its CallRequested (optionally only those of `kind`)."""
+        async with self.pool.connection() as conn:
+            stream = await eventstore.read_stream(conn, call_stream(call_id))
+        events = [e.event() for e in stream if e.event_type != CallRequested.TYPE]
+        return [e for e in events if kind is None or isinstance(e, kind)]
+
+
+@pytest.fixture
+def calls(pool: Pool) -> Calls:
+    return Calls(pool)
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+# --- carrier simulator ------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """Stands in for the gateway's webhook endpoint: accepts and counts the callbacks."""
+
+    url: str = ""
+    paths: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    state = Receiver()
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        state.paths.append(request.path)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", accept)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server(shutdown_timeout=1)
+    state.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield state
+    finally:
+        await server.close()
+
+
+@dataclass
+class Sim:
+    url: str
+    config: SimConfig
+    session: aiohttp.ClientSession
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.session.request(method, f"{self.url}{path}", json=body) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = await self.control("GET", "/_sim/calls")
+        return state
+
+    async def calls(self, to_number: str | None = None) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = (await self.state())["calls"]
+        return [c for c in calls if to_number is None or c["to"] == to_number]
+
+    async def create_requests(self) -> int:
+        return int((await self.state())["create_requests"])
+
+    async def fault_next_creates(self, *responses: dict[str, Any]) -> None:
+        await self.control("POST", "/_sim/faults", {"create_responses": list(responses)})
+
+
+@pytest.fixture
+async def sim(receiver: Receiver) -> AsyncIterator[Sim]:
+    # depends on `receiver` so that play-outs stop before the receiver goes away
+    config = SimConfig(ring_seconds=0.05, talk_seconds=0.1)
+    server = TestServer(create_app(config), host="127.0.0.1", port=0)
+    await server.start_server(shutdown_timeout=1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Sim(str(server.make_url("")).rstrip("/"), config, session)
+    finally:
+        await server.close()
+
+
+def carrier_settings(sim: Sim, receiver: Receiver, **changes: Any) -> TwilioSettings:
+    settings: dict[str, Any] = {
+        "account_sid": sim.config.account_sid,
+        "auth_token": sim.config.auth_token,
+        "api_url": sim.url,
+        "public_base_url": receiver.url,
+        "agent_stream_url": "wss://x.invalid/s",
+        "machine_detection": "Enable",
+        "timeout_seconds": CARRIER_TIMEOUT_SECONDS,
+    }
+    settings.update(changes)
+    return TwilioSettings(**settings)
+
+
+@pytest.fixture
+async def make_carrier(sim: Sim, receiver: Receiver) -> AsyncIterator[Callable[..., TwilioCarrier]]:
+    """`make_carrier(**settings_changes)`: a TwilioCarrier at the simulator, closed after."""
+    carriers: list[TwilioCarrier] = []
+
+    def build(**changes: Any) -> TwilioCarrier:
+        carrier = TwilioCarrier(carrier_settings(sim, receiver, **changes))
+        carriers.append(carrier)
+        return carrier
+
+    try:
+        yield build
+    finally:
+        for carrier in carriers:
+            await carrier.close()
+
+
+@pytest.fixture
+async def carrier(make_carrier: Callable[..., TwilioCarrier]) -> TwilioCarrier:
+    return make_carrier()
+
+
+# --- background tasks -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def background(pool: Pool, work: Listener) -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
+    """`background(coro)` runs it as a task that is cancelled (and awaited) at the end of the
+    test, before the pool and the work listener close."""
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start(coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        async def run() -> Any:
+            return await coro
+
+        task = asyncio.create_task(run())
+        tasks.append(task)
+        return task
+
+    try:
+        yield start
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel a dial loop the way shutdown does and wait for it to drain."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture
+def stop_task() -> Callable[[asyncio.Task[Any]], Awaitable[None]]:
+    return stop
