@@ -11,7 +11,7 @@ from calls_events import Envelope
 from calls_platform import amqp
 from calls_platform.db import Pool
 from dialer import dials
-from dialer.consumer import EVENT_TYPES, QUEUE, Handlers
+from dialer.consumer import QUEUES, Handlers
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ async def test_a_redelivered_call_request_is_enqueued_once(
         channel = await connection.channel()
         # a queue of this test's own: the real one may be in use by other tests' dialers
         queue = await amqp.declare_consumer_queue(
-            channel, f"{QUEUE}.test-{uuid.uuid4().hex[:8]}", EVENT_TYPES
+            channel, f"dialer.requests.test-{uuid.uuid4().hex[:8]}", QUEUES["dialer.requests"]
         )
         handlers, handled = Handlers(pool), []
 

@@ -25,7 +25,7 @@ from calls_platform.relay import OutboxRelay
 
 from .carrier import TwilioCarrier
 from .config import DEFAULT_DATABASE_URL, Settings
-from .consumer import EVENT_TYPES, QUEUE, Handlers
+from .consumer import QUEUES, Handlers
 from .dials import WORK_CHANNEL
 from .scheduler import DialLoop
 
@@ -61,8 +61,11 @@ def create_app(settings: Settings) -> web.Application:
         broker.close_callbacks.add(lambda *_: state.update(broker=False))
         channel = await broker.channel()
         await channel.set_qos(prefetch_count=100)
-        queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
-        consumer_tag = await amqp.consume(queue, Handlers(pool))
+        handlers = Handlers(pool)
+        consumers = []
+        for name, event_types in QUEUES.items():
+            queue = await amqp.declare_consumer_queue(channel, name, event_types)
+            consumers.append((queue, await amqp.consume(queue, handlers)))
 
         appends = AppendListener(settings.database_url)
         work = Listener(settings.database_url, WORK_CHANNEL)
@@ -90,7 +93,8 @@ def create_app(settings: Settings) -> web.Application:
         ]
         yield
         # stop taking work first, then let in-flight dials finish and record their results
-        await queue.cancel(consumer_tag)
+        for queue, consumer_tag in consumers:
+            await queue.cancel(consumer_tag)
         for task in tasks:
             task.cancel()
         for task in tasks:
