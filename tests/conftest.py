@@ -17,7 +17,6 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
-
 from gateway.auth import issue_token
 
 SIM_ACCOUNT_SID = "ACf00df00df00df00df00df00df00df00d"
@@ -92,8 +91,8 @@ class System:
         return {"Authorization": f"Bearer {self.token(org)}"}
 
 
-async def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             try:
@@ -103,7 +102,7 @@ async def wait_ready(url: str, timeout: float = 60) -> None:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    raise TimeoutError(f"{url} not ready after {seconds}s")
 
 
 def system_env(database_url: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
@@ -147,7 +146,9 @@ def system_services(database_factory: Any, amqp_url: str) -> Iterator[System]:
     )
     # migrate first, as `make up` does, so services don't race to create schemas
     for module in ("gateway", "dialer", "call_log"):
-        subprocess.run([sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True)
+        subprocess.run(
+            [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
+        )
     for service in system.services.values():
         service.start()
     yield system
@@ -156,10 +157,10 @@ def system_services(database_factory: Any, amqp_url: str) -> Iterator[System]:
 
 
 @pytest.fixture(scope="session")
-async def system(system_services: System) -> AsyncIterator[System]:
+async def system(system_services: System) -> System:
     for service in system_services.services.values():
         await wait_ready(service.url)
-    yield system_services
+    return system_services
 
 
 @pytest.fixture

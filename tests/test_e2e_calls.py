@@ -72,11 +72,14 @@ async def test_call_is_dialed_once_and_completes_with_carrier_details(
     call = await poll_call(http, system, org, call_id, {"completed"})
     assert call["status"] == "completed"
     assert call["outcome"] == "completed"
-    assert call["call_sid"].startswith("CA") and len(call["call_sid"]) == 34
+    assert call["call_sid"].startswith("CA")
+    assert len(call["call_sid"]) == 34
     assert call["agent_name"] == "Ava"
     assert call["from_number"] == agent_number
-    assert call["start_time"] and call["end_time"]
-    assert call["duration"] is not None and call["duration"] >= 0
+    assert call["start_time"]
+    assert call["end_time"]
+    assert call["duration"] is not None
+    assert call["duration"] >= 0
     dialed = await sim_calls_to(http, system, to_number)
     assert [c["sid"] for c in dialed] == [call["call_sid"]]
 

@@ -26,6 +26,7 @@ PROTECTED = [
     ("POST", "/calls", "/calls"),
     ("GET", "/calls", "/calls"),
     ("GET", "/calls/{call_id}", f"/calls/{CALL_ID}"),
+    ("POST", "/calls/{call_id}/conversation", f"/calls/{CALL_ID}/conversation"),
 ]
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
 

@@ -250,3 +250,14 @@ async def test_cancel_of_a_fully_dialed_batch_is_409(gateway: Any, org: str) -> 
     assert response.status == 409
     assert (await response.json())["error"]["code"] == "conflict"
     assert await gateway.head() == head
+
+
+async def test_batch_with_the_same_idempotency_key_is_queued_once(gateway: Any, org: str) -> None:
+    body = {"to_numbers": [gateway.number(), gateway.number()], "from_number": gateway.number()}
+    headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    before = await gateway.head()
+    first = await gateway.client.post("/calls/batch", json=body, headers=headers)
+    second = await gateway.client.post("/calls/batch", json=body, headers=headers)
+    assert first.status == second.status == 202
+    assert (await first.json())["batch_id"] == (await second.json())["batch_id"]
+    assert len(await gateway.events_after(before)) == 3  # BatchRequested + 2 CallRequested

@@ -368,3 +368,61 @@ async def test_list_calls_passes_its_query_to_the_call_log(gateway: Any, org: st
     response = await gateway.get("/calls?page_size=0", org)
     assert response.status == 422
     assert [d["field"] for d in (await response.json())["error"]["details"]] == ["page_size"]
+
+
+async def test_same_idempotency_key_and_body_gets_the_same_202_and_queues_once(
+    gateway: Any, org: str
+) -> None:
+    body = {"to_number": gateway.number(), "from_number": gateway.number()}
+    headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    before = await gateway.head()
+    first = await gateway.client.post("/calls", json=body, headers=headers)
+    second = await gateway.client.post("/calls", json=body, headers=headers)
+    assert first.status == second.status == 202
+    assert await first.json() == await second.json()
+    assert len(await gateway.events_after(before)) == 1
+
+
+async def test_idempotency_key_reused_with_another_body_is_422_and_queues_nothing(
+    gateway: Any, org: str
+) -> None:
+    headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    sender = gateway.number()
+    first = await gateway.client.post(
+        "/calls", json={"to_number": gateway.number(), "from_number": sender}, headers=headers
+    )
+    assert first.status == 202
+    before = await gateway.head()
+    second = await gateway.client.post(
+        "/calls", json={"to_number": gateway.number(), "from_number": sender}, headers=headers
+    )
+    assert second.status == 422
+    assert (await second.json())["error"]["code"] == "idempotency_key_reused"
+    assert await gateway.head() == before
+
+
+async def test_idempotency_keys_are_per_organization(
+    gateway: Any, org: str, other_org: str
+) -> None:
+    key = f"key-{uuid.uuid4()}"
+    body = {"to_number": gateway.number(), "from_number": gateway.number()}
+    first = await gateway.client.post(
+        "/calls", json=body, headers={**gateway.auth(org), "Idempotency-Key": key}
+    )
+    second = await gateway.client.post(
+        "/calls", json=body, headers={**gateway.auth(other_org), "Idempotency-Key": key}
+    )
+    assert first.status == second.status == 202
+    assert (await first.json())["call_id"] != (await second.json())["call_id"]
+
+
+async def test_failed_request_does_not_consume_its_idempotency_key(gateway: Any, org: str) -> None:
+    headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
+    body = {"to_number": gateway.number()}  # no caller ID resolves yet
+    assert (await gateway.client.post("/calls", json=body, headers=headers)).status == 422
+    sender = gateway.number()
+    await gateway.client.put(
+        "/sip-config", json={"default_from_number": sender}, headers=gateway.auth(org)
+    )
+    retried = await gateway.client.post("/calls", json=body, headers=headers)
+    assert retried.status == 202

@@ -198,7 +198,6 @@ async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org
 
 UNUSABLE = {
     "call_id not a uuid": ("/webhooks/twilio/status?call_id=not-a-uuid&org=x", {}),
-    "no query": ("/webhooks/twilio/status", {}),
     "unknown CallStatus": (None, {"CallStatus": "answered"}),
     "empty CallStatus": (None, {"CallStatus": ""}),
     "empty CallSid": (None, {"CallSid": ""}),
@@ -216,6 +215,15 @@ async def test_signed_but_unusable_callback_is_422(
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "validation_error"
+    assert await gateway.head() == head
+
+
+async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
+    gateway: Any, org: str
+) -> None:
+    head = await gateway.head()
+    response = await deliver(gateway, "/webhooks/twilio/status", callback(gateway))
+    assert response.status == 404
     assert await gateway.head() == head
 
 

@@ -39,5 +39,6 @@ async def test_migrate_can_run_again(gateway: Any) -> None:
     await migrate(gateway.settings.database_url)
     async with gateway.pool.connection() as conn:
         cur = await conn.execute("SELECT name FROM gateway.schema_migrations ORDER BY name")
-        assert [row["name"] for row in await cur.fetchall()] == ["0001_agents.sql"]
+        names = [row["name"] for row in await cur.fetchall()]
+    assert names == ["0001_agents.sql", "0002_idempotency_keys.sql"]
     assert await gateway.head() == head

@@ -12,6 +12,7 @@ from .calls import (
     CarrierStatus,
     call_stream,
 )
+from .conversations import ConversationReported, InboundCallReceived, ProviderUse, TranscriptTurn
 
 __all__ = [
     "E164",
@@ -23,8 +24,12 @@ __all__ = [
     "CallRequested",
     "CallStatusReported",
     "CarrierStatus",
+    "ConversationReported",
     "Envelope",
     "Event",
+    "InboundCallReceived",
+    "ProviderUse",
+    "TranscriptTurn",
     "UnknownEventType",
     "call_stream",
     "event_class",

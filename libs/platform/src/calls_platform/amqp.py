@@ -35,9 +35,12 @@ DEAD_LETTER_QUEUE: Final = "calls.dead-letter"
 DELIVERY_LIMIT: Final = 5
 
 
-async def connect(url: str) -> AbstractRobustConnection:
-    """A connection that reconnects by itself and restores its channels, queues and consumers."""
-    return await aio_pika.connect_robust(url, client_properties={"connection_name": "calls"})
+async def connect(url: str, *, name: str = "calls") -> AbstractRobustConnection:
+    """A connection that reconnects by itself and restores its channels, queues and consumers.
+
+    `name` is how the connection shows in RabbitMQ's connection list.
+    """
+    return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
 
 
 async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:

@@ -50,10 +50,14 @@ class Listener:
 
 
 async def wait_for(wakeup: asyncio.Event, seconds: float) -> None:
-    """Wait until `wakeup` is set or `seconds` pass, then clear it."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wakeup.wait(), seconds)
+    """Wait until `wakeup` is set or `seconds` pass, then clear it.
 
+    Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands as `wakeup` is set,
+    and the cancelled loop (a relay or projector that lost leadership) would run on.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wakeup.wait()
     wakeup.clear()
 
 

@@ -14,7 +14,7 @@ from typing import Final
 import aio_pika.exceptions
 import psycopg
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from . import amqp, eventstore
 from .db import Pool
@@ -44,32 +44,43 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay forever (call under leadership)."""
-        channel = await self._broker.channel(publisher_confirms=True)
-        exchange = await amqp.declare_events_exchange(channel)
-        position = await self._checkpoint()
-        log.info("relay_started", position=position)
-        while True:
-            try:
-                async with self._pool.connection() as conn:
-                    batch = await eventstore.read_all(conn, after=position, limit=self._batch_size)
-                    head = await eventstore.head_position(conn)
-                OUTBOX_BACKLOG.set(head - position)
-                if not batch:
-                    await wait_for(self._wakeup, self._poll_seconds)
-                    continue
-                await asyncio.gather(
-                    *(exchange.publish(amqp.to_message(e), routing_key=e.event_type) for e in batch)
-                )
-                position = batch[-1].position or position
-                await self._save_checkpoint(position)
-                EVENTS_PUBLISHED.inc(len(batch))
-            except (aio_pika.exceptions.AMQPError, ConnectionError) as exc:
-                # the robust connection reconnects by itself; events stay in the store meanwhile
-                log.warning("relay_broker_unavailable", error=str(exc), position=position)
-                await asyncio.sleep(1)
-            except psycopg.OperationalError as exc:
-                log.warning("relay_database_unavailable", error=str(exc), position=position)
-                await asyncio.sleep(1)
+        # closed when the relay is cancelled (leadership lost), or it would stay open, and be
+        # restored by the robust connection, for as long as the process lives
+        async with self._broker.channel(publisher_confirms=True) as channel:
+            exchange = await amqp.declare_events_exchange(channel)
+            position = await self._checkpoint()
+            log.info("relay_started", position=position)
+            while True:
+                position = await self._relay_batch(exchange, position)
+
+    async def _relay_batch(self, exchange: AbstractExchange, position: int) -> int:
+        """Publish the next batch after `position`; return the new checkpoint."""
+        try:
+            async with self._pool.connection() as conn:
+                batch = await eventstore.read_all(conn, after=position, limit=self._batch_size)
+                head = await eventstore.head_position(conn)
+            OUTBOX_BACKLOG.set(head - position)
+            if not batch:
+                await wait_for(self._wakeup, self._poll_seconds)
+                return position
+            await asyncio.gather(
+                *(exchange.publish(amqp.to_message(e), routing_key=e.event_type) for e in batch)
+            )
+            position = batch[-1].position or position
+            await self._save_checkpoint(position)
+            EVENTS_PUBLISHED.inc(len(batch))
+        except (
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,  # a RuntimeError: channel closed
+            ConnectionError,
+        ) as exc:
+            # the robust connection reconnects by itself; events stay in the store meanwhile
+            log.warning("relay_broker_unavailable", error=str(exc), position=position)
+            await asyncio.sleep(1)
+        except psycopg.OperationalError as exc:
+            log.warning("relay_database_unavailable", error=str(exc), position=position)
+            await asyncio.sleep(1)
+        return position
 
     async def _checkpoint(self) -> int:
         async with self._pool.connection() as conn:

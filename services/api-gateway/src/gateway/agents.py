@@ -36,6 +36,20 @@ async def find_agent_by_number(conn: Conn, organization_id: str, number: str) ->
     return Agent(**row) if row else None
 
 
+async def find_agent_for_number(conn: Conn, number: str) -> tuple[str, Agent] | None:
+    """The agent a number rings, in whichever organization owns it (inbound routing)."""
+    cur = await conn.execute(
+        "SELECT organization_id, id, name, phone_number, recording_enabled FROM gateway.agents"
+        " WHERE phone_number = %s",
+        (number,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    organization_id = row.pop("organization_id")
+    return organization_id, Agent(**row)
+
+
 async def default_from_number(conn: Conn, organization_id: str) -> str | None:
     cur = await conn.execute(
         "SELECT default_from_number FROM gateway.sip_config WHERE organization_id = %s",

@@ -7,6 +7,8 @@ a request that got a 202 is never lost, even if RabbitMQ is down at that moment.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from calls_events import (
@@ -20,8 +22,11 @@ from calls_platform import eventstore
 from calls_platform.db import Conn
 from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
+from pydantic import BaseModel
 
+from . import idempotency
 from .agents import default_from_number, find_agent, find_agent_by_number
+from .auth import Principal
 from .caller_id import Agent, CallerIdUnresolved, choose_from_number
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall
@@ -51,14 +56,42 @@ def queued_sid(call_id: uuid.UUID) -> str:
     return f"queued-{call_id.hex[:12]}"
 
 
+Accepted = tuple[list[Envelope], dict[str, int], dict[str, Any]]
+
+
+async def _accept(
+    request: web.Request,
+    body: BaseModel,
+    build: Callable[[Conn, Principal], Awaitable[Accepted]],
+) -> web.Response:
+    """Append what `build` makes of the request in one transaction and answer 202; honour an
+    Idempotency-Key by claiming it in that same transaction."""
+    who = principal(request)
+    key = idempotency.key_of(request)
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        if key is not None:
+            replay = await idempotency.claim(
+                conn, who.organization_id, key, idempotency.fingerprint(request, body)
+            )
+            if replay is not None:
+                return replay
+        envelopes, expected_versions, response = await build(conn, who)
+        await eventstore.append(conn, envelopes, expected_versions=expected_versions)
+        if key is not None:
+            await idempotency.remember(conn, who.organization_id, key, 202, response)
+    for envelope in envelopes:
+        EVENTS_APPENDED.labels(envelope.event_type).inc()
+    return web.json_response(response, status=202)
+
+
 async def place_call(request: web.Request) -> web.Response:
     body = await parse_body(request, PlaceCall)
-    who = principal(request)
-    call_id = uuid.uuid4()
-    async with request.app[POOL].connection() as conn, conn.transaction():
+
+    async def build(conn: Conn, who: Principal) -> Accepted:
         from_number, agent = await _resolve(
             conn, who.organization_id, body.from_number, body.agent_id
         )
+        call_id = uuid.uuid4()
         event = CallRequested(
             call_id=call_id,
             to_number=body.to_number,
@@ -69,23 +102,16 @@ async def place_call(request: web.Request) -> web.Response:
             requested_by=who.subject,
         )
         stream = call_stream(call_id)
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    event,
-                    stream_id=stream,
-                    organization_id=who.organization_id,
-                    correlation_id=request[CORRELATION_KEY],
-                )
-            ],
-            expected_versions={stream: eventstore.NO_STREAM},
+        envelope = Envelope.wrap(
+            event,
+            stream_id=stream,
+            organization_id=who.organization_id,
+            correlation_id=request[CORRELATION_KEY],
         )
-    EVENTS_APPENDED.labels(CallRequested.TYPE).inc()
-    return web.json_response(
-        {"call_id": str(call_id), "call_sid": queued_sid(call_id), "status": "queued"},
-        status=202,
-    )
+        response = {"call_id": str(call_id), "call_sid": queued_sid(call_id), "status": "queued"}
+        return [envelope], {stream: eventstore.NO_STREAM}, response
+
+    return await _accept(request, body, build)
 
 
 def _unique_in_order(numbers: list[str]) -> list[str]:
@@ -97,24 +123,26 @@ async def place_batch(request: web.Request) -> web.Response:
     limit = request.app[SETTINGS].max_batch_size
     if len(body.to_numbers) > limit:
         raise unprocessable("too many numbers", "to_numbers", f"at most {limit} numbers per batch")
-    who = principal(request)
     numbers = _unique_in_order(body.to_numbers)
-    batch_id = f"batch-{uuid.uuid4().hex}"
-    correlation_id = request[CORRELATION_KEY]
-    async with request.app[POOL].connection() as conn, conn.transaction():
+    dropped = len(body.to_numbers) - len(numbers)
+
+    async def build(conn: Conn, who: Principal) -> Accepted:
         from_number, agent = await _resolve(
             conn, who.organization_id, body.from_number, body.agent_id
         )
+        batch_id = f"batch-{uuid.uuid4().hex}"
+        correlation_id = request[CORRELATION_KEY]
+        batch = BatchRequested(
+            batch_id=batch_id,
+            total=len(numbers),
+            from_number=from_number,
+            agent_id=agent.id if agent else None,
+            duplicates_dropped=dropped,
+            requested_by=who.subject,
+        )
         envelopes = [
             Envelope.wrap(
-                BatchRequested(
-                    batch_id=batch_id,
-                    total=len(numbers),
-                    from_number=from_number,
-                    agent_id=agent.id if agent else None,
-                    duplicates_dropped=len(body.to_numbers) - len(numbers),
-                    requested_by=who.subject,
-                ),
+                batch,
                 stream_id=batch_id,
                 organization_id=who.organization_id,
                 correlation_id=correlation_id,
@@ -122,36 +150,34 @@ async def place_batch(request: web.Request) -> web.Response:
         ]
         for index, number in enumerate(numbers):
             call_id = uuid.uuid4()
+            call = CallRequested(
+                call_id=call_id,
+                to_number=number,
+                from_number=from_number,
+                agent_id=agent.id if agent else None,
+                agent_name=agent.name if agent else None,
+                batch_id=batch_id,
+                batch_index=index,
+                record=agent.recording_enabled if agent else True,
+                requested_by=who.subject,
+            )
             envelopes.append(
                 Envelope.wrap(
-                    CallRequested(
-                        call_id=call_id,
-                        to_number=number,
-                        from_number=from_number,
-                        agent_id=agent.id if agent else None,
-                        agent_name=agent.name if agent else None,
-                        batch_id=batch_id,
-                        batch_index=index,
-                        record=agent.recording_enabled if agent else True,
-                        requested_by=who.subject,
-                    ),
+                    call,
                     stream_id=call_stream(call_id),
                     organization_id=who.organization_id,
                     correlation_id=correlation_id,
                 )
             )
-        await eventstore.append(conn, envelopes, expected_versions={batch_id: eventstore.NO_STREAM})
-    EVENTS_APPENDED.labels(BatchRequested.TYPE).inc()
-    EVENTS_APPENDED.labels(CallRequested.TYPE).inc(len(numbers))
-    return web.json_response(
-        {
+        response = {
             "batch_id": batch_id,
             "total": len(numbers),
             "status": "queued",
-            "duplicates_dropped": len(body.to_numbers) - len(numbers),
-        },
-        status=202,
-    )
+            "duplicates_dropped": dropped,
+        }
+        return envelopes, {batch_id: eventstore.NO_STREAM}, response
+
+    return await _accept(request, body, build)
 
 
 async def cancel_batch(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ class Settings:
     json_logs: bool
     log_level: str
     migrate_on_start: bool
+    agent_stream_url: str = "wss://agent-runtime.invalid/stream"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -46,4 +47,5 @@ class Settings:
             json_logs=env.get("LOG_FORMAT", "console") == "json",
             log_level=env.get("LOG_LEVEL", "INFO"),
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
+            agent_stream_url=env.get("AGENT_STREAM_URL", "wss://agent-runtime.invalid/stream"),
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
-from calls_events import E164
+from calls_events import E164, ProviderUse, TranscriptTurn
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 PhoneNumber = Annotated[
@@ -38,3 +38,11 @@ class PlaceBatch(_Body):
     to_numbers: list[PhoneNumber] = Field(min_length=1)
     from_number: PhoneNumber | None = None
     agent_id: uuid.UUID | None = None
+
+
+class ReportConversation(_Body):
+    """What the voice-agent runtime reports when a call ends."""
+
+    transcript: list[TranscriptTurn] = Field(default_factory=list, max_length=5_000)
+    provider_usage: dict[str, ProviderUse] = Field(default_factory=dict, max_length=50)
+    ended_by: Literal["caller", "agent"] | None = None

@@ -1,4 +1,6 @@
-"""Carrier webhooks: Twilio's status callbacks become CallStatusReported events.
+"""Carrier webhooks: status callbacks become CallStatusReported events; an incoming call to an
+agent's number becomes InboundCallReceived and is answered with TwiML that connects the caller
+to the voice-agent runtime.
 
 Every request must carry a valid X-Twilio-Signature for the exact URL Twilio called, rebuilt
 from PUBLIC_BASE_URL (so it works behind a proxy), and name our account; otherwise 403 and
@@ -12,13 +14,16 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from aiohttp import web
-from calls_events import CallStatusReported, Envelope, call_stream
+from calls_events import CallStatusReported, Envelope, InboundCallReceived, call_stream
 from calls_platform import eventstore
-from calls_platform.http import json_error
+from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import ValidationError
 
+from .agents import find_agent_for_number
 from .context import POOL, SETTINGS, TWILIO_VALIDATOR
+from .streams import find_call, inbound_call_id
+from .twiml import connect_to_agent, reject
 from .validation import validation_details
 
 CARRIER_STATUSES = frozenset(
@@ -77,15 +82,18 @@ async def call_status(request: web.Request) -> web.Response:
     if isinstance(verified, web.Response):
         return verified
     form = verified
-    try:
-        call_id = uuid.UUID(request.query.get("call_id", ""))
-    except ValueError:
-        return json_error(422, "validation_error", "callback URL lacks a valid call_id")
-    org = request.query.get("org", "")
     status = form.get("CallStatus", "")
     call_sid = form.get("CallSid", "")
     if status not in CARRIER_STATUSES or not call_sid:
         return json_error(422, "validation_error", "CallStatus and CallSid are required")
+    # Outbound calls carry our call id in the callback URL; inbound calls (whose callback URL is
+    # configured on the number) are found by the id derived from their SID.
+    try:
+        call_id = uuid.UUID(request.query["call_id"]) if "call_id" in request.query else None
+    except ValueError:
+        return json_error(422, "validation_error", "callback URL has an invalid call_id")
+    if call_id is None:
+        call_id = inbound_call_id(call_sid)
     try:
         report = CallStatusReported(
             call_id=call_id,
@@ -101,24 +109,18 @@ async def call_status(request: web.Request) -> web.Response:
         return json_error(
             422, "validation_error", "invalid status callback", validation_details(exc)
         )
-    stream = call_stream(call_id)
     async with request.app[POOL].connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "SELECT correlation_id FROM eventstore.events"
-            " WHERE stream_id = %s AND organization_id = %s ORDER BY stream_version LIMIT 1",
-            (stream, org),
-        )
-        first = await cur.fetchone()
-        if first is None:
+        call = await find_call(conn, call_id)
+        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
             return json_error(404, "not_found", "no such call")
         await eventstore.append(
             conn,
             [
                 Envelope.wrap(
                     report,
-                    stream_id=stream,
-                    organization_id=org,
-                    correlation_id=first["correlation_id"],
+                    stream_id=call.stream_id,
+                    organization_id=call.organization_id,
+                    correlation_id=call.correlation_id,
                     # event ids are unique store-wide: key by the call too, so a report can
                     # only ever be deduplicated against a report on the same call
                     event_id=eventstore.deterministic_event_id(
@@ -129,3 +131,42 @@ async def call_status(request: web.Request) -> web.Response:
         )
     EVENTS_APPENDED.labels(CallStatusReported.TYPE).inc()
     return web.Response(status=204)
+
+
+async def incoming_call(request: web.Request) -> web.Response:
+    """Twilio's voice webhook for a number: record the inbound call, connect it to the agent."""
+    verified = await _verified_form(request)
+    if isinstance(verified, web.Response):
+        return verified
+    call_sid, to_number = verified.get("CallSid", ""), verified.get("To", "")
+    if not call_sid or not to_number:
+        return json_error(422, "validation_error", "CallSid and To are required")
+    call_id = inbound_call_id(call_sid)
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        owner = await find_agent_for_number(conn, to_number)
+        if owner is None:
+            return reject()
+        organization_id, agent = owner
+        event = InboundCallReceived(
+            call_id=call_id,
+            call_sid=call_sid,
+            from_number=verified.get("From", "")[:128],
+            to_number=to_number,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            received_at=_timestamp(verified.get("Timestamp")),
+        )
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    event,
+                    stream_id=call_stream(call_id),
+                    organization_id=organization_id,
+                    correlation_id=request[CORRELATION_KEY],
+                    event_id=eventstore.deterministic_event_id("inbound", call_sid),
+                )
+            ],
+        )
+    EVENTS_APPENDED.labels(InboundCallReceived.TYPE).inc()
+    return connect_to_agent(request.app[SETTINGS].agent_stream_url, call_id)

@@ -18,7 +18,9 @@ from calls_events import (
     CallInitiated,
     CallRequested,
     CallStatusReported,
+    ConversationReported,
     Event,
+    InboundCallReceived,
 )
 
 # What clients see, in the order a call moves through them.
@@ -127,6 +129,11 @@ def derive_outcome(view: CallView) -> str | None:
     return "completed"
 
 
+def _earliest(current: datetime | None, candidate: datetime) -> datetime:
+    """The earliest sign the call started, so the order reports arrive in does not matter."""
+    return candidate if current is None else min(current, candidate)
+
+
 def _advance(view: CallView, status: str, at: datetime) -> CallView:
     """Move to `status` if that is forward; a terminal status is final."""
     if view.status in TERMINAL or rank(status) <= rank(view.status):
@@ -166,15 +173,41 @@ def apply(
             created_at=at,
             last_position=position,
         )
+    if isinstance(event, InboundCallReceived):
+        if view is not None:
+            return view  # the carrier retried its webhook: the first one stands
+        return CallView(
+            call_id=event.call_id,
+            organization_id=organization_id,
+            direction="inbound",
+            status=RINGING,
+            call_sid=event.call_sid,
+            from_number=event.from_number,
+            to_number=event.to_number,
+            agent_id=event.agent_id,
+            agent_name=event.agent_name,
+            created_at=event.received_at,
+            start_time=event.received_at,
+            last_position=position,
+        )
     if view is None:
         return None
     view = replace(view, last_position=max(view.last_position, position))
+
+    if isinstance(event, ConversationReported):
+        # a later report supersedes an earlier one (the runtime may correct itself)
+        return replace(
+            view,
+            transcript=[turn.model_dump() for turn in event.transcript],
+            provider_usage={name: use.model_dump() for name, use in event.provider_usage.items()},
+            ended_by=event.ended_by,
+        )
 
     if isinstance(event, CallInitiated):
         view = replace(
             view,
             call_sid=view.call_sid or event.call_sid,
-            start_time=view.start_time or at,
+            start_time=_earliest(view.start_time, at),
         )
         return _advance(view, INITIATED, at)
 
@@ -202,8 +235,8 @@ def _apply_report(view: CallView, report: CallStatusReported) -> CallView:
         changes["answered_by"] = report.answered_by
     if report.sequence_number is not None:
         changes["last_sequence"] = max(view.last_sequence or -1, report.sequence_number)
-    if view.start_time is None and report.carrier_status != "queued":
-        changes["start_time"] = report.reported_at
+    if report.carrier_status != "queued":
+        changes["start_time"] = _earliest(view.start_time, report.reported_at)
     view = replace(view, **changes)
     if view.status in TERMINAL or rank(status) <= rank(view.status):
         return view

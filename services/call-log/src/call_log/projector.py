@@ -8,6 +8,7 @@ projector may crash and restart anywhere. Rebuilding means truncating and starti
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import time
 import uuid
@@ -24,7 +25,9 @@ from calls_events import (
     CallInitiated,
     CallRequested,
     CallStatusReported,
+    ConversationReported,
     Envelope,
+    InboundCallReceived,
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool
@@ -36,7 +39,15 @@ from .domain import CallView, apply
 log = structlog.get_logger(__name__)
 
 CHECKPOINT: Final = "calls"
-CALL_EVENTS: Final = (CallRequested, CallInitiated, CallStatusReported, CallFailed, CallCanceled)
+CALL_EVENTS: Final = (
+    CallRequested,
+    CallInitiated,
+    CallStatusReported,
+    CallFailed,
+    CallCanceled,
+    ConversationReported,
+    InboundCallReceived,
+)
 
 EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")
 PROJECTION_POSITION = Gauge("projection_position", "Last event position applied")
@@ -105,6 +116,7 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
             (list(call_ids),),
         )
         views = {row["call_id"]: _view_from_row(row) for row in await cur.fetchall()}
+    before_batch = dict(views)
     changed: set[uuid.UUID] = set()
     for envelope in events:
         event = envelope.event()
@@ -144,6 +156,30 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
     if changed:
         async with conn.cursor() as cur:
             await cur.executemany(_UPSERT, [_row_values(views[i]) for i in changed])
+        await _count(conn, [(before_batch.get(i), views[i]) for i in changed])
+
+
+def _count_key(view: CallView) -> tuple[str, str, str, str]:
+    return (view.organization_id, view.direction, view.status, view.outcome or "")
+
+
+async def _count(conn: Conn, changes: list[tuple[CallView | None, CallView]]) -> None:
+    """Move each changed call from its old counter to its new one (exact totals for lists)."""
+    deltas: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+    for before, after in changes:
+        if before is not None:
+            deltas[_count_key(before)] -= 1
+        deltas[_count_key(after)] += 1
+    rows = [(*key, n) for key, n in sorted(deltas.items()) if n]
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO call_log.call_counts"
+                " (organization_id, direction, status, outcome, calls) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (organization_id, direction, status, outcome)"
+                " DO UPDATE SET calls = call_log.call_counts.calls + excluded.calls",
+                rows,
+            )
 
 
 class Projector:
@@ -209,7 +245,7 @@ async def rebuild(pool: Pool, *, batch_size: int = 5000) -> int:
     Run with the projector stopped (or let it wait on the checkpoint row lock).
     """
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("TRUNCATE call_log.calls, call_log.batches")
+        await conn.execute("TRUNCATE call_log.calls, call_log.batches, call_log.call_counts")
         await conn.execute(
             "UPDATE call_log.checkpoints SET position = 0 WHERE name = %s", (CHECKPOINT,)
         )

@@ -94,9 +94,9 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
         where.append("status = %s" if q.status in STATUSES else "outcome = %s")
         params.append(q.status)
     if q.search:
-        # strpos, not LIKE: the search string is matched literally, % and _ included
-        where.append("(strpos(to_number, %s) > 0 OR strpos(from_number, %s) > 0)")
-        params += [q.search, q.search]
+        # LIKE so the trigram indexes apply; the search is escaped, so it matches literally
+        where.append("(to_number LIKE %s ESCAPE '\\' OR from_number LIKE %s ESCAPE '\\')")
+        params += [contains_pattern(q.search)] * 2
     if q.agent_id:
         where.append("agent_id = %s")
         params.append(q.agent_id)
@@ -107,7 +107,16 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
         where.append("start_time < %s")
         params.append(q.to)
     clause = " AND ".join(where)
-    cur = await conn.execute(f"SELECT count(*) AS total FROM call_log.calls WHERE {clause}", params)
+    if q.search or q.agent_id or q.from_ or q.to:
+        cur = await conn.execute(
+            f"SELECT count(*) AS total FROM call_log.calls WHERE {clause}", params
+        )
+    else:
+        # status, outcome and direction are counted by the projector: no scan for the total
+        cur = await conn.execute(
+            f"SELECT coalesce(sum(calls), 0) AS total FROM call_log.call_counts WHERE {clause}",
+            params,
+        )
     total_row = await cur.fetchone()
     cur = await conn.execute(
         f"SELECT {', '.join(LIST_FIELDS)} FROM call_log.calls WHERE {clause}"
@@ -204,3 +213,9 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
             for c in calls
         ],
     }
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with LIKE's own characters taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

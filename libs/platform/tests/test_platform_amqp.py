@@ -1,0 +1,171 @@
+"""Consuming events from RabbitMQ: ack after the handler, redeliver on failure, dead-letter
+what cannot be parsed. Against the real broker, in this run's private vhost."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from calls_events import CallCanceled, Envelope, call_stream
+from calls_platform import amqp
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await amqp.connect(amqp_url)
+    async with connection:
+        yield connection
+
+
+@pytest.fixture
+async def channel(broker: AbstractRobustConnection) -> AbstractChannel:
+    channel = await broker.channel()
+    await channel.set_qos(prefetch_count=1)
+    return channel
+
+
+def canceled(org: str, reason: str = "batch canceled") -> Envelope:
+    call_id = uuid.uuid4()
+    return Envelope.wrap(
+        CallCanceled(call_id=call_id, reason=reason),
+        stream_id=call_stream(call_id),
+        organization_id=org,
+    )
+
+
+class Recorder:
+    """A handler that records what it was given; fails the first `failures` times."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.calls: list[Envelope] = []
+        self.handled: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    async def __call__(self, envelope: Envelope) -> None:
+        self.calls.append(envelope)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("dependency down")
+        self.handled.put_nowait(envelope)
+
+    async def next(self) -> Envelope:
+        return await asyncio.wait_for(self.handled.get(), 10)
+
+
+async def publish(channel: AbstractChannel, envelopes: list[Envelope]) -> None:
+    exchange = await amqp.declare_events_exchange(channel)
+    for envelope in envelopes:
+        await exchange.publish(amqp.to_message(envelope), routing_key=envelope.event_type)
+
+
+async def test_a_handler_that_returns_acks_each_message_once(
+    broker: AbstractRobustConnection, channel: AbstractChannel
+) -> None:
+    name = f"test.acks.{uuid.uuid4().hex}"
+    queue = await amqp.declare_consumer_queue(channel, name, ["CallCanceled"])
+    org = f"org_{uuid.uuid4().hex}"
+    sent = [canceled(org) for _ in range(3)]
+    sentinel = canceled(org, "sentinel")
+    handler = Recorder()
+    await amqp.consume(queue, handler)
+
+    await publish(await broker.channel(), [*sent, sentinel])
+    # prefetch is 1, so each delivery proves the one before it was settled
+    received = [await handler.next() for _ in range(4)]
+    await channel.close()
+
+    assert [e.event_id for e in received] == [e.event_id for e in [*sent, sentinel]]
+    assert len(handler.calls) == 4  # none redelivered
+    check = await (await broker.channel()).declare_queue(name, passive=True)
+    left = []
+    while message := await check.get(no_ack=True, fail=False):
+        left.append(message.message_id)
+    assert set(left) <= {str(sentinel.event_id)}  # only the last may have been in flight
+
+
+async def test_a_handler_that_raises_gets_the_message_again(
+    broker: AbstractRobustConnection, channel: AbstractChannel
+) -> None:
+    queue = await amqp.declare_consumer_queue(
+        channel, f"test.retry.{uuid.uuid4().hex}", ["CallCanceled"]
+    )
+    envelope = canceled(f"org_{uuid.uuid4().hex}")
+    handler = Recorder(failures=1)
+    await amqp.consume(queue, handler)
+
+    await publish(await broker.channel(), [envelope])
+    handled = await handler.next()
+
+    assert handled == envelope
+    assert [e.event_id for e in handler.calls] == [envelope.event_id, envelope.event_id]
+
+
+def _unknown_type(org: str) -> bytes:
+    envelope = canceled(org).model_copy(update={"event_type": "NoSuchEvent"})
+    return envelope.model_dump_json().encode()
+
+
+def _invalid_data(org: str) -> bytes:
+    envelope = canceled(org).model_copy(update={"data": {"call_id": "not-a-uuid"}})
+    return envelope.model_dump_json().encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda org: b"not json at all",
+        lambda org: b'{"event_type": "CallCanceled"}',
+        lambda org: b"\xff\xfe",
+        _unknown_type,
+        _invalid_data,
+    ],
+    ids=["not-json", "not-an-envelope", "not-utf8", "unknown-type", "invalid-data"],
+)
+async def test_an_unparseable_message_goes_to_the_dead_letter_queue(
+    broker: AbstractRobustConnection, channel: AbstractChannel, body: Callable[[str], bytes]
+) -> None:
+    name = f"test.unparseable.{uuid.uuid4().hex}"
+    queue = await amqp.declare_consumer_queue(channel, name, [])
+    handler = Recorder()
+    await amqp.consume(queue, handler)
+    message_id = uuid.uuid4().hex
+
+    await channel.default_exchange.publish(
+        aio_pika.Message(body=body(f"org_{message_id}"), message_id=message_id),
+        routing_key=name,
+    )
+    dead = await find_dead_letter(broker, message_id)
+
+    assert handler.calls == []
+    assert dead.headers["x-first-death-queue"] == name
+    assert dead.headers["x-first-death-reason"] == "rejected"
+
+
+async def find_dead_letter(
+    broker: AbstractRobustConnection, message_id: str
+) -> AbstractIncomingMessage:
+    """Take our message from the shared dead-letter queue, leaving everyone else's there."""
+    channel = await broker.channel()
+    dead_letters = await channel.declare_queue(amqp.DEAD_LETTER_QUEUE, passive=True)
+    others: list[AbstractIncomingMessage] = []
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                message = await dead_letters.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                elif message.message_id == message_id:
+                    await message.ack()
+                    return message
+                else:
+                    others.append(message)
+    finally:
+        for other in others:
+            await other.nack(requeue=True)
+        await channel.close()

@@ -1,0 +1,54 @@
+"""POST /calls/{call_id}/conversation: the voice-agent runtime reports transcript and usage."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from aiohttp import web
+from calls_events import ConversationReported, Envelope
+from calls_platform import eventstore
+from calls_platform.http import json_error
+from calls_platform.metrics import EVENTS_APPENDED
+
+from .context import POOL, principal
+from .models import ReportConversation
+from .streams import find_call
+from .validation import parse_body
+
+
+async def report_conversation(request: web.Request) -> web.Response:
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return json_error(404, "not_found", "call not found")
+    body = await parse_body(request, ReportConversation)
+    org = principal(request).organization_id
+    event = ConversationReported(
+        call_id=call_id,
+        transcript=body.transcript,
+        provider_usage=body.provider_usage,
+        ended_by=body.ended_by,
+    )
+    # a retried identical report is stored once; a different later report supersedes it
+    digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        call = await find_call(conn, call_id)
+        if call is None or call.organization_id != org:
+            return json_error(404, "not_found", "call not found")
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    event,
+                    stream_id=call.stream_id,
+                    organization_id=org,
+                    correlation_id=call.correlation_id,
+                    event_id=eventstore.deterministic_event_id(
+                        "conversation", str(call_id), digest
+                    ),
+                )
+            ],
+        )
+    EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
+    return web.json_response({"call_id": str(call_id), "status": "recorded"}, status=202)

@@ -1,0 +1,187 @@
+"""Integration: inbound calls (Twilio's voice webhook) and conversation reports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from calls_events import ConversationReported, InboundCallReceived
+from yarl import URL
+
+pytestmark = pytest.mark.integration
+
+
+def incoming(gateway: Any, to_number: str, call_sid: str | None = None) -> dict[str, str]:
+    return {
+        "AccountSid": gateway.settings.twilio_account_sid,
+        "CallSid": call_sid or "CA" + uuid.uuid4().hex,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "From": "+14155559999",
+        "To": to_number,
+    }
+
+
+async def ring(gateway: Any, params: dict[str, str], signed: bool = True) -> Any:
+    path = "/webhooks/twilio/voice"
+    headers = gateway.signed(path, params) if signed else {}
+    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
+
+
+async def make_agent(gateway: Any, org: str) -> dict[str, Any]:
+    response = await gateway.post_json(
+        "/agents", org, {"name": "Front desk", "phone_number": gateway.number()}
+    )
+    assert response.status == 201
+    agent: dict[str, Any] = await response.json()
+    return agent
+
+
+async def test_incoming_call_to_an_agent_number_is_recorded_and_connected(
+    gateway: Any, org: str
+) -> None:
+    agent = await make_agent(gateway, org)
+    before = await gateway.head()
+    response = await ring(gateway, incoming(gateway, agent["phone_number"]))
+    assert response.status == 200
+    assert response.content_type == "text/xml"
+    twiml = await response.text()
+    assert "<Connect><Stream url=" in twiml
+    events = [
+        e for e in await gateway.events_after(before) if e.event_type == "InboundCallReceived"
+    ]
+    assert len(events) == 1
+    received = events[0].event()
+    assert isinstance(received, InboundCallReceived)
+    assert events[0].organization_id == org
+    assert str(received.agent_id) == agent["id"]
+    assert f'value="{received.call_id}"' in twiml
+
+    call = await gateway.get(f"/calls/{received.call_id}", org)
+    assert call.status == 200
+    body = await call.json()
+    assert body["direction"] == "inbound"
+    assert body["agent_name"] == "Front desk"
+
+
+async def test_the_same_incoming_webhook_twice_records_one_call(gateway: Any, org: str) -> None:
+    agent = await make_agent(gateway, org)
+    params = incoming(gateway, agent["phone_number"])
+    before = await gateway.head()
+    for _ in range(2):
+        assert (await ring(gateway, params)).status == 200
+    assert len(await gateway.events_after(before)) == 1
+
+
+async def test_incoming_call_to_an_unknown_number_is_rejected_and_recorded_nowhere(
+    gateway: Any,
+) -> None:
+    before = await gateway.head()
+    response = await ring(gateway, incoming(gateway, gateway.number()))
+    assert response.status == 200
+    assert "<Reject" in await response.text()
+    assert await gateway.head() == before
+
+
+async def test_unsigned_incoming_webhook_is_403(gateway: Any, org: str) -> None:
+    agent = await make_agent(gateway, org)
+    before = await gateway.head()
+    response = await ring(gateway, incoming(gateway, agent["phone_number"]), signed=False)
+    assert response.status == 403
+    assert await gateway.head() == before
+
+
+async def test_status_callback_without_call_id_completes_an_inbound_call(
+    gateway: Any, org: str
+) -> None:
+    agent = await make_agent(gateway, org)
+    params = incoming(gateway, agent["phone_number"])
+    await ring(gateway, params)
+    done = {**params, "CallStatus": "completed", "CallDuration": "42", "SequenceNumber": "1"}
+    path = "/webhooks/twilio/status"
+    response = await gateway.client.post(path, data=done, headers=gateway.signed(path, done))
+    assert response.status == 204
+    events = await gateway.events_after(0)
+    reports = [
+        e
+        for e in events
+        if e.event_type == "CallStatusReported" and e.data["call_sid"] == params["CallSid"]
+    ]
+    assert len(reports) == 1
+    assert reports[0].organization_id == org
+
+
+async def place_call(gateway: Any, org: str) -> str:
+    response = await gateway.post_json(
+        "/calls", org, {"to_number": gateway.number(), "from_number": gateway.number()}
+    )
+    assert response.status == 202
+    call_id: str = (await response.json())["call_id"]
+    return call_id
+
+
+CONVERSATION = {
+    "transcript": [
+        {"role": "agent", "content": "Hi, this is Ava."},
+        {"role": "caller", "content": "Not now, thanks."},
+    ],
+    "provider_usage": {"openai": {"type": "llm", "model": "gpt-4o"}},
+    "ended_by": "caller",
+}
+
+
+async def test_conversation_report_is_recorded_and_shown_on_the_call(
+    gateway: Any, org: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    before = await gateway.head()
+    response = await gateway.post_json(f"/calls/{call_id}/conversation", org, CONVERSATION)
+    assert response.status == 202
+    events = await gateway.events_after(before)
+    assert [e.event_type for e in events] == ["ConversationReported"]
+    reported = events[0].event()
+    assert isinstance(reported, ConversationReported)
+    assert reported.ended_by == "caller"
+
+    call = await (await gateway.get(f"/calls/{call_id}", org)).json()
+    assert call["transcript"] == CONVERSATION["transcript"]
+    assert call["provider_usage"] == CONVERSATION["provider_usage"]
+
+
+async def test_identical_conversation_report_twice_is_stored_once(gateway: Any, org: str) -> None:
+    call_id = await place_call(gateway, org)
+    before = await gateway.head()
+    for _ in range(2):
+        response = await gateway.post_json(f"/calls/{call_id}/conversation", org, CONVERSATION)
+        assert response.status == 202
+    assert len(await gateway.events_after(before)) == 1
+
+
+async def test_conversation_for_another_organizations_call_is_404(
+    gateway: Any, org: str, other_org: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    before = await gateway.head()
+    response = await gateway.post_json(f"/calls/{call_id}/conversation", other_org, CONVERSATION)
+    assert response.status == 404
+    assert await gateway.head() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"transcript": "hello"}, "transcript"),
+        ({"transcript": [{"role": "agent"}]}, "transcript.0.content"),
+        ({"provider_usage": {"openai": {"type": "llm"}}}, "provider_usage.openai.model"),
+        ({"ended_by": "nobody"}, "ended_by"),
+    ],
+)
+async def test_invalid_conversation_report_is_422_naming_the_field(
+    gateway: Any, org: str, body: dict[str, Any], field: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    response = await gateway.post_json(f"/calls/{call_id}/conversation", org, body)
+    assert response.status == 422
+    fields = {d["field"] for d in (await response.json())["error"]["details"]}
+    assert field in fields

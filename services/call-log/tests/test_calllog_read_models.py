@@ -1,0 +1,733 @@
+"""The projector and the queries over the read models it builds, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from call_log import queries
+from call_log.__main__ import migrate
+from call_log.projector import CHECKPOINT, Projector, apply_events, projected_and_head, rebuild
+from calls_events import (
+    BatchCancelRequested,
+    BatchRequested,
+    CallCanceled,
+    CallFailed,
+    CallInitiated,
+    CallRequested,
+    CallStatusReported,
+    CarrierStatus,
+    Envelope,
+    Event,
+    UnknownEventType,
+    call_stream,
+)
+from calls_platform import eventstore
+from calls_platform.db import Conn, Pool, open_pool
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+class Calls:
+    """Builds the envelopes of one organization's calls and batches."""
+
+    def __init__(self, organization_id: str) -> None:
+        self.org = organization_id
+
+    def for_org(self, organization_id: str) -> Calls:
+        return Calls(organization_id)
+
+    def _wrap(self, event: Event, stream_id: str, minutes: float) -> Envelope:
+        return Envelope.wrap(
+            event, stream_id=stream_id, organization_id=self.org, occurred_at=at(minutes)
+        )
+
+    def requested(
+        self,
+        call_id: uuid.UUID,
+        minutes: float = 0,
+        *,
+        to_number: str = "+15551230001",
+        from_number: str = "+15559870002",
+        **fields: Any,
+    ) -> Envelope:
+        event = CallRequested(
+            call_id=call_id,
+            to_number=to_number,
+            from_number=from_number,
+            requested_by="key_1",
+            **fields,
+        )
+        return self._wrap(event, call_stream(call_id), minutes)
+
+    def initiated(self, call_id: uuid.UUID, minutes: float) -> Envelope:
+        event = CallInitiated(call_id=call_id, call_sid=sid(call_id))
+        return self._wrap(event, call_stream(call_id), minutes)
+
+    def report(
+        self,
+        call_id: uuid.UUID,
+        status: CarrierStatus,
+        minutes: float,
+        *,
+        duration: int | None = None,
+        answered_by: str | None = None,
+    ) -> Envelope:
+        event = CallStatusReported(
+            call_id=call_id,
+            call_sid=sid(call_id),
+            carrier_status=status,
+            duration_seconds=duration,
+            answered_by=answered_by,
+            reported_at=at(minutes),
+        )
+        return self._wrap(event, call_stream(call_id), minutes)
+
+    def failed(self, call_id: uuid.UUID, minutes: float, code: int | None = None) -> Envelope:
+        event = CallFailed(call_id=call_id, error_code=code, error_message="carrier refused")
+        return self._wrap(event, call_stream(call_id), minutes)
+
+    def canceled(self, call_id: uuid.UUID, minutes: float) -> Envelope:
+        event = CallCanceled(call_id=call_id, reason="batch canceled")
+        return self._wrap(event, call_stream(call_id), minutes)
+
+    def batch(self, batch_id: str, total: int, minutes: float = 0) -> Envelope:
+        event = BatchRequested(
+            batch_id=batch_id,
+            total=total,
+            from_number="+15559870002",
+            duplicates_dropped=1,
+            requested_by="key_1",
+        )
+        return self._wrap(event, batch_id, minutes)
+
+    def batch_canceled(self, batch_id: str, minutes: float) -> Envelope:
+        event = BatchCancelRequested(batch_id=batch_id, requested_by="key_1")
+        return self._wrap(event, batch_id, minutes)
+
+
+def new_batch_id() -> str:
+    return f"batch-{uuid.uuid4().hex}"
+
+
+def sid(call_id: uuid.UUID) -> str:
+    return "CA" + call_id.hex
+
+
+class CallLogDatabase:
+    """The event store and the call log's read models in one test database."""
+
+    def __init__(self, url: str, pool: Pool) -> None:
+        self.url = url
+        self.pool = pool
+
+    async def append(self, *events: Envelope) -> list[Envelope]:
+        async with self.pool.connection() as conn:
+            return await eventstore.append(conn, events)
+
+    async def project(self, batch_size: int = 2000) -> int:
+        """Run the projector until it has nothing left to apply; return how many it applied."""
+        projector = Projector(self.pool, batch_size=batch_size)
+        total = 0
+        while applied := await projector.step():
+            total += applied
+        return total
+
+    async def rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of the read models."""
+        async with self.pool.connection() as conn:
+            return await read_models(conn)
+
+    async def checkpoint(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT position FROM call_log.checkpoints WHERE name = %s", (CHECKPOINT,)
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row["position"])
+
+
+async def read_models(conn: Conn) -> dict[str, list[dict[str, Any]]]:
+    calls = await conn.execute("SELECT * FROM call_log.calls ORDER BY call_id")
+    batches = await conn.execute("SELECT * FROM call_log.batches ORDER BY batch_id")
+    return {"calls": await calls.fetchall(), "batches": await batches.fetchall()}
+
+
+@pytest.fixture
+async def db(calllog_url: str) -> AsyncIterator[CallLogDatabase]:
+    pool = await open_pool(calllog_url, name="test-call-log")
+    async with pool:
+        yield CallLogDatabase(calllog_url, pool)
+
+
+@pytest.fixture(scope="module")
+async def shared_db(
+    database_factory: Callable[[str], str],
+) -> AsyncIterator[CallLogDatabase]:
+    """One database for the query tests, which isolate themselves by organization."""
+    url = database_factory("calllog_queries")
+    await migrate(url)
+    pool = await open_pool(url, name="test-call-log-queries")
+    async with pool:
+        yield CallLogDatabase(url, pool)
+
+
+@pytest.fixture
+def calls() -> Calls:
+    return Calls(f"org_{uuid.uuid4().hex[:12]}")
+
+
+# --- the projector ---------------------------------------------------------------------------
+
+AGENT = uuid.UUID("00000000-0000-4000-8000-00000000a6e7")
+
+
+async def test_projector_folds_a_calls_events_into_its_row(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    recorded = await db.append(
+        calls.requested(call_id, 0, agent_id=AGENT, agent_name="Ada"),
+        calls.initiated(call_id, 1),
+        calls.report(call_id, "ringing", 2),
+        calls.report(call_id, "in-progress", 3),
+        calls.report(call_id, "completed", 10, duration=420, answered_by="human"),
+    )
+
+    assert await db.project() == 5
+
+    [row] = (await db.rows())["calls"]
+    assert row | EXPECTED_COMPLETED == row
+    assert (row["call_id"], row["organization_id"], row["agent_id"]) == (
+        call_id,
+        calls.org,
+        AGENT,
+    )
+    assert (row["created_at"], row["start_time"], row["end_time"]) == (at(0), at(1), at(10))
+    assert row["sort_time"] == at(1)
+    assert row["call_sid"] == sid(call_id)
+    assert row["last_position"] == recorded[-1].position
+    assert await db.checkpoint() == recorded[-1].position
+
+
+EXPECTED_COMPLETED = {
+    "status": "completed",
+    "outcome": "completed",
+    "carrier_status": "completed",
+    "duration": 420,
+    "answered_by": "human",
+    "direction": "outbound",
+    "agent_name": "Ada",
+}
+
+
+async def test_step_applies_at_most_a_batch_and_checkpoints_each(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    recorded = await db.append(*(calls.requested(uuid.uuid4()) for _ in range(5)))
+    projector = Projector(db.pool, batch_size=2)
+
+    applied = [await projector.step() for _ in range(4)]
+
+    assert applied == [2, 2, 1, 0]
+    assert await db.checkpoint() == recorded[-1].position
+    async with db.pool.connection() as conn:
+        assert await projected_and_head(conn) == (recorded[-1].position, recorded[-1].position)
+
+
+async def test_projection_lag_is_what_is_committed_but_not_applied(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    [projected_event] = await db.append(calls.requested(uuid.uuid4()))
+    await db.project()
+    recorded = await db.append(calls.requested(uuid.uuid4()), calls.requested(uuid.uuid4()))
+
+    async with db.pool.connection() as conn:
+        projected, head = await projected_and_head(conn)
+
+    assert (projected, head) == (projected_event.position, recorded[-1].position)
+
+
+async def test_applying_the_same_events_twice_changes_nothing(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    answered, busy, batched = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await db.append(
+        calls.batch("b-twice", 1),
+        calls.requested(batched, batch_id="b-twice", batch_index=0),
+        calls.requested(answered),
+        calls.initiated(answered, 1),
+        calls.report(answered, "completed", 5, duration=240, answered_by="machine_start"),
+        calls.requested(busy),
+        calls.report(busy, "busy", 2),
+        calls.batch_canceled("b-twice", 3),
+        calls.canceled(batched, 3),
+    )
+    async with db.pool.connection() as conn:
+        events = await eventstore.read_all(conn, after=0)
+        async with conn.transaction():
+            await apply_events(conn, events)
+            once = await read_models(conn)
+            await apply_events(conn, events)
+            twice = await read_models(conn)
+
+    assert twice == once
+    assert len(once["calls"]) == 3
+    assert len(once["batches"]) == 1
+
+
+async def test_a_batch_that_fails_to_apply_changes_no_row_and_no_checkpoint(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    """Rows and checkpoint commit together, so a crash mid-batch never applies half of it."""
+    await db.append(
+        calls.requested(uuid.uuid4()),
+        Envelope(
+            event_type="NotAnEventWeKnow",
+            event_version=1,
+            stream_id="nowhere",
+            organization_id=calls.org,
+            data={},
+        ),
+    )
+
+    with pytest.raises(UnknownEventType):
+        await Projector(db.pool).step()
+
+    assert await db.checkpoint() == 0
+    assert await db.rows() == {"calls": [], "batches": []}
+
+
+async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    other = calls.for_org(f"{calls.org}_other")
+    done, voicemail, busy, invalid, ringing, queued = (uuid.uuid4() for _ in range(6))
+    in_batch = [uuid.uuid4() for _ in range(3)]
+    history: list[list[Envelope]] = [
+        [
+            calls.requested(done, 0, agent_id=AGENT, agent_name="Ada"),
+            calls.requested(voicemail, 0.5),
+            other.requested(busy, 1),
+        ],
+        [calls.initiated(done, 1), calls.report(done, "ringing", 2)],
+        [
+            calls.report(done, "in-progress", 3),
+            calls.report(done, "ringing", 2),  # late
+            calls.initiated(voicemail, 2),
+            calls.report(voicemail, "completed", 4, duration=31, answered_by="machine_start"),
+        ],
+        [
+            other.report(busy, "busy", 2),
+            calls.requested(invalid, 3),
+            calls.failed(invalid, 3.5, code=21211),
+            calls.requested(ringing, 4),
+        ],
+        [
+            calls.report(ringing, "ringing", 5),
+            calls.initiated(ringing, 4.5),  # after the carrier's report
+            calls.report(done, "completed", 9, duration=360),
+            calls.report(done, "completed", 9, duration=360),  # twice
+            calls.failed(done, 10, code=21211),  # after the end
+            calls.requested(queued, 6),
+        ],
+        [
+            calls.batch("b-rebuild", 3, 7),
+            *(
+                calls.requested(c, 7, batch_id="b-rebuild", batch_index=i)
+                for i, c in enumerate(in_batch)
+            ),
+        ],
+        [
+            calls.initiated(in_batch[0], 8),
+            calls.batch_canceled("b-rebuild", 8.5),
+            calls.canceled(in_batch[1], 8.5),
+            calls.canceled(in_batch[2], 8.5),
+        ],
+    ]
+    for events in history:
+        await db.append(*events)
+        await db.project(batch_size=3)
+    incremental = await db.rows()
+
+    replayed = await rebuild(db.pool, batch_size=4)
+
+    assert replayed == sum(len(events) for events in history)
+    assert await db.rows() == incremental
+    assert len(incremental["calls"]) == 9
+
+
+async def test_rebuild_restores_read_models_that_were_damaged(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    await db.append(calls.requested(call_id), calls.report(call_id, "busy", 1))
+    await db.project()
+    before = await db.rows()
+    async with db.pool.connection() as conn:
+        await conn.execute("UPDATE call_log.calls SET status = 'queued', outcome = NULL")
+        await conn.execute("UPDATE call_log.checkpoints SET position = 0")
+
+    await rebuild(db.pool)
+
+    assert await db.rows() == before
+
+
+# --- listing calls ---------------------------------------------------------------------------
+
+
+class Seeded:
+    """One organization's calls, covering every status, in a known order."""
+
+    def __init__(self) -> None:
+        names = ["late_start", "ringing", "queued", "invalid", "busy", "voicemail", "canceled"]
+        self.ids = {name: uuid.uuid4() for name in [*names, "completed"]}
+
+    def __getattr__(self, name: str) -> uuid.UUID:
+        return self.ids[name]
+
+
+async def seed(db: CallLogDatabase, calls: Calls) -> Seeded:
+    s = Seeded()
+    await db.append(
+        calls.requested(s.completed, 0, to_number="+15551230001"),
+        calls.initiated(s.completed, 1),
+        calls.report(s.completed, "completed", 5, duration=200, answered_by="human"),
+        calls.requested(s.late_start, 0.5, to_number="+15551230009"),
+        calls.requested(s.canceled, 1.5, to_number="+15551230007"),
+        calls.canceled(s.canceled, 2),
+        calls.requested(s.voicemail, 2, to_number="+15551230002"),
+        calls.initiated(s.voicemail, 3),
+        calls.report(s.voicemail, "completed", 6, duration=20, answered_by="machine_end_beep"),
+        calls.requested(s.busy, 4, to_number="+442071838750"),
+        calls.initiated(s.busy, 5),
+        calls.report(s.busy, "busy", 6),
+        calls.requested(s.invalid, 6, to_number="+15551230004"),
+        calls.failed(s.invalid, 6.5, code=21211),
+        calls.requested(s.queued, 7, to_number="+15551230005", from_number="+15550000000"),
+        calls.requested(s.ringing, 8, to_number="+15551230006", agent_id=AGENT),
+        calls.initiated(s.ringing, 9),
+        calls.report(s.ringing, "ringing", 9.5),
+        calls.initiated(s.late_start, 10),  # created early, dialed last
+    )
+    await db.project()
+    return s
+
+
+NEWEST_FIRST = [
+    "late_start",  # started at 10
+    "ringing",  # started at 9
+    "queued",  # not started, created at 7
+    "invalid",  # not started, created at 6
+    "busy",  # started at 5
+    "voicemail",  # started at 3
+    "canceled",  # not started, created at 1.5
+    "completed",  # started at 1
+]
+
+
+async def list_ids(
+    db: CallLogDatabase, calls: Calls, s: Seeded, **params: Any
+) -> tuple[list[str], int]:
+    """The names of the listed calls, and the total."""
+    names = {str(v): k for k, v in s.ids.items()}
+    async with db.pool.connection() as conn:
+        page = await queries.list_calls(conn, calls.org, queries.ListQuery.model_validate(params))
+    return [names[item["call_id"]] for item in page["items"]], page["total"]
+
+
+async def test_list_is_newest_first_by_start_or_creation_time(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    s = await seed(shared_db, calls)
+
+    assert await list_ids(shared_db, calls, s) == (NEWEST_FIRST, 8)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("queued", ["queued"]),
+        ("initiated", ["late_start"]),
+        ("ringing", ["ringing"]),
+        ("in-progress", []),
+        ("completed", ["voicemail", "completed"]),  # a status as well as an outcome: status wins
+        ("failed", ["invalid", "busy"]),
+        ("canceled", ["canceled"]),
+        ("voicemail", ["voicemail"]),
+        ("busy", ["busy"]),
+        ("invalid_number", ["invalid"]),
+        ("no_answer", []),
+        ("caller_hangup", []),
+    ],
+)
+async def test_list_filters_by_status_or_outcome(
+    shared_db: CallLogDatabase, calls: Calls, status: str, expected: list[str]
+) -> None:
+    s = await seed(shared_db, calls)
+
+    assert await list_ids(shared_db, calls, s, status=status) == (expected, len(expected))
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("1230002", ["voicemail"]),
+        ("+4420", ["busy"]),
+        ("5550000", ["queued"]),  # matches the from number
+        (
+            "+1555123000",
+            ["late_start", "ringing", "queued", "invalid", "voicemail", "canceled", "completed"],
+        ),
+        ("%", []),
+        ("_", []),
+        ("\\", []),
+        ("1_3", []),
+        ("+1555123000%", []),
+        ("555%0", []),
+    ],
+)
+async def test_search_matches_numbers_literally(
+    shared_db: CallLogDatabase, calls: Calls, search: str, expected: list[str]
+) -> None:
+    s = await seed(shared_db, calls)
+
+    assert await list_ids(shared_db, calls, s, search=search) == (expected, len(expected))
+
+
+async def test_list_filters_by_direction_and_agent(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    s = await seed(shared_db, calls)
+
+    assert await list_ids(shared_db, calls, s, direction="outbound") == (NEWEST_FIRST, 8)
+    assert await list_ids(shared_db, calls, s, direction="inbound") == ([], 0)
+    assert await list_ids(shared_db, calls, s, agent_id=str(AGENT)) == (["ringing"], 1)
+    assert await list_ids(shared_db, calls, s, agent_id=str(uuid.uuid4())) == ([], 0)
+
+
+async def test_list_filters_by_start_time_from_inclusive_to_exclusive(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    s = await seed(shared_db, calls)
+
+    window = await list_ids(
+        shared_db, calls, s, **{"from": at(3).isoformat(), "to": at(9).isoformat()}
+    )
+    since = await list_ids(shared_db, calls, s, **{"from": at(9).isoformat()})
+    until = await list_ids(shared_db, calls, s, to=at(3).isoformat())
+
+    assert window == (["busy", "voicemail"], 2)
+    assert since == (["late_start", "ringing"], 2)
+    assert until == (["completed"], 1)
+
+
+async def test_filters_combine(shared_db: CallLogDatabase, calls: Calls) -> None:
+    s = await seed(shared_db, calls)
+
+    assert await list_ids(shared_db, calls, s, status="completed", search="1230001") == (
+        ["completed"],
+        1,
+    )
+
+
+async def test_pages_split_the_list_and_a_page_past_the_end_is_empty(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    s = await seed(shared_db, calls)
+
+    pages = [await list_ids(shared_db, calls, s, page=n, page_size=3) for n in (1, 2, 3, 4)]
+
+    assert pages == [
+        (NEWEST_FIRST[0:3], 8),
+        (NEWEST_FIRST[3:6], 8),
+        (NEWEST_FIRST[6:8], 8),
+        ([], 8),
+    ]
+    assert await list_ids(shared_db, calls, s, page=1000, status="busy") == ([], 1)
+
+
+async def test_list_page_carries_its_paging(shared_db: CallLogDatabase, calls: Calls) -> None:
+    await seed(shared_db, calls)
+
+    async with shared_db.pool.connection() as conn:
+        page = await queries.list_calls(conn, calls.org, queries.ListQuery(page=2, page_size=5))
+
+    assert (page["page"], page["page_size"], page["total"], len(page["items"])) == (2, 5, 8, 3)
+    assert set(page["items"][0]) == set(queries.LIST_FIELDS)
+
+
+async def test_calls_with_the_same_time_are_ordered_by_id(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    ids = sorted(uuid.uuid4() for _ in range(3))
+    await shared_db.append(*(calls.requested(call_id, 1) for call_id in ids))
+    await shared_db.project()
+
+    async with shared_db.pool.connection() as conn:
+        page = await queries.list_calls(conn, calls.org, queries.ListQuery())
+
+    assert [item["call_id"] for item in page["items"]] == [str(i) for i in reversed(ids)]
+
+
+# --- one organization never sees another's calls ---------------------------------------------
+
+
+async def test_another_organizations_calls_are_invisible(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    theirs = calls.for_org(f"{calls.org}_other")
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    batch_id = new_batch_id()
+    await shared_db.append(
+        calls.requested(mine),
+        theirs.requested(other),
+        theirs.batch(batch_id, 1),
+        theirs.requested(uuid.uuid4(), batch_id=batch_id, batch_index=0),
+    )
+    await shared_db.project()
+
+    async with shared_db.pool.connection() as conn:
+        assert await queries.get_call(conn, calls.org, other) is None
+        assert await queries.get_call(conn, theirs.org, other) is not None
+        listed = await queries.list_calls(conn, calls.org, queries.ListQuery())
+        assert await queries.get_batch(conn, calls.org, batch_id) is None
+        assert await queries.get_batch(conn, theirs.org, batch_id) is not None
+
+    assert [item["call_id"] for item in listed["items"]] == [str(mine)]
+    assert listed["total"] == 1
+
+
+async def test_get_call_returns_the_details(shared_db: CallLogDatabase, calls: Calls) -> None:
+    call_id = uuid.uuid4()
+    await shared_db.append(
+        calls.requested(call_id, 0, agent_id=AGENT, agent_name="Ada"),
+        calls.initiated(call_id, 1),
+        calls.report(call_id, "completed", 2, duration=60, answered_by="machine_start"),
+    )
+    await shared_db.project()
+
+    async with shared_db.pool.connection() as conn:
+        call = await queries.get_call(conn, calls.org, call_id)
+        missing = await queries.get_call(conn, calls.org, uuid.uuid4())
+
+    assert missing is None
+    assert call is not None
+    assert set(call) == set(queries.DETAIL_FIELDS)
+    assert (
+        call
+        | {
+            "call_id": str(call_id),
+            "call_sid": sid(call_id),
+            "status": "completed",
+            "outcome": "voicemail",
+            "answered_by": "machine_start",
+            "agent_id": str(AGENT),
+            "duration": 60,
+            "start_time": at(1).isoformat(),
+            "end_time": at(2).isoformat(),
+            "transcript": [],
+            "provider_usage": {},
+            "error_code": None,
+        }
+        == call
+    )
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def get_batch(db: CallLogDatabase, calls: Calls, batch_id: str) -> dict[str, Any]:
+    await db.project()
+    async with db.pool.connection() as conn:
+        batch = await queries.get_batch(conn, calls.org, batch_id)
+    assert batch is not None
+    return batch
+
+
+def counts(batch: dict[str, Any]) -> tuple[int, int, int, int]:
+    return batch["queued"], batch["initiated"], batch["failed"], batch["canceled"]
+
+
+async def test_batch_moves_from_queued_through_in_progress_to_completed(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    batch_id = new_batch_id()
+    await shared_db.append(
+        calls.batch(batch_id, 3),
+        # committed out of index order
+        calls.requested(third, 0, batch_id=batch_id, batch_index=2, to_number="+15551230003"),
+        calls.requested(first, 0, batch_id=batch_id, batch_index=0, to_number="+15551230001"),
+        calls.requested(second, 0, batch_id=batch_id, batch_index=1, to_number="+15551230002"),
+    )
+    queued = await get_batch(shared_db, calls, batch_id)
+
+    await shared_db.append(calls.initiated(first, 1))
+    in_progress = await get_batch(shared_db, calls, batch_id)
+
+    await shared_db.append(
+        calls.report(first, "completed", 3, duration=100),
+        calls.failed(second, 2, code=21211),
+        calls.initiated(third, 2),
+    )
+    completed = await get_batch(shared_db, calls, batch_id)
+
+    assert [b["status"] for b in (queued, in_progress, completed)] == [
+        "queued",
+        "in-progress",
+        "completed",
+    ]
+    assert [counts(b) for b in (queued, in_progress, completed)] == [
+        (3, 0, 0, 0),
+        (2, 1, 0, 0),
+        (0, 2, 1, 0),
+    ]
+    for batch in (queued, in_progress, completed):
+        assert sum(counts(batch)) == batch["total"] == 3
+    assert [c["call_id"] for c in completed["calls"]] == [str(first), str(second), str(third)]
+    assert [c["to_number"] for c in completed["calls"]] == [
+        "+15551230001",
+        "+15551230002",
+        "+15551230003",
+    ]
+    assert [c["error"] for c in completed["calls"]] == [None, "carrier refused", None]
+    assert completed["duplicates_dropped"] == 1
+    assert completed["created_at"] == at(0).isoformat()
+
+
+async def test_a_batch_whose_cancel_was_requested_is_canceled(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    dialed, waiting = uuid.uuid4(), uuid.uuid4()
+    batch_id = new_batch_id()
+    await shared_db.append(
+        calls.batch(batch_id, 2),
+        calls.requested(dialed, 0, batch_id=batch_id, batch_index=0),
+        calls.requested(waiting, 0, batch_id=batch_id, batch_index=1),
+        calls.initiated(dialed, 1),
+        calls.batch_canceled(batch_id, 2),
+    )
+    asked = await get_batch(shared_db, calls, batch_id)
+
+    await shared_db.append(calls.canceled(waiting, 2))
+    done = await get_batch(shared_db, calls, batch_id)
+
+    assert (asked["status"], counts(asked)) == ("canceled", (1, 1, 0, 0))
+    assert (done["status"], counts(done)) == ("canceled", (0, 1, 0, 1))
+    assert [c["status"] for c in done["calls"]] == ["initiated", "canceled"]
+
+
+async def test_an_unknown_batch_is_none(shared_db: CallLogDatabase, calls: Calls) -> None:
+    async with shared_db.pool.connection() as conn:
+        assert await queries.get_batch(conn, calls.org, "no-such-batch") is None
