@@ -34,6 +34,10 @@ lint: install ## ruff and mypy
 manifests: install ## render every Kubernetes overlay and validate it offline (needs kubectl)
 	@PYTHON="$(UV) run --quiet python" scripts/validate-manifests.sh
 
+.PHONY: bench-history
+bench-history: install services ## call-history benchmark at 1,000,000 calls (CALLS=… to change)
+	@$(UV) run python bench/history_bench.py --calls $${CALLS:-1000000}
+
 .PHONY: token
 token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}

@@ -12,7 +12,7 @@ import time
 import uuid
 
 from aiohttp import web
-from calls_platform.db import Pool
+from calls_platform.db import Conn, Pool
 from calls_platform.http import json_error
 from pydantic import ValidationError
 
@@ -29,13 +29,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/internal/orgs/{org}/batches/{batch_id}", get_batch)
 
 
-async def _caught_up(app: web.Application) -> None:
+async def _caught_up(app: web.Application, conn: Conn) -> None:
     """Wait (bounded) until every event committed before this read is projected."""
     deadline = time.monotonic() + app[READ_WAIT]
     target: int | None = None
     while True:
-        async with app[POOL].connection() as conn:
-            projected, head = await projected_and_head(conn)
+        projected, head = await projected_and_head(conn)
         target = head if target is None else target
         PROJECTION_LAG_EVENTS.set(head - projected)
         if projected >= target or time.monotonic() >= deadline:
@@ -56,8 +55,8 @@ async def list_calls(request: web.Request) -> web.Response:
         query = queries.ListQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         return _validation_error(exc)
-    await _caught_up(request.app)
     async with request.app[POOL].connection() as conn:
+        await _caught_up(request.app, conn)
         page = await queries.list_calls(conn, request.match_info["org"], query)
     return web.json_response(page)
 
@@ -67,8 +66,8 @@ async def get_call(request: web.Request) -> web.Response:
         call_id = uuid.UUID(request.match_info["call_id"])
     except ValueError:
         return json_error(404, "not_found", "call not found")
-    await _caught_up(request.app)
     async with request.app[POOL].connection() as conn:
+        await _caught_up(request.app, conn)
         call = await queries.get_call(conn, request.match_info["org"], call_id)
     if call is None:
         return json_error(404, "not_found", "call not found")
@@ -76,8 +75,8 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 async def get_batch(request: web.Request) -> web.Response:
-    await _caught_up(request.app)
     async with request.app[POOL].connection() as conn:
+        await _caught_up(request.app, conn)
         batch = await queries.get_batch(
             conn, request.match_info["org"], request.match_info["batch_id"]
         )
