@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import aio_pika
 import pytest
-from calls_events import ConversationReported, InboundCallReceived
+from calls_events import ConversationReported, Envelope, InboundCallReceived
+from calls_platform import amqp
 from yarl import URL
 
 pytestmark = pytest.mark.integration
@@ -185,3 +188,60 @@ async def test_invalid_conversation_report_is_422_naming_the_field(
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
     assert field in fields
+
+
+async def publish_to_inbox(amqp_url: str, envelope: Envelope) -> None:
+    connection = await amqp.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            amqp.INBOX_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await exchange.publish(amqp.to_message(envelope), routing_key=envelope.event_type)
+    finally:
+        await connection.close()
+
+
+async def wait_for_event(
+    gateway: Any, after: int, event_id: uuid.UUID, attempts: int = 100
+) -> list[Envelope]:
+    for _ in range(attempts):
+        events = [e for e in await gateway.events_after(after) if e.event_id == event_id]
+        if events:
+            return events
+        await asyncio.sleep(0.05)
+    return []
+
+
+async def test_conversation_published_on_the_inbox_is_recorded_once(
+    gateway: Any, org: str, amqp_url: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    before = await gateway.head()
+    envelope = Envelope.wrap(
+        ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
+        stream_id=f"call-{call_id}",
+        organization_id=org,
+    )
+    await publish_to_inbox(amqp_url, envelope)
+    await publish_to_inbox(amqp_url, envelope)  # redelivered: stored once
+    assert len(await wait_for_event(gateway, before, envelope.event_id)) == 1
+    await asyncio.sleep(0.3)
+    assert [e.event_id for e in await gateway.events_after(before)] == [envelope.event_id]
+    call = await (await gateway.get(f"/calls/{call_id}", org)).json()
+    assert call["transcript"] == CONVERSATION["transcript"]
+
+
+async def test_inbox_report_for_another_organizations_call_is_not_recorded(
+    gateway: Any, org: str, other_org: str, amqp_url: str
+) -> None:
+    call_id = await place_call(gateway, org)
+    before = await gateway.head()
+    envelope = Envelope.wrap(
+        ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
+        stream_id=f"call-{call_id}",
+        organization_id=other_org,
+    )
+    await publish_to_inbox(amqp_url, envelope)
+    # the handler refuses it at once (dead-lettered); a second is ample to see nothing recorded
+    assert await wait_for_event(gateway, before, envelope.event_id, attempts=20) == []

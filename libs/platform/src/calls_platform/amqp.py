@@ -30,6 +30,9 @@ from .logging import bind_correlation
 log = structlog.get_logger(__name__)
 
 EVENTS_EXCHANGE: Final = "calls.events"
+# Where systems outside the HTTP API publish reports for the gateway to record (see
+# gateway.inbox): separate from calls.events, which carries only what the event store holds.
+INBOX_EXCHANGE: Final = "calls.inbox"
 DEAD_LETTER_EXCHANGE: Final = "calls.dead-letter"
 DEAD_LETTER_QUEUE: Final = "calls.dead-letter"
 DELIVERY_LIMIT: Final = 5
@@ -50,9 +53,13 @@ async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:
 
 
 async def declare_consumer_queue(
-    channel: AbstractChannel, name: str, event_types: Iterable[str]
+    channel: AbstractChannel,
+    name: str,
+    event_types: Iterable[str],
+    *,
+    exchange: str = EVENTS_EXCHANGE,
 ) -> AbstractQueue:
-    events = await declare_events_exchange(channel)
+    events = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
     dead_letters = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
@@ -94,12 +101,18 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
 Handler = Callable[[Envelope], Awaitable[None]]
 
 
-async def consume(queue: AbstractQueue, handler: Handler) -> str:
+async def consume(
+    queue: AbstractQueue,
+    handler: Handler,
+    *,
+    permanent_errors: tuple[type[Exception], ...] = (),
+) -> str:
     """Consume `queue`, calling `handler` for each event; ack only after it returns.
 
     A handler that raises leaves the message for redelivery (up to the queue's delivery limit,
-    then it is dead-lettered). A message that is not a valid event is dead-lettered at once.
-    Handlers must be idempotent: delivery is at least once.
+    then it is dead-lettered). A message that is not a valid event, or whose handler raises one
+    of `permanent_errors`, is dead-lettered at once. Handlers must be idempotent: delivery is at
+    least once.
     """
 
     async def on_message(message: AbstractIncomingMessage) -> None:
@@ -113,6 +126,10 @@ async def consume(queue: AbstractQueue, handler: Handler) -> str:
         with bind_correlation(envelope.correlation_id):
             try:
                 await handler(envelope)
+            except permanent_errors as exc:
+                log.error("message_refused", queue=queue.name, error=str(exc))
+                await message.reject(requeue=False)
+                return
             except Exception:
                 log.exception(
                     "message_handler_failed",

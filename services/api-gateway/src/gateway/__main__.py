@@ -24,6 +24,7 @@ from calls_platform.notify import AppendListener
 from calls_platform.relay import OutboxRelay
 from twilio.request_validator import RequestValidator
 
+from . import inbox
 from .app import auth_middleware, bad_request_middleware, setup_routes
 from .auth import JwtVerifier
 from .config import DEFAULT_DATABASE_URL, DEV_JWT_SECRET, Settings
@@ -68,6 +69,14 @@ def create_app(settings: Settings) -> web.Application:
         broker_state["connected"] = True
         broker.reconnect_callbacks.add(lambda *_: broker_state.update(connected=True))
         broker.close_callbacks.add(lambda *_: broker_state.update(connected=False))
+        channel = await broker.channel()
+        await channel.set_qos(prefetch_count=20)
+        inbox_queue = await amqp.declare_consumer_queue(
+            channel, inbox.QUEUE, inbox.EVENT_TYPES, exchange=amqp.INBOX_EXCHANGE
+        )
+        inbox_tag = await amqp.consume(
+            inbox_queue, inbox.InboxHandler(pool), permanent_errors=(inbox.UnacceptableReport,)
+        )
         listener = AppendListener(settings.database_url)
         relay = OutboxRelay(pool, broker, listener)
         tasks = [
@@ -78,11 +87,13 @@ def create_app(settings: Settings) -> web.Application:
             ),
         ]
         yield
+        await inbox_queue.cancel(inbox_tag)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await channel.close()
         await broker.close()
         await app[CALL_LOG].close()
         await pool.close()
