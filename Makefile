@@ -38,6 +38,10 @@ manifests: install ## render every Kubernetes overlay and validate it offline (n
 bench-history: install services ## call-history benchmark at 1,000,000 calls (CALLS=… to change)
 	@$(UV) run python bench/history_bench.py --calls $${CALLS:-1000000}
 
+.PHONY: bench-batch
+bench-batch: install services ## batch benchmark: accept 1k/10k, status at 10k, single call while 10k drain
+	@$(UV) run python bench/batch_bench.py
+
 .PHONY: token
 token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}

@@ -1,0 +1,202 @@
+"""Batch campaigns through every service as a real process, with the carrier simulator
+counting every dial: completion, carrier errors, pacing, fairness and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CPS = 20  # DIALER_CPS of the e2e system (tests/conftest.py)
+
+
+def numbers(n: int) -> list[str]:
+    prefix = str(uuid.uuid4().int)[:4]
+    return [f"+1650{prefix}{i:03d}" for i in range(n)]
+
+
+async def post_batch(
+    http: aiohttp.ClientSession, system: Any, org: str, to_numbers: list[str]
+) -> dict[str, Any]:
+    async with http.post(
+        f"{system.gateway}/calls/batch",
+        json={"to_numbers": to_numbers, "from_number": "+14155550199"},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def get_batch(
+    http: aiohttp.ClientSession, system: Any, org: str, batch_id: str
+) -> dict[str, Any]:
+    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def dials(http: aiohttp.ClientSession, system: Any) -> list[dict[str, Any]]:
+    async with http.get(f"{system.simulator}/_sim/calls") as r:
+        calls: list[dict[str, Any]] = (await r.json())["calls"]
+        return calls
+
+
+async def cancel(http: aiohttp.ClientSession, system: Any, org: str, batch_id: str) -> int:
+    async with http.post(
+        f"{system.gateway}/calls/batch/{batch_id}/cancel", headers=system.auth(org)
+    ) as r:
+        return r.status
+
+
+def assert_counts_sum(batch: dict[str, Any]) -> None:
+    counted = batch["queued"] + batch["initiated"] + batch["failed"] + batch["canceled"]
+    assert counted == batch["total"]
+
+
+async def test_batch_runs_to_completion_with_the_carriers_errors(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    good = numbers(5)
+    to_numbers = [good[0], "+15005550001", *good[1:], good[0]]  # one invalid, one duplicate
+    accepted = await post_batch(http, system, org, to_numbers)
+    assert accepted["batch_id"].startswith("batch-")
+    assert accepted["total"] == 6
+    assert accepted["duplicates_dropped"] == 1
+
+    batch = await get_batch(http, system, org, accepted["batch_id"])
+    assert_counts_sum(batch)
+    assert [c["to_number"] for c in batch["calls"]] == [good[0], "+15005550001", *good[1:]]
+
+    deadline = time.monotonic() + 30
+    while batch["status"] != "completed" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        batch = await get_batch(http, system, org, accepted["batch_id"])
+        assert_counts_sum(batch)
+    assert batch["status"] == "completed"
+    assert (batch["initiated"], batch["failed"], batch["queued"]) == (5, 1, 0)
+    invalid = batch["calls"][1]
+    assert invalid["status"] == "failed"
+    assert "not a valid phone number" in invalid["error"]
+    sids = {c["call_sid"] for c in batch["calls"] if c["status"] != "failed"}
+    assert all(sid.startswith("CA") for sid in sids)
+    dialed = [d for d in await dials(http, system) if d["to"] in set(good)]
+    assert sorted(d["sid"] for d in dialed) == sorted(sids)  # each number dialed exactly once
+
+    async with http.get(f"{system.gateway}/calls?page_size=100", headers=system.auth(org)) as r:
+        listed = await r.json()
+    assert listed["total"] == 6
+
+
+async def test_batch_is_dialed_at_the_configured_rate(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    to_numbers = numbers(30)
+    accepted = await post_batch(http, system, org, to_numbers)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        mine = [d for d in await dials(http, system) if d["to"] in set(to_numbers)]
+        if len(mine) == len(to_numbers):
+            break
+        await asyncio.sleep(0.2)
+    times = sorted(d["created_at"] for d in mine)
+    assert len(times) == 30
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # the bucket never lets two dials closer than 1/CPS (small allowance for clock reads)
+    assert min(gaps) >= 0.9 / CPS
+    assert (times[-1] - times[0]) >= 29 * 0.9 / CPS
+    assert (await get_batch(http, system, org, accepted["batch_id"]))["total"] == 30
+
+
+async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    batch = await post_batch(http, system, org, numbers(300))  # 15 s of dialing at 20 cps
+    await asyncio.sleep(1.0)
+    single = numbers(1)[0]
+    placed_at = time.time()
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": single, "from_number": "+14155550199"},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202
+    dialed_at = None
+    deadline = time.monotonic() + 10
+    while dialed_at is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        dialed_at = next(
+            (d["created_at"] for d in await dials(http, system) if d["to"] == single), None
+        )
+    assert dialed_at is not None
+    assert dialed_at - placed_at < 3.0
+    assert (await get_batch(http, system, org, batch["batch_id"]))["queued"] > 100
+    assert await cancel(http, system, org, batch["batch_id"]) == 202
+
+
+async def test_two_organizations_batches_share_the_dial_rate(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    first_org, second_org = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    first_numbers, second_numbers = numbers(200), numbers(200)
+    first = await post_batch(http, system, first_org, first_numbers)
+    second = await post_batch(http, system, second_org, second_numbers)  # posted after
+    await asyncio.sleep(3.0)
+    mine = [d for d in await dials(http, system) if d["to"] in set(first_numbers + second_numbers)]
+    from_first = sum(d["to"] in set(first_numbers) for d in mine)
+    from_second = len(mine) - from_first
+    assert len(mine) >= 20
+    assert abs(from_first - from_second) <= 0.25 * len(mine)  # round robin, not FIFO
+    assert await cancel(http, system, first_org, first["batch_id"]) == 202
+    assert await cancel(http, system, second_org, second["batch_id"]) == 202
+
+
+async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    to_numbers = numbers(200)
+    accepted = await post_batch(http, system, org, to_numbers)
+    await asyncio.sleep(1.5)
+    assert await cancel(http, system, org, accepted["batch_id"]) == 202
+    await asyncio.sleep(1.0)
+    dialed_soon_after = sum(d["to"] in set(to_numbers) for d in await dials(http, system))
+    await asyncio.sleep(2.0)
+    dialed_later = sum(d["to"] in set(to_numbers) for d in await dials(http, system))
+    assert dialed_later == dialed_soon_after  # nothing dialed from a second after the cancel
+    assert dialed_later < 200
+
+    deadline = time.monotonic() + 10
+    batch = await get_batch(http, system, org, accepted["batch_id"])
+    while batch["queued"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        batch = await get_batch(http, system, org, accepted["batch_id"])
+    assert batch["status"] == "canceled"
+    assert batch["queued"] == 0
+    assert batch["canceled"] == 200 - dialed_later
+    assert_counts_sum(batch)
+    assert {c["status"] for c in batch["calls"] if c["call_sid"] is None} <= {"canceled", "failed"}
+
+
+async def test_batch_of_another_organization_or_unknown_is_404(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org, other = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    accepted = await post_batch(http, system, org, numbers(1))
+    for who, batch_id in ((other, accepted["batch_id"]), (org, f"batch-{uuid.uuid4().hex}")):
+        async with http.get(
+            f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(who)
+        ) as r:
+            assert r.status == 404
+        assert await cancel(http, system, who, batch_id) == 404
