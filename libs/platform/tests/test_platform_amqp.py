@@ -169,3 +169,59 @@ async def find_dead_letter(
         for other in others:
             await other.nack(requeue=True)
         await channel.close()
+
+
+async def test_consume_in_batches_hands_over_many_events_at_once_and_acks_them(
+    broker: AbstractRobustConnection,
+) -> None:
+    channel = await broker.channel()
+    await channel.set_qos(prefetch_count=100)
+    queue_name = f"test.batches.{uuid.uuid4().hex[:8]}"
+    queue = await amqp.declare_consumer_queue(channel, queue_name, [f"Nothing{uuid.uuid4().hex}"])
+    sent = [canceled("org_a") for _ in range(50)]
+    batches: list[list[Envelope]] = []
+    done = asyncio.Event()
+
+    async def handler(envelopes: list[Envelope]) -> None:
+        batches.append(envelopes)
+        if sum(map(len, batches)) >= len(sent):
+            done.set()
+
+    for envelope in sent:
+        await channel.default_exchange.publish(amqp.to_message(envelope), routing_key=queue_name)
+    tag = await amqp.consume_in_batches(queue, handler, max_batch=20, max_wait_seconds=0.05)
+    await asyncio.wait_for(done.wait(), 10)
+    await queue.cancel(tag)
+    received = [e.event_id for batch in batches for e in batch]
+    assert sorted(received) == sorted(e.event_id for e in sent)
+    assert max(map(len, batches)) > 1
+    assert max(map(len, batches)) <= 20
+    await asyncio.sleep(0.2)
+    declared = await channel.declare_queue(queue_name, passive=True)
+    assert declared.declaration_result.message_count == 0  # all acked
+    await declared.delete(if_unused=False, if_empty=False)
+
+
+async def test_consume_in_batches_hands_a_failed_batch_back_for_redelivery(
+    broker: AbstractRobustConnection,
+) -> None:
+    channel = await broker.channel()
+    await channel.set_qos(prefetch_count=100)
+    queue_name = f"test.batches.{uuid.uuid4().hex[:8]}"
+    queue = await amqp.declare_consumer_queue(channel, queue_name, [f"Nothing{uuid.uuid4().hex}"])
+    envelope = canceled("org_a")
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(envelopes: list[Envelope]) -> None:
+        attempts.append(len(envelopes))
+        if len(attempts) == 1:
+            raise RuntimeError("database restarting")
+        done.set()
+
+    await channel.default_exchange.publish(amqp.to_message(envelope), routing_key=queue_name)
+    tag = await amqp.consume_in_batches(queue, handler, max_batch=10, max_wait_seconds=0.01)
+    await asyncio.wait_for(done.wait(), 10)
+    await queue.cancel(tag)
+    assert attempts == [1, 1]
+    await queue.delete(if_unused=False, if_empty=False)

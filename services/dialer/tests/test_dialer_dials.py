@@ -328,3 +328,29 @@ async def test_known_sids_names_only_sids_recorded_on_dials(pool: Pool, calls: A
     async with pool.connection() as conn:
         await dials.mark_initiated(conn, event.call_id, SID, "dial")
         assert await dials.known_sids(conn, [SID, "CA" + "f" * 32]) == {SID}
+
+
+async def test_enqueue_many_records_a_bulk_once_and_cancels_calls_of_canceled_batches(
+    pool: Pool, calls: Any
+) -> None:
+    async with pool.connection() as conn:
+        await dials.cancel_batch(conn, "org_a", "batch-gone")
+    live = [await calls.requested("org_a", batch_id="batch-live") for _ in range(300)]
+    gone = [await calls.requested("org_a", batch_id="batch-gone") for _ in range(5)]
+    async with pool.connection() as conn:
+        assert await dials.enqueue_many(conn, live + gone) == 305
+        assert await dials.enqueue_many(conn, live[:10] + gone[:2]) == 0  # redelivered
+        assert await dials.pending_count(conn) == 300
+    assert {await calls.state(e.call_id) for _, e in gone} == {"canceled"}
+    for _, event in gone:
+        assert await calls.events(event.call_id) == [
+            CallCanceled(call_id=event.call_id, reason="batch canceled")
+        ]
+    assert await calls.events(live[0][1].call_id) == []
+
+
+async def test_consumer_takes_a_mixed_delivery_in_one_call(pool: Pool, calls: Any) -> None:
+    requests = [await calls.requested("org_b") for _ in range(20)]
+    await Handlers(pool).handle_many([envelope for envelope, _ in requests] * 2)
+    async with pool.connection() as conn:
+        assert await dials.pending_count(conn) == 20

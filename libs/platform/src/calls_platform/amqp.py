@@ -99,6 +99,7 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
 
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
 
 async def consume(
@@ -146,5 +147,62 @@ async def consume(
                 await message.nack(requeue=True)
                 return
             await message.ack()
+
+    return await queue.consume(on_message)
+
+
+async def consume_in_batches(
+    queue: AbstractQueue,
+    handler: BatchHandler,
+    *,
+    max_batch: int = 500,
+    max_wait_seconds: float = 0.02,
+) -> str:
+    """Like `consume`, but hands the handler up to `max_batch` events at once (whatever arrived
+    within `max_wait_seconds` of the first), so it can take them in one transaction. All are
+    acked after the handler returns, or all handed back if it raises. Set the channel's
+    prefetch to at least `max_batch`."""
+    pending: list[tuple[Envelope, AbstractIncomingMessage]] = []
+    lock = asyncio.Lock()
+    timer: asyncio.Task[None] | None = None
+
+    async def flush() -> None:
+        nonlocal pending
+        async with lock:
+            batch, pending = pending[:max_batch], pending[max_batch:]
+            if not batch:
+                return
+            try:
+                await handler([envelope for envelope, _ in batch])
+            except Exception:
+                log.exception("message_batch_handler_failed", queue=queue.name, size=len(batch))
+                await asyncio.sleep(1.0)  # a dependency down for a moment: don't spin
+                for _, message in batch:
+                    await message.nack(requeue=True)
+                return
+            for _, message in batch:
+                await message.ack()
+
+    async def flush_later() -> None:
+        nonlocal timer
+        await asyncio.sleep(max_wait_seconds)
+        while pending:
+            await flush()
+        timer = None
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        nonlocal timer
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+            envelope.event()
+        except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
+            log.error("message_unparseable", queue=queue.name, error=str(exc))
+            await message.reject(requeue=False)
+            return
+        pending.append((envelope, message))
+        if len(pending) >= max_batch:
+            await flush()
+        elif timer is None:
+            timer = asyncio.create_task(flush_later())
 
     return await queue.consume(on_message)

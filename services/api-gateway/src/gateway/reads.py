@@ -49,5 +49,8 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 async def get_batch(request: web.Request) -> web.Response:
-    status, batch = await fetch_batch(request, request.match_info["batch_id"])
-    return web.json_response(batch, status=status)
+    batch_id = request.match_info["batch_id"]
+    if not BATCH_ID.match(batch_id):
+        return json_error(404, "not_found", "batch not found")
+    # relayed as bytes: a 10,000-call batch is not parsed and re-encoded on the way through
+    return await _relay(request, "batches", batch_id)

@@ -60,12 +60,12 @@ def create_app(settings: Settings) -> web.Application:
         broker.reconnect_callbacks.add(lambda *_: state.update(broker=True))
         broker.close_callbacks.add(lambda *_: state.update(broker=False))
         channel = await broker.channel()
-        await channel.set_qos(prefetch_count=100)
+        await channel.set_qos(prefetch_count=1000)
         handlers = Handlers(pool)
         consumers = []
         for name, event_types in QUEUES.items():
             queue = await amqp.declare_consumer_queue(channel, name, event_types)
-            consumers.append((queue, await amqp.consume(queue, handlers)))
+            consumers.append((queue, await amqp.consume_in_batches(queue, handlers.handle_many)))
 
         appends = AppendListener(settings.database_url)
         work = Listener(settings.database_url, WORK_CHANNEL)

@@ -23,12 +23,19 @@ class Handlers:
         self._pool = pool
 
     async def __call__(self, envelope: Envelope) -> None:
-        event = envelope.event()
+        await self.handle_many([envelope])
+
+    async def handle_many(self, envelopes: list[Envelope]) -> None:
+        """Handle what arrived together: requests in one transaction, the rest in order."""
+        events = [(envelope, envelope.event()) for envelope in envelopes]
         async with self._pool.connection() as conn:
-            if isinstance(event, CallRequested):
-                await dials.enqueue(conn, envelope, event)
-            elif isinstance(event, BatchCancelRequested):
-                await dials.cancel_batch(conn, envelope.organization_id, event.batch_id)
-            elif isinstance(event, CallStatusReported):
-                # a callback names our call id: if its dial is still unresolved, this is its SID
-                await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
+            await dials.enqueue_many(
+                conn, [(e, event) for e, event in events if isinstance(event, CallRequested)]
+            )
+            for envelope, event in events:
+                if isinstance(event, BatchCancelRequested):
+                    await dials.cancel_batch(conn, envelope.organization_id, event.batch_id)
+                elif isinstance(event, CallStatusReported):
+                    # a callback names our call id: if its dial is still unresolved, this is
+                    # its SID
+                    await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -48,10 +49,16 @@ def lane_of(organization_id: str, batch_id: str | None) -> str:
 
 
 async def _append(conn: Conn, dial: Dial | dict[str, Any], event: Event, kind: str) -> None:
-    row = dial if isinstance(dial, dict) else dial.__dict__
-    await eventstore.append(
-        conn,
-        [
+    await _append_many(conn, [(dial, event)], kind)
+
+
+async def _append_many(
+    conn: Conn, changes: Sequence[tuple[Dial | dict[str, Any], Event]], kind: str
+) -> None:
+    envelopes = []
+    for dial, event in changes:
+        row = dial if isinstance(dial, dict) else dial.__dict__
+        envelopes.append(
             Envelope.wrap(
                 event,
                 stream_id=call_stream(row["call_id"]),
@@ -61,54 +68,65 @@ async def _append(conn: Conn, dial: Dial | dict[str, Any], event: Event, kind: s
                 # one event of each kind per call, however often this runs
                 event_id=eventstore.deterministic_event_id(kind, str(row["call_id"])),
             )
-        ],
-    )
+        )
+    await eventstore.append(conn, envelopes)
 
 
 async def enqueue(conn: Conn, envelope: Envelope, request: CallRequested) -> bool:
     """Record a requested call as pending (once); a call of a canceled batch ends canceled."""
+    return await enqueue_many(conn, [(envelope, request)]) == 1
+
+
+async def enqueue_many(conn: Conn, requests: Sequence[tuple[Envelope, CallRequested]]) -> int:
+    """Record requested calls in one transaction (a 10,000-call batch arrives as 10,000
+    messages: taking them in bulk keeps a single call from waiting behind them). Each call is
+    recorded once; calls of a canceled batch end canceled. Returns how many were new."""
+    if not requests:
+        return 0
     async with conn.transaction():
-        canceled = False
-        if request.batch_id:
-            cur = await conn.execute(
-                "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (request.batch_id,)
+        batch_ids = sorted({r.batch_id for _, r in requests if r.batch_id})
+        cur = await conn.execute(
+            "SELECT batch_id FROM dialer.canceled_batches WHERE batch_id = ANY(%s)", (batch_ids,)
+        )
+        canceled_batches = {row["batch_id"] for row in await cur.fetchall()}
+        rows = [
+            (
+                r.call_id,
+                e.organization_id,
+                lane_of(e.organization_id, r.batch_id),
+                r.batch_id,
+                r.to_number,
+                r.from_number,
+                r.record,
+                "canceled" if r.batch_id in canceled_batches else "pending",
+                e.position or 0,
+                e.correlation_id,
+                e.event_id,
             )
-            canceled = await cur.fetchone() is not None
+            for e, r in requests
+        ]
         cur = await conn.execute(
             "INSERT INTO dialer.dials (call_id, organization_id, lane, batch_id, to_number,"
             " from_number, record, state, requested_position, correlation_id, requested_event_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (call_id) DO NOTHING RETURNING organization_id",
-            (
-                request.call_id,
-                envelope.organization_id,
-                lane_of(envelope.organization_id, request.batch_id),
-                request.batch_id,
-                request.to_number,
-                request.from_number,
-                request.record,
-                "canceled" if canceled else "pending",
-                envelope.position or 0,
-                envelope.correlation_id,
-                envelope.event_id,
-            ),
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::boolean[], %s::text[], %s::bigint[], %s::text[], %s::uuid[])"
+            " ON CONFLICT (call_id) DO NOTHING"
+            " RETURNING call_id, organization_id, correlation_id, requested_event_id, state",
+            [list(column) for column in zip(*rows, strict=True)],
         )
-        inserted = await cur.fetchone() is not None
-        if inserted and canceled:
-            await _append(
-                conn,
-                {
-                    "call_id": request.call_id,
-                    "organization_id": envelope.organization_id,
-                    "correlation_id": envelope.correlation_id,
-                    "requested_event_id": envelope.event_id,
-                },
-                CallCanceled(call_id=request.call_id, reason="batch canceled"),
-                "canceled",
-            )
-        elif inserted:
+        inserted = await cur.fetchall()
+        canceled = [row for row in inserted if row["state"] == "canceled"]
+        await _append_many(
+            conn,
+            [
+                (row, CallCanceled(call_id=row["call_id"], reason="batch canceled"))
+                for row in canceled
+            ],
+            "canceled",
+        )
+        if len(canceled) < len(inserted):
             await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
-    return inserted
+    return len(inserted)
 
 
 async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
@@ -126,10 +144,11 @@ async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
             (lane_of(organization_id, batch_id),),
         )
         rows = await cur.fetchall()
-        for row in rows:
-            await _append(
-                conn, row, CallCanceled(call_id=row["call_id"], reason="batch canceled"), "canceled"
-            )
+        await _append_many(
+            conn,
+            [(row, CallCanceled(call_id=row["call_id"], reason="batch canceled")) for row in rows],
+            "canceled",
+        )
     return len(rows)
 
 
