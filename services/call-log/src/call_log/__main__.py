@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
 from aiohttp import web
 from calls_platform import leader
-from calls_platform.db import is_reachable, open_pool
+from calls_platform.db import connect, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
@@ -23,7 +24,7 @@ from calls_platform.notify import AppendListener
 
 from . import api
 from .config import DEFAULT_DATABASE_URL, Settings
-from .projector import Projector
+from .projector import Projector, rebuild
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +70,48 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+async def rebuild_read_models(database_url: str) -> None:
+    """Replay the whole event store into empty read models, reporting progress and rate.
+
+    Takes the projector's leadership lock first, so running replicas wait instead of
+    projecting into the tables being rebuilt.
+    """
+    conn = await connect(database_url)
+    async with conn:
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(%s) AS ok", (leader.lock_key("call-log-projector"),)
+        )
+        row = await cur.fetchone()
+        if not (row and row["ok"]):
+            log.warning("rebuild_waiting_for_projector_leadership")
+            await conn.execute(
+                "SELECT pg_advisory_lock(%s)", (leader.lock_key("call-log-projector"),)
+            )
+        pool = await open_pool(database_url, name="call-log-rebuild", max_size=2)
+        async with pool:
+            started = time.monotonic()
+            total = await rebuild(pool, progress=_print_progress(started))
+        elapsed = time.monotonic() - started
+        print(file=sys.stderr)
+        print(f"rebuilt: {total} events in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f}/s)")
+
+
+def _print_progress(started: float) -> Callable[[int, int], None]:
+    def report(done: int, head: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-9)
+        print(f"\r{done}/{head} events ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
 def main() -> None:
     if sys.argv[1:] == ["migrate"]:
         configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
         asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+        return
+    if sys.argv[1:] == ["rebuild"]:
+        configure_logging("rebuild", json_logs=os.environ.get("LOG_FORMAT") == "json")
+        asyncio.run(rebuild_read_models(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
         return
     settings = Settings.from_env()
     configure_logging("call-log", json_logs=settings.json_logs, level=settings.log_level)

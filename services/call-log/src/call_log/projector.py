@@ -12,7 +12,7 @@ import collections
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -239,18 +239,28 @@ async def projected_and_head(conn: Conn) -> tuple[int, int]:
     return int(row["projected"] or 0), int(row["head"])
 
 
-async def rebuild(pool: Pool, *, batch_size: int = 5000) -> int:
+async def rebuild(
+    pool: Pool,
+    *,
+    batch_size: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Empty the read models and replay every event; returns the number of events applied.
 
-    Run with the projector stopped (or let it wait on the checkpoint row lock).
+    Run with the projector stopped (or let it wait on the checkpoint row lock). `progress`
+    is told (events applied, head position) after each batch.
     """
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("TRUNCATE call_log.calls, call_log.batches, call_log.call_counts")
         await conn.execute(
             "UPDATE call_log.checkpoints SET position = 0 WHERE name = %s", (CHECKPOINT,)
         )
+    async with pool.connection() as conn:
+        head = await eventstore.head_position(conn)
     projector = Projector(pool, batch_size=batch_size)
     total = 0
     while applied := await projector.step():
         total += applied
+        if progress:
+            progress(total, head)
     return total
