@@ -6,8 +6,10 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
+from calls_events import E164
 from calls_platform.http import json_error
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,12 +22,18 @@ class BadRequest(Exception):
         self.response = response
 
 
+def _message(err: ErrorDetails) -> str:
+    if err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == E164:
+        return "must be an E.164 phone number, e.g. +14155550100"
+    return err["msg"]
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors(include_url=False):
         detail: dict[str, Any] = {
             "field": ".".join(str(p) for p in err["loc"]) or "body",
-            "message": err["msg"],
+            "message": _message(err),
         }
         if err["type"] not in ("missing", "extra_forbidden") and isinstance(
             err.get("input"), str | int | float | bool
