@@ -3,5 +3,5 @@
 import subprocess
 import sys
 
-for module in ("gateway", "dialer", "call_log"):
+for module in ("gateway", "dialer", "call_log", "recordings"):
     subprocess.run([sys.executable, "-m", module, "migrate"], check=True)

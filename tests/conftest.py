@@ -105,7 +105,9 @@ async def wait_ready(url: str, seconds: float = 60) -> None:
     raise TimeoutError(f"{url} not ready after {seconds}s")
 
 
-def system_env(database_url: str, amqp_url: str, ports: dict[str, int]) -> dict[str, str]:
+def system_env(
+    database_url: str, amqp_url: str, ports: dict[str, int], recordings_dir: str
+) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
         "AMQP_URL": amqp_url,
@@ -116,6 +118,10 @@ def system_env(database_url: str, amqp_url: str, ports: dict[str, int]) -> dict[
         "SIM_PORT": str(ports["simulator"]),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
         "CALL_LOG_URL": f"http://127.0.0.1:{ports['call_log']}",
+        "RECORDINGS_URL": f"http://127.0.0.1:{ports['recordings']}",
+        "RECORDINGS_DIR": recordings_dir,
+        "RECORDINGS_RETRY_BASE_SECONDS": "0.1",
+        "RECORDINGS_RETRY_MAX_SECONDS": "0.5",
         "JWT_SECRET": JWT_SECRET,
         "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
@@ -132,9 +138,12 @@ def system_env(database_url: str, amqp_url: str, ports: dict[str, int]) -> dict[
 
 
 @pytest.fixture(scope="session")
-def system_services(database_factory: Any, amqp_url: str) -> Iterator[System]:
+def system_services(
+    database_factory: Any, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
     ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
-    env = system_env(database_factory("e2e"), amqp_url, ports)
+    recordings_dir = str(tmp_path_factory.mktemp("recordings"))
+    env = system_env(database_factory("e2e"), amqp_url, ports, recordings_dir)
     system = System(
         {
             "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
@@ -145,7 +154,7 @@ def system_services(database_factory: Any, amqp_url: str) -> Iterator[System]:
         }
     )
     # migrate first, as `make up` does, so services don't race to create schemas
-    for module in ("gateway", "dialer", "call_log"):
+    for module in ("gateway", "dialer", "call_log", "recordings"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
         )

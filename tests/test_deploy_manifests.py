@@ -39,7 +39,7 @@ SERVICES = {
     "recordings": (8083, "calls-recordings", "services/recordings", "recordings"),
 }
 SIMULATOR = ("carrier-sim", (8090, "carrier-sim", "tools/carrier-simulator", "carrier_sim"))
-MIGRATING = ["gateway", "dialer", "call-log"]  # the images that carry migrations, in order
+MIGRATING = ["gateway", "dialer", "call-log", "recordings"]  # images with migrations, in order
 AUTOSCALED = {"api-gateway", "call-log"}
 
 requires_kubectl = pytest.mark.skipif(

@@ -64,10 +64,16 @@ USER 10001:10001
 
 # --- per service ------------------------------------------------------------------------------
 ENV RECORDINGS_HOST=0.0.0.0 \
-    RECORDINGS_PORT=8083
+    RECORDINGS_PORT=8083 \
+    RECORDINGS_DIR=/var/lib/calls/recordings
+# Where recordings are kept when no S3 bucket is configured: mount a volume here (it starts out
+# owned by the service's user).
+USER root
+RUN install -d -o 10001 -g 10001 /var/lib/calls/recordings
+USER 10001:10001
 EXPOSE 8083
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('RECORDINGS_PORT', '8083'), timeout=2)"]
-# `python -m recordings` serves (the service has no migrations yet).
+# `python -m recordings` serves; `python -m recordings migrate` applies its migrations.
 ENTRYPOINT ["python", "-m", "recordings"]
 # -----------------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ from calls_events import (
     Event,
     InboundCallReceived,
     ProviderUse,
+    RecordingDeleted,
+    RecordingFailed,
+    RecordingReported,
+    RecordingStored,
     TranscriptTurn,
     UnknownEventType,
     _base,
@@ -32,6 +36,7 @@ from pydantic import ValidationError
 
 CALL_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 SID = "CA" + "0" * 32
+RECORDING = "RE" + "0123456789abcdef" * 2
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 # One example of every event type, with every optional field set so all of them round-trip.
@@ -88,6 +93,28 @@ EXAMPLES: list[Event] = [
         agent_name="Ada",
         received_at=AT,
     ),
+    RecordingReported(
+        call_id=CALL_ID,
+        call_sid=SID,
+        recording_sid=RECORDING,
+        recording_url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{RECORDING}",
+        status="completed",
+        duration_seconds=61,
+        channels=2,
+        source="OutboundAPI",
+        error_code=0,
+    ),
+    RecordingStored(
+        call_id=CALL_ID,
+        call_sid=SID,
+        recording_sid=RECORDING,
+        storage_key=f"0123456789abcdef/{CALL_ID}/{RECORDING}.wav",
+        size_bytes=1_952_044,
+        content_type="audio/wav",
+        duration_seconds=61,
+    ),
+    RecordingFailed(call_id=CALL_ID, recording_sid=RECORDING, reason="HTTP 503", attempts=5),
+    RecordingDeleted(call_id=CALL_ID, recording_sid=RECORDING, requested_by="key_1"),
 ]
 
 
@@ -262,3 +289,36 @@ def test_e164_rejects_bad_numbers(number: str) -> None:
         )
     with pytest.raises(ValidationError):
         BatchRequested(batch_id="b", total=1, from_number=number, requested_by="t")
+
+
+@pytest.mark.parametrize(
+    "sid",
+    [
+        "RE" + "0" * 31,  # too short
+        "RE" + "0" * 33,  # too long
+        "RE" + "A" * 32,  # Twilio SIDs are lowercase hex
+        "CA" + "0" * 32,  # a call SID
+        "RE" + "0" * 30 + "/.",
+        "../" + "0" * 31,
+        "",
+    ],
+)
+def test_recording_sids_are_refused_unless_re_and_32_hex_digits(sid: str) -> None:
+    with pytest.raises(ValidationError):
+        RecordingReported(
+            call_id=CALL_ID, call_sid=SID, recording_sid=sid, recording_url=None, status="absent"
+        )
+    with pytest.raises(ValidationError):
+        RecordingFailed(call_id=CALL_ID, recording_sid=sid, reason="x", attempts=1)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://x/y", "//x/y", "x"])
+def test_recording_urls_must_be_http(url: str) -> None:
+    with pytest.raises(ValidationError):
+        RecordingReported(
+            call_id=CALL_ID,
+            call_sid=SID,
+            recording_sid=RECORDING,
+            recording_url=url,
+            status="completed",
+        )

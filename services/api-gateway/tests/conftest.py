@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -106,6 +107,10 @@ async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> Asyn
         port=0,
     )
     await call_log_server.start_server()
+    # The recordings service is not run here (its end-to-end tests run it): a port that refuses
+    # connections stands in for it being down.
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))
     settings = Settings(
         database_url=database_url,
         amqp_url=amqp_url,
@@ -121,6 +126,7 @@ async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> Asyn
         json_logs=False,
         log_level="WARNING",
         migrate_on_start=False,
+        recordings_url=f"http://127.0.0.1:{refusing.getsockname()[1]}",
     )
     client: TestClient[Any, Any] = TestClient(
         TestServer(create_app(settings), host="127.0.0.1", port=0)
@@ -134,6 +140,7 @@ async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> Asyn
         await pool.close()
         await client.close()
         await call_log_server.close()
+        refusing.close()
 
 
 @pytest.fixture

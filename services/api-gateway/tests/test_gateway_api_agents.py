@@ -19,7 +19,20 @@ async def test_create_agent_answers_201_with_its_id(gateway: Any, org: str) -> N
     assert uuid.UUID(agent["id"])
     assert agent["name"] == "Ada"  # surrounding whitespace is trimmed
     assert agent["phone_number"] == number
+    assert agent["recording_enabled"] is True  # calls are recorded unless the agent says not
     assert datetime.fromisoformat(agent["created_at"]).tzinfo is not None
+
+
+async def test_an_agent_may_turn_recording_off(gateway: Any, org: str) -> None:
+    response = await gateway.post_json(
+        "/agents",
+        org,
+        {"name": "Quiet", "phone_number": gateway.number(), "recording_enabled": False},
+    )
+    assert response.status == 201
+    assert (await response.json())["recording_enabled"] is False
+    [listed] = (await (await gateway.get("/agents", org)).json())["items"]
+    assert listed["recording_enabled"] is False
 
 
 async def test_list_agents_shows_only_the_callers_organization(

@@ -27,6 +27,8 @@ PROTECTED = [
     ("GET", "/calls", "/calls"),
     ("GET", "/calls/{call_id}", f"/calls/{CALL_ID}"),
     ("POST", "/calls/{call_id}/conversation", f"/calls/{CALL_ID}/conversation"),
+    ("GET", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
+    ("DELETE", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
 ]
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
 

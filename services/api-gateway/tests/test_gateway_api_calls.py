@@ -75,6 +75,49 @@ async def test_place_call_answers_202_and_appends_exactly_one_call_requested(
     }
 
 
+async def test_an_agent_with_recording_off_makes_unrecorded_calls_unless_a_call_asks(
+    gateway: Any, org: str
+) -> None:
+    response = await gateway.post_json(
+        "/agents",
+        org,
+        {"name": "Quiet", "phone_number": gateway.number(), "recording_enabled": False},
+    )
+    quiet = await response.json()
+    loud = await create_agent(gateway, org, name="Loud")
+    cases = [
+        ({"agent_id": quiet["id"]}, False),
+        ({"agent_id": quiet["id"], "record": True}, True),
+        ({"agent_id": loud["id"]}, True),
+        ({"agent_id": loud["id"], "record": False}, False),
+        ({"from_number": quiet["phone_number"]}, False),  # the number's agent decides
+        ({"from_number": gateway.number()}, True),
+        ({"from_number": gateway.number(), "record": False}, False),
+    ]
+    for body, recorded in cases:
+        _, event = await place(gateway, org, {"to_number": gateway.number(), **body})
+        assert event.data["record"] is recorded, body
+
+
+async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(gateway: Any, org: str) -> None:
+    response = await gateway.post_json(
+        "/agents",
+        org,
+        {"name": "Quiet", "phone_number": gateway.number(), "recording_enabled": False},
+    )
+    quiet = await response.json()
+    for body, recorded in [({}, False), ({"record": True}, True)]:
+        head = await gateway.head()
+        response = await gateway.post_json(
+            "/calls/batch",
+            org,
+            {"to_numbers": [gateway.number(), gateway.number()], "agent_id": quiet["id"], **body},
+        )
+        assert response.status == 202
+        calls = [e for e in await gateway.events_after(head) if e.event_type == "CallRequested"]
+        assert [e.data["record"] for e in calls] == [recorded, recorded]
+
+
 async def test_client_correlation_id_is_kept_on_the_event(gateway: Any, org: str) -> None:
     head = await gateway.head()
     response = await gateway.client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from gateway.caller_id import Agent, CallerIdUnresolved, choose_from_number
+from gateway.caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
 
 EXPLICIT = "+14155550001"
 AGENT = Agent(id=uuid.uuid4(), name="Ada", phone_number="+14155550002")
@@ -32,3 +32,28 @@ def test_explicit_number_is_used_without_agent_or_default() -> None:
 def test_nothing_to_choose_from_is_unresolved(default: str | None) -> None:
     with pytest.raises(CallerIdUnresolved, match="from_number"):
         choose_from_number(None, None, default)
+
+
+# --- whether a call is recorded: its own `record`, else its agent's setting, else yes --------
+
+SILENT_AGENT = Agent(
+    id=uuid.uuid4(), name="Quiet", phone_number="+14155550004", recording_enabled=False
+)
+
+
+@pytest.mark.parametrize(
+    ("explicit", "agent", "recorded"),
+    [
+        (None, None, True),
+        (None, AGENT, True),
+        (None, SILENT_AGENT, False),
+        (True, SILENT_AGENT, True),
+        (False, AGENT, False),
+        (False, None, False),
+        (True, None, True),
+    ],
+)
+def test_a_calls_own_record_wins_then_its_agents_setting_then_recorded(
+    explicit: bool | None, agent: Agent | None, recorded: bool
+) -> None:
+    assert should_record(explicit, agent) is recorded

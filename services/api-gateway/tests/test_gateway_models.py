@@ -51,7 +51,7 @@ def test_to_number_as_an_integer_is_refused_not_coerced() -> None:
     ("model", "body"),
     [
         (PlaceCall, {"to_number": "+14155550100", "priority": "high"}),
-        (PlaceBatch, {"to_numbers": ["+14155550100"], "record": False}),
+        (PlaceBatch, {"to_numbers": ["+14155550100"], "recording_enabled": False}),
         (CreateAgent, {"name": "Ada", "phone_number": "+14155550100", "id": "x"}),
         (SipConfig, {"default_from_number": "+14155550100", "org": "other"}),
     ],
@@ -99,3 +99,23 @@ def test_sip_default_may_be_cleared_but_must_be_given() -> None:
     with pytest.raises(ValidationError) as exc:
         SipConfig.model_validate({})
     assert _fields(exc) == ["default_from_number"]
+
+
+@pytest.mark.parametrize("value", ["true", "yes", 1, 0, None])
+def test_record_flags_are_booleans_not_coerced(value: Any) -> None:
+    with pytest.raises(ValidationError) as exc:
+        CreateAgent.model_validate(
+            {"name": "Ada", "phone_number": "+14155550100", "recording_enabled": value}
+        )
+    assert _fields(exc) == ["recording_enabled"]
+    if value is not None:  # null means "as the agent says" on a call
+        with pytest.raises(ValidationError) as exc:
+            PlaceCall.model_validate({"to_number": "+14155550100", "record": value})
+        assert _fields(exc) == ["record"]
+
+
+def test_record_is_optional_and_recording_is_on_by_default() -> None:
+    assert PlaceCall.model_validate({"to_number": "+14155550100"}).record is None
+    assert PlaceBatch.model_validate({"to_numbers": ["+14155550100"]}).record is None
+    agent = CreateAgent.model_validate({"name": "Ada", "phone_number": "+14155550100"})
+    assert agent.recording_enabled is True

@@ -32,6 +32,10 @@ from calls_events import (
     CallStatusReported,
     CarrierStatus,
     Event,
+    RecordingDeleted,
+    RecordingFailed,
+    RecordingReported,
+    RecordingStored,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -552,3 +556,93 @@ def test_rows_carry_every_view_field_and_the_outcome() -> None:
     row = view.as_row()
 
     assert set(row) == {f.name for f in dataclasses.fields(CallView)} | {"outcome"}
+
+
+# --- recordings ------------------------------------------------------------------------------
+
+RECORDING_SID = "RE" + "2" * 32
+
+
+def recording_reported(seconds: float = 70) -> Occurred:
+    event = RecordingReported(
+        call_id=CALL_ID,
+        call_sid=SID,
+        recording_sid=RECORDING_SID,
+        recording_url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}",
+        status="completed",
+        duration_seconds=57,
+    )
+    return event, at(seconds)
+
+
+def recording_stored(seconds: float = 72) -> Occurred:
+    event = RecordingStored(
+        call_id=CALL_ID,
+        call_sid=SID,
+        recording_sid=RECORDING_SID,
+        storage_key=f"0123456789abcdef/{CALL_ID}/{RECORDING_SID}.wav",
+        size_bytes=912_044,
+        content_type="audio/wav",
+        duration_seconds=57,
+    )
+    return event, at(seconds)
+
+
+def recording_deleted(seconds: float = 80) -> Occurred:
+    event = RecordingDeleted(call_id=CALL_ID, recording_sid=RECORDING_SID, requested_by="u")
+    return event, at(seconds)
+
+
+def ended() -> list[Occurred]:
+    return [initiated(1), report("in-progress", 3), report("completed", 60, duration=57)]
+
+
+def test_a_call_has_no_recording_url_until_its_recording_is_stored() -> None:
+    reported = call(*ended(), recording_reported())
+    assert reported.recording_url is None
+    failed_ = fold(
+        [
+            (
+                RecordingFailed(
+                    call_id=CALL_ID, recording_sid=RECORDING_SID, reason="x", attempts=5
+                ),
+                at(75),
+            )
+        ],
+        reported,
+    )
+    assert failed_.recording_url is None
+
+
+def test_a_stored_recording_is_named_after_the_call_sid() -> None:
+    view = call(*ended(), recording_reported(), recording_stored())
+
+    assert view.recording_url == f"call-{SID}.wav"
+    # the recording changes nothing else about the call
+    assert (view.status, view.outcome, view.duration) == (COMPLETED, "completed", 57)
+
+
+def test_a_stored_recording_uses_the_sid_from_the_event_if_the_call_has_none_yet() -> None:
+    # events of one call may be projected in any order relative to the carrier's reports
+    view = call(recording_stored())
+
+    assert view.recording_url == f"call-{SID}.wav"
+    assert view.status == QUEUED
+
+
+def test_a_deleted_recording_clears_the_recording_url() -> None:
+    view = call(*ended(), recording_stored(), recording_deleted())
+
+    assert view.recording_url is None
+
+
+def test_a_repeated_recording_stored_changes_nothing() -> None:
+    once = call(*ended(), recording_stored())
+    twice = fold([recording_stored()], once)
+
+    assert without_position(twice) == without_position(once)
+
+
+def test_recording_events_of_an_unknown_call_are_ignored() -> None:
+    event, when = recording_stored()
+    assert apply(None, event, organization_id=ORG, position=1, at=when) is None

@@ -22,6 +22,9 @@ from calls_events import (
     CarrierStatus,
     Envelope,
     Event,
+    RecordingDeleted,
+    RecordingReported,
+    RecordingStored,
     UnknownEventType,
     call_stream,
 )
@@ -218,6 +221,63 @@ async def test_projector_folds_a_calls_events_into_its_row(
     assert row["call_sid"] == sid(call_id)
     assert row["last_position"] == recorded[-1].position
     assert await db.checkpoint() == recorded[-1].position
+
+
+async def test_projector_shows_a_recording_only_once_it_is_stored(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    recording_sid = "RE" + call_id.hex
+    stream = call_stream(call_id)
+
+    def wrap(event: Event, minutes: float) -> Envelope:
+        return calls._wrap(event, stream, minutes)
+
+    await db.append(
+        calls.requested(call_id, 0),
+        calls.initiated(call_id, 1),
+        calls.report(call_id, "completed", 2, duration=60),
+        wrap(
+            RecordingReported(
+                call_id=call_id,
+                call_sid=sid(call_id),
+                recording_sid=recording_sid,
+                recording_url=f"https://carrier.test/Recordings/{recording_sid}",
+                status="completed",
+                duration_seconds=60,
+            ),
+            3,
+        ),
+    )
+    await db.project()
+    [row] = (await db.rows())["calls"]
+    assert row["recording_url"] is None
+
+    await db.append(
+        wrap(
+            RecordingStored(
+                call_id=call_id,
+                call_sid=sid(call_id),
+                recording_sid=recording_sid,
+                storage_key=f"0123456789abcdef/{call_id}/{recording_sid}.wav",
+                size_bytes=960_044,
+                content_type="audio/wav",
+                duration_seconds=60,
+            ),
+            4,
+        )
+    )
+    await db.project()
+    [row] = (await db.rows())["calls"]
+    assert row["recording_url"] == f"call-{sid(call_id)}.wav"
+    assert (row["status"], row["outcome"]) == ("completed", "completed")
+
+    await db.append(
+        wrap(RecordingDeleted(call_id=call_id, recording_sid=recording_sid, requested_by="u"), 5)
+    )
+    await db.project()
+    [row] = (await db.rows())["calls"]
+    assert row["recording_url"] is None
 
 
 EXPECTED_COMPLETED = {

@@ -79,6 +79,19 @@ async def test_create_call_is_placed_with_a_call_sid(carrier: TwilioCarrier, sim
     callback = urlsplit(call["status_callback"])
     assert callback.path == "/webhooks/twilio/status"
     assert parse_qs(callback.query) == {"call_id": [request.call_id], "org": ["org a/1"]}
+    recording = urlsplit(params["RecordingStatusCallback"])
+    assert recording.path == "/webhooks/twilio/recording"
+    assert parse_qs(recording.query) == {"call_id": [request.call_id], "org": ["org a/1"]}
+    assert params["RecordingStatusCallbackEvent"] == ["completed", "absent"]
+    assert params["RecordingStatusCallbackMethod"] == "POST"
+
+
+async def test_a_call_not_to_be_recorded_asks_for_no_recording(
+    carrier: TwilioCarrier, sim: Any
+) -> None:
+    await carrier.create_call(request_to("+14155550109", record=False))
+    [call] = await sim.calls("+14155550109")
+    assert not {"Record", "RecordingChannels", "RecordingStatusCallback"} & set(call["params"])
 
 
 async def test_invalid_number_is_rejected_with_code_21211(carrier: TwilioCarrier) -> None:

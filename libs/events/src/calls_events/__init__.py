@@ -13,9 +13,18 @@ from .calls import (
     call_stream,
 )
 from .conversations import ConversationReported, InboundCallReceived, ProviderUse, TranscriptTurn
+from .recordings import (
+    RECORDING_SID,
+    RecordingDeleted,
+    RecordingFailed,
+    RecordingReported,
+    RecordingStatus,
+    RecordingStored,
+)
 
 __all__ = [
     "E164",
+    "RECORDING_SID",
     "BatchCancelRequested",
     "BatchRequested",
     "CallCanceled",
@@ -29,6 +38,11 @@ __all__ = [
     "Event",
     "InboundCallReceived",
     "ProviderUse",
+    "RecordingDeleted",
+    "RecordingFailed",
+    "RecordingReported",
+    "RecordingStatus",
+    "RecordingStored",
     "TranscriptTurn",
     "UnknownEventType",
     "call_stream",

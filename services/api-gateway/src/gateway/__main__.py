@@ -28,7 +28,7 @@ from . import inbox
 from .app import auth_middleware, bad_request_middleware, setup_routes
 from .auth import JwtVerifier
 from .config import DEFAULT_DATABASE_URL, DEV_JWT_SECRET, Settings
-from .context import CALL_LOG, POOL, SETTINGS, TWILIO_VALIDATOR, VERIFIER
+from .context import CALL_LOG, POOL, RECORDINGS, SETTINGS, TWILIO_VALIDATOR, VERIFIER
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +65,12 @@ def create_app(settings: Settings) -> web.Application:
         app[CALL_LOG] = aiohttp.ClientSession(
             base_url=settings.call_log_url, timeout=aiohttp.ClientTimeout(total=10)
         )
+        # no total timeout: a recording streams for as long as the client reads it
+        app[RECORDINGS] = aiohttp.ClientSession(
+            base_url=settings.recordings_url,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
+            auto_decompress=False,
+        )
         broker = await amqp.connect(settings.amqp_url)
         broker_state["connected"] = True
         broker.reconnect_callbacks.add(lambda *_: broker_state.update(connected=True))
@@ -96,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
         await channel.close()
         await broker.close()
         await app[CALL_LOG].close()
+        await app[RECORDINGS].close()
         await pool.close()
 
     app.cleanup_ctx.append(resources)

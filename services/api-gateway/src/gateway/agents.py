@@ -64,6 +64,7 @@ def _agent_json(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row["id"]),
         "name": row["name"],
         "phone_number": row["phone_number"],
+        "recording_enabled": row["recording_enabled"],
         "created_at": row["created_at"].isoformat(),
     }
 
@@ -74,9 +75,11 @@ async def create_agent(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO gateway.agents (id, organization_id, name, phone_number)"
-                " VALUES (%s, %s, %s, %s) RETURNING id, name, phone_number, created_at",
-                (uuid.uuid4(), org, body.name, body.phone_number),
+                "INSERT INTO gateway.agents"
+                " (id, organization_id, name, phone_number, recording_enabled)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING id, name, phone_number, recording_enabled, created_at",
+                (uuid.uuid4(), org, body.name, body.phone_number, body.recording_enabled),
             )
             row = await cur.fetchone()
     except psycopg.errors.UniqueViolation:
@@ -94,7 +97,7 @@ async def list_agents(request: web.Request) -> web.Response:
     org = principal(request).organization_id
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(
-            "SELECT id, name, phone_number, created_at FROM gateway.agents"
+            "SELECT id, name, phone_number, recording_enabled, created_at FROM gateway.agents"
             " WHERE organization_id = %s ORDER BY created_at, id",
             (org,),
         )

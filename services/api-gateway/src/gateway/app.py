@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from calls_platform.http import json_error
 
-from . import agents, calls, conversations, reads, webhooks
+from . import agents, calls, conversations, reads, recordings, webhooks
 from .auth import Unauthenticated
 from .context import PRINCIPAL, VERIFIER
 from .validation import BadRequest
@@ -53,5 +53,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/calls", reads.list_calls)
     r.add_get("/calls/{call_id}", reads.get_call)
     r.add_post("/calls/{call_id}/conversation", conversations.report_conversation)
+    r.add_get("/calls/{call_id}/recording", recordings.get_recording)
+    r.add_delete("/calls/{call_id}/recording", recordings.delete_recording)
     r.add_post("/webhooks/twilio/status", webhooks.call_status)
+    r.add_post("/webhooks/twilio/recording", webhooks.recording_status)
     r.add_post("/webhooks/twilio/voice", webhooks.incoming_call)

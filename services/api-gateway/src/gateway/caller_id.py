@@ -1,4 +1,5 @@
-"""How a call's caller ID and agent are chosen (the documented rule, pure)."""
+"""How a call's caller ID and agent are chosen, and whether it is recorded (the documented
+rules, pure)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ def choose_from_number(
             "no caller ID: pass from_number, or an agent_id, or set a default with PUT /sip-config"
         )
     return number
+
+
+def should_record(explicit: bool | None, agent: Agent | None) -> bool:
+    """The call's own `record`, else its agent's `recording_enabled`, else recorded."""
+    if explicit is not None:
+        return explicit
+    return agent.recording_enabled if agent else True

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from . import idempotency
 from .agents import default_from_number, find_agent, find_agent_by_number
 from .auth import Principal
-from .caller_id import Agent, CallerIdUnresolved, choose_from_number
+from .caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall
 from .reads import fetch_batch
@@ -98,7 +98,7 @@ async def place_call(request: web.Request) -> web.Response:
             from_number=from_number,
             agent_id=agent.id if agent else None,
             agent_name=agent.name if agent else None,
-            record=agent.recording_enabled if agent else True,
+            record=should_record(body.record, agent),
             requested_by=who.subject,
         )
         stream = call_stream(call_id)
@@ -158,7 +158,7 @@ async def place_batch(request: web.Request) -> web.Response:
                 agent_name=agent.name if agent else None,
                 batch_id=batch_id,
                 batch_index=index,
-                record=agent.recording_enabled if agent else True,
+                record=should_record(body.record, agent),
                 requested_by=who.subject,
             )
             envelopes.append(

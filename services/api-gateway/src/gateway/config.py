@@ -27,6 +27,8 @@ class Settings:
     log_level: str
     migrate_on_start: bool
     agent_stream_url: str = "wss://agent-runtime.invalid/stream"
+    # the recordings service's internal API (recordings are streamed through the gateway)
+    recordings_url: str = "http://127.0.0.1:8083"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,4 +50,5 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO"),
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             agent_stream_url=env.get("AGENT_STREAM_URL", "wss://agent-runtime.invalid/stream"),
+            recordings_url=env.get("RECORDINGS_URL", "http://127.0.0.1:8083").rstrip("/"),
         )

@@ -14,6 +14,7 @@ POOL: web.AppKey[Pool] = web.AppKey("pool")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier")
 CALL_LOG: web.AppKey[aiohttp.ClientSession] = web.AppKey("call_log_client")
+RECORDINGS: web.AppKey[aiohttp.ClientSession] = web.AppKey("recordings_client")
 TWILIO_VALIDATOR: web.AppKey[RequestValidator] = web.AppKey("twilio_validator")
 
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from calls_events import E164, ProviderUse, TranscriptTurn
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 PhoneNumber = Annotated[
     str,
@@ -22,6 +22,14 @@ class _Body(BaseModel):
 class CreateAgent(_Body):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     phone_number: PhoneNumber
+    # whether the agent's calls are recorded (a call may say otherwise with `record`)
+    recording_enabled: StrictBool = True
+
+
+Record = Annotated[
+    StrictBool | None,
+    Field(description="record this call; omitted: as the agent says (recorded by default)"),
+]
 
 
 class SipConfig(_Body):
@@ -32,12 +40,14 @@ class PlaceCall(_Body):
     to_number: PhoneNumber
     from_number: PhoneNumber | None = None
     agent_id: uuid.UUID | None = None
+    record: Record = None
 
 
 class PlaceBatch(_Body):
     to_numbers: list[PhoneNumber] = Field(min_length=1)
     from_number: PhoneNumber | None = None
     agent_id: uuid.UUID | None = None
+    record: Record = None
 
 
 class ReportConversation(_Body):

@@ -15,14 +15,14 @@ from .context import CALL_LOG, principal
 BATCH_ID = re.compile(r"^batch-[0-9a-f]{32}$")
 
 
-def _internal_path(request: web.Request, *segments: str) -> str:
+def internal_path(request: web.Request, *segments: str) -> str:
     org = principal(request).organization_id
     return "/internal/orgs/" + "/".join(quote(s, safe="") for s in (org, *segments))
 
 
 async def _relay(request: web.Request, *segments: str) -> web.Response:
     async with request.app[CALL_LOG].get(
-        _internal_path(request, *segments), params=request.query
+        internal_path(request, *segments), params=request.query
     ) as resp:
         body = await resp.read()
         return web.Response(body=body, status=resp.status, content_type="application/json")
@@ -31,7 +31,7 @@ async def _relay(request: web.Request, *segments: str) -> web.Response:
 async def fetch_batch(request: web.Request, batch_id: str) -> tuple[int, dict[str, Any]]:
     if not BATCH_ID.match(batch_id):
         return 404, {"error": {"code": "not_found", "message": "batch not found"}}
-    async with request.app[CALL_LOG].get(_internal_path(request, "batches", batch_id)) as resp:
+    async with request.app[CALL_LOG].get(internal_path(request, "batches", batch_id)) as resp:
         return resp.status, await resp.json()
 
 

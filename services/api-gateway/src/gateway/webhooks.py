@@ -1,6 +1,6 @@
-"""Carrier webhooks: status callbacks become CallStatusReported events; an incoming call to an
-agent's number becomes InboundCallReceived and is answered with TwiML that connects the caller
-to the voice-agent runtime.
+"""Carrier webhooks: status callbacks become CallStatusReported events, recording callbacks
+RecordingReported events; an incoming call to an agent's number becomes InboundCallReceived and
+is answered with TwiML that connects the caller to the voice-agent runtime.
 
 Every request must carry a valid X-Twilio-Signature for the exact URL Twilio called, rebuilt
 from PUBLIC_BASE_URL (so it works behind a proxy), and name our account; otherwise 403 and
@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from aiohttp import web
-from calls_events import CallStatusReported, Envelope, InboundCallReceived, call_stream
+from calls_events import (
+    CallStatusReported,
+    Envelope,
+    InboundCallReceived,
+    RecordingReported,
+    call_stream,
+)
 from calls_platform import eventstore
 from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
@@ -39,6 +45,8 @@ CARRIER_STATUSES = frozenset(
         "canceled",
     }
 )
+
+RECORDING_STATUSES = frozenset({"completed", "absent", "failed"})
 
 
 async def _verified_form(request: web.Request) -> dict[str, str] | web.Response:
@@ -77,6 +85,17 @@ def _timestamp(value: str | None) -> datetime:
     return datetime.now(UTC)
 
 
+def _callback_call_id(request: web.Request, call_sid: str) -> uuid.UUID | web.Response:
+    """Outbound calls carry our call id in the callback URL; inbound calls (whose callback URL
+    is configured on the number) are found by the id derived from their SID."""
+    if "call_id" not in request.query:
+        return inbound_call_id(call_sid)
+    try:
+        return uuid.UUID(request.query["call_id"])
+    except ValueError:
+        return json_error(422, "validation_error", "callback URL has an invalid call_id")
+
+
 async def call_status(request: web.Request) -> web.Response:
     verified = await _verified_form(request)
     if isinstance(verified, web.Response):
@@ -86,14 +105,9 @@ async def call_status(request: web.Request) -> web.Response:
     call_sid = form.get("CallSid", "")
     if status not in CARRIER_STATUSES or not call_sid:
         return json_error(422, "validation_error", "CallStatus and CallSid are required")
-    # Outbound calls carry our call id in the callback URL; inbound calls (whose callback URL is
-    # configured on the number) are found by the id derived from their SID.
-    try:
-        call_id = uuid.UUID(request.query["call_id"]) if "call_id" in request.query else None
-    except ValueError:
-        return json_error(422, "validation_error", "callback URL has an invalid call_id")
-    if call_id is None:
-        call_id = inbound_call_id(call_sid)
+    call_id = _callback_call_id(request, call_sid)
+    if isinstance(call_id, web.Response):
+        return call_id
     try:
         report = CallStatusReported(
             call_id=call_id,
@@ -130,6 +144,61 @@ async def call_status(request: web.Request) -> web.Response:
             ],
         )
     EVENTS_APPENDED.labels(CallStatusReported.TYPE).inc()
+    return web.Response(status=204)
+
+
+async def recording_status(request: web.Request) -> web.Response:
+    """Twilio's recording status callback: the recordings service fetches what it reports."""
+    verified = await _verified_form(request)
+    if isinstance(verified, web.Response):
+        return verified
+    form = verified
+    status, call_sid = form.get("RecordingStatus", ""), form.get("CallSid", "")
+    if status == "in-progress":
+        return web.Response(status=204)  # nothing to fetch yet; "completed" follows
+    if status not in RECORDING_STATUSES or not call_sid:
+        return json_error(422, "validation_error", "RecordingStatus and CallSid are required")
+    call_id = _callback_call_id(request, call_sid)
+    if isinstance(call_id, web.Response):
+        return call_id
+    try:
+        report = RecordingReported(
+            call_id=call_id,
+            call_sid=call_sid,
+            recording_sid=form.get("RecordingSid", ""),
+            recording_url=form.get("RecordingUrl") or None,
+            status=status,
+            duration_seconds=_int(form.get("RecordingDuration")),
+            channels=_int(form.get("RecordingChannels")),
+            source=form.get("RecordingSource") or None,
+            error_code=_int(form.get("ErrorCode")),
+        )
+    except ValidationError as exc:
+        return json_error(
+            422, "validation_error", "invalid recording callback", validation_details(exc)
+        )
+    if report.status == "completed" and report.recording_url is None:
+        return json_error(422, "validation_error", "a completed recording needs RecordingUrl")
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        call = await find_call(conn, call_id)
+        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
+            return json_error(404, "not_found", "no such call")
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    report,
+                    stream_id=call.stream_id,
+                    organization_id=call.organization_id,
+                    correlation_id=call.correlation_id,
+                    # the same callback twice is one report (and one download)
+                    event_id=eventstore.deterministic_event_id(
+                        "recording", str(call_id), report.recording_sid, status
+                    ),
+                )
+            ],
+        )
+    EVENTS_APPENDED.labels(RecordingReported.TYPE).inc()
     return web.Response(status=204)
 
 

@@ -21,6 +21,8 @@ from calls_events import (
     ConversationReported,
     Event,
     InboundCallReceived,
+    RecordingDeleted,
+    RecordingStored,
 )
 
 # What clients see, in the order a call moves through them.
@@ -129,6 +131,12 @@ def derive_outcome(view: CallView) -> str | None:
     return "completed"
 
 
+def recording_name(call_sid: str) -> str:
+    """What `recording_url` shows for a call whose recording is stored (served at
+    GET /calls/{call_id}/recording)."""
+    return f"call-{call_sid}.wav"
+
+
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     """The earliest sign the call started, so the order reports arrive in does not matter."""
     return candidate if current is None else min(current, candidate)
@@ -202,6 +210,13 @@ def apply(
             provider_usage={name: use.model_dump() for name, use in event.provider_usage.items()},
             ended_by=event.ended_by,
         )
+
+    if isinstance(event, RecordingStored):
+        # only once the audio is stored: the link never points at a recording that 404s
+        return replace(view, recording_url=recording_name(view.call_sid or event.call_sid))
+
+    if isinstance(event, RecordingDeleted):
+        return replace(view, recording_url=None)
 
     if isinstance(event, CallInitiated):
         view = replace(

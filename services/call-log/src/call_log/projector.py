@@ -28,6 +28,8 @@ from calls_events import (
     ConversationReported,
     Envelope,
     InboundCallReceived,
+    RecordingDeleted,
+    RecordingStored,
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool
@@ -47,6 +49,8 @@ CALL_EVENTS: Final = (
     CallCanceled,
     ConversationReported,
     InboundCallReceived,
+    RecordingStored,
+    RecordingDeleted,
 )
 
 EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")

@@ -110,9 +110,10 @@ class TwilioCarrier:
         if settings.api_url:
             self._client.api.base_url = settings.api_url.rstrip("/")
 
-    def _status_callback(self, request: DialRequest) -> str:
+    def _callback(self, kind: str, request: DialRequest) -> str:
+        # Twilio signs the URL, query included: call and organization cannot be forged
         return (
-            f"{self._settings.public_base_url}/webhooks/twilio/status"
+            f"{self._settings.public_base_url}/webhooks/twilio/{kind}"
             f"?call_id={request.call_id}&org={quote(request.organization_id, safe='')}"
         )
 
@@ -129,14 +130,21 @@ class TwilioCarrier:
         if self._settings.machine_detection:
             options["machine_detection"] = self._settings.machine_detection
         if request.record:
-            options.update(record=True, recording_channels="dual")
+            # "absent" too, so an unanswered call's recording is settled rather than awaited
+            options.update(
+                record=True,
+                recording_channels="dual",
+                recording_status_callback=self._callback("recording", request),
+                recording_status_callback_event=["completed", "absent"],
+                recording_status_callback_method="POST",
+            )
         try:
             async with asyncio.timeout(self._settings.timeout_seconds):
                 call = await self._client.calls.create_async(
                     to=request.to_number,
                     from_=request.from_number,
                     twiml=self._twiml(request),
-                    status_callback=self._status_callback(request),
+                    status_callback=self._callback("status", request),
                     status_callback_event=["initiated", "ringing", "answered", "completed"],
                     status_callback_method="POST",
                     **options,

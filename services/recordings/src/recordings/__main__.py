@@ -1,44 +1,145 @@
-"""Composition root of the recordings service (call audio).
+"""Composition root of the recordings service: builds every dependency and runs the service.
 
-For now it only runs its operational endpoints; capturing, storing and serving recordings is
-tracked in the recordings issue.
+Every replica consumes the carrier's recording reports from its own queue, downloads and
+stores the audio (one replica per recording, by a lock), and serves the internal API the
+gateway streams recordings through. Every replica also competes for the outbox-relay
+leadership, as every service that appends events does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
+import aiohttp
+import structlog
 from aiohttp import web
-from calls_platform.db import Pool, is_reachable, open_pool
+from calls_platform import amqp, leader
+from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
+from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.notify import AppendListener
+from calls_platform.relay import OutboxRelay
 
-POOL: web.AppKey[Pool] = web.AppKey("pool")
+from . import api
+from .config import DEFAULT_DATABASE_URL, Settings
+from .consumer import EVENT_TYPES, QUEUE, RecordingCapture, UnexpectedEvent
+from .download import RecordingDownloader
+from .s3 import S3Storage
+from .storage import LocalStorage, Storage
+
+log = structlog.get_logger(__name__)
 
 
-def create_app(database_url: str) -> web.Application:
+async def migrate(database_url: str) -> None:
+    pool = await open_pool(database_url, name="recordings-migrate", max_size=1)
+    async with pool, pool.connection() as conn:
+        await migrate_event_store(conn)
+        await apply_migrations(conn, "recordings", "recordings", "migrations")
+
+
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """S3-compatible storage when a bucket is configured, else the local directory."""
+    if settings.s3 is not None:
+        async with S3Storage.connect(settings.s3) as storage:
+            log.info("recordings_storage", kind="s3", bucket=settings.s3.bucket)
+            yield storage
+        return
+    root = Path(settings.recordings_dir)
+    await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+    local = LocalStorage(root)
+    log.info("recordings_storage", kind="local", root=str(local.root))
+    yield local
+
+
+def create_app(settings: Settings) -> web.Application:
+    state: dict[str, bool] = {"broker": False}
+
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[POOL])}
+        return {"database": await is_reachable(app[api.POOL]), "broker": state["broker"]}
 
     app = new_app(readiness=readiness)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await open_pool(database_url, name="recordings", max_size=2)
-        yield
-        await app[POOL].close()
+        if settings.migrate_on_start:
+            await migrate(settings.database_url)
+        async with contextlib.AsyncExitStack() as stack:
+            # each download holds a connection (its lock) while it runs
+            pool = await open_pool(
+                settings.database_url, name="recordings", max_size=settings.concurrency + 10
+            )
+            stack.push_async_callback(pool.close)
+            app[api.POOL] = pool
+            storage = await stack.enter_async_context(open_storage(settings))
+            app[api.STORAGE] = storage
+            timeout = aiohttp.ClientTimeout(
+                total=None,  # a large recording may take a while; a stalled one may not
+                sock_connect=settings.download_timeout_seconds,
+                sock_read=settings.download_timeout_seconds,
+            )
+            http = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+            capture = RecordingCapture(
+                pool,
+                storage,
+                RecordingDownloader(
+                    http,
+                    account_sid=settings.twilio_account_sid,
+                    auth_token=settings.twilio_auth_token,
+                    max_bytes=settings.max_bytes,
+                ),
+                settings.retry,
+                spool_dir=settings.spool_dir,
+            )
+            broker = await amqp.connect(settings.amqp_url, name="recordings")
+            stack.push_async_callback(broker.close)
+            state["broker"] = True
+            broker.reconnect_callbacks.add(lambda *_: state.update(broker=True))
+            broker.close_callbacks.add(lambda *_: state.update(broker=False))
+            channel = await broker.channel()
+            stack.push_async_callback(channel.close)
+            await channel.set_qos(prefetch_count=settings.concurrency)
+            queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
+            consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
+            listener = AppendListener(settings.database_url)
+            relay = OutboxRelay(pool, broker, listener)
+            tasks = [
+                asyncio.create_task(listener.run(), name="append-listener"),
+                asyncio.create_task(
+                    leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
+                    name="outbox-relay",
+                ),
+            ]
+            yield
+            # stop taking reports; one cut short is redelivered and starts over
+            await queue.cancel(consumer_tag)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app.cleanup_ctx.append(resources)
+    api.setup_routes(app)
     return app
 
 
 def main() -> None:
-    env = os.environ
-    configure_logging("recordings", json_logs=env.get("LOG_FORMAT") == "json")
+    if sys.argv[1:] == ["migrate"]:
+        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
+        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+        return
+    settings = Settings.from_env()
+    configure_logging("recordings", json_logs=settings.json_logs, level=settings.log_level)
     web.run_app(
-        create_app(env.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/calls")),
-        host=env.get("RECORDINGS_HOST", "127.0.0.1"),
-        port=int(env.get("RECORDINGS_PORT", "8083")),
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
         access_log=None,
         print=None,
         shutdown_timeout=20,

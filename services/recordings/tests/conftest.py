@@ -1,0 +1,316 @@
+"""Fixtures for the recordings service's tests: a migrated database, the carrier simulator
+in-process (it plays calls out and serves their recordings as real WAVs behind Basic auth), a
+tiny carrier of our own that fails on demand, and helpers to report recordings the way the
+gateway does (a RecordingReported in the event store)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from calls_events import Envelope, Event, RecordingReported, RecordingStatus, call_stream
+from calls_platform import eventstore
+from calls_platform.db import Pool, open_pool
+from carrier_sim import SimConfig, create_app
+from carrier_sim.wav import sine_wav
+from recordings.__main__ import migrate
+from recordings.download import basic_auth
+
+Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def wait() -> Callable[..., Awaitable[None]]:
+    return wait_until
+
+
+def new_org() -> str:
+    return f"org_{uuid.uuid4().hex[:12]}"
+
+
+def new_recording_sid() -> str:
+    return "RE" + uuid.uuid4().hex
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def recordings_db(database_factory: Callable[[str], str]) -> str:
+    """A database with the event store's and the recordings service's migrations applied
+    (tests isolate by organization, call and recording ids)."""
+    url = database_factory("recordings")
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+async def pool(recordings_db: str) -> AsyncIterator[Pool]:
+    pool = await open_pool(recordings_db, name="recordings-test", max_size=10)
+    await pool.wait()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@dataclass
+class Reports:
+    """Reports recordings as the gateway does, and reads back what the service recorded."""
+
+    pool: Pool
+
+    @staticmethod
+    def new_org() -> str:
+        return new_org()
+
+    async def report(
+        self,
+        org: str,
+        *,
+        recording_url: str | None,
+        recording_sid: str | None = None,
+        status: RecordingStatus = "completed",
+        call_id: uuid.UUID | None = None,
+        call_sid: str | None = None,
+        duration_seconds: int | None = 1,
+        channels: int | None = 2,
+    ) -> Envelope:
+        """Append a RecordingReported; return it as recorded (with its position)."""
+        event = RecordingReported(
+            call_id=call_id or uuid.uuid4(),
+            call_sid=call_sid or "CA" + uuid.uuid4().hex,
+            recording_sid=recording_sid or new_recording_sid(),
+            recording_url=recording_url,
+            status=status,
+            duration_seconds=duration_seconds,
+            channels=channels,
+            source="OutboundAPI",
+        )
+        envelope = Envelope.wrap(
+            event,
+            stream_id=call_stream(event.call_id),
+            organization_id=org,
+            correlation_id=f"corr-{event.call_id}",
+            event_id=eventstore.deterministic_event_id(
+                "recording", str(event.call_id), event.recording_sid, status
+            ),
+        )
+        async with self.pool.connection() as conn:
+            recorded = await eventstore.append(conn, [envelope])
+        return recorded[0] if recorded else envelope
+
+    async def row(self, recording_sid: str) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM recordings.recordings WHERE recording_sid = %s", (recording_sid,)
+            )
+            return await cur.fetchone()
+
+    async def events(self, call_id: uuid.UUID) -> list[Event]:
+        """What the service appended to the call's stream (after the report)."""
+        async with self.pool.connection() as conn:
+            stream = await eventstore.read_stream(conn, call_stream(call_id))
+        return [e.event() for e in stream if e.event_type != RecordingReported.TYPE]
+
+
+@pytest.fixture(scope="module")
+def reports(pool: Pool) -> Reports:
+    return Reports(pool)
+
+
+# --- the carrier simulator --------------------------------------------------------------------
+
+
+@dataclass
+class Sim:
+    """The carrier simulator, and a receiver for the recording callbacks it sends."""
+
+    url: str
+    config: SimConfig
+    session: aiohttp.ClientSession
+    callbacks: dict[str, dict[str, str]] = field(default_factory=dict)
+    receiver_url: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": basic_auth(self.config.account_sid, self.config.auth_token)}
+
+    async def recorded_call(self, *, channels: str = "dual") -> dict[str, str]:
+        """Place an answered, recorded call; return its signed recording callback's form."""
+        async with self.session.post(
+            f"{self.url}/2010-04-01/Accounts/{self.config.account_sid}/Calls.json",
+            data={
+                "To": "+14155550123",
+                "From": "+14155550100",
+                "Twiml": "<Response/>",
+                "Record": "true",
+                "RecordingChannels": channels,
+                "RecordingStatusCallback": f"{self.receiver_url}/recording",
+            },
+            headers=self.auth,
+        ) as response:
+            assert response.status == 201, await response.text()
+            call_sid = (await response.json())["sid"]
+
+        async def arrived() -> bool:
+            return call_sid in self.callbacks
+
+        await wait_until(arrived, what="the recording callback")
+        return self.callbacks[call_sid]
+
+
+@pytest.fixture(scope="module")
+async def sim() -> AsyncIterator[Sim]:
+    async with aiohttp.ClientSession() as session:
+        state = Sim(url="", config=SimConfig(ring_seconds=0.05, talk_seconds=0.3), session=session)
+
+        async def receive(request: web.Request) -> web.Response:
+            form = {k: str(v) for k, v in (await request.post()).items()}
+            state.callbacks[form["CallSid"]] = form
+            return web.Response(status=204)
+
+        receiver_app = web.Application()
+        receiver_app.router.add_post("/recording", receive)
+        receiver = TestServer(receiver_app, host="127.0.0.1", port=0)
+        await receiver.start_server(shutdown_timeout=1)
+        state.receiver_url = str(receiver.make_url("")).rstrip("/")
+        server = TestServer(create_app(state.config), host="127.0.0.1", port=0)
+        await server.start_server(shutdown_timeout=1)
+        state.url = str(server.make_url("")).rstrip("/")
+        try:
+            yield state
+        finally:
+            await server.close()  # play-outs stop before the receiver goes away
+            await receiver.close()
+
+
+# --- a carrier that fails on demand -----------------------------------------------------------
+
+
+@dataclass
+class FlakyCarrier:
+    """Serves `/Recordings/<sid>.wav` as planned per SID: each request takes the next planned
+    answer, and the last one repeats. Counts requests and keeps their Authorization headers."""
+
+    url: str = ""
+    plans: dict[str, list[Responder]] = field(default_factory=dict)
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    authorizations: list[str | None] = field(default_factory=list)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def wav_bytes(seconds: float = 0.25, channels: int = 2) -> bytes:
+        return sine_wav(seconds, channels)
+
+    @classmethod
+    def wav(cls, body: bytes | None = None, *, chunked: bool = False) -> Responder:
+        """Serve `body` (a short WAV by default), with Content-Length or chunked."""
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            return await _serve(request, cls.wav_bytes() if body is None else body, chunked)
+
+        return respond
+
+    @staticmethod
+    def status(status: int) -> Responder:
+        async def respond(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"code": 20500, "message": "unavailable"}, status=status)
+
+        return respond
+
+    @classmethod
+    def slowly(cls, seconds: float) -> Responder:
+        async def respond(request: web.Request) -> web.StreamResponse:
+            await asyncio.sleep(seconds)
+            return await _serve(request, cls.wav_bytes(), False)
+
+        return respond
+
+    @classmethod
+    def cut_short(cls) -> Responder:
+        """Promise a whole WAV, send half of it, and hang up."""
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            body = cls.wav_bytes()
+            response = web.StreamResponse(headers={"Content-Type": "audio/x-wav"})
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+
+        return respond
+
+    # --- plans ---------------------------------------------------------------------------
+
+    def plan(self, *answers: Responder) -> str:
+        """A new recording whose downloads get `answers`; returns its RecordingUrl."""
+        sid = new_recording_sid()
+        self.plans[sid] = list(answers)
+        return self.recording_url(sid)
+
+    def recording_url(self, sid: str) -> str:
+        return f"{self.url}/Recordings/{sid}"
+
+    def downloads(self, recording_url: str) -> int:
+        return self.requests[recording_url.rsplit("/", 1)[-1]]
+
+
+async def _serve(request: web.Request, body: bytes, chunked: bool) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "audio/x-wav"})
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    for start in range(0, len(body), 8192):
+        await response.write(body[start : start + 8192])
+    await response.write_eof()
+    return response
+
+
+@pytest.fixture(scope="module")
+async def flaky() -> AsyncIterator[FlakyCarrier]:
+    state = FlakyCarrier()
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["sid"]
+        state.requests[sid] += 1
+        state.authorizations.append(request.headers.get("Authorization"))
+        plan = state.plans.get(sid)
+        if not plan:
+            return web.json_response({"code": 20404}, status=404)
+        answer = plan.pop(0) if len(plan) > 1 else plan[0]
+        return await answer(request)
+
+    app = web.Application()
+    app.router.add_get("/Recordings/{sid}.wav", recording)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server(shutdown_timeout=1)
+    state.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield state
+    finally:
+        await server.close()

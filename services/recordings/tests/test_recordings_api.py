@@ -1,0 +1,270 @@
+"""Integration: the whole service as its composition root builds it (real PostgreSQL, RabbitMQ
+and the carrier simulator): a RecordingReported in the event store is relayed to the service's
+queue, downloaded, stored, and served by the internal API: whole, by byte range, never to
+another organization; and deleted."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from calls_events import RecordingDeleted, RecordingStored
+from recordings.__main__ import create_app
+from recordings.config import Settings
+from recordings.domain import RetryPolicy
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Service:
+    client: TestClient[Any, Any]
+    settings: Settings
+    root: Path
+
+    @staticmethod
+    def path(org: str, call_id: uuid.UUID | str) -> str:
+        return f"/internal/orgs/{org}/calls/{call_id}/recording"
+
+
+@dataclass(frozen=True)
+class Stored:
+    org: str
+    call_id: uuid.UUID
+    recording_sid: str
+    audio: bytes  # what the carrier serves for it
+
+
+@pytest.fixture(scope="module")
+async def service(
+    recordings_db: str, amqp_url: str, sim: Any, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Service]:
+    root = tmp_path_factory.mktemp("recordings")
+    settings = Settings(
+        database_url=recordings_db,
+        amqp_url=amqp_url,
+        host="127.0.0.1",
+        port=0,
+        twilio_account_sid=sim.config.account_sid,
+        twilio_auth_token=sim.config.auth_token,
+        recordings_dir=str(root),
+        json_logs=False,
+        log_level="WARNING",
+        migrate_on_start=True,
+        retry=RetryPolicy(max_attempts=2, base_seconds=0.01, max_seconds=0.02),
+        concurrency=2,
+    )
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings), host="127.0.0.1", port=0)
+    )
+    await client.start_server()
+    try:
+        yield Service(client, settings, root)
+    finally:
+        await client.close()
+
+
+StoreRecording = Callable[[], Awaitable[Stored]]
+
+
+@pytest.fixture(scope="module")
+def store_recording(service: Service, reports: Any, sim: Any, wait: Any) -> StoreRecording:
+    """Report a real recording of a simulated call, and wait until the service serves it."""
+
+    async def store() -> Stored:
+        callback = await sim.recorded_call(channels="dual")
+        org = reports.new_org()
+        report = await reports.report(
+            org,
+            recording_url=callback["RecordingUrl"],
+            recording_sid=callback["RecordingSid"],
+            call_sid=callback["CallSid"],
+        )
+        call_id = report.event().call_id
+
+        async def served() -> bool:
+            response = await service.client.get(service.path(org, call_id))
+            await response.read()
+            return response.status == 200
+
+        await wait(served, what="the recording to be stored and served")
+        async with sim.session.get(callback["RecordingUrl"] + ".wav", headers=sim.auth) as r:
+            audio = await r.read()
+        return Stored(org, call_id, callback["RecordingSid"], audio)
+
+    return store
+
+
+@pytest.fixture(scope="module")
+async def stored(store_recording: StoreRecording) -> Stored:
+    return await store_recording()
+
+
+async def test_probes(service: Service) -> None:
+    assert (await service.client.get("/healthz")).status == 200
+    ready = await service.client.get("/readyz")
+    assert await ready.json() == {
+        "status": "ready",
+        "checks": {"database": True, "broker": True},
+    }
+    metrics = await service.client.get("/metrics")
+    assert metrics.status == 200
+    assert "recording_downloads_total" in await metrics.text()
+
+
+async def test_a_stored_recording_is_served_whole_as_wav(
+    service: Service, stored: Stored, reports: Any
+) -> None:
+    response = await service.client.get(service.path(stored.org, stored.call_id))
+
+    assert response.status == 200
+    assert response.content_type == "audio/wav"
+    assert response.headers["Accept-Ranges"] == "bytes"
+    assert int(response.headers["Content-Length"]) == len(stored.audio)
+    assert "Content-Range" not in response.headers
+    assert response.headers["X-Correlation-ID"]
+    body = await response.read()
+    assert body == stored.audio
+    with wave.open(io.BytesIO(body)) as audio:
+        assert audio.getnchannels() == 2
+    [event] = await reports.events(stored.call_id)
+    assert isinstance(event, RecordingStored)
+    assert (service.root / event.storage_key).read_bytes() == stored.audio
+
+
+async def test_head_answers_the_headers_without_the_audio(service: Service, stored: Stored) -> None:
+    path = service.path(stored.org, stored.call_id)
+    for _ in range(2):  # the connection stays usable
+        response = await service.client.head(path)
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) == len(stored.audio)
+        assert await response.read() == b""
+    assert await (await service.client.get(path)).read() == stored.audio
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [("bytes=0-99", 0, 99), ("bytes=100-", 100, None), ("bytes=-44", -44, None)],
+)
+async def test_a_byte_range_is_served_as_206_partial_content(
+    service: Service, stored: Stored, header: str, first: int, last: int | None
+) -> None:
+    size = len(stored.audio)
+    start = first % size
+    end = size - 1 if last is None else last
+
+    response = await service.client.get(
+        service.path(stored.org, stored.call_id), headers={"Range": header}
+    )
+
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes {start}-{end}/{size}"
+    assert int(response.headers["Content-Length"]) == end - start + 1
+    assert response.content_type == "audio/wav"
+    assert await response.read() == stored.audio[start : end + 1]
+
+
+async def test_a_range_past_the_end_is_416_with_the_size(service: Service, stored: Stored) -> None:
+    size = len(stored.audio)
+    response = await service.client.get(
+        service.path(stored.org, stored.call_id), headers={"Range": f"bytes={size}-"}
+    )
+    assert response.status == 416
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    assert (await response.json())["error"]["code"] == "range_not_satisfiable"
+
+
+async def test_an_unusable_range_is_ignored(service: Service, stored: Stored) -> None:
+    response = await service.client.get(
+        service.path(stored.org, stored.call_id), headers={"Range": "bytes=0-1,4-5"}
+    )
+    assert response.status == 200
+    assert await response.read() == stored.audio
+
+
+async def test_another_organizations_recording_is_not_found(
+    service: Service, stored: Stored
+) -> None:
+    for path in (
+        service.path("org_someone_else", stored.call_id),
+        service.path(stored.org, uuid.uuid4()),
+        service.path(stored.org, "not-a-uuid"),
+    ):
+        response = await service.client.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_an_absent_recording_is_not_found(service: Service, reports: Any, wait: Any) -> None:
+    org = reports.new_org()
+    report = await reports.report(org, recording_url=None, status="absent")
+    sid = report.event().recording_sid
+
+    async def settled() -> bool:
+        row = await reports.row(sid)
+        return row is not None and row["state"] == "absent"
+
+    await wait(settled, what="the absent report to be recorded")
+    response = await service.client.get(service.path(org, report.event().call_id))
+    assert response.status == 404
+
+
+async def test_delete_removes_the_recording_for_good(
+    service: Service, store_recording: StoreRecording, reports: Any
+) -> None:
+    mine = await store_recording()
+    path = service.path(mine.org, mine.call_id)
+    assert (
+        await service.client.delete(service.path("org_someone_else", mine.call_id))
+    ).status == 404
+    [stored] = await reports.events(mine.call_id)
+
+    response = await service.client.delete(path, headers={"X-Requested-By": "user_1"})
+
+    assert response.status == 204
+    assert (await service.client.get(path)).status == 404
+    assert (await service.client.delete(path)).status == 404
+    assert not (service.root / stored.storage_key).exists()
+    assert (await reports.row(mine.recording_sid))["state"] == "deleted"
+    assert (await reports.events(mine.call_id))[1:] == [
+        RecordingDeleted(
+            call_id=mine.call_id, recording_sid=mine.recording_sid, requested_by="user_1"
+        )
+    ]
+
+
+async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
+    """The service migrated on start over an already migrated database."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT name FROM recordings.schema_migrations ORDER BY name")
+        assert [row["name"] for row in await cur.fetchall()] == ["0001_recordings.sql"]
+
+
+async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(
+    service: Service, reports: Any, flaky: Any, wait: Any
+) -> None:
+    audio = flaky.wav_bytes(seconds=30)  # ~1 MB: many chunks
+    org = reports.new_org()
+    report = await reports.report(org, recording_url=flaky.plan(flaky.wav(audio)))
+    path = service.path(org, report.event().call_id)
+
+    async def served() -> bool:
+        response = await service.client.get(path, headers={"Range": "bytes=0-0"})
+        await response.read()
+        return response.status == 206
+
+    await wait(served, what="the large recording to be stored")
+    for _ in range(3):
+        response = await service.client.get(path)
+        assert response.status == 200
+        assert len(await response.content.read(1024)) > 0
+        response.close()  # hang up with most of it unsent
+    response = await service.client.get(path)
+    assert await response.read() == audio
