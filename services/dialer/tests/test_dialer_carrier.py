@@ -19,6 +19,7 @@ from dialer.carrier import (
     Throttled,
     TwilioCarrier,
     Unsent,
+    carrier_message,
     classify_rest_error,
 )
 
@@ -98,7 +99,8 @@ async def test_invalid_number_is_rejected_with_code_21211(carrier: TwilioCarrier
     result = await carrier.create_call(request_to("+15005550001"))
     assert isinstance(result, Rejected)
     assert (result.code, result.http_status) == (21211, 400)
-    assert "+15005550001" in result.message
+    # the carrier's own message, without the library's "Unable to create record: "
+    assert result.message == "The 'To' number +15005550001 is not a valid phone number."
 
 
 async def test_unreachable_number_is_rejected_with_code_21214(carrier: TwilioCarrier) -> None:
@@ -194,3 +196,8 @@ async def test_find_calls_lists_newest_first(carrier: TwilioCarrier) -> None:
     assert isinstance(second, Placed)
     found = await carrier.find_calls(to_number="+14155550108", from_number=FROM_NUMBER, since=since)
     assert [c.sid for c in found] == [second.call_sid, first.call_sid]
+
+
+def test_carrier_message_drops_the_librarys_prefix_only() -> None:
+    assert carrier_message("Unable to create record: Number is busy") == "Number is busy"
+    assert carrier_message("Number is busy") == "Number is busy"

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import aiohttp
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -77,6 +77,13 @@ class Carrier(Protocol):
     ) -> list[CarrierCall]: ...
 
     async def close(self) -> None: ...
+
+
+def carrier_message(message: str) -> str:
+    """The carrier's own words: twilio prefixes them with what it was doing."""
+    for prefix in ("Unable to create record: ", "Unable to fetch record: "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def classify_rest_error(status: int, code: int | None, message: str) -> DialResult:
@@ -150,7 +157,9 @@ class TwilioCarrier:
                     **options,
                 )
         except TwilioRestException as exc:
-            return classify_rest_error(exc.status, exc.code, str(exc.msg))
+            return classify_rest_error(exc.status, exc.code, carrier_message(str(exc.msg)))
+        except TwilioServiceException as exc:  # the RFC 9457 error format of newer APIs
+            return classify_rest_error(exc.status, exc.code, exc.detail or exc.title)
         except aiohttp.ClientConnectorError as exc:
             return Unsent(f"could not connect to the carrier: {exc}")
         except TimeoutError as exc:
