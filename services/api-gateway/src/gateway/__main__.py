@@ -7,8 +7,6 @@ events it appends reach RabbitMQ even if no other service is running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 
@@ -22,12 +20,13 @@ from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import OutboxRelay
+from calls_platform.service import run_command, serve, stop_tasks
 from twilio.request_validator import RequestValidator
 
 from . import inbox
 from .app import auth_middleware, bad_request_middleware, setup_routes
 from .auth import JwtVerifier
-from .config import DEFAULT_DATABASE_URL, DEV_JWT_SECRET, Settings
+from .config import DEV_JWT_SECRET, Settings
 from .context import CALL_LOG, POOL, RECORDINGS, SETTINGS, TWILIO_VALIDATOR, VERIFIER
 
 log = structlog.get_logger(__name__)
@@ -94,11 +93,7 @@ def create_app(settings: Settings) -> web.Application:
         ]
         yield
         await inbox_queue.cancel(inbox_tag)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await channel.close()
         await broker.close()
         await app[CALL_LOG].close()
@@ -111,20 +106,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["migrate"]:
-        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
-        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    if run_command(sys.argv[1:], {"migrate": migrate}):
         return
     settings = Settings.from_env()
     configure_logging("api-gateway", json_logs=settings.json_logs, level=settings.log_level)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=10)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ runs the projector. Extra replicas serve reads and stand by to take over project
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,9 +19,10 @@ from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import AppendListener
+from calls_platform.service import run_command, serve, stop_tasks
 
 from . import api
-from .config import DEFAULT_DATABASE_URL, Settings
+from .config import Settings
 from .projector import Projector, rebuild
 
 log = structlog.get_logger(__name__)
@@ -58,11 +57,7 @@ def create_app(settings: Settings) -> web.Application:
             ),
         ]
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await pool.close()
 
     app.cleanup_ctx.append(resources)
@@ -105,24 +100,11 @@ def _print_progress(started: float) -> Callable[[int, int], None]:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["migrate"]:
-        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
-        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
-        return
-    if sys.argv[1:] == ["rebuild"]:
-        configure_logging("rebuild", json_logs=os.environ.get("LOG_FORMAT") == "json")
-        asyncio.run(rebuild_read_models(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    if run_command(sys.argv[1:], {"migrate": migrate, "rebuild": rebuild_read_models}):
         return
     settings = Settings.from_env()
     configure_logging("call-log", json_logs=settings.json_logs, level=settings.log_level)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=10)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+from calls_platform.service import DEFAULT_DATABASE_URL
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ competes for the outbox-relay leadership.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 
@@ -22,9 +20,10 @@ from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import AppendListener, Listener
 from calls_platform.relay import OutboxRelay
+from calls_platform.service import run_command, serve, stop_tasks
 
 from .carrier import TwilioCarrier
-from .config import DEFAULT_DATABASE_URL, Settings
+from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import WORK_CHANNEL
 from .scheduler import DialLoop
@@ -95,11 +94,7 @@ def create_app(settings: Settings) -> web.Application:
         # stop taking work first, then let in-flight dials finish and record their results
         for queue, consumer_tag in consumers:
             await queue.cancel(consumer_tag)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await channel.close()
         await broker.close()
         await carrier.close()
@@ -110,20 +105,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["migrate"]:
-        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
-        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    if run_command(sys.argv[1:], {"migrate": migrate}):
         return
     settings = Settings.from_env()
     configure_logging("dialer", json_logs=settings.json_logs, level=settings.log_level)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=20,
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=20)
 
 
 if __name__ == "__main__":

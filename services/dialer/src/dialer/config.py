@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .carrier import TwilioSettings
+from calls_platform.service import DEFAULT_DATABASE_URL
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+from .carrier import TwilioSettings
 
 
 class ConfigError(Exception):

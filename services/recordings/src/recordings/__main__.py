@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -25,9 +24,10 @@ from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import OutboxRelay
+from calls_platform.service import run_command, serve, stop_tasks
 
 from . import api
-from .config import DEFAULT_DATABASE_URL, Settings
+from .config import Settings
 from .consumer import EVENT_TYPES, QUEUE, RecordingCapture, UnexpectedEvent
 from .download import RecordingDownloader
 from .s3 import S3Storage
@@ -118,11 +118,7 @@ def create_app(settings: Settings) -> web.Application:
             yield
             # stop taking reports; one cut short is redelivered and starts over
             await queue.cancel(consumer_tag)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
 
     app.cleanup_ctx.append(resources)
     api.setup_routes(app)
@@ -130,20 +126,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["migrate"]:
-        configure_logging("migrate", json_logs=os.environ.get("LOG_FORMAT") == "json")
-        asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    if run_command(sys.argv[1:], {"migrate": migrate}):
         return
     settings = Settings.from_env()
     configure_logging("recordings", json_logs=settings.json_logs, level=settings.log_level)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=20,
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=20)
 
 
 if __name__ == "__main__":

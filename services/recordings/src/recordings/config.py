@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from calls_platform.service import DEFAULT_DATABASE_URL
+
 from .domain import RetryPolicy
 from .s3 import S3Settings
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 
 

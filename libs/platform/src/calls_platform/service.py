@@ -1,0 +1,45 @@
+"""What every service's composition root shares: its admin commands, serving, and stopping
+its background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .logging import configure_logging
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+
+Command = Callable[[str], Coroutine[Any, Any, None]]
+
+
+def run_command(argv: list[str], commands: Mapping[str, Command]) -> bool:
+    """Run `<service> <command>` (e.g. migrate) against DATABASE_URL; False if argv names none."""
+    if len(argv) != 1 or argv[0] not in commands:
+        return False
+    configure_logging(argv[0], json_logs=os.environ.get("LOG_FORMAT") == "json")
+    asyncio.run(commands[argv[0]](os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    return True
+
+
+def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 20) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: stop taking requests, let in-flight ones finish
+    (up to `shutdown_timeout`), then run the app's cleanup (consumers, tasks, pools)."""
+    web.run_app(
+        app, host=host, port=port, access_log=None, print=None, shutdown_timeout=shutdown_timeout
+    )
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait for each to finish its own cleanup."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
