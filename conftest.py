@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -74,28 +74,46 @@ def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
-    """A private RabbitMQ vhost for this run, deleted at the end."""
+def amqp_factory() -> Iterator[Callable[[str], str]]:
+    """Creates private RabbitMQ vhosts for this run (one per label) and deletes them at the end.
+
+    Suites that run services get vhosts of their own: a relay in one suite must never feed
+    another suite's consumers.
+    """
     base = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     if not _reachable(base, 5672):
         from testcontainers.rabbitmq import RabbitMqContainer
 
         with RabbitMqContainer("rabbitmq:3.13") as container:
             params = container.get_connection_params()
-            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+            yield lambda label: f"amqp://guest:guest@{params.host}:{params.port}/"
         return
     ctl = shutil.which("rabbitmqctl")
-    if ctl is None:  # a remote broker: share its vhost, queues are named per run anyway
-        yield base
+    if ctl is None:  # a remote broker: share its vhost
+        yield lambda label: base
         return
-    vhost = f"calls_test_{RUN_ID}"
+    created: list[str] = []
     user = urlsplit(base).username or "guest"
-    subprocess.run([ctl, "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        [ctl, "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
     parts = urlsplit(base)
-    yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
-    subprocess.run([ctl, "-q", "delete_vhost", vhost], check=False, capture_output=True)
+
+    def create(label: str) -> str:
+        vhost = f"calls_test_{RUN_ID}_{label}"
+        if vhost not in created:
+            subprocess.run([ctl, "-q", "add_vhost", vhost], check=True, capture_output=True)
+            subprocess.run(
+                [ctl, "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+                check=True,
+                capture_output=True,
+            )
+            created.append(vhost)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
+
+    yield create
+    for vhost in created:
+        subprocess.run([ctl, "-q", "delete_vhost", vhost], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_factory: Callable[[str], str]) -> str:
+    """The private RabbitMQ vhost shared by in-process tests of this run."""
+    return amqp_factory("shared")

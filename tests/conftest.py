@@ -132,6 +132,7 @@ def system_env(
         "SIM_TALK_SECONDS": "0.5",
         "DIALER_CPS": "20",
         "DIALER_AMBIGUOUS_SAFE_DELAY": "5",
+        "DIALER_STALE_AFTER_SECONDS": "2",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }
@@ -139,11 +140,12 @@ def system_env(
 
 @pytest.fixture(scope="session")
 def system_services(
-    database_factory: Any, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_factory: Any, amqp_factory: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
     recordings_dir = str(tmp_path_factory.mktemp("recordings"))
-    env = system_env(database_factory("e2e"), amqp_url, ports, recordings_dir)
+    # a vhost of its own: the in-process suites' relays must not feed these services
+    env = system_env(database_factory("e2e"), amqp_factory("e2e"), ports, recordings_dir)
     system = System(
         {
             "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),

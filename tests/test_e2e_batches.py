@@ -4,7 +4,6 @@ counting every dial: completion, carrier errors, pacing, fairness and cancel."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 import uuid
 from typing import Any
@@ -111,10 +110,11 @@ async def test_batch_is_dialed_at_the_configured_rate(
         await asyncio.sleep(0.2)
     times = sorted(d["created_at"] for d in mine)
     assert len(times) == 30
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # the bucket never lets two dials closer than 1/CPS (small allowance for clock reads)
-    assert min(gaps) >= 0.9 / CPS
-    assert (times[-1] - times[0]) >= 29 * 0.9 / CPS
+    # Measured where the carrier sees them, single gaps carry network and scheduling jitter;
+    # over any CPS consecutive gaps the bucket's spacing dominates: never faster than CPS.
+    spans = [times[i + CPS] - times[i] for i in range(len(times) - CPS)]
+    assert min(spans) >= 0.9
+    assert (times[-1] - times[0]) >= 29 * 0.95 / CPS
     assert (await get_batch(http, system, org, accepted["batch_id"]))["total"] == 30
 
 

@@ -167,3 +167,23 @@ async def test_requests_without_a_valid_token_are_401(
         async with http.get(f"{system.gateway}/calls", headers=headers) as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "unauthorized"
+
+
+async def test_call_whose_callbacks_are_lost_still_ends_completed_with_its_duration(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    await http.post(f"{system.simulator}/_sim/faults", json={"drop_callbacks": True})
+    try:
+        async with http.post(
+            f"{system.gateway}/calls",
+            json={"to_number": unique_number(), "from_number": unique_number()},
+            headers=system.auth(org),
+        ) as r:
+            call_id = (await r.json())["call_id"]
+        call = await poll_call(http, system, org, call_id, TERMINAL)
+    finally:
+        await http.post(f"{system.simulator}/_sim/faults", json={"drop_callbacks": False})
+    assert call["status"] == "completed"
+    assert call["duration"] is not None
+    assert call["end_time"] is not None

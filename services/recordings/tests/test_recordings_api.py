@@ -44,12 +44,13 @@ class Stored:
 
 @pytest.fixture(scope="module")
 async def service(
-    recordings_db: str, amqp_url: str, sim: Any, tmp_path_factory: pytest.TempPathFactory
+    recordings_db: str, amqp_factory: Any, sim: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Service]:
     root = tmp_path_factory.mktemp("recordings")
     settings = Settings(
         database_url=recordings_db,
-        amqp_url=amqp_url,
+        # a vhost of its own: other suites' relays must not feed this service's consumer
+        amqp_url=amqp_factory("recordings"),
         host="127.0.0.1",
         port=0,
         twilio_account_sid=sim.config.account_sid,

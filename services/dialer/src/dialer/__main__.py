@@ -27,6 +27,7 @@ from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import WORK_CHANNEL
 from .scheduler import DialLoop
+from .watchdog import StaleCallWatchdog
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,12 @@ def create_app(settings: Settings) -> web.Application:
             max_in_flight=settings.max_in_flight,
             max_attempts=settings.max_attempts,
             ambiguous_safe_delay_seconds=settings.ambiguous_safe_delay_seconds,
+            watchdog=StaleCallWatchdog(
+                pool,
+                carrier,
+                stale_after_seconds=settings.stale_after_seconds,
+                max_call_seconds=settings.max_call_seconds,
+            ),
         )
         relay = OutboxRelay(pool, broker, appends)
         tasks = [

@@ -67,6 +67,8 @@ DialResult = Placed | Rejected | Throttled | Unsent | Ambiguous
 class CarrierCall:
     sid: str
     status: str
+    duration_seconds: int | None = None
+    answered_by: str | None = None
 
 
 class Carrier(Protocol):
@@ -75,6 +77,8 @@ class Carrier(Protocol):
     async def find_calls(
         self, *, to_number: str, from_number: str, since: datetime
     ) -> list[CarrierCall]: ...
+
+    async def fetch_call(self, call_sid: str) -> CarrierCall: ...
 
     async def close(self) -> None: ...
 
@@ -177,6 +181,17 @@ class TwilioCarrier:
                 to=to_number, from_=from_number, start_time_after=since.astimezone(UTC), limit=50
             )
         return [CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
+
+    async def fetch_call(self, call_sid: str) -> CarrierCall:
+        async with asyncio.timeout(self._settings.timeout_seconds):
+            call = await self._client.calls(call_sid).fetch_async()
+        duration = str(call.duration) if call.duration is not None else ""
+        return CarrierCall(
+            sid=str(call.sid),
+            status=str(call.status),
+            duration_seconds=int(duration) if duration.isdigit() else None,
+            answered_by=str(call.answered_by) if call.answered_by else None,
+        )
 
     async def close(self) -> None:
         await self._http.close()

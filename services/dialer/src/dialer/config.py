@@ -28,6 +28,8 @@ class Settings:
     json_logs: bool
     log_level: str
     migrate_on_start: bool
+    stale_after_seconds: float = 120.0
+    max_call_seconds: float = 4 * 3600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,4 +64,6 @@ class Settings:
             json_logs=env.get("LOG_FORMAT", "console") == "json",
             log_level=env.get("LOG_LEVEL", "INFO"),
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
+            stale_after_seconds=float(env.get("DIALER_STALE_AFTER_SECONDS", "120")),
+            max_call_seconds=float(env.get("DIALER_MAX_CALL_SECONDS", str(4 * 3600))),
         )

@@ -39,3 +39,4 @@ class Handlers:
                     # a callback names our call id: if its dial is still unresolved, this is
                     # its SID
                     await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
+                    await dials.note_carrier_status(conn, event.call_id, event.carrier_status)

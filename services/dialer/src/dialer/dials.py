@@ -280,6 +280,15 @@ async def dialing(conn: Conn) -> list[Dial]:
     return [Dial(**row) for row in await cur.fetchall()]
 
 
+async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> None:
+    """Remember the carrier's latest news of a call (a terminal status is final)."""
+    await conn.execute(
+        "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
+        " WHERE call_id = %s AND (carrier_status IS NULL OR carrier_status <> ALL(%s))",
+        (status, call_id, ["completed", "busy", "failed", "no-answer", "canceled"]),
+    )
+
+
 async def known_sids(conn: Conn, sids: list[str]) -> set[str]:
     cur = await conn.execute("SELECT call_sid FROM dialer.dials WHERE call_sid = ANY(%s)", (sids,))
     return {row["call_sid"] for row in await cur.fetchall()}

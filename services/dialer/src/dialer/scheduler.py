@@ -34,6 +34,7 @@ from .carrier import (
 from .dials import Dial
 from .pacing import TokenBucket
 from .reconcile import Adopt, DialAgain, GiveUp, WaitAndLook, decide
+from .watchdog import StaleCallWatchdog
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,9 @@ class DialLoop:
         ambiguous_safe_delay_seconds: float = 30.0,
         reconcile_after_seconds: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        watchdog: StaleCallWatchdog | None = None,
     ) -> None:
+        self._watchdog = watchdog
         self._pool = pool
         self._carrier = carrier
         self._wakeup = work.subscribe()
@@ -182,6 +185,8 @@ class DialLoop:
                 raise asyncio.CancelledError
             try:
                 await self.reconcile_once()
+                if self._watchdog is not None:
+                    await self._watchdog.check_once()
             except psycopg.OperationalError as exc:
                 log.warning("reconcile_database_unavailable", error=str(exc))
             except Exception:

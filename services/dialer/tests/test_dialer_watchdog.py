@@ -1,0 +1,79 @@
+"""The stale-call watchdog against the simulator with callbacks dropped on purpose: a call
+whose callbacks never arrived still ends in its true state, recorded once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from calls_events import CallStatusReported
+from calls_platform.db import Pool
+from dialer import dials
+from dialer.carrier import DialRequest, Placed, TwilioCarrier
+from dialer.watchdog import StaleCallWatchdog
+
+pytestmark = pytest.mark.integration
+
+
+async def dial_with_callbacks_lost(pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any) -> Any:
+    await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
+    event = await calls.enqueued("org_a")
+    async with pool.connection() as conn:
+        dial = await dials.claim_next(conn)
+    assert dial is not None
+    result = await carrier.create_call(
+        DialRequest(str(dial.call_id), "org_a", dial.to_number, dial.from_number, record=False)
+    )
+    assert isinstance(result, Placed)
+    async with pool.connection() as conn:
+        await dials.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
+    return event, result.call_sid
+
+
+async def wait_until_the_carrier_ends(sim: Any, call_sid: str) -> None:
+    for _ in range(100):
+        if [c for c in await sim.calls() if c["sid"] == call_sid and c["status"] == "completed"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the simulated call never ended")
+
+
+async def test_call_with_lost_callbacks_is_completed_from_the_carrier_once(
+    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+) -> None:
+    event, call_sid = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    await wait_until_the_carrier_ends(sim, call_sid)
+    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0)
+
+    assert await watchdog.check_once() == 1
+    reports = await calls.events(event.call_id, CallStatusReported)
+    assert len(reports) == 1
+    assert reports[0].carrier_status == "completed"
+    assert reports[0].source == "reconciliation"
+    assert reports[0].call_sid == call_sid
+    assert reports[0].duration_seconds is not None
+
+    assert await watchdog.check_once() == 0  # ended: never asked about again
+    assert len(await calls.events(event.call_id, CallStatusReported)) == 1
+
+
+async def test_a_call_with_recent_news_is_not_asked_about(
+    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+) -> None:
+    event, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=3600)
+    assert await watchdog.check_once() == 0
+    assert await calls.events(event.call_id, CallStatusReported) == []
+
+
+async def test_a_terminal_callback_takes_the_call_off_the_watch_list(
+    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+) -> None:
+    event, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    async with pool.connection() as conn:
+        await dials.note_carrier_status(conn, event.call_id, "completed")
+        await dials.note_carrier_status(conn, event.call_id, "ringing")  # late: ignored
+    assert (await calls.dial(event.call_id))["carrier_status"] == "completed"
+    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0)
+    assert await watchdog.check_once() == 0
