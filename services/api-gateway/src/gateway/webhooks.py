@@ -17,6 +17,7 @@ from aiohttp import web
 from calls_events import (
     CallStatusReported,
     Envelope,
+    Event,
     InboundCallReceived,
     RecordingReported,
     call_stream,
@@ -96,6 +97,31 @@ def _callback_call_id(request: web.Request, call_sid: str) -> uuid.UUID | web.Re
         return json_error(422, "validation_error", "callback URL has an invalid call_id")
 
 
+async def _record_on_call(
+    request: web.Request, call_id: uuid.UUID, report: Event, event_id: uuid.UUID
+) -> web.Response:
+    """Append a carrier report to its call's stream (once per event id); 404 for a call we do
+    not know, or whose organization differs from the one the callback URL names."""
+    async with request.app[POOL].connection() as conn, conn.transaction():
+        call = await find_call(conn, call_id)
+        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
+            return json_error(404, "not_found", "no such call")
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    report,
+                    stream_id=call.stream_id,
+                    organization_id=call.organization_id,
+                    correlation_id=call.correlation_id,
+                    event_id=event_id,
+                )
+            ],
+        )
+    EVENTS_APPENDED.labels(report.TYPE).inc()
+    return web.Response(status=204)
+
+
 async def call_status(request: web.Request) -> web.Response:
     verified = await _verified_form(request)
     if isinstance(verified, web.Response):
@@ -123,28 +149,12 @@ async def call_status(request: web.Request) -> web.Response:
         return json_error(
             422, "validation_error", "invalid status callback", validation_details(exc)
         )
-    async with request.app[POOL].connection() as conn, conn.transaction():
-        call = await find_call(conn, call_id)
-        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
-            return json_error(404, "not_found", "no such call")
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    report,
-                    stream_id=call.stream_id,
-                    organization_id=call.organization_id,
-                    correlation_id=call.correlation_id,
-                    # event ids are unique store-wide: key by the call too, so a report can
-                    # only ever be deduplicated against a report on the same call
-                    event_id=eventstore.deterministic_event_id(
-                        "status", str(call_id), call_sid, status, form.get("SequenceNumber", "")
-                    ),
-                )
-            ],
-        )
-    EVENTS_APPENDED.labels(CallStatusReported.TYPE).inc()
-    return web.Response(status=204)
+    # event ids are unique store-wide: key by the call too, so a report can only ever be
+    # deduplicated against a report on the same call
+    event_id = eventstore.deterministic_event_id(
+        "status", str(call_id), call_sid, status, form.get("SequenceNumber", "")
+    )
+    return await _record_on_call(request, call_id, report, event_id)
 
 
 async def recording_status(request: web.Request) -> web.Response:
@@ -179,27 +189,11 @@ async def recording_status(request: web.Request) -> web.Response:
         )
     if report.status == "completed" and report.recording_url is None:
         return json_error(422, "validation_error", "a completed recording needs RecordingUrl")
-    async with request.app[POOL].connection() as conn, conn.transaction():
-        call = await find_call(conn, call_id)
-        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
-            return json_error(404, "not_found", "no such call")
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    report,
-                    stream_id=call.stream_id,
-                    organization_id=call.organization_id,
-                    correlation_id=call.correlation_id,
-                    # the same callback twice is one report (and one download)
-                    event_id=eventstore.deterministic_event_id(
-                        "recording", str(call_id), report.recording_sid, status
-                    ),
-                )
-            ],
-        )
-    EVENTS_APPENDED.labels(RecordingReported.TYPE).inc()
-    return web.Response(status=204)
+    # the same callback twice is one report (and one download)
+    event_id = eventstore.deterministic_event_id(
+        "recording", str(call_id), report.recording_sid, status
+    )
+    return await _record_on_call(request, call_id, report, event_id)
 
 
 async def incoming_call(request: web.Request) -> web.Response:
