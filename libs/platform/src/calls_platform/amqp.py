@@ -206,3 +206,15 @@ async def consume_in_batches(
             timer = asyncio.create_task(flush_later())
 
     return await queue.consume(on_message)
+
+
+class BrokerHealth:
+    """Whether a robust connection is up right now, for /readyz."""
+
+    def __init__(self) -> None:
+        self.connected = False
+
+    def watch(self, connection: AbstractRobustConnection) -> None:
+        self.connected = not connection.is_closed
+        connection.reconnect_callbacks.add(lambda *_: setattr(self, "connected", True))
+        connection.close_callbacks.add(lambda *_: setattr(self, "connected", False))

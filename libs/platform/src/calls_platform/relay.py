@@ -16,7 +16,7 @@ import psycopg
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from . import amqp, eventstore
+from . import amqp, eventstore, leader
 from .db import Pool
 from .metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from .notify import AppendListener, wait_for
@@ -97,3 +97,18 @@ class OutboxRelay:
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (CHECKPOINT, position),
             )
+
+
+def start_relay(
+    database_url: str, pool: Pool, broker: AbstractRobustConnection
+) -> list[asyncio.Task[None]]:
+    """The tasks that make this process a candidate relay: a LISTEN for appends, and the relay
+    itself, run only while this process holds the `outbox-relay` leadership lock."""
+    listener = AppendListener(database_url)
+    relay = OutboxRelay(pool, broker, listener)
+    return [
+        asyncio.create_task(listener.run(), name="append-listener"),
+        asyncio.create_task(
+            leader.run_as_leader(database_url, "outbox-relay", relay.run), name="outbox-relay"
+        ),
+    ]

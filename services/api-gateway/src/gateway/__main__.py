@@ -6,20 +6,18 @@ events it appends reach RabbitMQ even if no other service is running.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader
+from calls_platform import amqp
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
-from calls_platform.notify import AppendListener
-from calls_platform.relay import OutboxRelay
+from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 from twilio.request_validator import RequestValidator
 
@@ -40,12 +38,12 @@ async def migrate(database_url: str) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    broker_state: dict[str, bool] = {"connected": False}
+    broker_health = amqp.BrokerHealth()
 
     async def readiness() -> Mapping[str, bool]:
         return {
             "database": await is_reachable(app[POOL]),
-            "broker": broker_state["connected"],
+            "broker": broker_health.connected,
         }
 
     app = new_app(readiness=readiness, client_max_size=settings.max_body_bytes)
@@ -71,9 +69,7 @@ def create_app(settings: Settings) -> web.Application:
             auto_decompress=False,
         )
         broker = await amqp.connect(settings.amqp_url)
-        broker_state["connected"] = True
-        broker.reconnect_callbacks.add(lambda *_: broker_state.update(connected=True))
-        broker.close_callbacks.add(lambda *_: broker_state.update(connected=False))
+        broker_health.watch(broker)
         channel = await broker.channel()
         await channel.set_qos(prefetch_count=20)
         inbox_queue = await amqp.declare_consumer_queue(
@@ -82,15 +78,7 @@ def create_app(settings: Settings) -> web.Application:
         inbox_tag = await amqp.consume(
             inbox_queue, inbox.InboxHandler(pool), permanent_errors=(inbox.UnacceptableReport,)
         )
-        listener = AppendListener(settings.database_url)
-        relay = OutboxRelay(pool, broker, listener)
-        tasks = [
-            asyncio.create_task(listener.run(), name="append-listener"),
-            asyncio.create_task(
-                leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
-                name="outbox-relay",
-            ),
-        ]
+        tasks = start_relay(settings.database_url, pool, broker)
         yield
         await inbox_queue.cancel(inbox_tag)
         await stop_tasks(tasks)

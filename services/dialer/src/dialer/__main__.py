@@ -18,8 +18,8 @@ from calls_platform.db import Pool, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
-from calls_platform.notify import AppendListener, Listener
-from calls_platform.relay import OutboxRelay
+from calls_platform.notify import Listener
+from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 
 from .carrier import TwilioCarrier
@@ -42,10 +42,10 @@ async def migrate(database_url: str) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    state: dict[str, bool] = {"broker": False}
+    broker_health = amqp.BrokerHealth()
 
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[POOL]), "broker": state["broker"]}
+        return {"database": await is_reachable(app[POOL]), "broker": broker_health.connected}
 
     app = new_app(readiness=readiness)
 
@@ -56,9 +56,7 @@ def create_app(settings: Settings) -> web.Application:
         app[POOL] = pool
         carrier = TwilioCarrier(settings.twilio)
         broker = await amqp.connect(settings.amqp_url)
-        state["broker"] = True
-        broker.reconnect_callbacks.add(lambda *_: state.update(broker=True))
-        broker.close_callbacks.add(lambda *_: state.update(broker=False))
+        broker_health.watch(broker)
         channel = await broker.channel()
         await channel.set_qos(prefetch_count=1000)
         handlers = Handlers(pool)
@@ -67,7 +65,6 @@ def create_app(settings: Settings) -> web.Application:
             queue = await amqp.declare_consumer_queue(channel, name, event_types)
             consumers.append((queue, await amqp.consume_in_batches(queue, handlers.handle_many)))
 
-        appends = AppendListener(settings.database_url)
         work = Listener(settings.database_url, WORK_CHANNEL)
         dial_loop = DialLoop(
             pool,
@@ -84,17 +81,12 @@ def create_app(settings: Settings) -> web.Application:
                 max_call_seconds=settings.max_call_seconds,
             ),
         )
-        relay = OutboxRelay(pool, broker, appends)
         tasks = [
-            asyncio.create_task(appends.run(), name="append-listener"),
+            *start_relay(settings.database_url, pool, broker),
             asyncio.create_task(work.run(), name="work-listener"),
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer", dial_loop.run),
                 name="dial-loop",
-            ),
-            asyncio.create_task(
-                leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
-                name="outbox-relay",
             ),
         ]
         yield

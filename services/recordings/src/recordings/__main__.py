@@ -17,13 +17,12 @@ from pathlib import Path
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader
+from calls_platform import amqp
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
-from calls_platform.notify import AppendListener
-from calls_platform.relay import OutboxRelay
+from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 
 from . import api
@@ -59,10 +58,10 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    state: dict[str, bool] = {"broker": False}
+    broker_health = amqp.BrokerHealth()
 
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[api.POOL]), "broker": state["broker"]}
+        return {"database": await is_reachable(app[api.POOL]), "broker": broker_health.connected}
 
     app = new_app(readiness=readiness)
 
@@ -98,23 +97,13 @@ def create_app(settings: Settings) -> web.Application:
             )
             broker = await amqp.connect(settings.amqp_url, name="recordings")
             stack.push_async_callback(broker.close)
-            state["broker"] = True
-            broker.reconnect_callbacks.add(lambda *_: state.update(broker=True))
-            broker.close_callbacks.add(lambda *_: state.update(broker=False))
+            broker_health.watch(broker)
             channel = await broker.channel()
             stack.push_async_callback(channel.close)
             await channel.set_qos(prefetch_count=settings.concurrency)
             queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
             consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
-            listener = AppendListener(settings.database_url)
-            relay = OutboxRelay(pool, broker, listener)
-            tasks = [
-                asyncio.create_task(listener.run(), name="append-listener"),
-                asyncio.create_task(
-                    leader.run_as_leader(settings.database_url, "outbox-relay", relay.run),
-                    name="outbox-relay",
-                ),
-            ]
+            tasks = start_relay(settings.database_url, pool, broker)
             yield
             # stop taking reports; one cut short is redelivered and starts over
             await queue.cancel(consumer_tag)
