@@ -28,7 +28,7 @@ test: install services ## run every test (unit, integration, end to end)
 lint: install ## ruff and mypy
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
-	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src
+	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src tools/callsctl/src
 
 .PHONY: manifests
 manifests: install ## render every Kubernetes overlay and validate it offline (needs kubectl)

@@ -1,0 +1,1 @@
+"""callsctl: the operator's command-line tool for the Calls backend."""
