@@ -65,11 +65,14 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-async def rebuild_read_models(database_url: str) -> None:
-    """Replay the whole event store into empty read models, reporting progress and rate.
+async def rebuild_read_models(
+    database_url: str, *, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Replay the whole event store into empty read models; returns the events applied.
 
     Takes the projector's leadership lock first, so running replicas wait instead of
-    projecting into the tables being rebuilt.
+    projecting into the tables being rebuilt. `progress` is told (events applied, head
+    position) after each batch (the operator CLI draws its progress bar from it).
     """
     conn = await connect(database_url)
     async with conn:
@@ -84,11 +87,16 @@ async def rebuild_read_models(database_url: str) -> None:
             )
         pool = await open_pool(database_url, name="call-log-rebuild", max_size=2)
         async with pool:
-            started = time.monotonic()
-            total = await rebuild(pool, progress=_print_progress(started))
-        elapsed = time.monotonic() - started
-        print(file=sys.stderr)
-        print(f"rebuilt: {total} events in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f}/s)")
+            return await rebuild(pool, progress=progress)
+
+
+async def _rebuild_command(database_url: str) -> None:
+    """`python -m call_log rebuild`: progress and rate as text on stderr."""
+    started = time.monotonic()
+    total = await rebuild_read_models(database_url, progress=_print_progress(started))
+    elapsed = time.monotonic() - started
+    print(file=sys.stderr)
+    print(f"rebuilt: {total} events in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f}/s)")
 
 
 def _print_progress(started: float) -> Callable[[int, int], None]:
@@ -100,7 +108,7 @@ def _print_progress(started: float) -> Callable[[int, int], None]:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate, "rebuild": rebuild_read_models}):
+    if run_command(sys.argv[1:], {"migrate": migrate, "rebuild": _rebuild_command}):
         return
     settings = Settings.from_env()
     configure_logging("call-log", json_logs=settings.json_logs, level=settings.log_level)
