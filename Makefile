@@ -24,6 +24,10 @@ up: install services ## run the whole system (with the carrier simulator unless 
 test: install services ## run every test (unit, integration, end to end)
 	@$(UV) run pytest -q
 
+.PHONY: chaos
+chaos: install services ## fault-injection suite: kills, broker and database restarts, carrier faults (docs/chaos.md)
+	@$(UV) run pytest -q -m chaos tests/chaos
+
 .PHONY: lint
 lint: install ## ruff and mypy
 	@$(UV) run ruff check .
