@@ -9,6 +9,7 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 
 LONG = "+15005550007"
+LONG_RING = "+15005550008"
 
 
 async def test_cancel_a_queued_call(twilio: Any, receiver: Any, dial: Any) -> None:
@@ -31,6 +32,24 @@ async def test_cancel_a_ringing_call(twilio: Any, receiver: Any, dial: Any) -> N
     statuses = [r["CallStatus"] for r in receiver.for_call(call.sid)]
     assert statuses == ["initiated", "ringing", "canceled"]
     assert [r["SequenceNumber"] for r in receiver.for_call(call.sid)] == ["0", "1", "2"]
+
+
+async def test_a_long_ringing_call_rings_until_canceled(
+    twilio: Any, receiver: Any, dial: Any
+) -> None:
+    call = await dial(LONG_RING + "1")
+    await receiver.wait_status(call.sid, "ringing")
+    await asyncio.sleep(0.5)  # several times RING_SECONDS: still ringing
+    assert (await twilio.calls(call.sid).fetch_async()).status == "ringing"
+    canceled = await twilio.calls(call.sid).update_async(status="canceled")
+    assert canceled.status == "canceled"
+    final = await receiver.wait_status(call.sid, "canceled")
+    assert (final["SipResponseCode"], final["CallDuration"]) == ("487", "0")
+    assert [r["CallStatus"] for r in receiver.for_call(call.sid)] == [
+        "initiated",
+        "ringing",
+        "canceled",
+    ]
 
 
 async def test_complete_an_in_progress_long_call(twilio: Any, receiver: Any, dial: Any) -> None:

@@ -68,6 +68,17 @@ def test_talk_time() -> None:
     assert _scenario("+15005550003").talk_seconds == 0.0
 
 
+@pytest.mark.parametrize("to", ["+15005550008", "+150055500081", "+1500555000899"])
+def test_long_ring_numbers_ring_for_the_long_ring_time_then_no_answer(to: str) -> None:
+    scenario = scenario_for(to, talk_seconds=2.0, long_ring_seconds=45.0)
+    assert scenario == Scenario(Outcome.NO_ANSWER, None, 0.0, rings=True, ring_seconds=45.0)
+
+
+def test_other_numbers_ring_for_the_configured_ring_time() -> None:
+    assert _scenario("+14155551212").ring_seconds is None
+    assert _scenario("+150055500081234").ring_seconds is None  # too many digits appended
+
+
 def test_valid_destinations() -> None:
     assert is_valid_destination("+442071838750")
     assert is_valid_destination("client:alice")

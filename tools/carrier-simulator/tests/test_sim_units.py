@@ -38,6 +38,7 @@ def test_config_defaults_and_env() -> None:
     assert default.auth_token == "simulator-auth-token"
     assert (default.host, default.port) == ("127.0.0.1", 8090)
     assert (default.ring_seconds, default.talk_seconds) == (0.5, 2.0)
+    assert default.long_ring_seconds == 60.0
     assert default.public_url == "http://127.0.0.1:8090"
     custom = SimConfig.from_env(
         {
@@ -47,6 +48,7 @@ def test_config_defaults_and_env() -> None:
             "SIM_AUTH_TOKEN": "tok",
             "SIM_RING_SECONDS": "0.1",
             "SIM_TALK_SECONDS": "0.2",
+            "SIM_LONG_RING_SECONDS": "5",
             "SIM_PUBLIC_URL": "http://carrier:9000/",
         }
     )
@@ -57,6 +59,7 @@ def test_config_defaults_and_env() -> None:
         auth_token="tok",
         ring_seconds=0.1,
         talk_seconds=0.2,
+        long_ring_seconds=5.0,
         public_url="http://carrier:9000",
     )
 

@@ -129,7 +129,10 @@ async def create_call(request: web.Request) -> web.Response:
     scenario = None
     if rejection is None:
         outcome = scenario_for(
-            to, talk_seconds=config.talk_seconds, long_talk_seconds=config.long_talk_seconds
+            to,
+            talk_seconds=config.talk_seconds,
+            long_talk_seconds=config.long_talk_seconds,
+            long_ring_seconds=config.long_ring_seconds,
         )
         if isinstance(outcome, Rejection):
             rejection = outcome

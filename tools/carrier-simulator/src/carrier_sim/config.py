@@ -33,6 +33,7 @@ class SimConfig:
     initiate_delay_seconds: float = 0.02
     ringing_delay_seconds: float = 0.03
     callback_timeout_seconds: float = 10.0
+    long_ring_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimConfig:
@@ -48,5 +49,6 @@ class SimConfig:
             auth_token=source.get("SIM_AUTH_TOKEN", DEFAULT_AUTH_TOKEN),
             ring_seconds=float(source.get("SIM_RING_SECONDS", "0.5")),
             talk_seconds=float(source.get("SIM_TALK_SECONDS", "2.0")),
+            long_ring_seconds=float(source.get("SIM_LONG_RING_SECONDS", "60")),
             public_url=public_url.rstrip("/"),
         )

@@ -176,7 +176,8 @@ class _CallRun:
             return await self._end(self.scenario.outcome.value)
         self._set_status("ringing")
         await self._progress("ringing", "ringing")
-        if await self._pause(cfg.ring_seconds):
+        ring_seconds = self.scenario.ring_seconds
+        if await self._pause(cfg.ring_seconds if ring_seconds is None else ring_seconds):
             return await self._end(self.control.status)
         if self.scenario.answerer is None:
             return await self._end(self.scenario.outcome.value)

@@ -16,6 +16,9 @@ NO_ANSWER_NUMBER = "+15005550004"
 MACHINE_NUMBER = "+15005550005"
 FAILED_NUMBER = "+15005550006"
 LONG_CALL_NUMBER = "+15005550007"
+# rings for `long_ring_seconds`, then no-answer; the number with up to three digits appended
+# does the same, so one batch (which dials each number once) can hold several such calls
+LONG_RING_NUMBER = "+15005550008"
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _ADDRESS_PREFIXES = ("sip:", "client:")
@@ -54,6 +57,8 @@ class Scenario:
     answerer: Answerer | None
     talk_seconds: float
     rings: bool
+    # how long it rings before it is answered or given up on; None: the configured default
+    ring_seconds: float | None = None
 
     @property
     def answered(self) -> bool:
@@ -74,8 +79,16 @@ def is_valid_destination(to: str) -> bool:
     return bool(_E164.match(to)) or to.startswith(_ADDRESS_PREFIXES)
 
 
+def is_long_ring(to: str) -> bool:
+    return to.startswith(LONG_RING_NUMBER) and len(to) <= len(LONG_RING_NUMBER) + 3
+
+
 def scenario_for(
-    to: str, *, talk_seconds: float, long_talk_seconds: float = 60.0
+    to: str,
+    *,
+    talk_seconds: float,
+    long_talk_seconds: float = 60.0,
+    long_ring_seconds: float = 60.0,
 ) -> Scenario | Rejection:
     """Return the scenario for a ``To`` value, or the rejection the create request gets."""
     if to == INVALID_NUMBER or not is_valid_destination(to):
@@ -92,6 +105,8 @@ def scenario_for(
         return Scenario(Outcome.COMPLETED, Answerer.MACHINE, talk_seconds, rings=True)
     if to == LONG_CALL_NUMBER:
         return Scenario(Outcome.COMPLETED, Answerer.HUMAN, long_talk_seconds, rings=True)
+    if is_long_ring(to):
+        return Scenario(Outcome.NO_ANSWER, None, 0.0, rings=True, ring_seconds=long_ring_seconds)
     return Scenario(Outcome.COMPLETED, Answerer.HUMAN, talk_seconds, rings=True)
 
 
