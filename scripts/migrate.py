@@ -1,7 +1,7 @@
-"""Apply every service's migrations (what `make up` runs; Kubernetes runs the same per image)."""
+"""Apply every service's migrations (what `make up` runs; Kubernetes runs the same per image).
 
-import subprocess
-import sys
+The list of services lives in the operator CLI (`callsctl migrate` does the same)."""
 
-for module in ("gateway", "dialer", "call_log", "recordings"):
-    subprocess.run([sys.executable, "-m", module, "migrate"], check=True)
+from callsctl.migrate import migrate_all
+
+migrate_all()
