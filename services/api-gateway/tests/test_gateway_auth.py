@@ -1,4 +1,5 @@
-"""Unit: the JWT verifier accepts only well-formed HS256 tokens signed with our secret."""
+"""Unit: the JWT verifier accepts only well-formed tokens of the one configured algorithm,
+signed with our secret (HS256) or our identity provider's key (RS256/ES256)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ from typing import Any
 
 import jwt
 import pytest
-from gateway.auth import JwtVerifier, Principal, Unauthenticated, issue_token
+from gateway.auth import (
+    InvalidJwtConfig,
+    JwtOptions,
+    JwtVerifier,
+    Principal,
+    Unauthenticated,
+    issue_token,
+)
 
 SECRET = "unit-test-secret-" + "s" * 64  # long enough for HS512 without a key-length warning
 OTHER_SECRET = "another-secret-entirely-" + "o" * 32
-verifier = JwtVerifier(SECRET)
+verifier = JwtVerifier(JwtOptions(secrets=(SECRET,)))
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -182,3 +190,121 @@ def test_token_not_yet_valid_is_refused() -> None:
     token = jwt.encode(claims(nbf=int(time.time()) + 3600), SECRET, algorithm="HS256")
     with pytest.raises(Unauthenticated, match="invalid token"):
         verifier.verify(bearer(token))
+
+
+# --- rotation, identity providers, audience and issuer ------------------------------------
+
+
+def test_previous_secret_still_verifies_while_rotating() -> None:
+    rotating = JwtVerifier(JwtOptions(secrets=(OTHER_SECRET, SECRET)))
+    old = jwt.encode(claims(), SECRET, algorithm="HS256")
+    new = jwt.encode(claims(sub="user_2"), OTHER_SECRET, algorithm="HS256")
+    assert rotating.verify(bearer(old)).subject == "user_1"
+    assert rotating.verify(bearer(new)).subject == "user_2"
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        verifier.verify(bearer(new))  # once rotated out, the secret no longer verifies
+
+
+def _rsa() -> tuple[Any, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public_pem
+
+
+RSA_PRIVATE, RSA_PUBLIC_PEM = _rsa()
+
+
+def test_rs256_with_a_public_key_accepts_tokens_signed_by_its_private_key() -> None:
+    rs = JwtVerifier(JwtOptions(algorithm="RS256", public_key_pem=RSA_PUBLIC_PEM))
+    token = jwt.encode(claims(), RSA_PRIVATE, algorithm="RS256")
+    assert rs.verify(bearer(token)) == Principal(organization_id="org_acme", subject="user_1")
+
+
+def test_rs256_refuses_a_token_signed_by_another_key() -> None:
+    rs = JwtVerifier(JwtOptions(algorithm="RS256", public_key_pem=RSA_PUBLIC_PEM))
+    other_private, _ = _rsa()
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        rs.verify(bearer(jwt.encode(claims(), other_private, algorithm="RS256")))
+
+
+def test_algorithm_confusion_hs256_signed_with_the_public_key_is_refused() -> None:
+    """The classic attack: HMAC the token with the (public) RSA key as the secret."""
+    rs = JwtVerifier(JwtOptions(algorithm="RS256", public_key_pem=RSA_PUBLIC_PEM))
+    forged = hand_signed({"alg": "HS256", "typ": "JWT"}, claims(), key=RSA_PUBLIC_PEM)
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        rs.verify(bearer(forged))
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        rs.verify(bearer(jwt.encode(claims(), None, algorithm="none")))
+
+
+def test_es256_with_a_jwks_picks_the_key_named_by_kid() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys = {kid: ec.generate_private_key(ec.SECP256R1()) for kid in ("k1", "k2")}
+    jwks = {"keys": []}
+    for kid, private in keys.items():
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+        jwks["keys"].append({**jwk, "kid": kid, "alg": "ES256", "use": "sig"})
+    es = JwtVerifier(JwtOptions(algorithm="ES256", jwks_json=json.dumps(jwks)))
+    for kid, private in keys.items():
+        token = jwt.encode(claims(sub=kid), private, algorithm="ES256", headers={"kid": kid})
+        assert es.verify(bearer(token)).subject == kid
+    crossed = jwt.encode(claims(), keys["k1"], algorithm="ES256", headers={"kid": "k2"})
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        es.verify(bearer(crossed))
+    unknown = jwt.encode(claims(), keys["k1"], algorithm="ES256", headers={"kid": "k9"})
+    with pytest.raises(Unauthenticated, match="unknown signing key"):
+        es.verify(bearer(unknown))
+
+
+def test_audience_and_issuer_are_checked_when_configured() -> None:
+    strict = JwtVerifier(
+        JwtOptions(secrets=(SECRET,), audience="calls-api", issuer="https://idp.example")
+    )
+    good = claims(aud="calls-api", iss="https://idp.example")
+    assert strict.verify(bearer(jwt.encode(good, SECRET, algorithm="HS256"))).subject == "user_1"
+    cases = [
+        (claims(aud="other-api", iss="https://idp.example"), "another audience"),
+        (claims(aud="calls-api", iss="https://evil.example"), "another issuer"),
+        (claims(iss="https://idp.example"), "lacks the 'aud' claim"),
+        (claims(aud="calls-api"), "lacks the 'iss' claim"),
+    ]
+    for payload, message in cases:
+        with pytest.raises(Unauthenticated, match=message):
+            strict.verify(bearer(jwt.encode(payload, SECRET, algorithm="HS256")))
+
+
+def test_the_organization_claim_name_is_configurable() -> None:
+    custom = JwtVerifier(JwtOptions(secrets=(SECRET,), organization_claim="https://x/org"))
+    token = jwt.encode(claims(**{"https://x/org": "org_idp", "org_id": None}), SECRET)
+    assert custom.verify(bearer(token)).organization_id == "org_idp"
+
+
+def test_clock_skew_leeway_is_configurable() -> None:
+    token = jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated, match="token expired"):
+        JwtVerifier(JwtOptions(secrets=(SECRET,), leeway_seconds=0)).verify(bearer(token))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        JwtOptions(secrets=("",)),
+        JwtOptions(algorithm="RS256"),
+        JwtOptions(algorithm="RS256", public_key_pem="not a key"),
+        JwtOptions(algorithm="ES256", jwks_json='{"keys": []}'),
+        JwtOptions(algorithm="ES256", jwks_json="{not json"),
+        JwtOptions(algorithm="none", secrets=(SECRET,)),
+        JwtOptions(algorithm="HS512", secrets=(SECRET,)),
+    ],
+)
+def test_unusable_configuration_fails_at_start_up(options: JwtOptions) -> None:
+    with pytest.raises(InvalidJwtConfig):
+        JwtVerifier(options)

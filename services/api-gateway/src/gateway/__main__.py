@@ -6,6 +6,10 @@ events it appends reach RabbitMQ even if no other service is running.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 
@@ -18,14 +22,25 @@ from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.relay import start_relay
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import DEFAULT_DATABASE_URL, run_command, serve, stop_tasks
+from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
-from . import inbox
+from . import api_keys, inbox
 from .app import auth_middleware, bad_request_middleware, setup_routes
-from .auth import JwtVerifier
+from .auth import SCOPES, InvalidJwtConfig, JwtOptions, JwtVerifier
 from .config import DEV_JWT_SECRET, Settings
-from .context import CALL_LOG, POOL, RECORDINGS, SETTINGS, TWILIO_VALIDATOR, VERIFIER
+from .context import (
+    CALL_LOG,
+    POOL,
+    RATE_LIMITER,
+    RECORDINGS,
+    SETTINGS,
+    TWILIO_VALIDATORS,
+    VERIFIER,
+)
+from .models import CreateApiKey
+from .ratelimit import Limit, RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +50,19 @@ async def migrate(database_url: str) -> None:
     async with pool, pool.connection() as conn:
         await migrate_event_store(conn)
         await apply_migrations(conn, "gateway", "gateway", "migrations")
+
+
+def jwt_options(settings: Settings) -> JwtOptions:
+    return JwtOptions(
+        algorithm=settings.jwt_algorithm,
+        secrets=(settings.jwt_secret, settings.jwt_previous_secret),
+        public_key_pem=settings.jwt_public_key,
+        jwks_json=settings.jwt_jwks,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        organization_claim=settings.jwt_organization_claim,
+    )
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -49,8 +77,12 @@ def create_app(settings: Settings) -> web.Application:
     app = new_app(readiness=readiness, client_max_size=settings.max_body_bytes)
     app.middlewares.extend([auth_middleware, bad_request_middleware])
     app[SETTINGS] = settings
-    app[VERIFIER] = JwtVerifier(settings.jwt_secret)
-    app[TWILIO_VALIDATOR] = RequestValidator(settings.twilio_auth_token)
+    app[VERIFIER] = JwtVerifier(jwt_options(settings))
+    app[TWILIO_VALIDATORS] = tuple(
+        RequestValidator(token)
+        for token in (settings.twilio_auth_token, settings.twilio_previous_auth_token)
+        if token
+    ) or (RequestValidator(settings.twilio_auth_token),)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if settings.jwt_secret == DEV_JWT_SECRET:
@@ -59,6 +91,11 @@ def create_app(settings: Settings) -> web.Application:
             await migrate(settings.database_url)
         pool = await open_pool(settings.database_url, name="gateway", max_size=20)
         app[POOL] = pool
+        app[RATE_LIMITER] = RateLimiter(
+            pool,
+            organization=Limit(settings.rate_limit_org_per_second, settings.rate_limit_org_burst),
+            api_key=Limit(settings.rate_limit_key_per_second, settings.rate_limit_key_burst),
+        )
         app[CALL_LOG] = aiohttp.ClientSession(
             base_url=settings.call_log_url, timeout=aiohttp.ClientTimeout(total=10)
         )
@@ -93,12 +130,51 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+async def create_api_key(database_url: str, argv: list[str]) -> None:
+    """`python -m gateway create-api-key --org ORG --name NAME [--scope S]…`: print the new key."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway create-api-key",
+        description="Create an API key for an organization and print it (shown only once).",
+    )
+    parser.add_argument("--org", required=True, help="organization id")
+    parser.add_argument("--name", required=True, help="what the key is for")
+    parser.add_argument(
+        "--scope",
+        action="append",
+        choices=sorted(SCOPES),
+        help="repeat for several (default: every scope)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        body = CreateApiKey(name=args.name, scopes=args.scope or sorted(SCOPES))
+    except ValidationError as exc:
+        raise SystemExit(f"invalid key: {exc}") from None
+    pool = await open_pool(database_url, name="gateway-cli", max_size=1)
+    async with pool, pool.connection() as conn:
+        issued = await api_keys.issue(
+            conn,
+            organization_id=args.org,
+            name=body.name,
+            scopes=list(body.scopes),
+            created_by="cli",
+        )
+    print(json.dumps(issued))
+
+
 def main() -> None:
     if run_command(sys.argv[1:], {"migrate": migrate}):
         return
+    if sys.argv[1:2] == ["create-api-key"]:
+        database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+        asyncio.run(create_api_key(database_url, sys.argv[2:]))
+        return
     settings = Settings.from_env()
     configure_logging("api-gateway", json_logs=settings.json_logs, level=settings.log_level)
-    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=10)
+    try:
+        app = create_app(settings)
+    except InvalidJwtConfig as exc:
+        raise SystemExit(f"api-gateway: {exc}") from None
+    serve(app, host=settings.host, port=settings.port, shutdown_timeout=10)
 
 
 if __name__ == "__main__":

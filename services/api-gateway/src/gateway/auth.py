@@ -1,60 +1,161 @@
-"""Who is calling: Bearer JWTs (HS256 with JWT_SECRET), resolved to an organization scope."""
+"""Who is calling: a Bearer JWT or an API key, resolved to an organization scope.
+
+JWTs are HS256 with `JWT_SECRET` by default, or RS256/ES256 verified with a configured public
+key or JWKS for deployments behind an identity provider. Exactly one algorithm is accepted, so
+`alg: none` and algorithm confusion (an HS256 token "signed" with our public key) are refused
+before any key is touched. API keys are looked up by hash (see api_keys.py).
+"""
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
+from typing import Any, Final
 
 import jwt
+
+READ: Final = "calls:read"
+WRITE: Final = "calls:write"
+SCOPES: Final = frozenset({READ, WRITE})
+
+ALGORITHMS: Final = ("HS256", "RS256", "ES256")
 
 
 @dataclass(frozen=True)
 class Principal:
     organization_id: str
     subject: str
+    # A JWT speaks for a user of the organization: every scope. An API key carries its own.
+    scopes: frozenset[str] = SCOPES
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.api_key_id is not None
 
 
 class Unauthenticated(Exception):
     """The request carries no usable credentials; the message says why, for the 401 body."""
 
 
-class JwtVerifier:
-    # Only HS256 is accepted: "none" and any algorithm confusion are refused by construction.
-    ALGORITHMS = ("HS256",)
+class InvalidJwtConfig(ValueError):
+    """The JWT settings cannot verify anything (e.g. RS256 without a key); fails at start-up."""
 
-    def __init__(self, secret: str, *, leeway_seconds: int = 30) -> None:
-        self._secret = secret
-        self._leeway = leeway_seconds
+
+@dataclass(frozen=True)
+class JwtOptions:
+    algorithm: str = "HS256"  # one of ALGORITHMS
+    # HS256: the current secret first, then any previous one still honoured while rotating.
+    secrets: tuple[str, ...] = ()
+    # RS256/ES256: a PEM public key, or the JSON text of a JWKS (keys chosen by `kid`).
+    public_key_pem: str = ""
+    jwks_json: str = ""
+    audience: str = ""
+    issuer: str = ""
+    leeway_seconds: int = 30
+    organization_claim: str = "org_id"
+
+
+class JwtVerifier:
+    def __init__(self, options: JwtOptions) -> None:
+        if options.algorithm not in ALGORITHMS:
+            raise InvalidJwtConfig(f"JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
+        self._options = options
+        self._keys = self._load_keys(options)
+
+    @staticmethod
+    def _load_keys(options: JwtOptions) -> dict[str | None, list[Any]]:
+        """Verification keys by `kid` (None: keys for tokens that name no kid)."""
+        if options.algorithm == "HS256":
+            secrets = [s for s in options.secrets if s]
+            if not secrets:
+                raise InvalidJwtConfig("HS256 needs JWT_SECRET")
+            return {None: secrets}
+        if options.jwks_json:
+            try:
+                jwks = jwt.PyJWKSet.from_json(options.jwks_json)
+            except (jwt.PyJWKSetError, jwt.PyJWKError, jwt.InvalidKeyError, ValueError) as exc:
+                raise InvalidJwtConfig(f"JWT_JWKS_FILE is not a usable JWKS: {exc}") from None
+            usable = [k for k in jwks.keys if k.algorithm_name == options.algorithm]
+            if not usable:
+                raise InvalidJwtConfig(f"the JWKS has no {options.algorithm} key")
+            keys: dict[str | None, list[Any]] = {}
+            for key in usable:
+                keys.setdefault(key.key_id, []).append(key.key)
+            if len(usable) == 1:
+                keys.setdefault(None, []).append(usable[0].key)
+            return keys
+        if options.public_key_pem:
+            try:
+                algorithm = jwt.get_algorithm_by_name(options.algorithm)
+                key = algorithm.prepare_key(options.public_key_pem)
+            except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+                raise InvalidJwtConfig(f"JWT_PUBLIC_KEY is not a usable key: {exc}") from None
+            return {None: [key]}
+        raise InvalidJwtConfig(f"{options.algorithm} needs JWT_PUBLIC_KEY(_FILE) or JWT_JWKS_FILE")
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization:
             raise Unauthenticated("missing Authorization header")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+        options = self._options
         try:
-            claims = jwt.decode(
-                token.strip(),
-                self._secret,
-                algorithms=list(self.ALGORITHMS),
-                leeway=self._leeway,
-                options={"require": ["sub", "org_id", "exp"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
+            header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise Unauthenticated("invalid token") from None
-        org, sub = claims["org_id"], claims["sub"]
+        # Pinning one algorithm refuses "none" and every confusion between key kinds.
+        if header.get("alg") != options.algorithm:
+            raise Unauthenticated("invalid token")
+        kid = header.get("kid")
+        candidates = self._keys.get(kid if isinstance(kid, str) else None, [])
+        if not candidates:
+            raise Unauthenticated("invalid token: unknown signing key")
+        required = ["sub", options.organization_claim, "exp"]
+        required += [claim for claim in ("aud", "iss") if getattr(options, _CLAIM_OPTION[claim])]
+        claims: dict[str, Any] | None = None
+        for key in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[options.algorithm],
+                    audience=options.audience or None,
+                    issuer=options.issuer or None,
+                    leeway=options.leeway_seconds,
+                    options={"require": required},
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue  # a previous secret may still verify it while secrets rotate
+            except jwt.ExpiredSignatureError:
+                raise Unauthenticated("token expired") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
+            except jwt.InvalidAudienceError:
+                raise Unauthenticated("token is for another audience") from None
+            except jwt.InvalidIssuerError:
+                raise Unauthenticated("token is from another issuer") from None
+            except jwt.InvalidTokenError:
+                raise Unauthenticated("invalid token") from None
+        if claims is None:
+            raise Unauthenticated("invalid token")
+        org, sub = claims[options.organization_claim], claims["sub"]
         if not isinstance(org, str) or not org or not isinstance(sub, str) or not sub:
-            raise Unauthenticated("token claims 'org_id' and 'sub' must be non-empty strings")
+            raise Unauthenticated(
+                f"token claims {options.organization_claim!r} and 'sub' must be non-empty strings"
+            )
         return Principal(organization_id=org, subject=sub)
+
+
+_CLAIM_OPTION = {"aud": "audience", "iss": "issuer"}
 
 
 def issue_token(secret: str, *, organization_id: str, subject: str, ttl_seconds: int) -> str:
     """A token for development and tests (production tokens come from your identity provider)."""
-    import time
-
     now = int(time.time())
     return jwt.encode(
         {"sub": subject, "org_id": organization_id, "iat": now, "exp": now + ttl_seconds},

@@ -9,13 +9,16 @@ from twilio.request_validator import RequestValidator
 
 from .auth import JwtVerifier, Principal
 from .config import Settings
+from .ratelimit import RateLimiter
 
 POOL: web.AppKey[Pool] = web.AppKey("pool")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier")
 CALL_LOG: web.AppKey[aiohttp.ClientSession] = web.AppKey("call_log_client")
 RECORDINGS: web.AppKey[aiohttp.ClientSession] = web.AppKey("recordings_client")
-TWILIO_VALIDATOR: web.AppKey[RequestValidator] = web.AppKey("twilio_validator")
+# the current auth token first, then the previous one while a rotation is under way
+TWILIO_VALIDATORS: web.AppKey[tuple[RequestValidator, ...]] = web.AppKey("twilio_validators")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 

@@ -56,3 +56,19 @@ class ReportConversation(_Body):
     transcript: list[TranscriptTurn] = Field(default_factory=list, max_length=5_000)
     provider_usage: dict[str, ProviderUse] = Field(default_factory=dict, max_length=50)
     ended_by: Literal["caller", "agent"] | None = None
+
+
+Scope = Literal["calls:read", "calls:write"]
+
+
+def _every_scope() -> list[Scope]:
+    return ["calls:read", "calls:write"]
+
+
+class CreateApiKey(_Body):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    scopes: list[Scope] = Field(
+        default_factory=_every_scope,
+        min_length=1,
+        description="what the key may do: calls:read (GET) and/or calls:write (POST, PUT, DELETE)",
+    )

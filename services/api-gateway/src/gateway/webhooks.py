@@ -28,7 +28,7 @@ from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import ValidationError
 
 from .agents import find_agent_for_number
-from .context import POOL, SETTINGS, TWILIO_VALIDATOR
+from .context import POOL, SETTINGS, TWILIO_VALIDATORS
 from .streams import find_call, inbound_call_id
 from .twiml import connect_to_agent, reject
 from .validation import validation_details
@@ -59,7 +59,7 @@ async def _verified_form(request: web.Request) -> dict[str, str] | web.Response:
     if (
         not signature
         or not text_only
-        or not request.app[TWILIO_VALIDATOR].validate(url, form, signature)
+        or not any(v.validate(url, form, signature) for v in request.app[TWILIO_VALIDATORS])
     ):
         return json_error(403, "forbidden", "invalid Twilio signature")
     params = {k: v for k, v in form.items() if isinstance(v, str)}
