@@ -28,6 +28,10 @@ test: install services ## run every test (unit, integration, end to end)
 chaos: install services ## fault-injection suite: kills, broker and database restarts, carrier faults (docs/chaos.md)
 	@$(UV) run pytest -q -m chaos tests/chaos
 
+.PHONY: fuzz
+fuzz: install services ## fuzz the gateway's served OpenAPI document at length (FUZZ_EXAMPLES=… per operation, default 500)
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(UV) run pytest -q --timeout=1800 tests/test_e2e_fuzz_gateway.py
+
 .PHONY: lint
 lint: install ## ruff and mypy
 	@$(UV) run ruff check .
@@ -49,6 +53,10 @@ bench-batch: install services ## batch benchmark: accept 1k/10k, status at 10k, 
 .PHONY: token
 token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}
+
+.PHONY: openapi
+openapi: install ## regenerate docs/openapi.json from the gateway's models
+	@$(UV) run python -m gateway.openapi docs/openapi.json
 
 .PHONY: event-schemas
 event-schemas: install ## regenerate docs/events/*.schema.json from libs/events
