@@ -50,6 +50,15 @@ bench-history: install services ## call-history benchmark at 1,000,000 calls (CA
 bench-batch: install services ## batch benchmark: accept 1k/10k, status at 10k, single call while 10k drain
 	@$(UV) run python bench/batch_bench.py
 
+.PHONY: bench-load
+bench-load: install services ## POST /calls beside its floor, GET /calls/{id}, GET /calls, memory, gateway profile (DURATION=30)
+	@$(UV) run --with py-spy python bench/load_bench.py --duration $${DURATION:-30} --profile
+
+.PHONY: bench-pacing
+bench-pacing: install services ## dial pacing at 1 CPS for DURATION=600 s, then at 20 CPS for CPS20_DURATION=60 s
+	@$(UV) run python bench/pacing_bench.py --cps 1 --duration $${DURATION:-600}
+	@$(UV) run python bench/pacing_bench.py --cps 20 --duration $${CPS20_DURATION:-60} --port-base 19150
+
 .PHONY: token
 token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}

@@ -22,9 +22,8 @@ from typing import Any
 
 import aiohttp
 from gateway.auth import issue_token
-from history_bench import percentile, prepare_database, private_vhost, start, wait_ready
+from harness import JWT_SECRET, percentile, prepare_database, private_vhost, start, wait_ready
 
-JWT_SECRET = "bench-secret-bench-secret-bench-secret-0000"
 GATEWAY = "http://127.0.0.1:18080"
 SIMULATOR = "http://127.0.0.1:18090"
 

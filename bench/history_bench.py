@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import random
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,11 +31,9 @@ from calls_events import CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import open_pool
 from gateway.auth import issue_token
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from harness import JWT_SECRET, percentile, prepare_database, private_vhost, start, wait_ready
 
 ORG = "org_bench"
-JWT_SECRET = "bench-secret-bench-secret-bench-secret-0000"
 COLUMNS = (
     "position, event_id, stream_id, stream_version, event_type, event_version,"
     " organization_id, occurred_at, correlation_id, causation_id, data"
@@ -183,11 +178,6 @@ async def load(url: str, calls: int, seed: int = 7) -> int:
     return position
 
 
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 async def measure(http: aiohttp.ClientSession, url: str, token: str, n: int) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {token}"}
     samples = []
@@ -260,28 +250,6 @@ async def projection_lag(url: str, rate: int, seconds: int) -> dict[str, float]:
     }
 
 
-def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", module],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_ready(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(url)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -292,40 +260,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lag-seconds", type=int, default=20)
     parser.add_argument("--out", default="bench/results")
     return parser.parse_args()
-
-
-@contextlib.contextmanager
-def private_vhost(name: str) -> Iterator[str]:
-    """A RabbitMQ vhost of the benchmark's own, so its messages never reach another system's
-    consumers on the same broker (and theirs never reach the benchmark's)."""
-    base = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        yield base
-        return
-    subprocess.run([ctl, "-q", "add_vhost", name], check=False, capture_output=True)
-    subprocess.run(
-        [ctl, "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield base.rstrip("/") + "/" + name
-    finally:
-        subprocess.run([ctl, "-q", "delete_vhost", name], check=False, capture_output=True)
-
-
-def prepare_database(url: str, keep: bool) -> bool:
-    """Create (or keep) the benchmark database; True if it already holds loaded data."""
-    name = str(conninfo_to_dict(url)["dbname"])
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if keep and exists:
-            return True
-        ident = sql.Identifier(name)
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-    return False
 
 
 async def run(

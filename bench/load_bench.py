@@ -1,0 +1,331 @@
+"""Load figures: `POST /calls` at 32 concurrent connections beside its floor (a bare aiohttp
+handler doing one equivalent INSERT into the same PostgreSQL, measured in the same run),
+`GET /calls/{id}` and `GET /calls` on the data that load left behind, and memory (VmRSS,
+VmHWM) of every service at rest and under load. With --profile, one more `POST /calls` run
+under py-spy, summarized (the hottest functions of the gateway).
+
+    make bench-load                                    # 30 s per figure
+    uv run --with py-spy python bench/load_bench.py --duration 60 --profile
+
+The whole system runs as real processes (gateway, call log, dialer, recordings, carrier
+simulator) in a database and RabbitMQ vhost of its own. The dialer runs at DIALER_CPS=1, so
+the calls posted just fill its queue: this measures accepting calls, not dialing them. Load
+comes from bench/loadgen.py, a separate process on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from gateway.auth import issue_token
+from harness import JWT_SECRET, System, machine, memory, wait_ready, write_results
+
+HERE = Path(__file__).resolve().parent
+ORG = "org_load"
+POST_BODY = '{"to_number": "+1{n}", "from_number": "+14155550100"}'
+SERVICES = ("carrier_sim", "call_log", "gateway", "dialer", "recordings")
+FLOOR_PORT_OFFSET = 90
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def postgres_ticks() -> int:
+    """CPU of every PostgreSQL process (the server is shared: includes others' queries)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+class Watch:
+    """Samples memory of the watched processes every second while a phase runs, and measures
+    the CPU each (and PostgreSQL, and the machine) spent during it."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak_rss: dict[str, int] = dict.fromkeys(pids, 0)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            for name, pid in self.pids.items():
+                self.peak_rss[name] = max(self.peak_rss[name], memory(pid)["VmRSS"])
+            await asyncio.sleep(1)
+
+    def __enter__(self) -> Watch:
+        self._cpu0 = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+        self._pg0 = postgres_ticks()
+        self._machine0 = machine_ticks()
+        self._t0 = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        hz = os.sysconf("SC_CLK_TCK")
+        seconds = time.perf_counter() - self._t0
+        busy = machine_ticks()[0] - self._machine0[0]
+        self.cpu_percent = {
+            name: round(100 * (cpu_ticks(pid) - self._cpu0[name]) / hz / seconds, 1)
+            for name, pid in self.pids.items()
+        }
+        self.cpu_percent["postgresql (all, shared)"] = round(
+            100 * (postgres_ticks() - self._pg0) / hz / seconds, 1
+        )
+        self.cpu_percent["machine (of 100 x cpus)"] = round(100 * busy / hz / seconds, 1)
+        self.memory = {
+            name: {"VmRSS_peak_kib": self.peak_rss[name], "VmHWM_kib": memory(pid)["VmHWM"]}
+            for name, pid in self.pids.items()
+        }
+
+
+async def loadgen(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        "--connections",
+        str(args.connections),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        *extra,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def phase(
+    label: str, args: argparse.Namespace, pids: dict[str, int], *extra: str
+) -> dict[str, Any]:
+    with Watch(pids) as watch:
+        figures = await loadgen(args, *extra)
+    figures["cpu_percent"] = watch.cpu_percent
+    figures["memory_kib"] = watch.memory
+    print(
+        f"{label}: {figures['requests_per_s']} req/s, p50 {figures['p50_ms']} ms,"
+        f" p99 {figures['p99_ms']} ms, statuses {figures['statuses']}, errors {figures['errors']}",
+        flush=True,
+    )
+    print(f"  cpu %: {watch.cpu_percent}", flush=True)
+    return figures
+
+
+async def caught_up(url: str, limit_s: float = 600) -> float:
+    """Wait until relay, call log and dialer have taken every event; return the seconds."""
+    t0 = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while time.perf_counter() - t0 < limit_s:
+            cur = await conn.execute(
+                "SELECT (SELECT coalesce(max(position), 0) FROM eventstore.events),"
+                " (SELECT position FROM eventstore.checkpoints WHERE name = 'amqp-relay'),"
+                " (SELECT position FROM call_log.checkpoints WHERE name = 'calls'),"
+                " (SELECT count(*) FROM eventstore.events WHERE event_type = 'CallRequested'),"
+                " (SELECT count(*) FROM dialer.dials)"
+            )
+            head, relayed, projected, requested, dials = await cur.fetchone() or (0,) * 5
+            if head == relayed == projected and requested == dials:
+                return round(time.perf_counter() - t0, 1)
+            await asyncio.sleep(0.5)
+    raise TimeoutError("the system did not catch up")
+
+
+async def profile(
+    args: argparse.Namespace, pid: int, post: tuple[str, ...], out: Path
+) -> dict[str, Any]:
+    """`POST /calls` under load once more, with py-spy sampling the gateway."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return {"skipped": "py-spy not found (run with: uv run --with py-spy ...)"}
+    raw = out.with_suffix(".txt")
+    recorder = await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--duration",
+        str(int(args.duration)),
+        "--output",
+        str(raw),
+        "--nonblocking",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    figures = await loadgen(args, *post)
+    await recorder.wait()
+    summary = summarize(raw)
+    summary["requests_per_s_under_py_spy"] = figures["requests_per_s"]
+    summary["collapsed_stacks"] = str(raw)
+    return summary
+
+
+def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Inclusive and self share of samples per function, from py-spy's collapsed stacks."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0] + ")"
+            for f in stack.split(";")
+        ]
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    share = {"total_samples": total}
+    share["inclusive_percent"] = {  # type: ignore[assignment]
+        f: round(100 * n / total, 1) for f, n in inclusive.most_common(top)
+    }
+    share["self_percent"] = {  # type: ignore[assignment]
+        f: round(100 * n / total, 1) for f, n in own.most_common(top)
+    }
+    return share
+
+
+async def measure(
+    system: System, args: argparse.Namespace, floor_proc: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    gateway = system.url("gateway")
+    token = issue_token(JWT_SECRET, organization_id=ORG, subject="bench", ttl_seconds=7200)
+    auth = ("--header", f"Authorization: Bearer {token}")
+    post = ("--url", f"{gateway}/calls", "--method", "POST", "--body", POST_BODY, *auth)
+    floor = f"http://127.0.0.1:{system.port_base + FLOOR_PORT_OFFSET}"
+    results: dict[str, Any] = {}
+    await wait_ready(floor)
+    pids = {name: proc.pid for name, proc in system.procs.items()}
+    await asyncio.sleep(5)
+    results["memory_at_rest_kib"] = {name: memory(pid) for name, pid in pids.items()}
+    print(f"memory at rest: {results['memory_at_rest_kib']}", flush=True)
+    floor_post = ("--url", f"{floor}/calls", "--method", "POST", "--body", POST_BODY)
+    watched = pids | {"floor_server": floor_proc.pid}
+    results["floor POST /calls (bare handler, one INSERT)"] = await phase(
+        "floor", args, watched, *floor_post
+    )
+    results["POST /calls"] = await phase("POST /calls", args, pids, *post)
+    results["catch-up after POST load (s)"] = await caught_up(system.database_url)
+    print(f"caught up in {results['catch-up after POST load (s)']} s", flush=True)
+    results["floor POST /calls, again after"] = await phase(
+        "floor again", args, watched, *floor_post
+    )
+    floors = [
+        results["floor POST /calls (bare handler, one INSERT)"]["requests_per_s"],
+        results["floor POST /calls, again after"]["requests_per_s"],
+    ]
+    results["POST /calls as share of floor"] = round(
+        results["POST /calls"]["requests_per_s"] / (sum(floors) / len(floors)), 3
+    )
+    async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT call_id FROM call_log.calls ORDER BY random() LIMIT 5000")
+        ids = [row[0] for row in await cur.fetchall()]
+        cur = await conn.execute("SELECT count(*) FROM call_log.calls")
+        row = await cur.fetchone()
+        results["dataset_calls"] = row[0] if row else 0
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as urls:
+        urls.write("\n".join(f"{gateway}/calls/{i}" for i in ids))
+    try:
+        results["GET /calls/{id}"] = await phase(
+            "GET /calls/{id}", args, pids, "--urls-file", urls.name, *auth
+        )
+    finally:
+        os.unlink(urls.name)
+    results["GET /calls"] = await phase(
+        "GET /calls", args, pids, "--url", f"{gateway}/calls", *auth
+    )
+    if args.profile:
+        await caught_up(system.database_url)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        out = Path(args.out) / f"profile-post-calls-gateway-{stamp}"
+        results["profile POST /calls (gateway, py-spy)"] = await profile(
+            args, pids["gateway"], post, out
+        )
+    return results
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds each")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--profile", action="store_true", help="also profile the gateway")
+    parser.add_argument("--port-base", type=int, default=19200)
+    parser.add_argument("--out", default="bench/results")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "dialer_cps": 1,
+    }
+    with System("load", port_base=args.port_base, env={"DIALER_CPS": "1"}) as system:
+        system.start(*SERVICES)
+        floor_proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "floor_server.py"),
+                "--database-url",
+                system.database_url,
+                "--port",
+                str(system.port_base + FLOOR_PORT_OFFSET),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            results |= asyncio.run(measure(system, args, floor_proc))
+        finally:
+            floor_proc.terminate()
+            floor_proc.wait(30)
+    results["load_average_at_end"] = os.getloadavg()
+    print(f"POST /calls as share of floor: {results['POST /calls as share of floor']}")
+    print(f"written to {write_results('load', results, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
