@@ -438,7 +438,7 @@ See docs/api.md for the full guide (outcomes, recordings, batches, idempotency).
 """
 
 
-def _clean_parameter_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+def parameter_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """A query parameter is absent or a value: drop the `null` branch (and its default), the
     title, and merge alternatives that are all string enums into one enum."""
     out = {k: v for k, v in schema.items() if k != "title" and not (k == "default" and v is None)}
@@ -457,7 +457,7 @@ def list_calls_parameters() -> list[dict[str, Any]]:
     schema = schemas.ListCallsQuery.model_json_schema(by_alias=True, ref_template=REF)
     parameters = []
     for name, prop in schema["properties"].items():
-        cleaned = _clean_parameter_schema(prop)
+        cleaned = parameter_schema(prop)
         parameter = _query(name, cleaned.pop("description", ""), cleaned)
         if not parameter["description"]:
             del parameter["description"]
