@@ -140,7 +140,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
         rows = await cur.fetchall()
     return web.json_response(
         {
-            "api_keys": [
+            "items": [
                 {
                     "id": str(row["id"]),
                     "name": row["name"],
