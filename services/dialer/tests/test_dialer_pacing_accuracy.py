@@ -1,0 +1,54 @@
+"""The dial rate holds at DIALER_CPS however long claiming a dial takes (measured at the carrier
+simulator: with the claim's time added to every interval, 20 CPS dialed 14 calls a second)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from calls_platform.db import Conn, Pool
+from calls_platform.notify import Listener
+from dialer.carrier import TwilioCarrier
+from dialer.scheduler import DialLoop
+
+pytestmark = pytest.mark.integration
+
+
+class SlowPool:
+    """A pool whose every connection takes `delay` seconds to get (a slow claim)."""
+
+    def __init__(self, pool: Pool, delay: float) -> None:
+        self._pool = pool
+        self._delay = delay
+
+    @contextlib.asynccontextmanager
+    async def connection(self, *args: Any, **kwargs: Any) -> AsyncIterator[Conn]:
+        await asyncio.sleep(self._delay)
+        async with self._pool.connection(*args, **kwargs) as conn:
+            yield conn
+
+
+async def test_the_time_a_claim_takes_does_not_stretch_the_interval(
+    pool: Pool,
+    work: Listener,
+    carrier: TwilioCarrier,
+    sim: Any,
+    calls: Any,
+    background: Any,
+    wait: Any,
+) -> None:
+    requested = [await calls.enqueued("org_a", batch_id="batch-steady") for _ in range(11)]
+    slow = SlowPool(pool, 0.05)
+    background(DialLoop(slow, carrier, work, calls_per_second=10).run())  # type: ignore[arg-type]
+
+    async def all_dialed() -> bool:
+        return len(await sim.calls()) == len(requested)
+
+    await wait(all_dialed, within=15, what="all dialed")
+    created = sorted(c["created_at"] for c in await sim.calls())
+    mean_gap = (created[-1] - created[0]) / (len(created) - 1)
+    # 0.1 s apart; with the 50 ms claim added to every interval it was 0.15 s
+    assert 0.095 <= mean_gap < 0.125, mean_gap
