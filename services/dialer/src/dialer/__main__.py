@@ -22,10 +22,11 @@ from calls_platform.notify import Listener
 from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 
+from .canceler import CarrierCanceler
 from .carrier import TwilioCarrier
 from .config import Settings
 from .consumer import QUEUES, Handlers
-from .dials import WORK_CHANNEL
+from .dials import CANCEL_CHANNEL, WORK_CHANNEL
 from .scheduler import DialLoop
 from .watchdog import StaleCallWatchdog
 
@@ -81,12 +82,25 @@ def create_app(settings: Settings) -> web.Application:
                 max_call_seconds=settings.max_call_seconds,
             ),
         )
+        cancels = Listener(settings.database_url, CANCEL_CHANNEL)
+        canceler = CarrierCanceler(
+            pool,
+            carrier,
+            queue_limit_seconds=settings.carrier_queue_limit_seconds,
+            wakeup=cancels.subscribe(),
+        )
         tasks = [
             *start_relay(settings.database_url, pool, broker),
             asyncio.create_task(work.run(), name="work-listener"),
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer", dial_loop.run),
                 name="dial-loop",
+            ),
+            asyncio.create_task(cancels.run(), name="cancel-listener"),
+            # apart from the dial loop: canceling is not dialing, and never waits behind it
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "dialer-carrier-cancels", canceler.run),
+                name="carrier-canceler",
             ),
         ]
         yield

@@ -22,6 +22,7 @@ import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.call import CallInstance
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ class CarrierCall:
     answered_by: str | None = None
 
 
+@dataclass(frozen=True)
+class CancelRefused:
+    """The carrier would not cancel the call (it has moved on: answered or ended)."""
+
+    code: int | None
+    message: str
+
+
 class Carrier(Protocol):
     async def create_call(self, request: DialRequest) -> DialResult: ...
 
@@ -80,12 +89,20 @@ class Carrier(Protocol):
 
     async def fetch_call(self, call_sid: str) -> CarrierCall: ...
 
+    async def cancel_call(self, call_sid: str) -> CarrierCall | CancelRefused:
+        """Cancel a queued or ringing call; other failures (timeouts, 5xx) raise."""
+        ...
+
     async def close(self) -> None: ...
 
 
 def carrier_message(message: str) -> str:
     """The carrier's own words: twilio prefixes them with what it was doing."""
-    for prefix in ("Unable to create record: ", "Unable to fetch record: "):
+    for prefix in (
+        "Unable to create record: ",
+        "Unable to fetch record: ",
+        "Unable to update record: ",
+    ):
         message = message.removeprefix(prefix)
     return message
 
@@ -185,13 +202,27 @@ class TwilioCarrier:
     async def fetch_call(self, call_sid: str) -> CarrierCall:
         async with asyncio.timeout(self._settings.timeout_seconds):
             call = await self._client.calls(call_sid).fetch_async()
-        duration = str(call.duration) if call.duration is not None else ""
-        return CarrierCall(
-            sid=str(call.sid),
-            status=str(call.status),
-            duration_seconds=int(duration) if duration.isdigit() else None,
-            answered_by=str(call.answered_by) if call.answered_by else None,
-        )
+        return _carrier_call(call)
+
+    async def cancel_call(self, call_sid: str) -> CarrierCall | CancelRefused:
+        try:
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                call = await self._client.calls(call_sid).update_async(status="canceled")
+        except TwilioRestException as exc:
+            if 400 <= exc.status < 500 and exc.status != 429:
+                return CancelRefused(code=exc.code, message=carrier_message(str(exc.msg)))
+            raise
+        return _carrier_call(call)
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _carrier_call(call: CallInstance) -> CarrierCall:
+    duration = str(call.duration) if call.duration is not None else ""
+    return CarrierCall(
+        sid=str(call.sid),
+        status=str(call.status),
+        duration_seconds=int(duration) if duration.isdigit() else None,
+        answered_by=str(call.answered_by) if call.answered_by else None,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from calls_events import (
@@ -13,6 +13,7 @@ from calls_events import (
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallStatusReported,
     Envelope,
     Event,
     call_stream,
@@ -20,7 +21,12 @@ from calls_events import (
 from calls_platform import eventstore
 from calls_platform.db import Conn
 
+from .carrier import CarrierCall
+from .statuses import KNOWN, TERMINAL, advances
+
 WORK_CHANNEL: Final = "dialer_work"
+# notified when a batch is canceled: its placed calls may need canceling at the carrier
+CANCEL_CHANNEL: Final = "dialer_cancel"
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
             [(row, CallCanceled(call_id=row["call_id"], reason="batch canceled")) for row in rows],
             "canceled",
         )
+        await conn.execute("SELECT pg_notify(%s, '')", (CANCEL_CHANNEL,))
     return len(rows)
 
 
@@ -281,11 +288,104 @@ async def dialing(conn: Conn) -> list[Dial]:
 
 
 async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> None:
-    """Remember the carrier's latest news of a call (a terminal status is final)."""
+    """Remember the carrier's latest news of a call: never backwards, a terminal status is
+    final (callbacks arrive late, twice or out of order)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT carrier_status FROM dialer.dials WHERE call_id = %s FOR UPDATE", (call_id,)
+        )
+        row = await cur.fetchone()
+        if row is not None and advances(row["carrier_status"], status):
+            await conn.execute(
+                "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
+                " WHERE call_id = %s",
+                (status, call_id),
+            )
+
+
+async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCall) -> bool:
+    """Record what the carrier said when asked about a placed call (fetched, or the answer
+    to a cancel). News is appended as the CallStatusReported a callback would have produced,
+    marked `source: reconciliation`, once per status (deterministic id); what is not news
+    (the same status, or an older one than already known) only notes that the carrier was
+    asked. Returns whether a report was appended."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT call_id, organization_id, correlation_id, requested_event_id, carrier_status"
+            " FROM dialer.dials WHERE call_id = %s FOR UPDATE",
+            (call_id,),
+        )
+        row = await cur.fetchone()
+        if row is None or row["carrier_status"] in TERMINAL or found.status not in KNOWN:
+            return False
+        news = advances(row["carrier_status"], found.status)
+        await conn.execute(
+            "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
+            " WHERE call_id = %s",
+            (found.status if news else row["carrier_status"], call_id),
+        )
+        if not news:
+            return False
+        report = CallStatusReported(
+            call_id=call_id,
+            call_sid=found.sid,
+            carrier_status=found.status,
+            duration_seconds=found.duration_seconds,
+            answered_by=found.answered_by,
+            reported_at=datetime.now(UTC),
+            source="reconciliation",
+        )
+        await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    report,
+                    stream_id=call_stream(call_id),
+                    organization_id=row["organization_id"],
+                    correlation_id=row["correlation_id"],
+                    causation_id=str(row["requested_event_id"]),
+                    event_id=eventstore.deterministic_event_id(
+                        "reconciled", str(call_id), found.status
+                    ),
+                )
+            ],
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class CancelCandidate:
+    call_id: uuid.UUID
+    call_sid: str
+    batch_canceled: bool
+    seconds_since_placed: float
+
+
+async def cancel_candidates(
+    conn: Conn, *, queue_limit_seconds: float, limit: int = 100
+) -> list[CancelCandidate]:
+    """Placed calls that may need canceling at the carrier, never asked before: those of a
+    canceled batch not known to be answered or ended, and those with no news beyond
+    `queued` for longer than the limit."""
+    cur = await conn.execute(
+        "SELECT d.call_id, d.call_sid, b.batch_id IS NOT NULL AS batch_canceled,"
+        " extract(epoch FROM now() - d.finished_at)::float8 AS seconds_since_placed"
+        " FROM dialer.dials d LEFT JOIN dialer.canceled_batches b ON b.batch_id = d.batch_id"
+        " WHERE d.state = 'initiated' AND d.carrier_cancel IS NULL"
+        " AND (d.carrier_status IS NULL OR d.carrier_status IN ('queued', 'initiated', 'ringing'))"
+        " AND (b.batch_id IS NOT NULL OR ((d.carrier_status IS NULL OR d.carrier_status = 'queued')"
+        "      AND d.finished_at <= now() - make_interval(secs => %s)))"
+        " ORDER BY d.finished_at LIMIT %s",
+        (queue_limit_seconds, limit),
+    )
+    return [CancelCandidate(**row) for row in await cur.fetchall()]
+
+
+async def note_carrier_cancel(conn: Conn, call_id: uuid.UUID, result: str) -> None:
+    """The carrier answered a cancel (`canceled` or `refused`): it is never asked again."""
     await conn.execute(
-        "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
-        " WHERE call_id = %s AND (carrier_status IS NULL OR carrier_status <> ALL(%s))",
-        (status, call_id, ["completed", "busy", "failed", "no-answer", "canceled"]),
+        "UPDATE dialer.dials SET carrier_cancel = %s WHERE call_id = %s AND carrier_cancel IS NULL",
+        (result, call_id),
     )
 
 

@@ -10,21 +10,16 @@ so a late callback after this changes nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Final, get_args
-
 import structlog
-from calls_events import CallStatusReported, CarrierStatus, Envelope, call_stream
-from calls_platform import eventstore
 from calls_platform.db import Pool
 from prometheus_client import Counter, Gauge
 
+from . import dials
 from .carrier import Carrier
+from .statuses import KNOWN, TERMINAL
 
 log = structlog.get_logger(__name__)
 
-TERMINAL: Final = ("completed", "busy", "failed", "no-answer", "canceled")
-CARRIER_STATUSES: Final = frozenset(get_args(CarrierStatus))
 CALLS_RECONCILED = Counter(
     "calls_reconciled_total", "Stale calls asked about at the carrier, by what was found", ["found"]
 )
@@ -51,60 +46,47 @@ class StaleCallWatchdog:
 
     async def check_once(self) -> int:
         """Ask about the stalest calls; return how many reports were recorded."""
+        unfinished = (
+            "state = 'initiated'"
+            " AND (carrier_status IS NULL OR carrier_status <> ALL(%(terminal)s))"
+        )
+        params = {
+            "terminal": sorted(TERMINAL),
+            "in_progress": self._max_call,
+            "quiet": self._stale_after,
+            "batch": self._batch,
+        }
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT call_id, organization_id, correlation_id, call_sid, carrier_status,"
-                " extract(epoch FROM now() - coalesce(carrier_news_at, finished_at)) AS quiet"
-                " FROM dialer.dials WHERE state = 'initiated'"
-                " AND (carrier_status IS NULL OR carrier_status <> ALL(%s))"
-                " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %s",
-                (list(TERMINAL), self._batch),
+                "SELECT extract(epoch FROM now() - min(coalesce(carrier_news_at, finished_at)))"
+                f" AS quiet FROM dialer.dials WHERE {unfinished}",
+                params,
+            )
+            oldest = await cur.fetchone()
+            # the limit is applied in the query: calls long in progress (not yet due) must not
+            # fill the batch and hide the quiet calls behind them
+            cur = await conn.execute(
+                f"SELECT call_id, call_sid, carrier_status FROM dialer.dials WHERE {unfinished}"
+                " AND coalesce(carrier_news_at, finished_at) <= now() - make_interval(secs =>"
+                " CASE WHEN carrier_status = 'in-progress' THEN %(in_progress)s ELSE %(quiet)s END)"
+                " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %(batch)s",
+                params,
             )
             rows = await cur.fetchall()
-        OLDEST_UNFINISHED.set(float(rows[0]["quiet"]) if rows else 0.0)
+        quiet = oldest["quiet"] if oldest else None
+        OLDEST_UNFINISHED.set(float(quiet) if quiet is not None else 0.0)
         recorded = 0
         for row in rows:
-            limit = self._max_call if row["carrier_status"] == "in-progress" else self._stale_after
-            if float(row["quiet"]) < limit:
-                continue
             found = await self._carrier.fetch_call(row["call_sid"])
             CALLS_RECONCILED.labels(found.status).inc()
-            if found.status not in CARRIER_STATUSES:
+            if found.status not in KNOWN:
                 log.warning(
                     "stale_call_unknown_status", call_id=str(row["call_id"]), status=found.status
                 )
                 continue
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute(
-                    "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
-                    " WHERE call_id = %s",
-                    (found.status, row["call_id"]),
-                )
-                if found.status == row["carrier_status"]:
-                    continue  # still as it was: checked, nothing new to record
-                report = CallStatusReported(
-                    call_id=row["call_id"],
-                    call_sid=found.sid,
-                    carrier_status=found.status,
-                    duration_seconds=found.duration_seconds,
-                    answered_by=found.answered_by,
-                    reported_at=datetime.now(UTC),
-                    source="reconciliation",
-                )
-                await eventstore.append(
-                    conn,
-                    [
-                        Envelope.wrap(
-                            report,
-                            stream_id=call_stream(row["call_id"]),
-                            organization_id=row["organization_id"],
-                            correlation_id=row["correlation_id"],
-                            event_id=eventstore.deterministic_event_id(
-                                "reconciled", str(row["call_id"]), found.status
-                            ),
-                        )
-                    ],
-                )
-                recorded += 1
+            async with self._pool.connection() as conn:
+                if not await dials.record_carrier_answer(conn, row["call_id"], found):
+                    continue  # nothing new: checked, and not asked again for a while
+            recorded += 1
             log.info("stale_call_reconciled", call_id=str(row["call_id"]), status=found.status)
         return recorded
