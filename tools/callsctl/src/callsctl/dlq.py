@@ -11,7 +11,7 @@ dead letter only once the broker has confirmed the copy.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -102,11 +102,15 @@ def _redrive_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
 async def _take(
     amqp_url: str,
     limit: int | None,
-    each: Callable[[aio_pika.abc.AbstractChannel, AbstractIncomingMessage], Any],
+    each: Callable[[aio_pika.abc.AbstractChannel, AbstractIncomingMessage], Awaitable[bool]],
 ) -> None:
-    """Get up to `limit` dead letters (never more than were there at the start, so letters
-    that die again meanwhile are not seen twice), hand each to `each`, and give back every one
-    `each` did not ack when the channel closes."""
+    """Get dead letters one by one (up to `limit`) and hand each to `each`, which says whether
+    it took the message (acked it). The others stay unacked, so the next get never returns
+    them again, and go back to the queue when the channel closes. A message that dies again
+    while we work (same event id, seen before) ends the walk instead of cycling.
+
+    Not bounded by the queue's reported depth: a quorum queue updates that figure only every
+    few seconds."""
     connection = await amqp.connect(amqp_url, name="callsctl-dlq")
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -114,13 +118,18 @@ async def _take(
             queue = await channel.declare_queue(amqp.DEAD_LETTER_QUEUE, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             return  # no service has declared it yet: nothing ever died
-        waiting = queue.declaration_result.message_count or 0
-        wanted = waiting if limit is None else min(waiting, limit)
+        seen: set[str] = set()
+        taken = 0
         try:
-            for _ in range(wanted):
+            while limit is None or taken < limit:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:
                     break
+                if message.message_id is not None:
+                    if message.message_id in seen:
+                        break  # re-driven and dead again already
+                    seen.add(message.message_id)
+                taken += 1
                 await each(channel, message)
         finally:
             # whatever was not acked goes back to the dead-letter queue
@@ -131,8 +140,9 @@ async def _take(
 async def list_dead_letters(amqp_url: str, *, limit: int | None = 100) -> list[DeadLetter]:
     letters: list[DeadLetter] = []
 
-    async def keep(_: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage) -> None:
+    async def keep(_: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage) -> bool:
         letters.append(describe(message))
+        return False
 
     await _take(amqp_url, limit, keep)
     return letters
@@ -145,13 +155,13 @@ async def redrive(amqp_url: str, *, event_ids: Collection[str] | None = None) ->
 
     async def send_back(
         channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage
-    ) -> None:
+    ) -> bool:
         letter = describe(message)
         if event_ids is not None and letter.event_id not in event_ids:
-            return
+            return False
         if not letter.queue:
             done.append(Redriven(letter, ok=False, error="no x-death queue: not dead-lettered"))
-            return
+            return False
         try:
             # awaits the broker's confirm; a return (no such queue) raises DeliveryError
             await channel.default_exchange.publish(
@@ -159,9 +169,10 @@ async def redrive(amqp_url: str, *, event_ids: Collection[str] | None = None) ->
             )
         except aio_pika.exceptions.DeliveryError as exc:
             done.append(Redriven(letter, ok=False, error=f"not delivered: {exc}"))
-            return
+            return False
         await message.ack()
         done.append(Redriven(letter, ok=True))
+        return True
 
     await _take(amqp_url, None, send_back)
     return done

@@ -1,0 +1,6 @@
+"""`python -m callsctl` is `callsctl`."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()
