@@ -1,0 +1,247 @@
+"""No call stuck forever, through every service as a real process: a dialer killed while the
+carrier was creating its call, the gateway down while calls end, and a batch canceled while
+its calls ring. The carrier simulator counts every dial; calls are told apart by the call id
+in their status-callback URL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = {"completed", "failed", "canceled"}
+LONG_RING = "+15005550008"  # rings for SIM_LONG_RING_SECONDS (60 s), then no-answer
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
+    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
+        assert r.status == 200, await r.text()
+
+
+async def sim_state(http: aiohttp.ClientSession, system: Any) -> dict[str, Any]:
+    async with http.get(f"{system.simulator}/_sim/calls") as r:
+        state: dict[str, Any] = await r.json()
+        return state
+
+
+async def dialed(http: aiohttp.ClientSession, system: Any, call_id: str) -> list[dict[str, Any]]:
+    """The carrier's calls placed for our call (its id is in the status-callback URL)."""
+    calls = (await sim_state(http, system))["calls"]
+    return [c for c in calls if f"call_id={call_id}&" in (c["status_callback"] or "")]
+
+
+async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> dict[str, Any]:
+    """The call as the carrier's REST API shows it (status, duration, answered_by)."""
+    env = system.services["simulator"].env
+    token = base64.b64encode(f"{env['SIM_ACCOUNT_SID']}:{env['SIM_AUTH_TOKEN']}".encode())
+    url = f"{system.simulator}/2010-04-01/Accounts/{env['SIM_ACCOUNT_SID']}/Calls/{sid}.json"
+    async with http.get(url, headers={"Authorization": f"Basic {token.decode()}"}) as r:
+        assert r.status == 200, await r.text()
+        call: dict[str, Any] = await r.json()
+        return call
+
+
+async def get_call(
+    http: aiohttp.ClientSession, system: Any, org: str, call_id: str
+) -> dict[str, Any]:
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        call: dict[str, Any] = await r.json()
+        return call
+
+
+async def until_terminal(
+    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, within: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    call = await get_call(http, system, org, call_id)
+    while call["status"] not in TERMINAL and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        call = await get_call(http, system, org, call_id)
+    return call
+
+
+async def post_call(http: aiohttp.ClientSession, system: Any, org: str, to_number: str) -> str:
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": to_number, "from_number": unique_number()},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        return str((await r.json())["call_id"])
+
+
+async def wait_for(what: str, within: float, check: Any) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def ensure_running(system: Any, name: str) -> None:
+    """Leave the shared system as it was found: the service up and ready."""
+    service = system.services[name]
+    if service.process is None or service.process.poll() is not None:
+        service.start()
+
+    async def ready() -> bool:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{service.url}/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(f"{name} to be ready", 60, ready)
+
+
+@pytest.fixture
+async def sim_faults(system: Any, http: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """Faults set by the test are lifted afterwards, whatever happened."""
+    yield
+    await set_faults(
+        http,
+        system,
+        drop_callbacks=False,
+        create_delay_seconds=0,
+        create_responses=[],
+    )
+
+
+async def test_dialer_killed_while_the_carrier_creates_the_call_dials_it_exactly_once(
+    system: Any, http: aiohttp.ClientSession, sim_faults: None
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    # the carrier creates the next call but answers only 20 s later, and no callback will
+    # tell the dialer its SID: only asking the carrier can
+    await set_faults(http, system, drop_callbacks=True, create_responses=[{"timeout_seconds": 20}])
+    dialer = system.services["dialer"]
+    try:
+        call_id = await post_call(http, system, org, unique_number())
+        [created] = await wait_for(
+            "the carrier to create the call", 10, lambda: dialed(http, system, call_id)
+        )
+        assert dialer.stop(signal.SIGKILL) == -signal.SIGKILL  # before it learned the SID
+        killed_at = time.monotonic()
+        assert (await get_call(http, system, org, call_id))["call_sid"] is None
+        await ensure_running(system, "dialer")
+        call = await until_terminal(http, system, org, call_id, within=60)
+    finally:
+        await ensure_running(system, "dialer")
+    recovered_in = time.monotonic() - killed_at
+
+    assert call["status"] == "completed"
+    assert call["call_sid"] == created["sid"]
+    fetched = await carrier_call(http, system, created["sid"])
+    assert fetched["status"] == "completed"
+    assert call["duration"] == int(fetched["duration"])
+    # well past DIALER_AMBIGUOUS_SAFE_DELAY (5 s in the e2e system): a redial would show now
+    await asyncio.sleep(max(0.0, 8 - recovered_in))
+    assert [c["sid"] for c in await dialed(http, system, call_id)] == [created["sid"]]
+
+
+async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_state(
+    system: Any, http: aiohttp.ClientSession, sim_faults: None
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    expected = {  # to_number → (status, outcome)
+        unique_number(): ("completed", "completed"),
+        "+15005550003": ("failed", "busy"),
+        "+15005550004": ("failed", "no_answer"),
+        "+15005550005": ("completed", "voicemail"),
+        "+15005550006": ("failed", "failed"),
+    }
+    gateway = system.services["gateway"]
+    # the carrier holds each create request 4 s: the calls are placed, ring and end while the
+    # gateway is down, so every status callback for them fails (Twilio does not retry)
+    await set_faults(http, system, create_delay_seconds=4)
+    before = (await sim_state(http, system))["create_requests"]
+    try:
+        ids = {to: await post_call(http, system, org, to) for to in expected}
+
+        async def all_requested() -> bool:
+            return (await sim_state(http, system))["create_requests"] >= before + len(ids)
+
+        await wait_for("the dialer to ask the carrier for every call", 10, all_requested)
+        await set_faults(http, system, create_delay_seconds=0)  # for later requests
+        gateway.stop(signal.SIGTERM)
+        stopped_at = time.time()
+
+        async def all_ended() -> list[dict[str, Any]] | None:
+            placed = [await dialed(http, system, call_id) for call_id in ids.values()]
+            if all(
+                len(p) == 1 and p[0]["status"] in TERMINAL | {"busy", "no-answer"} for p in placed
+            ):
+                return [p[0] for p in placed]
+            return None
+
+        carrier_calls = await wait_for("the calls to end at the carrier", 15, all_ended)
+        # placed after the gateway was gone: not one callback of theirs got through
+        assert min(c["created_at"] for c in carrier_calls) > stopped_at
+        await asyncio.sleep(3)  # down a while longer
+    finally:
+        await ensure_running(system, "gateway")
+
+    for to_number, call_id in ids.items():
+        call = await until_terminal(http, system, org, call_id, within=30)
+        [placed] = await dialed(http, system, call_id)
+        assert call["call_sid"] == placed["sid"], to_number
+        assert (call["status"], call["outcome"]) == expected[to_number], (to_number, call)
+        fetched = await carrier_call(http, system, placed["sid"])
+        if call["status"] == "completed":
+            assert call["duration"] == int(fetched["duration"]), to_number
+            assert call["end_time"] is not None
+
+
+async def test_canceled_batch_calls_still_ringing_are_canceled_at_the_carrier(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    ringing = [LONG_RING + str(i) for i in range(3)]
+    # ordinary numbers after them keep the batch dialing (a fully dialed batch is `completed`
+    # and can no longer be canceled)
+    rest = [unique_number() for _ in range(100)]
+    async with http.post(
+        f"{system.gateway}/calls/batch",
+        json={"to_numbers": ringing + rest, "from_number": unique_number()},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        batch_id = (await r.json())["batch_id"]
+    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
+        ids = {c["to_number"]: c["call_id"] for c in (await r.json())["calls"]}
+
+    async def all_ringing() -> bool:
+        placed = [await dialed(http, system, ids[to]) for to in ringing]
+        return all(len(p) == 1 and p[0]["status"] == "ringing" for p in placed)
+
+    await wait_for("the long-ringing calls to ring", 10, all_ringing)
+    async with http.post(
+        f"{system.gateway}/calls/batch/{batch_id}/cancel", headers=system.auth(org)
+    ) as r:
+        assert r.status == 202, await r.text()
+    canceled_at = time.monotonic()
+
+    for to in ringing:
+        call = await until_terminal(http, system, org, ids[to], within=20)
+        assert (call["status"], call["outcome"]) == ("canceled", "canceled"), call
+        [placed] = await dialed(http, system, ids[to])
+        assert call["call_sid"] == placed["sid"]
+        assert placed["status"] == "canceled"  # canceled at the carrier, not rung out
+    assert time.monotonic() - canceled_at < 10  # the calls would have rung for 60 s
