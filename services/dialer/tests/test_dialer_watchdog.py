@@ -77,3 +77,23 @@ async def test_a_terminal_callback_takes_the_call_off_the_watch_list(
     assert (await calls.dial(event.call_id))["carrier_status"] == "completed"
     watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0)
     assert await watchdog.check_once() == 0
+
+
+async def test_a_call_in_progress_whose_completion_callback_was_lost_is_asked_about_again(
+    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+) -> None:
+    # found by the chaos suite (gateway killed mid-batch): the answered callback got through,
+    # the completed one did not, and the call stayed in progress until DIALER_MAX_CALL_SECONDS
+    # (4 h) had passed
+    event, call_sid = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    async with pool.connection() as conn:
+        await dials.note_carrier_status(conn, event.call_id, "in-progress")
+    await wait_until_the_carrier_ends(sim, call_sid)
+
+    patient = StaleCallWatchdog(pool, carrier, stale_after_seconds=0, in_progress_check_seconds=60)
+    assert await patient.check_once() == 0  # news of it in progress is recent
+    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0, in_progress_check_seconds=0)
+    assert await watchdog.check_once() == 1
+    reports = await calls.events(event.call_id, CallStatusReported)
+    assert [r.carrier_status for r in reports] == ["completed"]
+    assert reports[0].source == "reconciliation"

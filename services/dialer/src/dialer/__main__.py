@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> web.Application:
                 pool,
                 carrier,
                 stale_after_seconds=settings.stale_after_seconds,
-                max_call_seconds=settings.max_call_seconds,
+                in_progress_check_seconds=settings.in_progress_check_seconds,
             ),
         )
         cancels = Listener(settings.database_url, CANCEL_CHANNEL)

@@ -29,7 +29,7 @@ class Settings:
     log_level: str
     migrate_on_start: bool
     stale_after_seconds: float = 120.0
-    max_call_seconds: float = 4 * 3600.0
+    in_progress_check_seconds: float = 300.0
     # a call the carrier keeps queued this long is canceled there (Twilio keeps one 24 h)
     carrier_queue_limit_seconds: float = 600.0
 
@@ -67,6 +67,6 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO"),
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             stale_after_seconds=float(env.get("DIALER_STALE_AFTER_SECONDS", "120")),
-            max_call_seconds=float(env.get("DIALER_MAX_CALL_SECONDS", str(4 * 3600))),
+            in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
         )

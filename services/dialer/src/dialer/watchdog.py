@@ -2,7 +2,7 @@
 
 Twilio does not retry a status callback that failed (the gateway down for a deploy, a network
 blip), so a call can sit in `initiated` or `in-progress` forever. Calls the dialer placed that
-have had no news for `stale_after_seconds` (or `max_call_seconds` while in progress) are
+have had no news for `stale_after_seconds` (or `in_progress_check_seconds` while in progress) are
 fetched from the carrier, and what it says is recorded as the same CallStatusReported a
 callback would have produced, marked `source: reconciliation`. The call log only moves forward,
 so a late callback after this changes nothing.
@@ -35,13 +35,16 @@ class StaleCallWatchdog:
         carrier: Carrier,
         *,
         stale_after_seconds: float = 120.0,
-        max_call_seconds: float = 4 * 3600.0,
+        in_progress_check_seconds: float = 300.0,
         batch: int = 50,
     ) -> None:
         self._pool = pool
         self._carrier = carrier
         self._stale_after = stale_after_seconds
-        self._max_call = max_call_seconds
+        # a call in progress may rightly stay quiet for hours, but its completion callback can
+        # be lost like any other: it is asked about again every so often, not once at the end
+        # of the longest possible call
+        self._in_progress_check = in_progress_check_seconds
         self._batch = batch
 
     async def check_once(self) -> int:
@@ -52,7 +55,7 @@ class StaleCallWatchdog:
         )
         params = {
             "terminal": sorted(TERMINAL),
-            "in_progress": self._max_call,
+            "in_progress": self._in_progress_check,
             "quiet": self._stale_after,
             "batch": self._batch,
         }
