@@ -139,11 +139,24 @@ async def test_work_that_returns_ends_leadership(database_factory: Callable[[str
     assert ran == ["first", "second"]
 
 
-async def test_an_error_in_the_work_propagates(database_factory: Callable[[str], str]) -> None:
-    async def work() -> None:
-        raise RuntimeError("boom")
+async def test_crashed_work_releases_the_lock_and_is_restarted(
+    database_factory: Callable[[str], str],
+) -> None:
+    """A bug hit by one event must not stop the dial loop or the projector for good."""
+    url = database_factory("leader")
+    attempts: list[int] = []
+    standby_ran = asyncio.Event()
 
-    with pytest.raises(RuntimeError, match="boom"):
-        await asyncio.wait_for(
-            run_as_leader(database_factory("leader"), "job", work, retry_seconds=RETRY_SECONDS), 5
-        )
+    async def crashes_twice() -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) <= 2:
+            raise RuntimeError("boom")
+
+    async def standby() -> None:
+        standby_ran.set()
+
+    await asyncio.wait_for(run_as_leader(url, "job", crashes_twice, retry_seconds=RETRY_SECONDS), 5)
+    assert attempts == [1, 2, 3]
+    # and the lock was released after each crash: another contender gets it at once
+    await asyncio.wait_for(run_as_leader(url, "job", standby, retry_seconds=RETRY_SECONDS), 5)
+    assert standby_ran.is_set()

@@ -14,10 +14,17 @@ from typing import Any
 
 import psycopg
 import structlog
+from prometheus_client import Counter
 
 from .db import connect
 
 log = structlog.get_logger(__name__)
+
+LEADER_WORK_CRASHES = Counter(
+    "leader_work_crashes_total",
+    "Times the work run under leadership crashed and restarted",
+    ["role"],
+)
 
 
 def lock_key(name: str) -> int:
@@ -35,7 +42,9 @@ async def run_as_leader(
     """Run `work` only while this process holds the `name` lock; forever, until cancelled.
 
     If the lock's connection breaks, `work` is cancelled (another replica may take over), and
-    this process goes back to trying for the lock.
+    this process goes back to trying for the lock. If `work` crashes, the lock is released (a
+    standby may take over) and this process competes again after a back-off: a bug hit by one
+    event must not silently stop the dial loop, the projector or the relay for good.
     """
     key = lock_key(name)
     while True:
@@ -68,4 +77,8 @@ async def run_as_leader(
                         on_change(False)
         except psycopg.Error as exc:
             log.warning("leadership_lost", role=name, error=str(exc))
+            await asyncio.sleep(retry_seconds)
+        except Exception:
+            LEADER_WORK_CRASHES.labels(name).inc()
+            log.exception("leader_work_crashed", role=name)
             await asyncio.sleep(retry_seconds)
