@@ -1,7 +1,11 @@
 # The two commands a new user needs: `make up` (the whole system) and `make test` (every test).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# `pip install --user` puts uv in ~/.local/bin, often not on a fresh machine's PATH; failing
+# that, the uv module of the Python it was installed into. Evaluated at each use (after install).
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV
 
 .PHONY: help
 help: ## list the targets
@@ -9,7 +13,7 @@ help: ## list the targets
 
 .PHONY: install
 install: ## install uv (if missing) and every dependency into .venv
-	@command -v uv >/dev/null 2>&1 || test -x "$(UV)" || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 
 .PHONY: services

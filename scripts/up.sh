@@ -21,6 +21,8 @@ if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then
   procfile=deploy/local/Procfile.simulator
 fi
 
-uv run python scripts/create_database.py "$DATABASE_URL"
-uv run python scripts/migrate.py
-exec uv run honcho --procfile "$procfile" --app-root . start
+# the Makefile exports UV (uv on PATH, or `python3 -m uv`)
+UV="${UV:-uv}"
+$UV run python scripts/create_database.py "$DATABASE_URL"
+$UV run python scripts/migrate.py
+exec $UV run honcho --procfile "$procfile" --app-root . start
