@@ -10,11 +10,12 @@ from calls_events import ConversationReported, Envelope
 from calls_platform import eventstore
 from calls_platform.http import json_error
 from calls_platform.metrics import EVENTS_APPENDED
+from pydantic import ValidationError
 
 from .context import POOL, principal
 from .models import ReportConversation
 from .streams import find_call
-from .validation import parse_body
+from .validation import BadRequest, parse_body, validation_details
 
 
 async def report_conversation(request: web.Request) -> web.Response:
@@ -24,12 +25,17 @@ async def report_conversation(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "call not found")
     body = await parse_body(request, ReportConversation)
     org = principal(request).organization_id
-    event = ConversationReported(
-        call_id=call_id,
-        transcript=body.transcript,
-        provider_usage=body.provider_usage,
-        ended_by=body.ended_by,
-    )
+    try:
+        event = ConversationReported(
+            call_id=call_id,
+            transcript=body.transcript,
+            provider_usage=body.provider_usage,
+            ended_by=body.ended_by,
+        )
+    except ValidationError as exc:  # what the event allows, where the body allowed more
+        raise BadRequest(
+            json_error(422, "validation_error", "invalid request body", validation_details(exc))
+        ) from None
     # a retried identical report is stored once; a different later report supersedes it
     digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
     async with request.app[POOL].connection() as conn, conn.transaction():

@@ -55,7 +55,7 @@ ERRORS: Final[Mapping[int, tuple[str, str]]] = {
     422: (
         "ValidationError",
         "A field, parameter or header is wrong; `details` names each one (`validation_error`, "
-        "`idempotency_key_reused`).",
+        "`idempotency_key_reused`). Strings may not contain NUL (U+0000).",
     ),
     416: (
         "RangeNotSatisfiable",

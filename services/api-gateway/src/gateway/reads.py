@@ -7,10 +7,14 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+import structlog
 from aiohttp import web
 from calls_platform.http import json_error
 
 from .context import CALL_LOG, principal
+
+log = structlog.get_logger(__name__)
 
 BATCH_ID = re.compile(r"^batch-[0-9a-f]{32}$")
 
@@ -20,19 +24,35 @@ def internal_path(request: web.Request, *segments: str) -> str:
     return "/internal/orgs/" + "/".join(quote(s, safe="") for s in (org, *segments))
 
 
+def _unavailable(exc: BaseException | None = None, status: int | None = None) -> web.HTTPBadGateway:
+    """The call log failed or could not be reached: the client gets a 502, never its 500."""
+    log.error("call_log_unavailable", error=repr(exc) if exc else None, status=status)
+    return web.HTTPBadGateway(text="call log unavailable")
+
+
 async def _relay(request: web.Request, *segments: str) -> web.Response:
-    async with request.app[CALL_LOG].get(
-        internal_path(request, *segments), params=request.query
-    ) as resp:
-        body = await resp.read()
-        return web.Response(body=body, status=resp.status, content_type="application/json")
+    try:
+        async with request.app[CALL_LOG].get(
+            internal_path(request, *segments), params=request.query
+        ) as resp:
+            if resp.status >= 500:
+                raise _unavailable(status=resp.status)
+            body = await resp.read()
+            return web.Response(body=body, status=resp.status, content_type="application/json")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _unavailable(exc) from None
 
 
 async def fetch_batch(request: web.Request, batch_id: str) -> tuple[int, dict[str, Any]]:
     if not BATCH_ID.match(batch_id):
         return 404, {"error": {"code": "not_found", "message": "batch not found"}}
-    async with request.app[CALL_LOG].get(internal_path(request, "batches", batch_id)) as resp:
-        return resp.status, await resp.json()
+    try:
+        async with request.app[CALL_LOG].get(internal_path(request, "batches", batch_id)) as resp:
+            if resp.status >= 500:
+                raise _unavailable(status=resp.status)
+            return resp.status, await resp.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _unavailable(exc) from None
 
 
 async def list_calls(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 
 from calls_events import ProviderUse, TranscriptTurn
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .models import PhoneNumber
 
@@ -193,7 +193,7 @@ class ApiKey(_Response):
 
 
 class ApiKeyList(_Response):
-    api_keys: list[ApiKey]
+    items: list[ApiKey] = Field(description="keys not revoked, oldest first")
 
 
 class ApiKeyCreated(_Response):
@@ -221,10 +221,13 @@ class ListCallsQuery(BaseModel):
         default=None,
         min_length=1,
         max_length=32,
+        pattern=r"^[^\x00]*$",
         description="any part of the from or to number, matched literally",
     )
     agent_id: uuid.UUID | None = None
-    from_: datetime | None = Field(
-        default=None, alias="from", description="start_time at or after (ISO 8601)"
+    from_: AwareDatetime | None = Field(
+        default=None, alias="from", description="start_time at or after (ISO 8601, with offset)"
     )
-    to: datetime | None = Field(default=None, description="start_time before (ISO 8601)")
+    to: AwareDatetime | None = Field(
+        default=None, description="start_time before (ISO 8601, with offset)"
+    )

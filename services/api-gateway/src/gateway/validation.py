@@ -49,6 +49,26 @@ def unprocessable(message: str, field: str, detail: str) -> BadRequest:
     )
 
 
+def _path_to_nul(document: Any) -> str | None:
+    """Where in a decoded JSON document a string (or an object key) holds a NUL character.
+    Iterative: a document nested as deep as the decoder allows must not overflow the stack."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                here = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return here.replace("\x00", "\\u0000")
+                stack.append((here, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return None
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise BadRequest(
@@ -65,6 +85,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise BadRequest(json_error(400, "malformed_json", "body is nested too deeply")) from None
     if not isinstance(data, dict):
         raise unprocessable("body must be a JSON object", "body", "must be a JSON object")
+    nul = _path_to_nul(data)
+    if nul is not None:  # PostgreSQL stores no NUL in text or jsonb: refuse it here, not with a 500
+        raise unprocessable("invalid request body", nul, "must not contain NUL (U+0000)")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from calls_platform.db import Conn
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from .domain import FAILED, OUTCOMES, QUEUED, STATUSES
 
@@ -39,6 +40,9 @@ DETAIL_FIELDS: Final = (
 )
 
 
+_DATE_TIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 class ListQuery(BaseModel):
     """Query parameters of GET /calls."""
 
@@ -55,10 +59,19 @@ class ListQuery(BaseModel):
         + ", ".join(OUTCOMES)
         + ")",
     )
-    search: str | None = Field(default=None, min_length=1, max_length=32)
+    # no NUL: PostgreSQL text cannot hold one (the query would fail, not match nothing)
+    search: str | None = Field(default=None, min_length=1, max_length=32, pattern=r"^[^\x00]*$")
     agent_id: uuid.UUID | None = None
-    from_: datetime | None = Field(default=None, alias="from")
-    to: datetime | None = None
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _date_time(cls, value: object) -> object:
+        # pydantic would read "50" as a Unix timestamp; the API speaks ISO 8601 only
+        if isinstance(value, str) and not _DATE_TIME.match(value):
+            raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2025-01-31T09:00Z")
+        return value
 
     @field_validator("status")
     @classmethod
