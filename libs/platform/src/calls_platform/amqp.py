@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 import aio_pika
 import structlog
@@ -98,6 +98,9 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
     )
 
 
+# Handler runs in progress, by consumer tag, so stopping can wait for them (see stop_consuming).
+_IN_FLIGHT: dict[str, set[asyncio.Task[Any]]] = {}
+
 Handler = Callable[[Envelope], Awaitable[None]]
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
@@ -116,7 +119,18 @@ async def consume(
     least once.
     """
 
+    in_flight: set[asyncio.Task[Any]] = set()
+
     async def on_message(message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            in_flight.add(task)
+        try:
+            await handle(message)
+        finally:
+            in_flight.discard(task)
+
+    async def handle(message: AbstractIncomingMessage) -> None:
         try:
             envelope = Envelope.model_validate_json(message.body)
             envelope.event()
@@ -148,7 +162,24 @@ async def consume(
                 return
             await message.ack()
 
-    return await queue.consume(on_message)
+    consumer_tag = await queue.consume(on_message)
+    _IN_FLIGHT[consumer_tag] = in_flight
+    return consumer_tag
+
+
+async def stop_consuming(queue: AbstractQueue, consumer_tag: str, *, drain_seconds: float) -> None:
+    """Stop taking messages from `queue`, then give the handlers already running (started by
+    `consume`) up to `drain_seconds` to finish and ack. Whatever is still unacked after that
+    goes back to the queue when the channel closes, for the next consumer."""
+    await queue.cancel(consumer_tag)
+    running = _IN_FLIGHT.pop(consumer_tag, set())
+    pending = [task for task in running if not task.done()]
+    if not pending:
+        return
+    log.info("consumer_draining", queue=queue.name, in_flight=len(pending))
+    _, late = await asyncio.wait(pending, timeout=drain_seconds)
+    if late:
+        log.warning("consumer_drain_timed_out", queue=queue.name, unfinished=len(late))
 
 
 async def consume_in_batches(

@@ -34,6 +34,10 @@ from .storage import LocalStorage, Storage
 
 log = structlog.get_logger(__name__)
 
+# how long SIGTERM waits for downloads in flight (within serve()'s shutdown and the pod's
+# termination grace period)
+DRAIN_SECONDS = 15.0
+
 
 async def migrate(database_url: str) -> None:
     pool = await open_pool(database_url, name="recordings-migrate", max_size=1)
@@ -105,8 +109,9 @@ def create_app(settings: Settings) -> web.Application:
             consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
             tasks = start_relay(settings.database_url, pool, broker)
             yield
-            # stop taking reports; one cut short is redelivered and starts over
-            await queue.cancel(consumer_tag)
+            # stop taking reports and let downloads in flight finish and be recorded; one
+            # still unfinished after that is redelivered and starts over
+            await amqp.stop_consuming(queue, consumer_tag, drain_seconds=DRAIN_SECONDS)
             await stop_tasks(tasks)
 
     app.cleanup_ctx.append(resources)
