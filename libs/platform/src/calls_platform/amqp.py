@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aio_pika
@@ -26,6 +27,7 @@ from calls_events import Envelope, UnknownEventType
 from pydantic import ValidationError
 
 from .logging import bind_correlation
+from .metrics import QUEUE_CONSUMER_LAG_SECONDS, QUEUE_MESSAGES_CONSUMED
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +81,12 @@ async def declare_consumer_queue(
     for event_type in event_types:
         await queue.bind(events, routing_key=event_type)
     return queue
+
+
+def _taken(queue: str, envelope: Envelope) -> None:
+    """Consumer lag: how long the event took from the store to its consumer."""
+    age = (datetime.now(UTC) - envelope.occurred_at).total_seconds()
+    QUEUE_CONSUMER_LAG_SECONDS.labels(queue).set(max(0.0, age))
 
 
 def to_message(envelope: Envelope) -> aio_pika.Message:
@@ -136,13 +144,16 @@ async def consume(
             envelope.event()
         except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
             log.error("message_unparseable", queue=queue.name, error=str(exc))
+            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "unparseable").inc()
             await message.reject(requeue=False)
             return
+        _taken(queue.name, envelope)
         with bind_correlation(envelope.correlation_id):
             try:
                 await handler(envelope)
             except permanent_errors as exc:
                 log.error("message_refused", queue=queue.name, error=str(exc))
+                QUEUE_MESSAGES_CONSUMED.labels(queue.name, "refused").inc()
                 await message.reject(requeue=False)
                 return
             except Exception:
@@ -158,9 +169,11 @@ async def consume(
                 deliveries = count if isinstance(count, int) else 0
 
                 await asyncio.sleep(min(0.5 * 2**deliveries, 10.0))
+                QUEUE_MESSAGES_CONSUMED.labels(queue.name, "retried").inc()
                 await message.nack(requeue=True)
                 return
             await message.ack()
+            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "handled").inc()
 
     consumer_tag = await queue.consume(on_message)
     _IN_FLIGHT[consumer_tag] = in_flight
@@ -210,9 +223,11 @@ async def consume_in_batches(
                 await asyncio.sleep(1.0)  # a dependency down for a moment: don't spin
                 for _, message in batch:
                     await message.nack(requeue=True)
+                QUEUE_MESSAGES_CONSUMED.labels(queue.name, "retried").inc(len(batch))
                 return
             for _, message in batch:
                 await message.ack()
+            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "handled").inc(len(batch))
 
     async def flush_later() -> None:
         nonlocal timer
@@ -228,8 +243,10 @@ async def consume_in_batches(
             envelope.event()
         except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
             log.error("message_unparseable", queue=queue.name, error=str(exc))
+            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "unparseable").inc()
             await message.reject(requeue=False)
             return
+        _taken(queue.name, envelope)
         pending.append((envelope, message))
         if len(pending) >= max_batch:
             await flush()

@@ -13,3 +13,11 @@ HTTP_REQUEST_SECONDS = Histogram(
 EVENTS_APPENDED = Counter("events_appended_total", "Events appended to the event store", ["type"])
 EVENTS_PUBLISHED = Counter("events_published_total", "Events relayed to RabbitMQ, confirmed")
 OUTBOX_BACKLOG = Gauge("outbox_backlog_events", "Committed events not yet relayed to RabbitMQ")
+QUEUE_CONSUMER_LAG_SECONDS = Gauge(
+    "queue_consumer_lag_seconds",
+    "Age of the last event taken from a queue when it was taken (appended to consumed)",
+    ["queue"],
+)
+QUEUE_MESSAGES_CONSUMED = Counter(
+    "queue_messages_consumed_total", "Messages taken from a queue, by outcome", ["queue", "result"]
+)

@@ -20,6 +20,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn
+from calls_platform.metrics import EVENTS_APPENDED
 
 from .carrier import CarrierCall
 from .statuses import KNOWN, TERMINAL, advances
@@ -50,6 +51,12 @@ _DIAL_COLUMNS: Final = (
 )
 
 
+def _count_appended(recorded: Sequence[Envelope]) -> None:
+    """events_appended_total, as every service that appends keeps it (repeats not counted)."""
+    for envelope in recorded:
+        EVENTS_APPENDED.labels(envelope.event_type).inc()
+
+
 def lane_of(organization_id: str, batch_id: str | None) -> str:
     return f"batch:{batch_id}" if batch_id else f"single:{organization_id}"
 
@@ -75,7 +82,7 @@ async def _append_many(
                 event_id=eventstore.deterministic_event_id(kind, str(row["call_id"])),
             )
         )
-    await eventstore.append(conn, envelopes)
+    _count_appended(await eventstore.append(conn, envelopes))
 
 
 async def enqueue(conn: Conn, envelope: Envelope, request: CallRequested) -> bool:
@@ -335,7 +342,7 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
             reported_at=datetime.now(UTC),
             source="reconciliation",
         )
-        await eventstore.append(
+        recorded = await eventstore.append(
             conn,
             [
                 Envelope.wrap(
@@ -350,6 +357,7 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
                 )
             ],
         )
+        _count_appended(recorded)
     return True
 
 
