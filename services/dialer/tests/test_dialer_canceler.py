@@ -231,11 +231,13 @@ async def test_calls_long_in_progress_do_not_hide_quiet_calls_from_the_watchdog(
     await until_status(sim, quiet_sid, "completed")
     async with pool.connection() as conn:  # the talking call has been quiet for longer
         await conn.execute(
-            "UPDATE dialer.dials SET carrier_news_at = now() - interval '1 hour'"
+            "UPDATE dialer.dials SET carrier_news_at = now() - interval '200 seconds'"
             " WHERE call_id = %s",
             (talking.call_id,),
         )
-    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0, batch=1)
+    watchdog = StaleCallWatchdog(
+        pool, carrier, stale_after_seconds=0, in_progress_check_seconds=300, batch=1
+    )
     assert await watchdog.check_once() == 1
     [report] = await calls.events(quiet.call_id, CallStatusReported)
     assert report.carrier_status == "completed"
