@@ -33,6 +33,7 @@ COPY services/call-log/pyproject.toml services/call-log/
 COPY services/dialer/pyproject.toml services/dialer/
 COPY services/recordings/pyproject.toml services/recordings/
 COPY tools/carrier-simulator/pyproject.toml tools/carrier-simulator/
+COPY tools/callsctl/pyproject.toml tools/callsctl/
 # --- per service ------------------------------------------------------------------------------
 ARG PACKAGE=calls-call-log
 ARG PACKAGE_DIR=services/call-log
