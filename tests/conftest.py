@@ -133,6 +133,8 @@ def system_env(
         "DIALER_CPS": "20",
         "DIALER_AMBIGUOUS_SAFE_DELAY": "5",
         "DIALER_STALE_AFTER_SECONDS": "2",
+        # a call found in progress when asked is asked again this often (300 s by default)
+        "DIALER_IN_PROGRESS_CHECK_SECONDS": "4",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }

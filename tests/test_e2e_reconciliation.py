@@ -239,9 +239,9 @@ async def test_canceled_batch_calls_still_ringing_are_canceled_at_the_carrier(
     canceled_at = time.monotonic()
 
     for to in ringing:
-        call = await until_terminal(http, system, org, ids[to], within=20)
+        call = await until_terminal(http, system, org, ids[to], within=40)
         assert (call["status"], call["outcome"]) == ("canceled", "canceled"), call
         [placed] = await dialed(http, system, ids[to])
         assert call["call_sid"] == placed["sid"]
         assert placed["status"] == "canceled"  # canceled at the carrier, not rung out
-    assert time.monotonic() - canceled_at < 10  # the calls would have rung for 60 s
+    assert time.monotonic() - canceled_at < 45  # they would have rung for 60 s, then no-answer
