@@ -4,8 +4,10 @@ what cannot be parsed. Against the real broker, in this run's private vhost."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
@@ -225,3 +227,77 @@ async def test_consume_in_batches_hands_a_failed_batch_back_for_redelivery(
     await queue.cancel(tag)
     assert attempts == [1, 1]
     await queue.delete(if_unused=False, if_empty=False)
+
+
+async def test_consume_in_batches_carries_on_after_the_connection_drops_mid_batch(
+    amqp_factory: Callable[[str], str],
+) -> None:
+    # found by the chaos suite (RabbitMQ restarted mid-batch): the ack of a batch handled while
+    # the connection was down failed, the failed flush left its timer set, and every later
+    # message waited in the dialer, unacked, for good
+    url = amqp_factory("batch_reconnect")
+    vhost = urlsplit(url).path[1:]
+    connection = await amqp.connect(url, name="test-batch-reconnect")
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=100)
+        queue_name = f"test.reconnect.{uuid.uuid4().hex[:8]}"
+        queue = await amqp.declare_consumer_queue(
+            channel, queue_name, [f"Nothing{uuid.uuid4().hex}"]
+        )
+        first, second = canceled("org_a"), canceled("org_a")
+        seen: list[uuid.UUID] = []
+        in_first_batch, release = asyncio.Event(), asyncio.Event()
+
+        async def handler(envelopes: list[Envelope]) -> None:
+            seen.extend(e.event_id for e in envelopes)
+            if not in_first_batch.is_set():
+                in_first_batch.set()
+                await release.wait()  # the connection drops while the batch is handled
+
+        await channel.default_exchange.publish(amqp.to_message(first), routing_key=queue_name)
+        await amqp.consume_in_batches(queue, handler, max_batch=10, max_wait_seconds=0.01)
+        await asyncio.wait_for(in_first_batch.wait(), 10)
+        await asyncio.to_thread(
+            subprocess.run,
+            ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "chaos"],
+            check=True,
+            capture_output=True,
+        )
+        for _ in range(100):
+            if connection.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        release.set()  # its ack now fails: the channel is gone
+
+        async def handled(event_id: uuid.UUID) -> bool:
+            for _ in range(200):
+                if event_id in seen:
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+        await asyncio.wait_for(connection.connected.wait(), 20)
+        await channel.default_exchange.publish(amqp.to_message(second), routing_key=queue_name)
+        assert await handled(second.event_id)
+        assert seen.count(first.event_id) == 2  # redelivered on the restored channel
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [
+                "rabbitmqctl",
+                "-q",
+                "-p",
+                vhost,
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "--no-table-headers",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        assert f"{queue_name}\t0\t0" in listed.stdout  # both acked at last, none left ready
+        declared = await channel.declare_queue(queue_name, passive=True)
+        await declared.delete(if_unused=False, if_empty=False)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import aio_pika
+import aio_pika.exceptions
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -221,20 +222,35 @@ async def consume_in_batches(
             except Exception:
                 log.exception("message_batch_handler_failed", queue=queue.name, size=len(batch))
                 await asyncio.sleep(1.0)  # a dependency down for a moment: don't spin
-                for _, message in batch:
-                    await message.nack(requeue=True)
+                await settle(batch, ok=False)
                 QUEUE_MESSAGES_CONSUMED.labels(queue.name, "retried").inc(len(batch))
                 return
-            for _, message in batch:
-                await message.ack()
+            await settle(batch, ok=True)
             QUEUE_MESSAGES_CONSUMED.labels(queue.name, "handled").inc(len(batch))
+
+    async def settle(batch: list[tuple[Envelope, AbstractIncomingMessage]], ok: bool) -> None:
+        try:
+            for _, message in batch:
+                await (message.ack() if ok else message.nack(requeue=True))
+        except (
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,
+            ConnectionError,
+        ) as exc:
+            # the channel they came on is gone (broker restarted, connection lost): the broker
+            # hands them out again on the restored channel, and handlers are idempotent
+            log.warning("message_batch_not_settled", queue=queue.name, error=str(exc))
 
     async def flush_later() -> None:
         nonlocal timer
-        await asyncio.sleep(max_wait_seconds)
-        while pending:
-            await flush()
-        timer = None
+        try:
+            await asyncio.sleep(max_wait_seconds)
+            while pending:
+                await flush()
+        finally:
+            # whatever happened, the next message schedules a flush again: a timer left set
+            # by a failed flush would leave every later message pending, unacked, for good
+            timer = None
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         nonlocal timer
