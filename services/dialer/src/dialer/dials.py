@@ -23,7 +23,7 @@ from calls_platform.db import Conn
 from calls_platform.metrics import EVENTS_APPENDED
 
 from .carrier import CarrierCall
-from .statuses import KNOWN, TERMINAL, advances
+from .statuses import KNOWN, PROGRESS, TERMINAL, advances, rank
 
 WORK_CHANNEL: Final = "dialer_work"
 # notified when a batch is canceled: its placed calls may need canceling at the carrier
@@ -296,18 +296,23 @@ async def dialing(conn: Conn) -> list[Dial]:
 
 async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> None:
     """Remember the carrier's latest news of a call: never backwards, a terminal status is
-    final (callbacks arrive late, twice or out of order)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT carrier_status FROM dialer.dials WHERE call_id = %s FOR UPDATE", (call_id,)
-        )
-        row = await cur.fetchone()
-        if row is not None and advances(row["carrier_status"], status):
-            await conn.execute(
-                "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
-                " WHERE call_id = %s",
-                (status, call_id),
-            )
+    final (callbacks arrive late, twice or out of order). One statement: this runs for every
+    callback, on the queue that also brings new calls."""
+    # statuses.advances in SQL: array_position is 1-based, so position(known) <= rank(new)
+    # is rank(known) < rank(new)
+    await conn.execute(
+        "UPDATE dialer.dials SET carrier_status = %(status)s, carrier_news_at = now()"
+        " WHERE call_id = %(call_id)s AND (carrier_status IS NULL"
+        " OR (carrier_status <> ALL(%(terminal)s)"
+        " AND coalesce(array_position(%(progress)s::text[], carrier_status), 0) <= %(rank)s))",
+        {
+            "status": status,
+            "call_id": call_id,
+            "terminal": sorted(TERMINAL),
+            "progress": list(PROGRESS),
+            "rank": rank(status),
+        },
+    )
 
 
 async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCall) -> bool:

@@ -13,12 +13,12 @@ from calls_events import CarrierStatus
 
 KNOWN: Final = frozenset(get_args(CarrierStatus))
 TERMINAL: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-_PROGRESS: Final = ("queued", "initiated", "ringing", "in-progress")
+PROGRESS: Final = ("queued", "initiated", "ringing", "in-progress")
 
 
 def rank(status: str) -> int:
     """Position in the order above; every terminal (or unknown) status ranks last."""
-    return _PROGRESS.index(status) if status in _PROGRESS else len(_PROGRESS)
+    return PROGRESS.index(status) if status in PROGRESS else len(PROGRESS)
 
 
 def advances(known: str | None, reported: str) -> bool:
