@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from calls_events import E164, ProviderUse, TranscriptTurn
+from calls_events.conversations import Name as ProviderName
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 PhoneNumber = Annotated[
@@ -54,7 +55,7 @@ class ReportConversation(_Body):
     """What the voice-agent runtime reports when a call ends."""
 
     transcript: list[TranscriptTurn] = Field(default_factory=list, max_length=5_000)
-    provider_usage: dict[str, ProviderUse] = Field(default_factory=dict, max_length=50)
+    provider_usage: dict[ProviderName, ProviderUse] = Field(default_factory=dict, max_length=50)
     ended_by: Literal["caller", "agent"] | None = None
 
 
