@@ -47,8 +47,14 @@ def create_app(settings: Settings) -> web.Application:
             await migrate(settings.database_url)
         pool = await open_pool(settings.database_url, name="call-log", max_size=20)
         app[api.POOL] = pool
+        # the projector's own connections: readers waiting to read their writes hold the API's
+        # pool, and a projector waiting behind them made every reader wait its full deadline
+        # (GET /calls p50 3.3 s at 32 connections, see docs/benchmarks.md)
+        projector_pool = await open_pool(
+            settings.database_url, name="call-log-projector", max_size=2
+        )
         listener = AppendListener(settings.database_url)
-        projector = Projector(pool, listener)
+        projector = Projector(projector_pool, listener)
         tasks = [
             asyncio.create_task(listener.run(), name="append-listener"),
             asyncio.create_task(
@@ -58,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
         ]
         yield
         await stop_tasks(tasks)
+        await projector_pool.close()
         await pool.close()
 
     app.cleanup_ctx.append(resources)
