@@ -117,7 +117,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         tasks = start_relay(settings.database_url, pool, broker)
         yield
-        await inbox_queue.cancel(inbox_tag)
+        await amqp.stop_consuming(inbox_queue, inbox_tag, drain_seconds=5)
         await stop_tasks(tasks)
         await channel.close()
         await broker.close()
