@@ -19,6 +19,7 @@ import itertools
 import os
 import statistics
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,16 @@ def gap_figures(created: list[float], cps: float) -> dict[str, Any]:
         "deviation_p50_ms": round(percentile(deviations, 50), 3),
         "deviation_p99_ms": round(percentile(deviations, 99), 3),
         "deviation_max_ms": round(max(deviations), 3),
+        # where the worst gaps were (wall-clock time of the dial that ended each), to tell a
+        # pacing error from an outage (a restarted database costs the dialer its leadership)
+        "largest_gaps": [
+            {"ended_at": datetime.fromtimestamp(t, UTC).isoformat(), "gap_ms": round(g * 1000, 1)}
+            for g, t in sorted(zip(gaps, created[1:], strict=True), reverse=True)[:5]
+        ],
+        "smallest_gaps": [
+            {"ended_at": datetime.fromtimestamp(t, UTC).isoformat(), "gap_ms": round(g * 1000, 1)}
+            for g, t in sorted(zip(gaps, created[1:], strict=True))[:5]
+        ],
     }
 
 
@@ -67,7 +78,9 @@ async def run(system: System, cps: float, duration: float) -> dict[str, Any]:
             assert resp.status < 300, await resp.text()
         await asyncio.sleep(1)
         async with http.get(f"{simulator}/_sim/calls") as resp:
-            calls = (await resp.json())["calls"]
+            state = await resp.json()
+            calls = state["calls"]
+    print(f"create requests at the carrier: {state['create_requests']}, calls: {len(calls)}")
     created = sorted(c["created_at"] for c in calls)
     # only the gaps inside the measured window (from the first dial, `duration` seconds)
     created = [t for t in created if t <= created[0] + duration]
