@@ -45,6 +45,10 @@ DIALS_IN_FLIGHT = Gauge("dials_in_flight", "Create-call requests awaiting the ca
 DIALS_RECONCILED = Counter("dials_reconciled_total", "Ambiguous dials resolved", ["decision"])
 
 
+MIN_GAP = 0.95
+"""Two dials are never sent closer than this share of the interval 1/DIALER_CPS."""
+
+
 def _cancel_requested() -> bool:
     """Whether this task was asked to stop, even if a library lost the CancelledError on the
     way: on Python 3.11 asyncio.wait_for (psycopg_pool waits for a free connection with it)
@@ -87,6 +91,7 @@ class DialLoop:
         """Dial forever (call under leadership). On cancel, waits for in-flight requests."""
         # a fresh bucket per leadership term: a new leader never bursts
         bucket = TokenBucket(rate=self._cps, capacity=1.0, tokens=0.0)
+        last_sent: float | None = None
         reconciler = asyncio.create_task(self._reconcile_forever(), name="reconciler")
         log.info("dial_loop_started", calls_per_second=self._cps)
         try:
@@ -113,9 +118,15 @@ class DialLoop:
                     continue
                 # the token is taken as of before the claim: taken after it, every dial added
                 # the claim's round trips to the interval (20 CPS measured 14 at the carrier,
-                # see docs/benchmarks.md); a gap at the carrier now varies only by the claim's
-                # jitter (a slow claim followed by a fast one is the shortest gap)
+                # see docs/benchmarks.md)
                 bucket.try_take(ready_at)
+                # ... but a slow claim followed by a fast one must not send two dials back to
+                # back: never closer than MIN_GAP of an interval at the carrier
+                if last_sent is not None:
+                    early = last_sent + MIN_GAP / self._cps - self._clock()
+                    if early > 0:
+                        await asyncio.sleep(early)
+                last_sent = self._clock()
                 self._note_dial()
                 task = asyncio.create_task(self._place(dial), name=f"dial-{dial.call_id}")
                 self._in_flight[dial.call_id] = task
