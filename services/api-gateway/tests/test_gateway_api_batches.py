@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from calls_events import CallInitiated, Envelope, call_stream
+from calls_events import CallFailed, CallInitiated, Envelope, call_stream
 from calls_platform import eventstore
 
 pytestmark = pytest.mark.integration
@@ -226,23 +226,32 @@ async def test_cancel_another_orgs_batch_is_404_and_appends_nothing(
     assert await gateway.head() == head
 
 
-async def test_cancel_of_a_fully_dialed_batch_is_409(gateway: Any, org: str) -> None:
-    start = await gateway.head()
-    batch = await place_batch(gateway, org, [gateway.number(), gateway.number()])
+async def _dial_every_call(gateway: Any, org: str, start: int, *, fail: bool) -> None:
+    """Append what the dialer would: each call placed (still ringing), or refused (ended)."""
     calls = [e for e in await gateway.events_after(start) if e.event_type == "CallRequested"]
     assert len(calls) == 2
-    async with gateway.pool.connection() as conn:  # what the dialer appends once it dialed
+    async with gateway.pool.connection() as conn:
         await eventstore.append(
             conn,
             [
                 Envelope.wrap(
-                    CallInitiated(call_id=uuid.UUID(c.data["call_id"]), call_sid="CA" + "1" * 32),
+                    CallFailed(call_id=uuid.UUID(c.data["call_id"]), error_message="refused")
+                    if fail
+                    else CallInitiated(
+                        call_id=uuid.UUID(c.data["call_id"]), call_sid="CA" + "1" * 32
+                    ),
                     stream_id=call_stream(uuid.UUID(c.data["call_id"])),
                     organization_id=org,
                 )
                 for c in calls
             ],
         )
+
+
+async def test_cancel_of_a_batch_whose_calls_all_ended_is_409(gateway: Any, org: str) -> None:
+    start = await gateway.head()
+    batch = await place_batch(gateway, org, [gateway.number(), gateway.number()])
+    await _dial_every_call(gateway, org, start, fail=True)
     head = await gateway.head()
     response = await gateway.client.post(
         f"/calls/batch/{batch['batch_id']}/cancel", headers=gateway.auth(org)
@@ -250,6 +259,21 @@ async def test_cancel_of_a_fully_dialed_batch_is_409(gateway: Any, org: str) -> 
     assert response.status == 409
     assert (await response.json())["error"]["code"] == "conflict"
     assert await gateway.head() == head
+
+
+async def test_cancel_of_a_dialed_batch_whose_calls_still_ring_is_accepted(
+    gateway: Any, org: str
+) -> None:
+    """Every call was dialed, none has ended: the dialer can still cancel them at the carrier."""
+    start = await gateway.head()
+    batch = await place_batch(gateway, org, [gateway.number(), gateway.number()])
+    await _dial_every_call(gateway, org, start, fail=False)
+    response = await gateway.client.post(
+        f"/calls/batch/{batch['batch_id']}/cancel", headers=gateway.auth(org)
+    )
+    assert response.status == 202
+    stream = await gateway.stream(batch["batch_id"])
+    assert [e.event_type for e in stream] == ["BatchRequested", "BatchCancelRequested"]
 
 
 async def test_batch_with_the_same_idempotency_key_is_queued_once(gateway: Any, org: str) -> None:

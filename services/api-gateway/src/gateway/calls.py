@@ -51,6 +51,10 @@ async def _resolve(
     return number, agent
 
 
+# call statuses after which nothing changes (the call log's terminal statuses)
+ENDED = frozenset({"completed", "failed", "canceled"})
+
+
 def queued_sid(call_id: uuid.UUID) -> str:
     """The placeholder SID a call has until the carrier gives it a real one."""
     return f"queued-{call_id.hex[:12]}"
@@ -187,8 +191,10 @@ async def cancel_batch(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "batch not found")
     if status != 200:
         raise web.HTTPBadGateway(text="call log unavailable")
-    if batch["status"] == "completed":
-        return json_error(409, "conflict", "batch already completed: every call was dialed")
+    # Calls dialed but not yet ended can still be canceled at the carrier (the dialer does it):
+    # only a batch whose every call has ended has nothing left to cancel.
+    if all(call["status"] in ENDED for call in batch["calls"]):
+        return json_error(409, "conflict", "batch already finished: every call has ended")
     who = principal(request)
     async with request.app[POOL].connection() as conn:
         await eventstore.append(

@@ -242,10 +242,11 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "cancelBatch",
         "Cancel a batch",
         BATCHES,
-        replies=(Reply(202, "Calls not yet dialed will end `canceled`.", schemas.BatchCanceled),),
+        replies=(Reply(202, "Calls not yet answered will end `canceled`.", schemas.BatchCanceled),),
         errors=(404, 409, 429, 502),
-        description="Calls already dialed are not affected. A completed batch is `409`; "
-        "asking twice is harmless.",
+        description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
+        "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "
+        "not cut off. A batch whose every call has ended is `409`; asking twice is harmless.",
     ),
     Operation(
         "post",
