@@ -31,6 +31,7 @@ from .app import auth_middleware, bad_request_middleware, setup_routes
 from .auth import SCOPES, InvalidJwtConfig, JwtOptions, JwtVerifier
 from .config import DEV_JWT_SECRET, Settings
 from .context import (
+    AUTH_POOL,
     CALL_LOG,
     POOL,
     RATE_LIMITER,
@@ -91,8 +92,10 @@ def create_app(settings: Settings) -> web.Application:
             await migrate(settings.database_url)
         pool = await open_pool(settings.database_url, name="gateway", max_size=20)
         app[POOL] = pool
+        auth_pool = await open_pool(settings.database_url, name="gateway-auth", max_size=4)
+        app[AUTH_POOL] = auth_pool
         app[RATE_LIMITER] = RateLimiter(
-            pool,
+            auth_pool,
             organization=Limit(settings.rate_limit_org_per_second, settings.rate_limit_org_burst),
             api_key=Limit(settings.rate_limit_key_per_second, settings.rate_limit_key_burst),
         )
@@ -123,6 +126,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.close()
         await app[CALL_LOG].close()
         await app[RECORDINGS].close()
+        await auth_pool.close()
         await pool.close()
 
     app.cleanup_ctx.append(resources)

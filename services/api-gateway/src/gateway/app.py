@@ -9,7 +9,7 @@ from calls_platform.http import json_error
 
 from . import agents, api_keys, calls, conversations, reads, recordings, webhooks
 from .auth import READ, WRITE, Principal, Unauthenticated
-from .context import POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
+from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
 from .validation import BadRequest
 
@@ -27,7 +27,7 @@ async def _authenticate(request: web.Request) -> Principal:
     if api_key is not None and authorization is not None:
         raise Unauthenticated("send either Authorization or X-API-Key, not both")
     if api_key is not None:
-        return await api_keys.authenticate(request.app[POOL], api_key)
+        return await api_keys.authenticate(request.app[AUTH_POOL], api_key)
     if authorization is None:
         raise Unauthenticated(
             "missing credentials: send 'Authorization: Bearer <JWT>' or 'X-API-Key: <key>'"

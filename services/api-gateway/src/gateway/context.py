@@ -12,6 +12,9 @@ from .config import Settings
 from .ratelimit import RateLimiter
 
 POOL: web.AppKey[Pool] = web.AppKey("pool")
+# A few connections of their own for API-key lookups and rate limits, so authenticating a
+# request never queues behind handlers that hold connections while they wait to append.
+AUTH_POOL: web.AppKey[Pool] = web.AppKey("auth_pool")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier")
 CALL_LOG: web.AppKey[aiohttp.ClientSession] = web.AppKey("call_log_client")
