@@ -281,23 +281,31 @@ async def test_consume_in_batches_carries_on_after_the_connection_drops_mid_batc
         await channel.default_exchange.publish(amqp.to_message(second), routing_key=queue_name)
         assert await handled(second.event_id)
         assert seen.count(first.event_id) == 2  # redelivered on the restored channel
-        listed = await asyncio.to_thread(
-            subprocess.run,
-            [
-                "rabbitmqctl",
-                "-q",
-                "-p",
-                vhost,
-                "list_queues",
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--no-table-headers",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        assert f"{queue_name}\t0\t0" in listed.stdout  # both acked at last, none left ready
+
+        async def settled() -> bool:
+            listed = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    "rabbitmqctl",
+                    "-q",
+                    "-p",
+                    vhost,
+                    "list_queues",
+                    "name",
+                    "messages_ready",
+                    "messages_unacknowledged",
+                    "--no-table-headers",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            return f"{queue_name}\t0\t0" in listed.stdout
+
+        for _ in range(50):  # the ack follows the handler's return
+            if await settled():
+                break
+            await asyncio.sleep(0.1)
+        assert await settled()  # both acked at last, none left ready or unacked
         declared = await channel.declare_queue(queue_name, passive=True)
         await declared.delete(if_unused=False, if_empty=False)
