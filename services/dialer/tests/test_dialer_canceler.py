@@ -71,6 +71,7 @@ async def test_ringing_calls_of_a_canceled_batch_are_canceled_at_the_carrier_onc
     for _, sid in placed:
         await until_status(sim, sid, "ringing")
     other_event, other_sid = await place(pool, calls, carrier, LONG_RING_NUMBER + "9")
+    await until_status(sim, other_sid, "ringing")
     canceler = CarrierCanceler(pool, carrier)
 
     assert await canceler.check_once() == 0  # nothing canceled yet: nothing to do
