@@ -21,6 +21,7 @@ from carrier_sim.playout import PlayoutManager
 from carrier_sim.resources import (
     API_VERSION,
     account_uri,
+    call_recordings_page,
     call_resource,
     error_body,
     recording_resource,
@@ -242,6 +243,22 @@ async def recording(request: web.Request) -> web.StreamResponse:
     return _not_found(request)  # .mp3 and anything else: not simulated
 
 
+async def call_recordings(request: web.Request) -> web.Response:
+    """``GET .../Calls/{CallSid}/Recordings.json``: the recordings made of that call (what
+    ``client.calls(sid).recordings.list_async()`` reads), newest first; ``PageSize``/``Page``."""
+    call = _call_or_404(request)
+    if isinstance(call, web.Response):
+        return call
+    try:
+        page_size = min(1000, max(1, int(request.query.get("PageSize") or 50)))
+        page = max(0, int(request.query.get("Page") or 0))
+    except ValueError:
+        return twilio_error(400, 20001, "PageSize and Page must be integers")
+    made = [r for r in request.app[STORE_KEY].recordings.values() if r.call_sid == call.sid]
+    list_uri = f"{account_uri(call.account_sid)}/Calls/{call.sid}/Recordings.json"
+    return web.json_response(call_recordings_page(made, list_uri, page=page, page_size=page_size))
+
+
 # --- control API ----------------------------------------------------------------------------
 
 
@@ -303,6 +320,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{account}/Calls.json", list_calls)
     app.router.add_get(f"{account}/Calls/{{call_sid}}.json", fetch_call)
     app.router.add_post(f"{account}/Calls/{{call_sid}}.json", update_call)
+    app.router.add_get(f"{account}/Calls/{{call_sid}}/Recordings.json", call_recordings)
     app.router.add_get(f"{account}/Recordings/{{name}}", recording)
     app.router.add_delete(f"{account}/Recordings/{{name}}", recording)
     app.router.add_get("/_sim/calls", sim_calls)

@@ -96,6 +96,52 @@ def recording_resource(recording: RecordingRecord) -> dict[str, Any]:
     """The recording resource as ``GET .../Recordings/{Sid}.json`` returns it."""
     base = f"{account_uri(recording.account_sid)}/Recordings/{recording.sid}"
     return {
+        **_recording_fields(recording),
+        "subresource_uris": {
+            "add_on_results": f"{base}/AddOnResults.json",
+            "transcriptions": f"{base}/Transcriptions.json",
+        },
+        "uri": f"{base}.json",
+    }
+
+
+def call_recording_resource(recording: RecordingRecord) -> dict[str, Any]:
+    """A call's recording as ``GET .../Calls/{CallSid}/Recordings.json`` lists it: the same
+    fields, ``track``, and its URI under the call (the media is served under the account)."""
+    call = f"{account_uri(recording.account_sid)}/Calls/{recording.call_sid}"
+    return {
+        **_recording_fields(recording),
+        "track": "both",
+        "uri": f"{call}/Recordings/{recording.sid}.json",
+    }
+
+
+def call_recordings_page(
+    recordings: list[RecordingRecord], list_uri: str, *, page: int, page_size: int
+) -> dict[str, Any]:
+    """A Twilio list page (key ``recordings``) of a call's recordings, newest first."""
+    newest_first = sorted(recordings, key=lambda r: r.created_at, reverse=True)
+    offset = page * page_size
+    items = newest_first[offset : offset + page_size]
+
+    def uri(number: int) -> str:
+        return f"{list_uri}?PageSize={page_size}&Page={number}"
+
+    return {
+        "recordings": [call_recording_resource(r) for r in items],
+        "end": offset + max(0, len(items) - 1),
+        "first_page_uri": uri(0),
+        "next_page_uri": uri(page + 1) if offset + len(items) < len(newest_first) else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": uri(page - 1) if page > 0 else None,
+        "start": offset,
+        "uri": uri(page),
+    }
+
+
+def _recording_fields(recording: RecordingRecord) -> dict[str, Any]:
+    return {
         "account_sid": recording.account_sid,
         "api_version": API_VERSION,
         "call_sid": recording.call_sid,
@@ -113,9 +159,4 @@ def recording_resource(recording: RecordingRecord) -> dict[str, Any]:
         "sid": recording.sid,
         "source": recording.source,
         "status": recording.status,
-        "subresource_uris": {
-            "add_on_results": f"{base}/AddOnResults.json",
-            "transcriptions": f"{base}/Transcriptions.json",
-        },
-        "uri": f"{base}.json",
     }
