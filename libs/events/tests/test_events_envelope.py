@@ -103,6 +103,7 @@ EXAMPLES: list[Event] = [
         channels=2,
         source="OutboundAPI",
         error_code=0,
+        reported_via="reconciliation",
     ),
     RecordingStored(
         call_id=CALL_ID,
@@ -322,3 +323,15 @@ def test_recording_urls_must_be_http(url: str) -> None:
             recording_url=url,
             status="completed",
         )
+
+
+def test_a_recording_report_stored_before_reported_via_existed_reads_as_a_callback() -> None:
+    stored = {
+        "call_id": str(CALL_ID),
+        "call_sid": SID,
+        "recording_sid": RECORDING,
+        "recording_url": f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{RECORDING}",
+        "status": "completed",
+        "source": "OutboundAPI",
+    }
+    assert RecordingReported.model_validate(stored).reported_via == "callback"

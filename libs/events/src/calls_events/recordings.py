@@ -18,8 +18,10 @@ RecordingStatus = Literal["completed", "absent", "failed"]
 
 
 class RecordingReported(Event):
-    """The carrier reported the outcome of a call's recording (Twilio's signed recording
-    status callback). Appended by the gateway; the recordings service fetches what it names."""
+    """The carrier reported the outcome of a call's recording: Twilio's signed recording
+    status callback (appended by the gateway), or, when that callback was lost, the carrier's
+    list of the call's recordings (appended by the dialer's watchdog, with the same event id,
+    so the two are stored once). The recordings service fetches what it names."""
 
     TYPE = "RecordingReported"
 
@@ -34,6 +36,8 @@ class RecordingReported(Event):
     # Twilio's RecordingSource, e.g. "OutboundAPI"
     source: Annotated[str, StringConstraints(max_length=64)] | None = None
     error_code: int | None = None
+    # how we learned it: the carrier's callback, or asking the carrier (reconciliation)
+    reported_via: Literal["callback", "reconciliation"] = "callback"
 
 
 class RecordingStored(Event):
