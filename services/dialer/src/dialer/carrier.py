@@ -70,6 +70,23 @@ class CarrierCall:
     status: str
     duration_seconds: int | None = None
     answered_by: str | None = None
+    # when the call ended at the carrier (Twilio's end_time), once it has
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CarrierRecording:
+    """One of a call's recordings, as the carrier lists it."""
+
+    sid: str
+    status: str
+    # where the carrier serves the audio, as the recording callback's RecordingUrl gives it:
+    # the account's .../Recordings/RE... URL, no extension
+    url: str
+    duration_seconds: int | None = None
+    channels: int | None = None
+    source: str | None = None
+    error_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class Carrier(Protocol):
     ) -> list[CarrierCall]: ...
 
     async def fetch_call(self, call_sid: str) -> CarrierCall: ...
+
+    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]: ...
 
     async def cancel_call(self, call_sid: str) -> CarrierCall | CancelRefused:
         """Cancel a queued or ringing call; other failures (timeouts, 5xx) raise."""
@@ -204,6 +223,24 @@ class TwilioCarrier:
             call = await self._client.calls(call_sid).fetch_async()
         return _carrier_call(call)
 
+    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]:
+        async with asyncio.timeout(self._settings.timeout_seconds):
+            recordings = await self._client.calls(call_sid).recordings.list_async(limit=20)
+        # Twilio's callback gives https://api.twilio.com/2010-04-01/Accounts/AC…/Recordings/RE…
+        base = f"{self._client.api.base_url.rstrip('/')}/2010-04-01/Accounts"
+        return [
+            CarrierRecording(
+                sid=str(r.sid),
+                status=str(r.status),
+                url=f"{base}/{r.account_sid or self._settings.account_sid}/Recordings/{r.sid}",
+                duration_seconds=_seconds(r.duration),
+                channels=r.channels,
+                source=str(r.source) if r.source else None,
+                error_code=r.error_code,
+            )
+            for r in recordings
+        ]
+
     async def cancel_call(self, call_sid: str) -> CarrierCall | CancelRefused:
         try:
             async with asyncio.timeout(self._settings.timeout_seconds):
@@ -218,11 +255,18 @@ class TwilioCarrier:
         await self._http.close()
 
 
+def _seconds(value: object) -> int | None:
+    """Twilio's durations are strings of whole seconds ("-1" while still recording)."""
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
 def _carrier_call(call: CallInstance) -> CarrierCall:
-    duration = str(call.duration) if call.duration is not None else ""
+    end_time = call.end_time if isinstance(call.end_time, datetime) else None
     return CarrierCall(
         sid=str(call.sid),
         status=str(call.status),
-        duration_seconds=int(duration) if duration.isdigit() else None,
+        duration_seconds=_seconds(call.duration),
         answered_by=str(call.answered_by) if call.answered_by else None,
+        end_time=end_time.astimezone(UTC) if end_time is not None else None,
     )

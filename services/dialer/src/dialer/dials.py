@@ -16,11 +16,13 @@ from calls_events import (
     CallStatusReported,
     Envelope,
     Event,
+    RecordingReported,
     call_stream,
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn
 from calls_platform.metrics import EVENTS_APPENDED
+from calls_platform.report_ids import recording_reported_id
 
 from .carrier import CarrierCall
 from .statuses import KNOWN, PROGRESS, TERMINAL, advances, rank
@@ -315,16 +317,27 @@ async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> No
     )
 
 
+def reported_at(found: CarrierCall, now: datetime) -> datetime:
+    """When a status learned by asking happened: a call that has ended, when the carrier says
+    it ended (so the call log's end_time is the call's, not when we found out); otherwise, or
+    if the carrier's clock is ahead of ours, now."""
+    if found.status in TERMINAL and found.end_time is not None:
+        return min(found.end_time, now)
+    return now
+
+
 async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCall) -> bool:
     """Record what the carrier said when asked about a placed call (fetched, or the answer
     to a cancel). News is appended as the CallStatusReported a callback would have produced,
-    marked `source: reconciliation`, once per status (deterministic id); what is not news
-    (the same status, or an older one than already known) only notes that the carrier was
-    asked. Returns whether a report was appended."""
+    marked `source: reconciliation`, once per status (deterministic id), `reported_at` the
+    carrier's end time for a call that ended; what is not news (the same status, or an older
+    one than already known) only notes that the carrier was asked. A recorded call found
+    `completed` this way has its recordings listed next (its recording callback was most
+    likely lost too). Returns whether a report was appended."""
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT call_id, organization_id, correlation_id, requested_event_id, carrier_status"
-            " FROM dialer.dials WHERE call_id = %s FOR UPDATE",
+            "SELECT call_id, organization_id, correlation_id, requested_event_id, carrier_status,"
+            " record FROM dialer.dials WHERE call_id = %s FOR UPDATE",
             (call_id,),
         )
         row = await cur.fetchone()
@@ -332,9 +345,14 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
             return False
         news = advances(row["carrier_status"], found.status)
         await conn.execute(
-            "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now()"
+            "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now(),"
+            " recordings_due_at = CASE WHEN %s THEN now() ELSE recordings_due_at END"
             " WHERE call_id = %s",
-            (found.status if news else row["carrier_status"], call_id),
+            (
+                found.status if news else row["carrier_status"],
+                news and found.status == "completed" and row["record"],
+                call_id,
+            ),
         )
         if not news:
             return False
@@ -344,7 +362,7 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
             carrier_status=found.status,
             duration_seconds=found.duration_seconds,
             answered_by=found.answered_by,
-            reported_at=datetime.now(UTC),
+            reported_at=reported_at(found, datetime.now(UTC)),
             source="reconciliation",
         )
         recorded = await eventstore.append(
@@ -364,6 +382,65 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
         )
         _count_appended(recorded)
     return True
+
+
+@dataclass(frozen=True)
+class RecordingsDue:
+    """A recorded call whose recordings are to be listed at the carrier."""
+
+    call_id: uuid.UUID
+    call_sid: str
+    recordings_checks: int
+
+
+async def recordings_due(conn: Conn, *, limit: int = 50) -> list[RecordingsDue]:
+    cur = await conn.execute(
+        "SELECT call_id, call_sid, recordings_checks FROM dialer.dials"
+        " WHERE recordings_due_at <= now() ORDER BY recordings_due_at LIMIT %s",
+        (limit,),
+    )
+    return [RecordingsDue(**row) for row in await cur.fetchall()]
+
+
+async def record_recordings(
+    conn: Conn,
+    call_id: uuid.UUID,
+    reports: Sequence[RecordingReported],
+    *,
+    again_after_seconds: float | None,
+) -> int:
+    """Append what the carrier's list of a call's recordings settled, each as the
+    RecordingReported its callback would have produced, under the callback's event id (the
+    one that arrives second is skipped), and count the check: listed again after
+    `again_after_seconds`, or (None) never again. Returns how many reports were new."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE dialer.dials SET recordings_checks = recordings_checks + 1,"
+            " recordings_due_at = CASE WHEN %(again)s::float8 IS NULL THEN NULL"
+            " ELSE now() + make_interval(secs => %(again)s::float8) END"
+            " WHERE call_id = %(call_id)s AND recordings_due_at IS NOT NULL"
+            " RETURNING call_id, organization_id, correlation_id, requested_event_id",
+            {"again": again_after_seconds, "call_id": call_id},
+        )
+        row = await cur.fetchone()
+        if row is None or not reports:
+            return 0
+        recorded = await eventstore.append(
+            conn,
+            [
+                Envelope.wrap(
+                    report,
+                    stream_id=call_stream(call_id),
+                    organization_id=row["organization_id"],
+                    correlation_id=row["correlation_id"],
+                    causation_id=str(row["requested_event_id"]),
+                    event_id=recording_reported_id(call_id, report.recording_sid, report.status),
+                )
+                for report in reports
+            ],
+        )
+        _count_appended(recorded)
+    return len(recorded)
 
 
 @dataclass(frozen=True)

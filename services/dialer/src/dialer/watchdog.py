@@ -4,8 +4,13 @@ Twilio does not retry a status callback that failed (the gateway down for a depl
 blip), so a call can sit in `initiated` or `in-progress` forever. Calls the dialer placed that
 have had no news for `stale_after_seconds` (or `in_progress_check_seconds` while in progress) are
 fetched from the carrier, and what it says is recorded as the same CallStatusReported a
-callback would have produced, marked `source: reconciliation`. The call log only moves forward,
-so a late callback after this changes nothing.
+callback would have produced, marked `source: reconciliation`, with the carrier's end time
+for a call that ended. The call log only moves forward, so a late callback after this changes
+nothing.
+
+A recorded call found `completed` this way lost its recording callback too, most likely (Twilio
+retries neither): its recordings are then listed at the carrier and recorded as the
+RecordingReported events their callbacks would have produced (see `lost_recordings`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import structlog
 from calls_platform.db import Pool
 from prometheus_client import Counter, Gauge
 
-from . import dials
+from . import dials, lost_recordings
 from .carrier import Carrier
 from .statuses import KNOWN, TERMINAL
 
@@ -22,6 +27,12 @@ log = structlog.get_logger(__name__)
 
 CALLS_RECONCILED = Counter(
     "calls_reconciled_total", "Stale calls asked about at the carrier, by what was found", ["found"]
+)
+RECORDINGS_RECONCILED = Counter(
+    "recordings_reconciled_total",
+    "Recordings of calls found completed by asking, listed at the carrier, by what was found"
+    " (completed, absent, failed: reported; unfinished or none: asked again; gave_up; error)",
+    ["found"],
 )
 OLDEST_UNFINISHED = Gauge(
     "oldest_unfinished_call_age_seconds", "Age of the oldest dialed call not known to have ended"
@@ -37,6 +48,8 @@ class StaleCallWatchdog:
         stale_after_seconds: float = 120.0,
         in_progress_check_seconds: float = 300.0,
         batch: int = 50,
+        recordings_recheck_seconds: float = 30.0,
+        recordings_max_checks: int = 10,
     ) -> None:
         self._pool = pool
         self._carrier = carrier
@@ -46,9 +59,68 @@ class StaleCallWatchdog:
         # of the longest possible call
         self._in_progress_check = in_progress_check_seconds
         self._batch = batch
+        # a recording the carrier is still processing is asked about again this often, up to
+        # this many times in all
+        self._recordings_recheck = recordings_recheck_seconds
+        self._recordings_max_checks = recordings_max_checks
 
     async def check_once(self) -> int:
-        """Ask about the stalest calls; return how many reports were recorded."""
+        """Ask about the stalest calls, then list the recordings of recorded calls found
+        completed; return how many status reports were recorded."""
+        recorded = await self._check_stale_calls()
+        await self.check_recordings_once()
+        return recorded
+
+    async def check_recordings_once(self) -> int:
+        """List the recordings of the recorded calls due for it; return how many
+        RecordingReported events were appended (a repeat of a callback's is not)."""
+        async with self._pool.connection() as conn:
+            due = await dials.recordings_due(conn, limit=self._batch)
+        appended = 0
+        for call in due:
+            call_id = str(call.call_id)
+            try:
+                listed = await self._carrier.list_recordings(call.call_sid)
+            except Exception as exc:  # one call's failure must not hold up the others
+                RECORDINGS_RECONCILED.labels("error").inc()
+                log.warning("recordings_list_failed", call_id=call_id, error=repr(exc))
+                listed = None
+            # a failed listing counts as a check that found nothing: asked again, up to the limit
+            verdict = lost_recordings.decide(
+                call.call_id,
+                call.call_sid,
+                listed or [],
+                checks_before=call.recordings_checks,
+                max_checks=self._recordings_max_checks,
+            )
+            for report in verdict.reports:
+                RECORDINGS_RECONCILED.labels(report.status).inc()
+            if verdict.again and listed is not None:
+                RECORDINGS_RECONCILED.labels("unfinished" if listed else "none").inc()
+            for odd in verdict.unknown:
+                log.warning(
+                    "recording_unknown_status", call_id=call_id, sid=odd.sid, status=odd.status
+                )
+            if verdict.gave_up:
+                RECORDINGS_RECONCILED.labels("gave_up").inc()
+                log.warning(
+                    "recordings_not_settled", call_id=call_id, checks=self._recordings_max_checks
+                )
+            async with self._pool.connection() as conn:
+                new = await dials.record_recordings(
+                    conn,
+                    call.call_id,
+                    verdict.reports,
+                    again_after_seconds=self._recordings_recheck if verdict.again else None,
+                )
+            appended += new
+            if verdict.reports:
+                log.info(
+                    "recordings_reconciled", call_id=call_id, reported=len(verdict.reports), new=new
+                )
+        return appended
+
+    async def _check_stale_calls(self) -> int:
         unfinished = (
             "state = 'initiated'"
             " AND (carrier_status IS NULL OR carrier_status <> ALL(%(terminal)s))"
