@@ -1,0 +1,141 @@
+"""A recorded call whose every callback was lost, through every service as a real process: the
+dialer's watchdog finds it completed at the carrier, lists its recordings there and reports the
+one made, so the recording is still downloaded, stored and served; the call ends when the
+carrier says it ended; and the recording callback, should it come late after all, is stored
+once (the dialer used its event id)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from twilio.request_validator import RequestValidator
+
+pytestmark = pytest.mark.integration
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
+    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
+        assert r.status == 200, await r.text()
+
+
+@pytest.fixture
+async def callbacks_dropped(system: Any, http: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """The carrier sends no callback while the test runs (lifted afterwards, whatever
+    happened)."""
+    await set_faults(http, system, drop_callbacks=True)
+    yield
+    await set_faults(http, system, drop_callbacks=False)
+
+
+async def get_call(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> Any:
+    """The call as the carrier's REST API shows it."""
+    env = system.services["simulator"].env
+    auth = aiohttp.BasicAuth(env["SIM_ACCOUNT_SID"], env["SIM_AUTH_TOKEN"]).encode()
+    url = f"{system.simulator}/2010-04-01/Accounts/{env['SIM_ACCOUNT_SID']}/Calls/{sid}.json"
+    async with http.get(url, headers={"Authorization": auth}) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def simulated_call(http: aiohttp.ClientSession, system: Any, sid: str) -> Any:
+    async with http.get(f"{system.simulator}/_sim/calls") as r:
+        [call] = [c for c in (await r.json())["calls"] if c["sid"] == sid]
+    return call
+
+
+async def recording_reports(system: Any, call_id: str) -> list[dict[str, Any]]:
+    """The RecordingReported events in the call's stream, as stored."""
+    url = system.services["gateway"].env["DATABASE_URL"]
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            "SELECT data FROM eventstore.events WHERE stream_id = %s AND event_type = %s",
+            (f"call-{call_id}", "RecordingReported"),
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def test_a_recorded_call_whose_callbacks_were_lost_still_gets_its_recording(
+    system: Any, http: aiohttp.ClientSession, callbacks_dropped: None
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        call_id = str((await r.json())["call_id"])
+
+    # no callback reaches the gateway: the watchdog (DIALER_STALE_AFTER_SECONDS=2) asks
+    deadline = time.monotonic() + 40
+    call = await get_call(http, system, org, call_id)
+    while not call["recording_url"]:
+        assert time.monotonic() < deadline, f"no recording stored: {call}"
+        await asyncio.sleep(0.25)
+        call = await get_call(http, system, org, call_id)
+
+    assert (call["status"], call["outcome"]) == ("completed", "completed")
+    assert call["recording_url"] == f"call-{call['call_sid']}.wav"
+    fetched = await carrier_call(http, system, call["call_sid"])
+    assert fetched["status"] == "completed"
+    assert call["duration"] == int(fetched["duration"])
+    # when the call ended at the carrier, not when the watchdog found out
+    assert datetime.fromisoformat(call["end_time"]) == parsedate_to_datetime(fetched["end_time"])
+
+    [report] = await recording_reports(system, call_id)
+    assert report["reported_via"] == "reconciliation"  # its callback really was lost
+    made = await simulated_call(http, system, call["call_sid"])
+    assert report["recording_sid"] == made["recording_sid"]
+
+    async with http.get(
+        f"{system.gateway}/calls/{call_id}/recording", headers=system.auth(org)
+    ) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == "audio/wav"
+        body = await r.read()
+    with wave.open(io.BytesIO(body)) as audio:
+        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
+        assert audio.getnframes() > 0
+
+    # the recording callback arrives after all, late: the report is stored once
+    env = system.services["gateway"].env
+    url = f"{system.gateway}/webhooks/twilio/recording?call_id={call_id}&org={org}"
+    params = {
+        "AccountSid": env["TWILIO_ACCOUNT_SID"],
+        "CallSid": call["call_sid"],
+        "RecordingSid": made["recording_sid"],
+        "RecordingUrl": report["recording_url"],
+        "RecordingStatus": "completed",
+        "RecordingDuration": str(report["duration_seconds"]),
+        "RecordingChannels": "2",
+        "RecordingSource": "OutboundAPI",
+        "ErrorCode": "0",
+    }
+    signature = RequestValidator(env["TWILIO_AUTH_TOKEN"]).compute_signature(url, params)
+    async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as r:
+        assert r.status == 204, await r.text()
+    assert [r["reported_via"] for r in await recording_reports(system, call_id)] == [
+        "reconciliation"
+    ]
+    assert (await get_call(http, system, org, call_id))["recording_url"] == call["recording_url"]
