@@ -140,33 +140,50 @@ def system_env(
     }
 
 
-@pytest.fixture(scope="session")
-def system_services(
-    database_factory: Any, amqp_factory: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[System]:
+def start_system(
+    database_url: str, amqp_url: str, recordings_dir: str, *, name_prefix: str = ""
+) -> System:
+    """Every service as a real process on free ports: migrated first, as `make up` does, so
+    services don't race to create schemas. Stop it with `stop_system`."""
     ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
-    recordings_dir = str(tmp_path_factory.mktemp("recordings"))
-    # a vhost of its own: the in-process suites' relays must not feed these services
-    env = system_env(database_factory("e2e"), amqp_factory("e2e"), ports, recordings_dir)
+    env = system_env(database_url, amqp_url, ports, recordings_dir)
+    modules = {
+        "simulator": ("carrier_sim", "simulator"),
+        "call-log": ("call_log", "call_log"),
+        "gateway": ("gateway", "gateway"),
+        "dialer": ("dialer", "dialer"),
+        "recordings": ("recordings", "recordings"),
+    }
     system = System(
         {
-            "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
-            "call-log": Service("call-log", "call_log", ports["call_log"], env),
-            "gateway": Service("gateway", "gateway", ports["gateway"], env),
-            "dialer": Service("dialer", "dialer", ports["dialer"], env),
-            "recordings": Service("recordings", "recordings", ports["recordings"], env),
+            name: Service(f"{name_prefix}{name}", module, ports[port], env)
+            for name, (module, port) in modules.items()
         }
     )
-    # migrate first, as `make up` does, so services don't race to create schemas
     for module in ("gateway", "dialer", "call_log", "recordings"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
         )
     for service in system.services.values():
         service.start()
-    yield system
+    return system
+
+
+def stop_system(system: System) -> None:
     for service in system.services.values():
         service.close()
+
+
+@pytest.fixture(scope="session")
+def system_services(
+    database_factory: Any, amqp_factory: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    # a vhost of its own: the in-process suites' relays must not feed these services
+    system = start_system(
+        database_factory("e2e"), amqp_factory("e2e"), str(tmp_path_factory.mktemp("recordings"))
+    )
+    yield system
+    stop_system(system)
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 import wave
@@ -30,7 +27,7 @@ from calls_platform import amqp, eventstore
 from calls_platform.db import connect
 from psycopg.rows import dict_row
 
-from tests.conftest import Service, System, free_port, system_env, wait_ready
+from tests.conftest import Service, System, free_port, start_system, stop_system, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -45,31 +42,14 @@ APPEND_LOCK_KEY = 0x63616C6C  # calls_platform.eventstore's append lock
 def shutdown_services(
     database_factory: Any, amqp_factory: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
-    ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
-    env = system_env(
+    system = start_system(
         database_factory("shutdown"),
         amqp_factory("shutdown"),
-        ports,
         str(tmp_path_factory.mktemp("shutdown-recordings")),
+        name_prefix="shutdown-",
     )
-    system = System(
-        {
-            "simulator": Service("shutdown-simulator", "carrier_sim", ports["simulator"], env),
-            "call-log": Service("shutdown-call-log", "call_log", ports["call_log"], env),
-            "gateway": Service("shutdown-gateway", "gateway", ports["gateway"], env),
-            "dialer": Service("shutdown-dialer", "dialer", ports["dialer"], env),
-            "recordings": Service("shutdown-recordings", "recordings", ports["recordings"], env),
-        }
-    )
-    for module in ("gateway", "dialer", "call_log", "recordings"):
-        subprocess.run(
-            [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
-        )
-    for service in system.services.values():
-        service.start()
     yield system
-    for service in system.services.values():
-        service.close()
+    stop_system(system)
 
 
 @pytest.fixture
