@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -247,8 +248,11 @@ async def test_writes_past_the_key_burst_get_429_with_retry_after(
         for _ in range(2)
     ]
     assert statuses == [201, 201]
+    before = REGISTRY.get_sample_value("rate_limited_requests_total", {"scope": "api key"}) or 0
     limited = await post_agent(strict, key_auth(issued["key"]), gateway.number())
     assert limited.status == 429
+    after = REGISTRY.get_sample_value("rate_limited_requests_total", {"scope": "api key"})
+    assert after == before + 1
     assert 1 <= int(limited.headers["Retry-After"]) <= 2
     error = (await limited.json())["error"]
     assert error["code"] == "rate_limited"

@@ -12,8 +12,13 @@ import math
 from dataclasses import dataclass
 
 from calls_platform.db import Pool
+from prometheus_client import Counter
 
 from .auth import Principal
+
+RATE_LIMITED = Counter(
+    "rate_limited_requests_total", "Write requests refused with 429, by bucket", ["scope"]
+)
 
 _TAKE = """
 INSERT INTO gateway.rate_limits AS b (bucket, tokens, updated_at)
@@ -76,5 +81,6 @@ class RateLimiter:
                 row = await cur.fetchone()
                 missing = float(row["missing"]) if row else 1.0
                 wait = max(1, math.ceil(max(missing, 0.0) / limit.per_second))
+                RATE_LIMITED.labels(scope).inc()
                 return Limited(scope=scope, retry_after_seconds=wait, limit=limit)
         return None
