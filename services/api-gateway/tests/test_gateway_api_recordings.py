@@ -78,6 +78,7 @@ async def test_signed_completed_callback_appends_recording_reported(gateway: Any
         "channels": 2,
         "source": "OutboundAPI",
         "error_code": 0,
+        "reported_via": "callback",
     }
 
 
