@@ -25,6 +25,7 @@ from calls_events import (
 from calls_platform import eventstore
 from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
+from calls_platform.report_ids import recording_reported_id
 from pydantic import ValidationError
 
 from .agents import find_agent_for_number
@@ -190,9 +191,8 @@ async def recording_status(request: web.Request) -> web.Response:
     if report.status == "completed" and report.recording_url is None:
         return json_error(422, "validation_error", "a completed recording needs RecordingUrl")
     # the same callback twice is one report (and one download)
-    event_id = eventstore.deterministic_event_id(
-        "recording", str(call_id), report.recording_sid, status
-    )
+    # the same id the dialer derives when it finds the recording itself (callback lost)
+    event_id = recording_reported_id(call_id, report.recording_sid, status)
     return await _record_on_call(request, call_id, report, event_id)
 
 
