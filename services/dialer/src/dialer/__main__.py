@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         broker_health.watch(broker)
         channel = await broker.channel()
         await channel.set_qos(prefetch_count=1000)
-        handlers = Handlers(pool)
+        handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
         consumers = []
         for name, event_types in QUEUES.items():
             queue = await amqp.declare_consumer_queue(channel, name, event_types)
@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
                 carrier,
                 stale_after_seconds=settings.stale_after_seconds,
                 in_progress_check_seconds=settings.in_progress_check_seconds,
+                recording_grace_seconds=settings.recording_grace_seconds,
             ),
         )
         cancels = Listener(settings.database_url, CANCEL_CHANNEL)
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
             carrier,
             queue_limit_seconds=settings.carrier_queue_limit_seconds,
             wakeup=cancels.subscribe(),
+            recording_grace_seconds=settings.recording_grace_seconds,
         )
         tasks = [
             *start_relay(settings.database_url, pool, broker),

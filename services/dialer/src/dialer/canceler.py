@@ -20,7 +20,7 @@ from calls_platform.db import Pool
 from calls_platform.notify import wait_for
 from prometheus_client import Counter
 
-from . import dials
+from . import dials, lost_recordings
 from .carrier import CancelRefused, Carrier, CarrierCall
 from .carrier_cancel import Cancel, decide
 
@@ -43,12 +43,14 @@ class CarrierCanceler:
         queue_limit_seconds: float = 600.0,
         wakeup: asyncio.Event | None = None,
         poll_seconds: float = 5.0,
+        recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS,
     ) -> None:
         self._pool = pool
         self._carrier = carrier
         self._queue_limit = queue_limit_seconds
         self._wakeup = wakeup or asyncio.Event()
         self._poll = poll_seconds
+        self._recording_grace = recording_grace_seconds
 
     async def run(self) -> None:
         """Check forever (call under leadership): at each wakeup, and every `poll_seconds`."""
@@ -114,4 +116,6 @@ class CarrierCanceler:
 
     async def _record(self, candidate: dials.CancelCandidate, found: CarrierCall) -> None:
         async with self._pool.connection() as conn:
-            await dials.record_carrier_answer(conn, candidate.call_id, found)
+            await dials.record_carrier_answer(
+                conn, candidate.call_id, found, recording_grace_seconds=self._recording_grace
+            )

@@ -32,6 +32,9 @@ class Settings:
     in_progress_check_seconds: float = 300.0
     # a call the carrier keeps queued this long is canceled there (Twilio keeps one 24 h)
     carrier_queue_limit_seconds: float = 600.0
+    # a recorded call that ended `completed` with no recording callback this long after has
+    # its recordings listed at the carrier (Twilio posts it seconds to minutes after the call)
+    recording_grace_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,4 +72,5 @@ class Settings:
             stale_after_seconds=float(env.get("DIALER_STALE_AFTER_SECONDS", "120")),
             in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
+            recording_grace_seconds=float(env.get("DIALER_RECORDING_GRACE_SECONDS", "300")),
         )

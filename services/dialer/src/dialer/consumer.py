@@ -1,26 +1,40 @@
-"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, and carrier reports
-that reveal the SID of an attempt whose answer was lost. Every handler is idempotent."""
+"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, carrier reports
+that reveal the SID of an attempt whose answer was lost (and that a recorded call ended), and
+recording reports (a call whose recording callback came needs no listing of its recordings at
+the carrier). Every handler is idempotent."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from calls_events import BatchCancelRequested, CallRequested, CallStatusReported, Envelope
+from calls_events import (
+    BatchCancelRequested,
+    CallRequested,
+    CallStatusReported,
+    Envelope,
+    RecordingReported,
+)
 from calls_platform.db import Pool
 
-from . import dials
+from . import dials, lost_recordings
 
 # Cancels get a queue of their own so they never wait behind a backlog of requests (a
 # 10,000-call batch is 10,000 messages): dialing of a canceled batch stops within a second.
 QUEUES: Final = {
-    "dialer.requests": (CallRequested.TYPE, CallStatusReported.TYPE),
+    "dialer.requests": (CallRequested.TYPE, CallStatusReported.TYPE, RecordingReported.TYPE),
     "dialer.control": (BatchCancelRequested.TYPE,),
 }
 
 
 class Handlers:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS,
+    ) -> None:
         self._pool = pool
+        self._recording_grace = recording_grace_seconds
 
     async def __call__(self, envelope: Envelope) -> None:
         await self.handle_many([envelope])
@@ -39,4 +53,14 @@ class Handlers:
                     # a callback names our call id: if its dial is still unresolved, this is
                     # its SID
                     await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
-                    await dials.note_carrier_status(conn, event.call_id, event.carrier_status)
+                    await dials.note_carrier_status(
+                        conn,
+                        event.call_id,
+                        event.carrier_status,
+                        reported_at=event.reported_at,
+                        recording_grace_seconds=self._recording_grace,
+                    )
+                elif isinstance(event, RecordingReported) and event.reported_via == "callback":
+                    # the dialer's own reports (listed at the carrier) are accounted for when
+                    # it appends them
+                    await dials.note_recording_reported(conn, event.call_id)

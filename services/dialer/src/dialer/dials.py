@@ -24,6 +24,7 @@ from calls_platform.db import Conn
 from calls_platform.metrics import EVENTS_APPENDED
 from calls_platform.report_ids import recording_reported_id
 
+from . import lost_recordings
 from .carrier import CarrierCall
 from .statuses import KNOWN, PROGRESS, TERMINAL, advances, rank
 
@@ -296,17 +297,27 @@ async def dialing(conn: Conn) -> list[Dial]:
     return [Dial(**row) for row in await cur.fetchall()]
 
 
-async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> None:
+async def note_carrier_status(
+    conn: Conn,
+    call_id: uuid.UUID,
+    status: str,
+    *,
+    reported_at: datetime | None = None,
+    recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS,
+) -> None:
     """Remember the carrier's latest news of a call: never backwards, a terminal status is
     final (callbacks arrive late, twice or out of order). One statement: this runs for every
-    callback, on the queue that also brings new calls."""
+    callback, on the queue that also brings new calls. A recorded call that this learns ended
+    `completed` (at `reported_at`, now if unknown) becomes due for listing its recordings after
+    the grace, unless its recording was reported first (a second statement, once per call)."""
     # statuses.advances in SQL: array_position is 1-based, so position(known) <= rank(new)
     # is rank(known) < rank(new)
-    await conn.execute(
+    cur = await conn.execute(
         "UPDATE dialer.dials SET carrier_status = %(status)s, carrier_news_at = now()"
         " WHERE call_id = %(call_id)s AND (carrier_status IS NULL"
         " OR (carrier_status <> ALL(%(terminal)s)"
-        " AND coalesce(array_position(%(progress)s::text[], carrier_status), 0) <= %(rank)s))",
+        " AND coalesce(array_position(%(progress)s::text[], carrier_status), 0) <= %(rank)s))"
+        " RETURNING record, recording_reported_at IS NOT NULL AS recording_reported",
         {
             "status": status,
             "call_id": call_id,
@@ -314,6 +325,39 @@ async def note_carrier_status(conn: Conn, call_id: uuid.UUID, status: str) -> No
             "progress": list(PROGRESS),
             "rank": rank(status),
         },
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return  # not news
+    now = datetime.now(UTC)
+    due_at = lost_recordings.recordings_due_at(
+        status=status,
+        record=row["record"],
+        recording_reported=row["recording_reported"],
+        ended_at=min(reported_at, now) if reported_at is not None else now,
+        grace_seconds=recording_grace_seconds,
+    )
+    if due_at is not None:
+        await _mark_recordings_due(conn, call_id, due_at)
+
+
+async def _mark_recordings_due(conn: Conn, call_id: uuid.UUID, due_at: datetime) -> None:
+    # not over an earlier mark, and not once the recording has been reported (a report seen
+    # since the decision was made, by another replica)
+    await conn.execute(
+        "UPDATE dialer.dials SET recordings_due_at = %s WHERE call_id = %s"
+        " AND recordings_due_at IS NULL AND recording_reported_at IS NULL",
+        (due_at, call_id),
+    )
+
+
+async def note_recording_reported(conn: Conn, call_id: uuid.UUID) -> None:
+    """A RecordingReported from the call's recording callback was stored: its recordings need
+    not be listed at the carrier (the due mark is cleared, and never set after this)."""
+    await conn.execute(
+        "UPDATE dialer.dials SET recording_reported_at = coalesce(recording_reported_at, now()),"
+        " recordings_due_at = NULL WHERE call_id = %s",
+        (call_id,),
     )
 
 
@@ -326,33 +370,47 @@ def reported_at(found: CarrierCall, now: datetime) -> datetime:
     return now
 
 
-async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCall) -> bool:
+async def record_carrier_answer(
+    conn: Conn,
+    call_id: uuid.UUID,
+    found: CarrierCall,
+    *,
+    recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS,
+) -> bool:
     """Record what the carrier said when asked about a placed call (fetched, or the answer
     to a cancel). News is appended as the CallStatusReported a callback would have produced,
     marked `source: reconciliation`, once per status (deterministic id), `reported_at` the
     carrier's end time for a call that ended; what is not news (the same status, or an older
     one than already known) only notes that the carrier was asked. A recorded call found
-    `completed` this way has its recordings listed next (its recording callback was most
-    likely lost too). Returns whether a report was appended."""
+    `completed` this way has its recordings listed once the grace has passed since it ended,
+    unless its recording was reported by then (its recording callback was most likely lost
+    too). Returns whether a report was appended."""
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT call_id, organization_id, correlation_id, requested_event_id, carrier_status,"
-            " record FROM dialer.dials WHERE call_id = %s FOR UPDATE",
+            " record, recording_reported_at FROM dialer.dials WHERE call_id = %s FOR UPDATE",
             (call_id,),
         )
         row = await cur.fetchone()
         if row is None or row["carrier_status"] in TERMINAL or found.status not in KNOWN:
             return False
         news = advances(row["carrier_status"], found.status)
+        now = datetime.now(UTC)
+        due_at = (
+            lost_recordings.recordings_due_at(
+                status=found.status,
+                record=row["record"],
+                recording_reported=row["recording_reported_at"] is not None,
+                ended_at=reported_at(found, now),
+                grace_seconds=recording_grace_seconds,
+            )
+            if news
+            else None
+        )
         await conn.execute(
             "UPDATE dialer.dials SET carrier_status = %s, carrier_news_at = now(),"
-            " recordings_due_at = CASE WHEN %s THEN now() ELSE recordings_due_at END"
-            " WHERE call_id = %s",
-            (
-                found.status if news else row["carrier_status"],
-                news and found.status == "completed" and row["record"],
-                call_id,
-            ),
+            " recordings_due_at = coalesce(recordings_due_at, %s) WHERE call_id = %s",
+            (found.status if news else row["carrier_status"], due_at, call_id),
         )
         if not news:
             return False
@@ -362,7 +420,7 @@ async def record_carrier_answer(conn: Conn, call_id: uuid.UUID, found: CarrierCa
             carrier_status=found.status,
             duration_seconds=found.duration_seconds,
             answered_by=found.answered_by,
-            reported_at=reported_at(found, datetime.now(UTC)),
+            reported_at=reported_at(found, now),
             source="reconciliation",
         )
         recorded = await eventstore.append(

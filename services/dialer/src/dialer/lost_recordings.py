@@ -7,12 +7,19 @@ settled one as the RecordingReported the gateway would have appended for its cal
 the same event id (`calls_platform.report_ids`), so a late callback and this are stored once.
 A recording the carrier is still finishing (in progress, processing) is asked about again
 later; so is a call with none listed yet, a few times.
+
+A recording callback can also be lost alone, the call's status callbacks arriving fine: every
+recorded call that ends `completed` (by callback or by asking) is therefore due for listing
+`grace` after it ended (`recordings_due_at`), unless a RecordingReported for it has been seen
+by then (the dialer's queue receives them; seeing one clears the mark). Twilio posts the
+recording callback seconds to a couple of minutes after the call ends.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from calls_events import RecordingReported
@@ -24,6 +31,26 @@ from .carrier import CarrierRecording
 SETTLED: Final = frozenset({"completed", "absent", "failed"})
 # Twilio's statuses of a recording not finished yet
 UNFINISHED: Final = frozenset({"in-progress", "paused", "stopped", "processing"})
+# how long after a recorded call ended its recording callback is waited for before the
+# carrier's list of its recordings is asked (DIALER_RECORDING_GRACE_SECONDS)
+RECORDING_GRACE_SECONDS: Final = 300.0
+
+
+def recordings_due_at(
+    *,
+    status: str,
+    record: bool,
+    recording_reported: bool,
+    ended_at: datetime,
+    grace_seconds: float,
+) -> datetime | None:
+    """When the recordings of a call just learned to be in `status` are to be listed at the
+    carrier, if no RecordingReported comes first: `grace_seconds` after it ended, for a call
+    recorded that ended `completed` (only such a call has a recording) and whose recording
+    has not been reported yet; None: never."""
+    if status != "completed" or not record or recording_reported:
+        return None
+    return ended_at + timedelta(seconds=grace_seconds)
 
 
 @dataclass(frozen=True)

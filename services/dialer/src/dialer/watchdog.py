@@ -9,7 +9,9 @@ for a call that ended. The call log only moves forward, so a late callback after
 nothing.
 
 A recorded call found `completed` this way lost its recording callback too, most likely (Twilio
-retries neither): its recordings are then listed at the carrier and recorded as the
+retries neither); a recording callback can also be lost alone. Either way a recorded call that
+ended `completed` is due `recording_grace_seconds` after it ended unless its recording was
+reported by then: its recordings are then listed at the carrier and recorded as the
 RecordingReported events their callbacks would have produced (see `lost_recordings`).
 """
 
@@ -50,6 +52,7 @@ class StaleCallWatchdog:
         batch: int = 50,
         recordings_recheck_seconds: float = 30.0,
         recordings_max_checks: int = 10,
+        recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS,
     ) -> None:
         self._pool = pool
         self._carrier = carrier
@@ -63,10 +66,13 @@ class StaleCallWatchdog:
         # this many times in all
         self._recordings_recheck = recordings_recheck_seconds
         self._recordings_max_checks = recordings_max_checks
+        # how long after a recorded call ended its recording callback is waited for
+        self._recording_grace = recording_grace_seconds
 
     async def check_once(self) -> int:
-        """Ask about the stalest calls, then list the recordings of recorded calls found
-        completed; return how many status reports were recorded."""
+        """Ask about the stalest calls, then list the recordings of recorded calls that
+        ended completed with no recording reported in time; return how many status reports
+        were recorded."""
         recorded = await self._check_stale_calls()
         await self.check_recordings_once()
         return recorded
@@ -160,7 +166,9 @@ class StaleCallWatchdog:
                 )
                 continue
             async with self._pool.connection() as conn:
-                if not await dials.record_carrier_answer(conn, row["call_id"], found):
+                if not await dials.record_carrier_answer(
+                    conn, row["call_id"], found, recording_grace_seconds=self._recording_grace
+                ):
                     continue  # nothing new: checked, and not asked again for a while
             recorded += 1
             log.info("stale_call_reconciled", call_id=str(row["call_id"]), status=found.status)
