@@ -52,9 +52,12 @@ class CallbackSender:
         return signature
 
     async def send(self, url: str, method: str, params: Mapping[str, str], *, kind: str) -> None:
-        """Send one callback, honouring the ``drop_callbacks``/``duplicate_callbacks`` faults."""
+        """Send one callback, honouring the ``drop_callbacks``/``drop_recording_callbacks``/
+        ``duplicate_callbacks`` faults."""
         faults = self._store.faults
-        if faults.drop_callbacks:
+        if faults.drop_callbacks or (
+            faults.drop_recording_callbacks and kind.startswith("recording:")
+        ):
             log.info("callback.dropped", kind=kind, url=url, call_sid=params.get("CallSid"))
             return
         token = str(uuid.uuid4())

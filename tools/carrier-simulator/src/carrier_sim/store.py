@@ -151,6 +151,8 @@ class Faults:
 
     create_responses: deque[CannedResponse] = field(default_factory=deque)
     drop_callbacks: bool = False
+    # only the recording status callbacks are lost (the call's status callbacks still come)
+    drop_recording_callbacks: bool = False
     duplicate_callbacks: bool = False
     reorder_callbacks: bool = False
     create_delay_seconds: float = 0.0
@@ -163,6 +165,7 @@ class Faults:
         known = {
             "create_responses",
             "drop_callbacks",
+            "drop_recording_callbacks",
             "duplicate_callbacks",
             "reorder_callbacks",
             "create_delay_seconds",
@@ -177,7 +180,12 @@ class Faults:
                 raise ValueError("create_responses must be a list")
             responses = deque(CannedResponse.from_json(item) for item in raw)
         flags: dict[str, bool] = {}
-        for key in ("drop_callbacks", "duplicate_callbacks", "reorder_callbacks"):
+        for key in (
+            "drop_callbacks",
+            "drop_recording_callbacks",
+            "duplicate_callbacks",
+            "reorder_callbacks",
+        ):
             if key in data:
                 value = data[key]
                 if not isinstance(value, bool):
@@ -201,6 +209,7 @@ class Faults:
         return {
             "create_responses": [item.to_json() for item in self.create_responses],
             "drop_callbacks": self.drop_callbacks,
+            "drop_recording_callbacks": self.drop_recording_callbacks,
             "duplicate_callbacks": self.duplicate_callbacks,
             "reorder_callbacks": self.reorder_callbacks,
             "create_delay_seconds": self.create_delay_seconds,
