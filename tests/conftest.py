@@ -135,6 +135,8 @@ def system_env(
         "DIALER_STALE_AFTER_SECONDS": "2",
         # a call found in progress when asked is asked again this often (300 s by default)
         "DIALER_IN_PROGRESS_CHECK_SECONDS": "4",
+        # a recorded call's recording callback is waited for this long (300 s by default)
+        "DIALER_RECORDING_GRACE_SECONDS": "2",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }

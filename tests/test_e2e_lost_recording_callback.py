@@ -1,0 +1,150 @@
+"""A recorded call whose status callbacks all arrive but whose recording callback alone is
+lost, through every service as a real process: the dialer, having seen the call end
+`completed` and no RecordingReported within DIALER_RECORDING_GRACE_SECONDS (2 s here), lists
+its recordings at the carrier and reports the one made, so it is still stored and served. And
+a call whose recording callback does arrive is never listed at the carrier."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
+    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
+        assert r.status == 200, await r.text()
+
+
+@pytest.fixture
+async def recording_callbacks_dropped(
+    system: Any, http: aiohttp.ClientSession
+) -> AsyncIterator[None]:
+    """The carrier sends no recording callback while the test runs; status callbacks come
+    (lifted afterwards, whatever happened)."""
+    await set_faults(http, system, drop_recording_callbacks=True)
+    yield
+    await set_faults(http, system, drop_recording_callbacks=False)
+
+
+async def place_recorded_call(http: aiohttp.ClientSession, system: Any, org: str) -> str:
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        return str((await r.json())["call_id"])
+
+
+async def get_call(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def recording_stored(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
+    deadline = time.monotonic() + 40
+    call = await get_call(http, system, org, call_id)
+    while not call["recording_url"]:
+        assert time.monotonic() < deadline, f"no recording stored: {call}"
+        await asyncio.sleep(0.25)
+        call = await get_call(http, system, org, call_id)
+    return call
+
+
+async def query(system: Any, sql: str, *params: Any) -> list[Any]:
+    url = system.services["gateway"].env["DATABASE_URL"]
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+
+async def events(system: Any, call_id: str, event_type: str) -> list[dict[str, Any]]:
+    rows = await query(
+        system,
+        "SELECT data FROM eventstore.events WHERE stream_id = %s AND event_type = %s"
+        " ORDER BY position",
+        f"call-{call_id}",
+        event_type,
+    )
+    return [row[0] for row in rows]
+
+
+async def dial_row(system: Any, call_id: str) -> tuple[Any, Any, int]:
+    [row] = await query(
+        system,
+        "SELECT recordings_due_at, recording_reported_at, recordings_checks"
+        " FROM dialer.dials WHERE call_id = %s",
+        uuid.UUID(call_id),
+    )
+    return row[0], row[1], row[2]
+
+
+async def test_a_recording_whose_callback_alone_was_lost_is_still_fetched(
+    system: Any, http: aiohttp.ClientSession, recording_callbacks_dropped: None
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    call_id = await place_recorded_call(http, system, org)
+
+    call = await recording_stored(http, system, org, call_id)
+
+    assert (call["status"], call["outcome"]) == ("completed", "completed")
+    # the call's end came by its callback: nothing was reconciled but the recording
+    statuses = await events(system, call_id, "CallStatusReported")
+    assert "completed" in [s["carrier_status"] for s in statuses]
+    assert {s["source"] for s in statuses} == {"callback"}
+    [report] = await events(system, call_id, "RecordingReported")
+    assert report["reported_via"] == "reconciliation"
+    assert report["status"] == "completed"
+    due_at, reported_at, checks = await dial_row(system, call_id)
+    assert (due_at, reported_at, checks) == (None, None, 1)
+
+    async with http.get(
+        f"{system.gateway}/calls/{call_id}/recording", headers=system.auth(org)
+    ) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == "audio/wav"
+        body = await r.read()
+    with wave.open(io.BytesIO(body)) as audio:
+        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
+        assert audio.getnframes() > 0
+
+
+async def test_a_recording_whose_callback_came_is_never_listed_at_the_carrier(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    call_id = await place_recorded_call(http, system, org)
+
+    await recording_stored(http, system, org, call_id)
+    [report] = await events(system, call_id, "RecordingReported")
+    assert report["reported_via"] == "callback"
+    deadline = time.monotonic() + 10
+    while (await dial_row(system, call_id))[1] is None:  # the dialer has seen the report
+        assert time.monotonic() < deadline, "the dialer never saw the recording report"
+        await asyncio.sleep(0.1)
+
+    # past the grace (2 s) and a watchdog pass (every 5 s): still never listed
+    await asyncio.sleep(8)
+    due_at, reported_at, checks = await dial_row(system, call_id)
+    assert due_at is None
+    assert reported_at is not None
+    assert checks == 0
+    assert [r["reported_via"] for r in await events(system, call_id, "RecordingReported")] == [
+        "callback"
+    ]
