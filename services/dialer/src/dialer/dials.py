@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -68,22 +68,27 @@ async def _append(conn: Conn, dial: Dial | dict[str, Any], event: Event, kind: s
     await _append_many(conn, [(dial, event)], kind)
 
 
+def _on_call(row: Mapping[str, Any], event: Event, event_id: uuid.UUID) -> Envelope:
+    """`event` on the dial's call stream, in the context of the request that created it."""
+    return Envelope.wrap(
+        event,
+        stream_id=call_stream(row["call_id"]),
+        organization_id=row["organization_id"],
+        correlation_id=row["correlation_id"],
+        causation_id=str(row["requested_event_id"]),
+        event_id=event_id,
+    )
+
+
 async def _append_many(
     conn: Conn, changes: Sequence[tuple[Dial | dict[str, Any], Event]], kind: str
 ) -> None:
     envelopes = []
     for dial, event in changes:
         row = dial if isinstance(dial, dict) else dial.__dict__
+        # one event of each kind per call, however often this runs
         envelopes.append(
-            Envelope.wrap(
-                event,
-                stream_id=call_stream(row["call_id"]),
-                organization_id=row["organization_id"],
-                correlation_id=row["correlation_id"],
-                causation_id=str(row["requested_event_id"]),
-                # one event of each kind per call, however often this runs
-                event_id=eventstore.deterministic_event_id(kind, str(row["call_id"])),
-            )
+            _on_call(row, event, eventstore.deterministic_event_id(kind, str(row["call_id"])))
         )
     _count_appended(await eventstore.append(conn, envelopes))
 
@@ -423,21 +428,8 @@ async def record_carrier_answer(
             reported_at=reported_at(found, now),
             source="reconciliation",
         )
-        recorded = await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    report,
-                    stream_id=call_stream(call_id),
-                    organization_id=row["organization_id"],
-                    correlation_id=row["correlation_id"],
-                    causation_id=str(row["requested_event_id"]),
-                    event_id=eventstore.deterministic_event_id(
-                        "reconciled", str(call_id), found.status
-                    ),
-                )
-            ],
-        )
+        event_id = eventstore.deterministic_event_id("reconciled", str(call_id), found.status)
+        recorded = await eventstore.append(conn, [_on_call(row, report, event_id)])
         _count_appended(recorded)
     return True
 
@@ -486,13 +478,8 @@ async def record_recordings(
         recorded = await eventstore.append(
             conn,
             [
-                Envelope.wrap(
-                    report,
-                    stream_id=call_stream(call_id),
-                    organization_id=row["organization_id"],
-                    correlation_id=row["correlation_id"],
-                    causation_id=str(row["requested_event_id"]),
-                    event_id=recording_reported_id(call_id, report.recording_sid, report.status),
+                _on_call(
+                    row, report, recording_reported_id(call_id, report.recording_sid, report.status)
                 )
                 for report in reports
             ],
