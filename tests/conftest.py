@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,30 @@ class System:
 
     def auth(self, org: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(org)}"}
+
+
+# Helpers the end-to-end modules share (they import them: `from tests.conftest import …`).
+
+
+def unique_number() -> str:
+    """A valid E.164 number no other test uses."""
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def get_call(
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str
+) -> dict[str, Any]:
+    """GET /calls/{id} as `org`, which must answer 200."""
+    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        call: dict[str, Any] = await r.json()
+        return call
+
+
+async def set_faults(http: aiohttp.ClientSession, system: System, **faults: Any) -> None:
+    """Switch the carrier simulator's faults (POST /_sim/faults)."""
+    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
+        assert r.status == 200, await r.text()
 
 
 async def wait_ready(url: str, seconds: float = 60) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import unique_number
+
 pytestmark = pytest.mark.integration
 
 TERMINAL = {"completed", "failed", "canceled"}
@@ -34,10 +36,6 @@ async def sim_calls_to(http: aiohttp.ClientSession, system: Any, number: str) ->
     async with http.get(f"{system.simulator}/_sim/calls") as r:
         calls: list[Any] = (await r.json())["calls"]
     return [c for c in calls if c["to"] == number]
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
 
 
 async def test_call_is_dialed_once_and_completes_with_carrier_details(

@@ -21,16 +21,9 @@ import psycopg
 import pytest
 from twilio.request_validator import RequestValidator
 
+from tests.conftest import get_call, set_faults, unique_number
+
 pytestmark = pytest.mark.integration
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
-
-
-async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
-    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
-        assert r.status == 200, await r.text()
 
 
 @pytest.fixture
@@ -40,12 +33,6 @@ async def callbacks_dropped(system: Any, http: aiohttp.ClientSession) -> AsyncIt
     await set_faults(http, system, drop_callbacks=True)
     yield
     await set_faults(http, system, drop_callbacks=False)
-
-
-async def get_call(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
-    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
 
 
 async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> Any:

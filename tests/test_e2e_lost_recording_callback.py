@@ -18,16 +18,9 @@ import aiohttp
 import psycopg
 import pytest
 
+from tests.conftest import get_call, set_faults, unique_number
+
 pytestmark = pytest.mark.integration
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
-
-
-async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
-    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
-        assert r.status == 200, await r.text()
 
 
 @pytest.fixture
@@ -49,12 +42,6 @@ async def place_recorded_call(http: aiohttp.ClientSession, system: Any, org: str
     ) as r:
         assert r.status == 202, await r.text()
         return str((await r.json())["call_id"])
-
-
-async def get_call(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
-    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
 
 
 async def recording_stored(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:

@@ -16,19 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import get_call, set_faults, unique_number
+
 pytestmark = pytest.mark.integration
 
 TERMINAL = {"completed", "failed", "canceled"}
 LONG_RING = "+15005550008"  # rings for SIM_LONG_RING_SECONDS (60 s), then no-answer
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
-
-
-async def set_faults(http: aiohttp.ClientSession, system: Any, **faults: Any) -> None:
-    async with http.post(f"{system.simulator}/_sim/faults", json=faults) as r:
-        assert r.status == 200, await r.text()
 
 
 async def sim_state(http: aiohttp.ClientSession, system: Any) -> dict[str, Any]:
@@ -49,15 +42,6 @@ async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> di
     token = base64.b64encode(f"{env['SIM_ACCOUNT_SID']}:{env['SIM_AUTH_TOKEN']}".encode())
     url = f"{system.simulator}/2010-04-01/Accounts/{env['SIM_ACCOUNT_SID']}/Calls/{sid}.json"
     async with http.get(url, headers={"Authorization": f"Basic {token.decode()}"}) as r:
-        assert r.status == 200, await r.text()
-        call: dict[str, Any] = await r.json()
-        return call
-
-
-async def get_call(
-    http: aiohttp.ClientSession, system: Any, org: str, call_id: str
-) -> dict[str, Any]:
-    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
         assert r.status == 200, await r.text()
         call: dict[str, Any] = await r.json()
         return call

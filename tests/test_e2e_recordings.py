@@ -16,11 +16,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from tests.conftest import get_call, unique_number
+
 pytestmark = pytest.mark.integration
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
 
 
 async def place_call(http: aiohttp.ClientSession, system: Any, org: str, **body: Any) -> str:
@@ -32,12 +30,6 @@ async def place_call(http: aiohttp.ClientSession, system: Any, org: str, **body:
         assert r.status == 202, await r.text()
         call_id: str = (await r.json())["call_id"]
     return call_id
-
-
-async def get_call(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
-    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
 
 
 async def wait_for_call(

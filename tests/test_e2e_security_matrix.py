@@ -18,11 +18,9 @@ import jwt
 import psycopg
 import pytest
 
+from tests.conftest import unique_number
+
 pytestmark = pytest.mark.integration
-
-
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
 
 
 @dataclass
