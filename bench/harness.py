@@ -177,7 +177,7 @@ class System:
         self.env = {
             "DATABASE_URL": self.database_url,
             "JWT_SECRET": JWT_SECRET,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "MIGRATE_ON_START": "false",
             "GATEWAY_PORT": str(self.port("gateway")),
             "CALL_LOG_PORT": str(self.port("call_log")),
