@@ -84,6 +84,20 @@ async def declare_consumer_queue(
     return queue
 
 
+async def _parsed(queue: str, message: AbstractIncomingMessage) -> Envelope | None:
+    """The message's event, counted as taken; None (and dead-lettered) if it is not one."""
+    try:
+        envelope = Envelope.model_validate_json(message.body)
+        envelope.event()
+    except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
+        log.error("message_unparseable", queue=queue, error=str(exc))
+        QUEUE_MESSAGES_CONSUMED.labels(queue, "unparseable").inc()
+        await message.reject(requeue=False)
+        return None
+    _taken(queue, envelope)
+    return envelope
+
+
 def _taken(queue: str, envelope: Envelope) -> None:
     """Consumer lag: how long the event took from the store to its consumer."""
     age = (datetime.now(UTC) - envelope.occurred_at).total_seconds()
@@ -140,15 +154,9 @@ async def consume(
             in_flight.discard(task)
 
     async def handle(message: AbstractIncomingMessage) -> None:
-        try:
-            envelope = Envelope.model_validate_json(message.body)
-            envelope.event()
-        except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
-            log.error("message_unparseable", queue=queue.name, error=str(exc))
-            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "unparseable").inc()
-            await message.reject(requeue=False)
+        envelope = await _parsed(queue.name, message)
+        if envelope is None:
             return
-        _taken(queue.name, envelope)
         with bind_correlation(envelope.correlation_id):
             try:
                 await handler(envelope)
@@ -254,15 +262,9 @@ async def consume_in_batches(
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         nonlocal timer
-        try:
-            envelope = Envelope.model_validate_json(message.body)
-            envelope.event()
-        except (ValidationError, UnknownEventType, json.JSONDecodeError) as exc:
-            log.error("message_unparseable", queue=queue.name, error=str(exc))
-            QUEUE_MESSAGES_CONSUMED.labels(queue.name, "unparseable").inc()
-            await message.reject(requeue=False)
+        envelope = await _parsed(queue.name, message)
+        if envelope is None:
             return
-        _taken(queue.name, envelope)
         pending.append((envelope, message))
         if len(pending) >= max_batch:
             await flush()
