@@ -115,15 +115,6 @@ async def test_status_callback_without_call_id_completes_an_inbound_call(
     assert reports[0].organization_id == org
 
 
-async def place_call(gateway: Any, org: str) -> str:
-    response = await gateway.post_json(
-        "/calls", org, {"to_number": gateway.number(), "from_number": gateway.number()}
-    )
-    assert response.status == 202
-    call_id: str = (await response.json())["call_id"]
-    return call_id
-
-
 CONVERSATION = {
     "transcript": [
         {"role": "agent", "content": "Hi, this is Ava."},
@@ -137,7 +128,7 @@ CONVERSATION = {
 async def test_conversation_report_is_recorded_and_shown_on_the_call(
     gateway: Any, org: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     before = await gateway.head()
     response = await gateway.post_json(f"/calls/{call_id}/conversation", org, CONVERSATION)
     assert response.status == 202
@@ -153,7 +144,7 @@ async def test_conversation_report_is_recorded_and_shown_on_the_call(
 
 
 async def test_identical_conversation_report_twice_is_stored_once(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     before = await gateway.head()
     for _ in range(2):
         response = await gateway.post_json(f"/calls/{call_id}/conversation", org, CONVERSATION)
@@ -164,7 +155,7 @@ async def test_identical_conversation_report_twice_is_stored_once(gateway: Any, 
 async def test_conversation_for_another_organizations_call_is_404(
     gateway: Any, org: str, other_org: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     before = await gateway.head()
     response = await gateway.post_json(f"/calls/{call_id}/conversation", other_org, CONVERSATION)
     assert response.status == 404
@@ -183,7 +174,7 @@ async def test_conversation_for_another_organizations_call_is_404(
 async def test_invalid_conversation_report_is_422_naming_the_field(
     gateway: Any, org: str, body: dict[str, Any], field: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     response = await gateway.post_json(f"/calls/{call_id}/conversation", org, body)
     assert response.status == 422
     fields = {d["field"] for d in (await response.json())["error"]["details"]}
@@ -216,7 +207,7 @@ async def wait_for_event(
 async def test_conversation_published_on_the_inbox_is_recorded_once(
     gateway: Any, org: str, amqp_url: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     before = await gateway.head()
     envelope = Envelope.wrap(
         ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
@@ -235,7 +226,7 @@ async def test_conversation_published_on_the_inbox_is_recorded_once(
 async def test_inbox_report_for_another_organizations_call_is_not_recorded(
     gateway: Any, org: str, other_org: str, amqp_url: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     before = await gateway.head()
     envelope = Envelope.wrap(
         ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),

@@ -13,15 +13,6 @@ from yarl import URL
 pytestmark = pytest.mark.integration
 
 
-async def place_call(gateway: Any, org: str) -> str:
-    response = await gateway.post_json(
-        "/calls", org, {"to_number": gateway.number(), "from_number": gateway.number()}
-    )
-    assert response.status == 202
-    call_id: str = (await response.json())["call_id"]
-    return call_id
-
-
 def recording_path(call_id: str, org: str) -> str:
     """The callback path and query exactly as the dialer builds them."""
     return f"/webhooks/twilio/recording?call_id={call_id}&org={quote(org, safe='')}"
@@ -56,7 +47,7 @@ async def deliver(
 
 
 async def test_signed_completed_callback_appends_recording_reported(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
     params = callback(gateway)
     head = await gateway.head()
@@ -83,7 +74,7 @@ async def test_signed_completed_callback_appends_recording_reported(gateway: Any
 
 
 async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway)
     head = await gateway.head()
     for _ in range(2):
@@ -93,7 +84,7 @@ async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, 
 
 
 async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway, "absent", RecordingDuration="0")
     del params["RecordingUrl"]
     head = await gateway.head()
@@ -104,7 +95,7 @@ async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: 
 
 
 async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     response = await deliver(
         gateway, recording_path(call_id, org), callback(gateway, "in-progress")
@@ -119,7 +110,7 @@ async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) 
 async def test_forged_recording_callback_is_403_and_records_nothing(
     gateway: Any, org: str, forgery: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     path = recording_path(call_id, org)
     params = callback(gateway)
     headers = {
@@ -139,7 +130,7 @@ async def test_forged_recording_callback_is_403_and_records_nothing(
 async def test_validly_signed_recording_callback_for_another_account_is_403(
     gateway: Any, org: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway, AccountSid="AC" + "0" * 32)
     head = await gateway.head()
     response = await deliver(gateway, recording_path(call_id, org), params)
@@ -150,7 +141,7 @@ async def test_validly_signed_recording_callback_for_another_account_is_403(
 async def test_recording_callback_for_an_unknown_call_is_404(
     gateway: Any, org: str, other_org: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (recording_path(str(uuid.uuid4()), org), recording_path(call_id, other_org)):
         response = await deliver(gateway, path, callback(gateway))
@@ -175,7 +166,7 @@ async def test_recording_callback_for_an_unknown_call_is_404(
 async def test_unusable_recording_callback_is_422_and_records_nothing(
     gateway: Any, org: str, change: dict[str, str]
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = {**callback(gateway), **change}
     head = await gateway.head()
     response = await deliver(gateway, recording_path(call_id, org), params)
@@ -199,7 +190,7 @@ async def test_recording_of_a_call_id_that_is_not_a_uuid_is_404(
 async def test_recording_while_the_recordings_service_is_down_is_502_json(
     gateway: Any, org: str, method: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     response = await gateway.client.request(
         method, f"/calls/{call_id}/recording", headers=gateway.auth(org)
     )

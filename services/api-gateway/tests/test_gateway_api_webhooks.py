@@ -16,15 +16,6 @@ from yarl import URL
 pytestmark = pytest.mark.integration
 
 
-async def place_call(gateway: Any, org: str) -> str:
-    response = await gateway.post_json(
-        "/calls", org, {"to_number": gateway.number(), "from_number": gateway.number()}
-    )
-    assert response.status == 202
-    call_id: str = (await response.json())["call_id"]
-    return call_id
-
-
 def status_path(call_id: str, org: str) -> str:
     """The callback path and query exactly as the dialer builds them."""
     return f"/webhooks/twilio/status?call_id={call_id}&org={quote(org, safe='')}"
@@ -61,7 +52,7 @@ async def deliver(
 async def test_signed_callback_is_204_and_appends_call_status_reported(
     gateway: Any, org: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
     params = callback(
         gateway,
@@ -97,7 +88,7 @@ async def test_signed_callback_is_204_and_appends_call_status_reported(
 
 
 async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for _ in range(2):
@@ -107,7 +98,7 @@ async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) 
 
 
 async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     call_sid = "CA" + uuid.uuid4().hex
     head = await gateway.head()
     for sequence, status in enumerate(["initiated", "ringing", "in-progress", "completed"]):
@@ -158,7 +149,7 @@ FORGERIES = [
 async def test_bad_signature_is_403_and_records_nothing(
     gateway: Any, org: str, forgery: str
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     params = callback(gateway, "completed", 9, CallDuration="5")
     head = await gateway.head()
@@ -173,7 +164,7 @@ async def test_bad_signature_is_403_and_records_nothing(
 async def test_validly_signed_callback_for_another_account_is_403(
     gateway: Any, org: str, account_sid: str | None
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway)
     if account_sid is None:
         del params["AccountSid"]
@@ -187,7 +178,7 @@ async def test_validly_signed_callback_for_another_account_is_403(
 
 
 async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (status_path(str(uuid.uuid4()), org), status_path(call_id, other_org)):
         response = await deliver(gateway, path, callback(gateway))
@@ -208,7 +199,7 @@ UNUSABLE = {
 async def test_signed_but_unusable_callback_is_422(
     gateway: Any, org: str, path: str | None, params: dict[str, str]
 ) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     response = await deliver(
         gateway, path or status_path(call_id, org), {**callback(gateway), **params}
@@ -229,7 +220,7 @@ async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
 
 async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org: str) -> None:
     """Deduplication is per call: identical report fields on two calls are two events."""
-    first, second = await place_call(gateway, org), await place_call(gateway, org)
+    first, second = await gateway.place_call(org), await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for call_id in (first, second):
@@ -241,7 +232,7 @@ async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org:
 
 async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: str) -> None:
     """Twilio appends each value of a repeated parameter, sorted, after its name."""
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     fields = [
         *callback(gateway).items(),
@@ -266,7 +257,7 @@ async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: 
 async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
     """The signature covers the query exactly as sent, escapes included."""
     org = f"acme:eu/{uuid.uuid4().hex[:8]} & co"
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     assert "%3A" in path
     assert "%2F" in path
@@ -277,7 +268,7 @@ async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
 
 
 async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     params = callback(gateway, Timestamp="Wed, 01 May 2024 12:00:00 -0000")
     head = await gateway.head()
     response = await deliver(gateway, status_path(call_id, org), params)
@@ -288,7 +279,7 @@ async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> 
 
 
 async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="-1")
     response = await deliver(gateway, status_path(call_id, org), params)
@@ -299,7 +290,7 @@ async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> Non
 
 
 async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any, org: str) -> None:
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="soon", SipResponseCode="")
     params["SequenceNumber"] = "x"
@@ -315,7 +306,7 @@ async def test_signature_over_the_url_with_its_default_port_is_accepted(
     gateway: Any, org: str
 ) -> None:
     """Twilio may sign https://host:443/…; the validator accepts either form."""
-    call_id = await place_call(gateway, org)
+    call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     params = callback(gateway)
     with_port = gateway.settings.public_base_url + ":443" + path
