@@ -115,7 +115,10 @@ class JwtVerifier:
         if not candidates:
             raise Unauthenticated("invalid token: unknown signing key")
         required = ["sub", options.organization_claim, "exp"]
-        required += [claim for claim in ("aud", "iss") if getattr(options, _CLAIM_OPTION[claim])]
+        if options.audience:
+            required.append("aud")
+        if options.issuer:
+            required.append("iss")
         claims: dict[str, Any] | None = None
         for key in candidates:
             try:
@@ -149,9 +152,6 @@ class JwtVerifier:
                 f"token claims {options.organization_claim!r} and 'sub' must be non-empty strings"
             )
         return Principal(organization_id=org, subject=sub)
-
-
-_CLAIM_OPTION = {"aud": "audience", "iss": "issuer"}
 
 
 def issue_token(secret: str, *, organization_id: str, subject: str, ttl_seconds: int) -> str:
