@@ -3,6 +3,7 @@ the public URL by our account, and only once per callback."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -10,6 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from gateway.__main__ import create_app
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
@@ -317,3 +320,54 @@ async def test_signature_over_the_url_with_its_default_port_is_accepted(
     response = await deliver(gateway, path, params, {"X-Twilio-Signature": signature})
     assert response.status == 204
     assert len(await gateway.events_after(head)) == 1
+
+
+async def _gateway_with(gateway: Any, **settings: str) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(
+            create_app(dataclasses.replace(gateway.settings, **settings)),
+            host="127.0.0.1",
+            port=0,
+        )
+    )
+    await client.start_server()
+    return client
+
+
+async def test_without_an_auth_token_no_callback_verifies(gateway: Any, org: str) -> None:
+    """An empty key is one anybody can sign with: a gateway with no token trusts no callback."""
+    client = await _gateway_with(gateway, twilio_auth_token="")
+    try:
+        call_id = await gateway.place_call(org)
+        path = status_path(call_id, org)
+        params = callback(gateway)
+        url = gateway.settings.public_base_url + path
+        signature = RequestValidator("").compute_signature(url, params)
+        head = await gateway.head()
+        response = await client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+        assert response.status == 403
+        assert await gateway.head() == head
+    finally:
+        await client.close()
+
+
+async def test_the_previous_auth_token_verifies_while_rotating(gateway: Any, org: str) -> None:
+    new_token = "rotated-" + uuid.uuid4().hex
+    client = await _gateway_with(
+        gateway,
+        twilio_auth_token=new_token,
+        twilio_previous_auth_token=gateway.settings.twilio_auth_token,
+    )
+    try:
+        call_id = await gateway.place_call(org)
+        path = status_path(call_id, org)
+        url = gateway.settings.public_base_url + path
+        for token, sequence in ((gateway.settings.twilio_auth_token, 1), (new_token, 2)):
+            params = callback(gateway, sequence=sequence)
+            signature = RequestValidator(token).compute_signature(url, params)
+            response = await client.post(
+                path, data=params, headers={"X-Twilio-Signature": signature}
+            )
+            assert response.status == 204, token
+    finally:
+        await client.close()

@@ -79,11 +79,12 @@ def create_app(settings: Settings) -> web.Application:
     app.middlewares.extend([auth_middleware, bad_request_middleware])
     app[SETTINGS] = settings
     app[VERIFIER] = JwtVerifier(jwt_options(settings))
+    # no token configured: no callback verifies (an empty key is one anybody can sign with)
     app[TWILIO_VALIDATORS] = tuple(
         RequestValidator(token)
         for token in (settings.twilio_auth_token, settings.twilio_previous_auth_token)
         if token
-    ) or (RequestValidator(settings.twilio_auth_token),)
+    )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if settings.jwt_secret == DEV_JWT_SECRET:
