@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from calls_events import Envelope, Event, RecordingReported, RecordingStatus, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
+from calls_platform.report_ids import recording_reported_id
 from carrier_sim import SimConfig, create_app
 from carrier_sim.wav import sine_wav
 from recordings.__main__ import migrate
@@ -111,9 +112,7 @@ class Reports:
             stream_id=call_stream(event.call_id),
             organization_id=org,
             correlation_id=f"corr-{event.call_id}",
-            event_id=eventstore.deterministic_event_id(
-                "recording", str(event.call_id), event.recording_sid, status
-            ),
+            event_id=recording_reported_id(event.call_id, event.recording_sid, status),
         )
         async with self.pool.connection() as conn:
             recorded = await eventstore.append(conn, [envelope])
