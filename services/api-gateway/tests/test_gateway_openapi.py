@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from call_log import domain as call_log_domain
+from calls_events import BATCH_CALL_STATUSES, CALL_STATUSES, CARRIER_STATUSES, OUTCOMES
 from call_log.queries import ListQuery
 from gateway import models, schemas
 from gateway.openapi import OPERATIONS, REF, build_openapi, parameter_schema, render
@@ -165,19 +165,24 @@ def test_list_calls_parameters_are_the_call_logs_query_model() -> None:
         their_schema = parameter_schema(theirs[name])
         their_schema.pop("description", None)
         assert parameters[name]["schema"] == their_schema, name
-    # the call log checks status by hand against its own lists: the document enumerates them
+    # the call log checks status by hand against the shared lists: the document enumerates them
     assert parameters["status"]["schema"]["enum"] == list(
-        dict.fromkeys([*call_log_domain.STATUSES, *call_log_domain.OUTCOMES])
+        dict.fromkeys([*CALL_STATUSES, *OUTCOMES])
     )
 
 
-def test_response_enums_are_the_call_logs_own() -> None:
+def test_response_enums_are_the_shared_vocabulary() -> None:
     components = build_openapi()["components"]["schemas"]
     summary = components["CallSummary"]["properties"]
+    entry = components["BatchCall"]["properties"]
 
-    assert summary["status"]["enum"] == list(call_log_domain.STATUSES)
+    assert summary["status"]["enum"] == list(CALL_STATUSES)
     outcome = next(v for v in summary["outcome"]["anyOf"] if v.get("type") == "string")
-    assert outcome["enum"] == list(call_log_domain.OUTCOMES)
+    assert outcome["enum"] == list(OUTCOMES)
+    carrier = next(v for v in summary["carrier_status"]["anyOf"] if v.get("type") == "string")
+    assert carrier["enum"] == list(CARRIER_STATUSES)
+    assert entry["status"]["enum"] == list(BATCH_CALL_STATUSES)
+    assert entry["call_status"]["enum"] == list(CALL_STATUSES)
 
 
 @pytest.mark.parametrize("model", [schemas.CallSummary, schemas.Call], ids=["list item", "detail"])
@@ -186,7 +191,7 @@ def test_call_fields_are_the_ones_the_call_log_serves(model: type[BaseModel]) ->
 
     fields = DETAIL_FIELDS if model is schemas.Call else LIST_FIELDS
 
-    assert set(model.model_fields) == set(fields)
+    assert set(model.model_fields) == {name for name, _ in fields}
 
 
 def test_committed_document_is_current() -> None:

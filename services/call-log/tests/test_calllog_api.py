@@ -115,7 +115,7 @@ async def test_the_latest_event_is_visible_in_the_next_read(
 
     listed = await (await client.get(f"/internal/orgs/{org}/calls")).json()
 
-    assert [(c["call_id"], c["status"]) for c in listed["items"]] == [(str(call_id), "initiated")]
+    assert [(c["call_id"], c["status"]) for c in listed["items"]] == [(str(call_id), "in-progress")]
     assert listed["total"] == 1
 
 

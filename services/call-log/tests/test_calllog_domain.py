@@ -10,32 +10,35 @@ from typing import Any
 
 import pytest
 from call_log.domain import (
-    CANCELED,
     COMPLETED,
     FAILED,
+    FROM_CARRIER,
     IN_PROGRESS,
-    INITIATED,
-    OUTCOMES,
     QUEUED,
-    RINGING,
-    STATUSES,
-    TERMINAL,
     CallView,
     apply,
+    carrier_rank,
 )
-from call_log.queries import BatchCounts, batch_status
+from call_log.queries import BatchCounts, batch_bucket, batch_status
 from calls_events import (
+    CALL_STATUSES,
+    CARRIER_STATUSES,
+    OUTCOMES,
+    TERMINAL_CALL_STATUSES,
     CallCanceled,
     CallFailed,
     CallInitiated,
     CallRequested,
     CallStatusReported,
     CarrierStatus,
+    ConversationReported,
     Event,
+    InboundCallReceived,
     RecordingDeleted,
     RecordingFailed,
     RecordingReported,
     RecordingStored,
+    placeholder_call_sid,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -124,7 +127,9 @@ def test_a_requested_call_is_queued_with_no_outcome() -> None:
     view = fold([requested(agent_id=agent, agent_name="Ada", batch_id="b1", batch_index=2)])
 
     assert view.status == QUEUED
+    assert view.carrier_status is None  # not dialed
     assert view.outcome is None
+    assert view.call_sid == placeholder_call_sid(CALL_ID) == f"queued-{CALL_ID.hex[:12]}"
     assert view.direction == "outbound"
     assert view.organization_id == ORG
     assert (view.to_number, view.from_number) == ("+15551230001", "+15551230002")
@@ -174,20 +179,45 @@ def test_status_moves_through_the_happy_path() -> None:
         report("completed", 60, duration=57),
     ]
 
-    statuses = [call(*steps[: i + 1]).status for i in range(len(steps))]
+    statuses = [
+        (view.status, view.carrier_status)
+        for view in (call(*steps[: i + 1]) for i in range(len(steps)))
+    ]
 
-    assert statuses == [INITIATED, RINGING, IN_PROGRESS, COMPLETED]
+    assert statuses == [
+        (IN_PROGRESS, "queued"),  # the carrier's call resource says queued when it is created
+        (IN_PROGRESS, "ringing"),
+        (IN_PROGRESS, "in-progress"),
+        (COMPLETED, "completed"),
+    ]
 
 
-def test_initiated_records_sid_and_start_time() -> None:
+def test_initiated_replaces_the_placeholder_with_the_sid_and_records_start_time() -> None:
     view = call(initiated(1))
 
     assert (view.call_sid, view.start_time) == (SID, at(1))
 
 
-def test_carrier_queued_and_initiated_both_mean_initiated() -> None:
-    assert call(report("queued", 1)).status == INITIATED
-    assert call(report("initiated", 1)).status == INITIATED
+def test_the_first_sid_the_carrier_gave_stands() -> None:
+    view = call(initiated(1), initiated(2, sid="CA" + "9" * 32))
+
+    assert view.call_sid == SID
+
+
+def test_a_report_before_the_dial_is_recorded_also_replaces_the_placeholder() -> None:
+    assert call(report("ringing", 1)).call_sid == SID
+
+
+@pytest.mark.parametrize("carrier", ["queued", "initiated", "ringing", "in-progress"])
+def test_every_carrier_progress_status_is_in_progress(carrier: CarrierStatus) -> None:
+    view = call(report(carrier, 1))
+
+    assert (view.status, view.carrier_status) == (IN_PROGRESS, carrier)
+
+
+def test_every_carrier_status_maps_to_a_reference_status() -> None:
+    assert set(FROM_CARRIER) == set(CARRIER_STATUSES)
+    assert set(FROM_CARRIER.values()) <= set(CALL_STATUSES)
 
 
 def test_a_queued_report_does_not_start_the_call() -> None:
@@ -203,7 +233,7 @@ def test_status_never_moves_backwards(later: CarrierStatus, seconds: float) -> N
 
     after = fold([report(later, seconds)], view)
 
-    assert after.status == IN_PROGRESS
+    assert (after.status, after.carrier_status) == (IN_PROGRESS, "in-progress")
 
 
 def test_ringing_after_in_progress_converges_to_in_progress() -> None:
@@ -211,7 +241,7 @@ def test_ringing_after_in_progress_converges_to_in_progress() -> None:
     reversed_ = call(initiated(1), report("in-progress", 3), report("ringing", 2))
 
     assert without_position(in_order) == without_position(reversed_)
-    assert reversed_.status == IN_PROGRESS
+    assert (reversed_.status, reversed_.carrier_status) == (IN_PROGRESS, "in-progress")
 
 
 def test_completed_twice_is_the_same_as_once() -> None:
@@ -220,7 +250,8 @@ def test_completed_twice_is_the_same_as_once() -> None:
     twice = fold([done], once)
 
     assert without_position(twice) == without_position(once)
-    assert (twice.status, twice.duration, twice.end_time) == (COMPLETED, 57, at(60))
+    assert (twice.status, twice.duration, twice.end_time) == (COMPLETED, 57.0, at(60))
+    assert isinstance(twice.duration, float)
 
 
 def test_start_time_is_the_earliest_sign_of_the_call_whatever_the_arrival_order() -> None:
@@ -230,7 +261,8 @@ def test_start_time_is_the_earliest_sign_of_the_call_whatever_the_arrival_order(
     reported_first = call(report("ringing", 2), initiated(3))
 
     assert initiated_first.start_time == reported_first.start_time == at(2)
-    assert initiated_first.status == reported_first.status == RINGING
+    assert initiated_first.carrier_status == reported_first.carrier_status == "ringing"
+    assert initiated_first.status == reported_first.status == IN_PROGRESS
     assert initiated_first.call_sid == reported_first.call_sid == SID
 
 
@@ -288,7 +320,7 @@ def test_a_terminal_status_is_final(terminal: Occurred, late: Occurred) -> None:
 
     after = fold([late], ended)
 
-    assert ended.status in TERMINAL
+    assert ended.status in TERMINAL_CALL_STATUSES
     assert (after.status, after.outcome, after.end_time, after.duration) == (
         ended.status,
         ended.outcome,
@@ -314,7 +346,8 @@ def test_call_failed_after_completed_changes_nothing() -> None:
 def test_call_canceled_cancels_a_queued_call() -> None:
     view = call(canceled(5))
 
-    assert (view.status, view.outcome) == (CANCELED, "canceled")
+    assert (view.status, view.outcome, view.carrier_status) == (FAILED, "canceled", None)
+    assert view.call_sid == placeholder_call_sid(CALL_ID)  # never dialed: still the placeholder
     assert view.error_reason == "batch canceled"
     assert view.end_time == at(5)
     assert view.start_time is None
@@ -325,7 +358,14 @@ def test_call_canceled_also_cancels_a_call_already_initiated() -> None:
     (The dialer only cancels calls it has not dialed, so this does not happen in practice.)"""
     view = call(initiated(1), report("ringing", 2), canceled(3))
 
-    assert (view.status, view.outcome) == (CANCELED, "canceled")
+    assert (view.status, view.outcome) == (FAILED, "canceled")
+
+
+def test_canceled_at_the_carrier_is_a_failure_with_outcome_canceled() -> None:
+    view = call(initiated(1), report("ringing", 2), report("canceled", 3))
+
+    assert (view.status, view.carrier_status, view.outcome) == (FAILED, "canceled", "canceled")
+    assert view.end_time == at(3)
 
 
 def test_end_time_is_when_the_call_ended() -> None:
@@ -397,6 +437,7 @@ def test_outcome_table(events: list[Occurred], outcome: str) -> None:
     assert view.outcome == outcome
     assert view.as_row()["outcome"] == outcome
     assert outcome in OUTCOMES
+    assert view.status in TERMINAL_CALL_STATUSES
 
 
 @pytest.mark.parametrize(
@@ -431,7 +472,10 @@ def test_call_failed_keeps_the_carrier_code_and_message() -> None:
 
 
 def test_a_completed_call_without_duration_lasted_zero_seconds() -> None:
-    assert call(initiated(), report("completed", 9)).duration == 0
+    duration = call(initiated(), report("completed", 9)).duration
+
+    assert duration == 0.0
+    assert isinstance(duration, float)
 
 
 def test_a_failed_call_has_no_duration() -> None:
@@ -442,6 +486,34 @@ def test_last_sequence_is_the_highest_seen() -> None:
     view = call(initiated(), report("in-progress", 3, sequence=2), report("ringing", 2, sequence=1))
 
     assert view.last_sequence == 2
+
+
+# --- inbound and conversations --------------------------------------------------------------
+
+
+def test_an_inbound_call_is_in_progress_while_it_rings() -> None:
+    event = InboundCallReceived(
+        call_id=CALL_ID,
+        call_sid=SID,
+        from_number="+15551230001",
+        to_number="+15551230002",
+        agent_id=uuid.uuid4(),
+        agent_name="Ada",
+        received_at=at(1),
+    )
+
+    view = fold([(event, at(1))])
+
+    assert (view.direction, view.status, view.carrier_status) == ("inbound", IN_PROGRESS, "ringing")
+    assert (view.call_sid, view.start_time) == (SID, at(1))
+
+
+def test_a_conversation_report_without_turns_or_usage_leaves_them_null() -> None:
+    empty = ConversationReported(call_id=CALL_ID, transcript=[], provider_usage={})
+
+    view = fold([(empty, at(70))], call(*ended()))
+
+    assert (view.transcript, view.provider_usage) == (None, None)
 
 
 # --- convergence, for any arrival order ------------------------------------------------------
@@ -507,16 +579,18 @@ def test_any_order_and_any_repeats_of_a_calls_reports_converge(
 def test_a_calls_status_never_moves_backwards_whatever_arrives(
     data: st.DataObject, history: list[Occurred]
 ) -> None:
-    order = [*STATUSES[:4], "ended"]
+    order = [QUEUED, IN_PROGRESS, "ended"]
     view = fold([requested()])
     for event in data.draw(shuffled_with_repeats(history)):
         before = view
         view = fold([event], view)
-        rank_before = order.index(before.status if before.status not in TERMINAL else "ended")
-        rank_after = order.index(view.status if view.status not in TERMINAL else "ended")
+        assert view.status in CALL_STATUSES
+        rank_before = order.index("ended" if before.ended else before.status)
+        rank_after = order.index("ended" if view.ended else view.status)
         assert rank_after >= rank_before
-        if before.status in TERMINAL:
-            assert view.status == before.status
+        assert carrier_rank(view.carrier_status) >= carrier_rank(before.carrier_status)
+        if before.ended:
+            assert (view.status, view.carrier_status) == (before.status, before.carrier_status)
 
 
 @given(st.data(), carrier_histories())
@@ -548,6 +622,37 @@ def test_replaying_the_events_again_changes_nothing(
 )
 def test_batch_status(counts: BatchCounts, cancel_requested: bool, status: str) -> None:
     assert batch_status(counts, cancel_requested) == status
+
+
+@pytest.mark.parametrize(
+    ("events", "bucket"),
+    [
+        ([], "queued"),
+        ([initiated()], "initiated"),
+        ([initiated(), report("ringing", 2)], "initiated"),
+        ([initiated(), report("completed", 9, duration=7)], "initiated"),
+        ([initiated(), report("busy", 5)], "failed"),
+        ([initiated(), report("no-answer", 30)], "failed"),
+        ([failed(21211)], "failed"),
+        ([canceled()], "canceled"),
+        ([initiated(), report("canceled", 5)], "canceled"),
+    ],
+    ids=[
+        "queued",
+        "dialed",
+        "ringing",
+        "completed",
+        "busy",
+        "no-answer",
+        "refused",
+        "canceled",
+        "canceled-at-carrier",
+    ],
+)
+def test_batch_bucket_of_a_call(events: list[Occurred], bucket: str) -> None:
+    view = call(*events)
+
+    assert batch_bucket(view.status, view.outcome) == bucket
 
 
 def test_rows_carry_every_view_field_and_the_outcome() -> None:
@@ -622,7 +727,9 @@ def test_a_stored_recording_is_named_after_the_call_sid() -> None:
     assert (view.status, view.outcome, view.duration) == (COMPLETED, "completed", 57)
 
 
-def test_a_stored_recording_uses_the_sid_from_the_event_if_the_call_has_none_yet() -> None:
+def test_a_stored_recording_uses_the_sid_from_the_event_if_the_call_has_only_a_placeholder() -> (
+    None
+):
     # events of one call may be projected in any order relative to the carrier's reports
     view = call(recording_stored())
 

@@ -30,6 +30,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.integration
 
@@ -284,7 +285,7 @@ EXPECTED_COMPLETED = {
     "status": "completed",
     "outcome": "completed",
     "carrier_status": "completed",
-    "duration": 420,
+    "duration": 420.0,
     "answered_by": "human",
     "direction": "outbound",
     "agent_name": "Ada",
@@ -518,12 +519,10 @@ async def test_list_is_newest_first_by_start_or_creation_time(
     ("status", "expected"),
     [
         ("queued", ["queued"]),
-        ("initiated", ["late_start"]),
-        ("ringing", ["ringing"]),
-        ("in-progress", []),
+        ("in-progress", ["late_start", "ringing"]),  # dialed, and ringing at the carrier
         ("completed", ["voicemail", "completed"]),  # a status as well as an outcome: status wins
-        ("failed", ["invalid", "busy"]),
-        ("canceled", ["canceled"]),
+        ("failed", ["invalid", "busy", "canceled"]),
+        ("canceled", ["canceled"]),  # an outcome
         ("voicemail", ["voicemail"]),
         ("busy", ["busy"]),
         ("invalid_number", ["invalid"]),
@@ -576,6 +575,27 @@ async def test_list_filters_by_direction_and_agent(
     assert await list_ids(shared_db, calls, s, agent_id=str(uuid.uuid4())) == ([], 0)
 
 
+@pytest.mark.parametrize("carrier_only", ["initiated", "ringing", "no-answer"])
+def test_a_carrier_status_that_is_no_call_status_is_refused_with_a_hint(
+    carrier_only: str,
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        queries.ListQuery(status=carrier_only)
+
+    message = refused.value.errors()[0]["msg"]
+    assert f"'{carrier_only}' is a carrier status" in message
+    assert "in-progress" in message
+
+
+def test_a_status_filter_in_neither_vocabulary_names_both() -> None:
+    with pytest.raises(ValidationError) as refused:
+        queries.ListQuery(status="answered")
+
+    message = refused.value.errors()[0]["msg"]
+    assert "queued, in-progress, completed, failed" in message
+    assert "voicemail" in message
+
+
 async def test_list_filters_by_start_time_from_inclusive_to_exclusive(
     shared_db: CallLogDatabase, calls: Calls
 ) -> None:
@@ -587,9 +607,10 @@ async def test_list_filters_by_start_time_from_inclusive_to_exclusive(
     since = await list_ids(shared_db, calls, s, **{"from": at(9).isoformat()})
     until = await list_ids(shared_db, calls, s, to=at(3).isoformat())
 
-    assert window == (["busy", "voicemail"], 2)
+    # by the start_time each call shows: when it was queued, for a call not started yet
+    assert window == (["queued", "invalid", "busy", "voicemail"], 4)
     assert since == (["late_start", "ringing"], 2)
-    assert until == (["completed"], 1)
+    assert until == (["canceled", "completed"], 2)
 
 
 async def test_filters_combine(shared_db: CallLogDatabase, calls: Calls) -> None:
@@ -624,7 +645,7 @@ async def test_list_page_carries_its_paging(shared_db: CallLogDatabase, calls: C
         page = await queries.list_calls(conn, calls.org, queries.ListQuery(page=2, page_size=5))
 
     assert (page["page"], page["page_size"], page["total"], len(page["items"])) == (2, 5, 8, 3)
-    assert set(page["items"][0]) == set(queries.LIST_FIELDS)
+    assert set(page["items"][0]) == {name for name, _ in queries.LIST_FIELDS}
 
 
 async def test_calls_with_the_same_time_are_ordered_by_id(
@@ -683,21 +704,23 @@ async def test_get_call_returns_the_details(shared_db: CallLogDatabase, calls: C
 
     assert missing is None
     assert call is not None
-    assert set(call) == set(queries.DETAIL_FIELDS)
+    assert set(call) == {name for name, _ in queries.DETAIL_FIELDS}
     assert (
         call
         | {
+            "id": str(call_id),
             "call_id": str(call_id),
             "call_sid": sid(call_id),
             "status": "completed",
             "outcome": "voicemail",
             "answered_by": "machine_start",
             "agent_id": str(AGENT),
-            "duration": 60,
+            "carrier_status": "completed",
+            "duration": 60.0,
             "start_time": at(1).isoformat(),
             "end_time": at(2).isoformat(),
-            "transcript": [],
-            "provider_usage": {},
+            "transcript": None,
+            "provider_usage": None,
             "error_code": None,
         }
         == call
@@ -762,6 +785,18 @@ async def test_batch_moves_from_queued_through_in_progress_to_completed(
         "+15551230003",
     ]
     assert [c["error"] for c in completed["calls"]] == [None, "carrier refused", None]
+    # each entry is in the count its status names, and shows its call's own status beside it
+    for batch in (queued, in_progress, completed):
+        entries = [c["status"] for c in batch["calls"]]
+        assert counts(batch) == tuple(
+            entries.count(bucket) for bucket in ("queued", "initiated", "failed", "canceled")
+        )
+    assert [(c["status"], c["call_status"], c["call_sid"]) for c in completed["calls"]] == [
+        ("initiated", "completed", sid(first)),
+        ("failed", "failed", None),
+        ("initiated", "in-progress", sid(third)),
+    ]
+    assert [c["call_sid"] for c in queued["calls"]] == [None, None, None]
     assert completed["duplicates_dropped"] == 1
     assert completed["created_at"] == at(0).isoformat()
 
@@ -786,6 +821,11 @@ async def test_a_batch_whose_cancel_was_requested_is_canceled(
     assert (asked["status"], counts(asked)) == ("canceled", (1, 1, 0, 0))
     assert (done["status"], counts(done)) == ("canceled", (0, 1, 0, 1))
     assert [c["status"] for c in done["calls"]] == ["initiated", "canceled"]
+    assert [(c["call_status"], c["outcome"]) for c in done["calls"]] == [
+        ("in-progress", None),
+        ("failed", "canceled"),
+    ]
+    assert [c["error"] for c in done["calls"]] == [None, "batch canceled"]
 
 
 async def test_an_unknown_batch_is_none(shared_db: CallLogDatabase, calls: Calls) -> None:

@@ -144,7 +144,7 @@ def test_callsctl_projection_rebuild_replays_the_store_with_progress(
     assert "/s" in result.stderr
     assert _sql(url, "SELECT position FROM call_log.checkpoints WHERE name = 'calls'") == [(10,)]
     rows = _sql(url, "SELECT call_id, status FROM call_log.calls WHERE organization_id = %s", ORG)
-    assert sorted(rows) == sorted((c, "initiated") for c in calls)
+    assert sorted(rows) == sorted((c, "in-progress") for c in calls)
 
 
 async def _dead_letter(amqp_url: str, queue_name: str, count: int) -> list[Envelope]:

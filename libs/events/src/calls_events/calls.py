@@ -9,21 +9,10 @@ from typing import Literal
 from pydantic import Field
 
 from ._base import Event
+from .vocabulary import CarrierStatus
 
 # [0-9], not \d: \d also matches the digits of other scripts (Arabic-Indic, full-width).
 E164 = r"^\+[1-9][0-9]{1,14}$"
-
-CarrierStatus = Literal[
-    "queued",
-    "initiated",
-    "ringing",
-    "in-progress",
-    "completed",
-    "busy",
-    "failed",
-    "no-answer",
-    "canceled",
-]
 
 
 def call_stream(call_id: uuid.UUID) -> str:

@@ -12,11 +12,13 @@ from typing import Any
 
 from aiohttp import web
 from calls_events import (
+    TERMINAL_CALL_STATUSES,
     BatchCancelRequested,
     BatchRequested,
     CallRequested,
     Envelope,
     call_stream,
+    placeholder_call_sid,
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn
@@ -49,15 +51,6 @@ async def _resolve(
     if agent is None:
         agent = await find_agent_by_number(conn, org, number)
     return number, agent
-
-
-# call statuses after which nothing changes (the call log's terminal statuses)
-ENDED = frozenset({"completed", "failed", "canceled"})
-
-
-def queued_sid(call_id: uuid.UUID) -> str:
-    """The placeholder SID a call has until the carrier gives it a real one."""
-    return f"queued-{call_id.hex[:12]}"
 
 
 Accepted = tuple[list[Envelope], dict[str, int], dict[str, Any]]
@@ -112,7 +105,11 @@ async def place_call(request: web.Request) -> web.Response:
             organization_id=who.organization_id,
             correlation_id=request[CORRELATION_KEY],
         )
-        response = {"call_id": str(call_id), "call_sid": queued_sid(call_id), "status": "queued"}
+        response = {
+            "call_id": str(call_id),
+            "call_sid": placeholder_call_sid(call_id),
+            "status": "queued",
+        }
         return [envelope], {stream: eventstore.NO_STREAM}, response
 
     return await _accept(request, body, build)
@@ -193,7 +190,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
         raise web.HTTPBadGateway(text="call log unavailable")
     # Calls dialed but not yet ended can still be canceled at the carrier (the dialer does it):
     # only a batch whose every call has ended has nothing left to cancel.
-    if all(call["status"] in ENDED for call in batch["calls"]):
+    if all(call["call_status"] in TERMINAL_CALL_STATUSES for call in batch["calls"]):
         return json_error(409, "conflict", "batch already finished: every call has ended")
     who = principal(request)
     async with request.app[POOL].connection() as conn:

@@ -242,7 +242,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "cancelBatch",
         "Cancel a batch",
         BATCHES,
-        replies=(Reply(202, "Calls not yet answered will end `canceled`.", schemas.BatchCanceled),),
+        replies=(
+            Reply(
+                202,
+                "Calls not yet answered will end with outcome `canceled`.",
+                schemas.BatchCanceled,
+            ),
+        ),
         errors=(404, 409, 429, 502),
         description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
         "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "

@@ -13,25 +13,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from calls_events import ProviderUse, TranscriptTurn
+from calls_events import (
+    BatchCallStatus,
+    BatchStatus,
+    CallStatus,
+    CarrierStatus,
+    Outcome,
+    ProviderUse,
+    TranscriptTurn,
+)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .models import PhoneNumber
 
-CallStatus = Literal[
-    "queued", "initiated", "ringing", "in-progress", "completed", "failed", "canceled"
-]
-Outcome = Literal[
-    "completed",
-    "voicemail",
-    "caller_hangup",
-    "invalid_number",
-    "busy",
-    "no_answer",
-    "canceled",
-    "failed",
-]
-BatchState = Literal["queued", "in-progress", "completed", "canceled"]
 Scope = Literal["calls:read", "calls:write"]
 
 BATCH_ID_PATTERN: Final = r"^batch-[0-9a-f]{32}$"
@@ -50,6 +44,7 @@ CallSid = Annotated[
         examples=["CA0123456789abcdef0123456789abcdef"],
     ),
 ]
+EXTENSION: Final = "Extension (not in the Calls API reference): "
 
 
 class _Response(BaseModel):
@@ -118,53 +113,78 @@ class BatchCanceled(_Response):
 
 
 class BatchCall(_Response):
-    call_id: uuid.UUID
+    call_id: uuid.UUID = Field(description=EXTENSION + "the call's id (GET /calls/{call_id})")
     to_number: str
-    status: CallStatus
-    call_sid: CallSid | None
-    error: str | None = Field(description="the carrier's message, for a failed call")
+    status: BatchCallStatus = Field(
+        description="the count this call is in: queued (not dialed yet), initiated (the "
+        "carrier accepted it, whatever came next), failed (refused, busy, no answer, failed at "
+        "the carrier), canceled (extension: its batch was canceled)"
+    )
+    call_status: CallStatus = Field(description=EXTENSION + "the call's status, live")
+    carrier_status: CarrierStatus | None = Field(
+        description=EXTENSION + "the carrier's status of the call, null until dialed"
+    )
+    outcome: Outcome | None = Field(description=EXTENSION + "the call's outcome, once ended")
+    call_sid: str | None = Field(description="the carrier's SID; null until it gave one")
+    error: str | None = Field(description="why the call failed or was canceled; null otherwise")
 
 
 class Batch(_Response):
     batch_id: BatchId
-    status: BatchState
+    status: BatchStatus = Field(description=EXTENSION + "the batch as a whole")
     total: int = Field(ge=0)
     queued: int = Field(ge=0)
     initiated: int = Field(ge=0, description="every call the carrier accepted")
     failed: int = Field(ge=0)
-    canceled: int = Field(ge=0)
-    duplicates_dropped: int = Field(ge=0)
-    created_at: datetime
+    canceled: int = Field(ge=0, description=EXTENSION + "calls its cancel stopped")
+    duplicates_dropped: int = Field(ge=0, description=EXTENSION)
+    created_at: datetime = Field(description=EXTENSION)
     calls: list[BatchCall] = Field(description="in submission order")
 
 
 class CallSummary(_Response):
     """A call as GET /calls lists it."""
 
-    call_id: uuid.UUID
-    call_sid: CallSid | None
+    id: uuid.UUID = Field(description="the call's id (the call_id POST /calls answered)")
+    call_id: uuid.UUID = Field(description=EXTENSION + "the same as id")
+    call_sid: CallSid
     direction: Literal["inbound", "outbound"]
-    status: CallStatus
-    outcome: Outcome | None = Field(description="null until the call has ended")
+    status: CallStatus = Field(
+        description="queued (not dialed yet), in-progress (dialed, ringing or talking), "
+        "completed, failed (docs/api.md maps every carrier status and ending)"
+    )
+    carrier_status: CarrierStatus | None = Field(
+        description=EXTENSION + "the carrier's status of the call (Twilio's lifecycle), null "
+        "until dialed"
+    )
+    outcome: Outcome | None = Field(
+        description="null until the call has ended; completed, voicemail, invalid_number, "
+        "caller_hangup, and the extensions busy, no_answer, canceled, failed"
+    )
     from_number: str
     to_number: str
-    agent_id: uuid.UUID | None
+    agent_id: uuid.UUID | None = Field(description=EXTENSION)
     agent_name: str | None
-    batch_id: BatchId | None
+    batch_id: BatchId | None = Field(description=EXTENSION)
     created_at: datetime
-    start_time: datetime | None = Field(description="when the carrier started the call")
+    start_time: datetime = Field(
+        description="when the carrier started the call; until it has, when it was queued "
+        "(the list is ordered by it)"
+    )
     end_time: datetime | None
-    duration: int | None = Field(description="seconds of conversation")
-    error_reason: str | None = Field(description="the carrier's message when it refused")
+    duration: float | None = Field(description="seconds of conversation, once ended")
+    error_reason: str | None = Field(description="why the call failed, or was canceled")
 
 
 class Call(CallSummary):
     """A call with everything known about it."""
 
-    error_code: int | None = Field(description="the carrier's error code")
-    answered_by: str | None = Field(description="answering-machine detection: human, machine_…")
-    transcript: list[TranscriptTurn]
-    provider_usage: dict[str, ProviderUse]
+    error_code: int | None = Field(description=EXTENSION + "the carrier's error code")
+    answered_by: str | None = Field(
+        description=EXTENSION + "answering-machine detection: human, machine_…"
+    )
+    transcript: list[TranscriptTurn] | None = Field(description="null until reported")
+    provider_usage: dict[str, ProviderUse] | None = Field(description="null until reported")
     recording_url: str | None = Field(
         description="`call-<call_sid>.wav` once the recording is stored; fetch it from "
         "GET /calls/{call_id}/recording"
@@ -215,7 +235,8 @@ class ListCallsQuery(BaseModel):
     direction: Literal["inbound", "outbound"] | None = None
     status: CallStatus | Outcome | None = Field(
         default=None,
-        description="a status or an outcome; `completed` is read as the status",
+        description="a status or an outcome; `completed` is read as the status. A carrier "
+        "status that is neither (initiated, ringing, no-answer) is a 422",
     )
     search: str | None = Field(
         default=None,
@@ -224,10 +245,12 @@ class ListCallsQuery(BaseModel):
         pattern=r"^[^\x00]*$",
         description="any part of the from or to number, matched literally",
     )
-    agent_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = Field(default=None, description=EXTENSION)
     from_: AwareDatetime | None = Field(
-        default=None, alias="from", description="start_time at or after (ISO 8601, with offset)"
+        default=None,
+        alias="from",
+        description=EXTENSION + "start_time at or after (ISO 8601, with offset)",
     )
     to: AwareDatetime | None = Field(
-        default=None, description="start_time before (ISO 8601, with offset)"
+        default=None, description=EXTENSION + "start_time before (ISO 8601, with offset)"
     )

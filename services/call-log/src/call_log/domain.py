@@ -13,61 +13,58 @@ from datetime import datetime
 from typing import Any, Final
 
 from calls_events import (
+    CARRIER_PROGRESS,
+    TERMINAL_CALL_STATUSES,
     CallCanceled,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallStatus,
     CallStatusReported,
+    CarrierStatus,
     ConversationReported,
     Event,
     InboundCallReceived,
+    Outcome,
     RecordingDeleted,
     RecordingStored,
+    is_placeholder_call_sid,
+    placeholder_call_sid,
 )
 
-# What clients see, in the order a call moves through them.
-QUEUED: Final = "queued"
-INITIATED: Final = "initiated"
-RINGING: Final = "ringing"
-IN_PROGRESS: Final = "in-progress"
-COMPLETED: Final = "completed"
-FAILED: Final = "failed"
-CANCELED: Final = "canceled"
+# Statuses of the reference (libs/events is their one definition), named for the rules below.
+QUEUED: Final[CallStatus] = "queued"
+IN_PROGRESS: Final[CallStatus] = "in-progress"
+COMPLETED: Final[CallStatus] = "completed"
+FAILED: Final[CallStatus] = "failed"
 
-STATUSES: Final = (QUEUED, INITIATED, RINGING, IN_PROGRESS, COMPLETED, FAILED, CANCELED)
-TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELED})
-_RANK: Final = {QUEUED: 0, INITIATED: 1, RINGING: 2, IN_PROGRESS: 3}
-
-# The carrier's status → ours. busy and no-answer are failures whose outcome says which.
-_FROM_CARRIER: Final = {
-    "queued": INITIATED,
-    "initiated": INITIATED,
-    "ringing": RINGING,
+# The carrier's status → ours (table in docs/api.md): whatever the carrier is doing with a
+# call it accepted is in-progress; busy, no-answer and canceled are failures whose outcome
+# says which.
+FROM_CARRIER: Final[dict[CarrierStatus, CallStatus]] = {
+    "queued": IN_PROGRESS,
+    "initiated": IN_PROGRESS,
+    "ringing": IN_PROGRESS,
     "in-progress": IN_PROGRESS,
     "completed": COMPLETED,
     "busy": FAILED,
     "no-answer": FAILED,
     "failed": FAILED,
-    "canceled": CANCELED,
+    "canceled": FAILED,
 }
 
 # Carrier error codes meaning the number itself is wrong or unreachable.
 INVALID_NUMBER_CODES: Final = frozenset({13223, 13224, 21211, 21214, 21215, 21216, 21217, 21401})
 
-OUTCOMES: Final = (
-    "completed",
-    "voicemail",
-    "caller_hangup",
-    "invalid_number",
-    "busy",
-    "no_answer",
-    "canceled",
-    "failed",
-)
 
-
-def rank(status: str) -> int:
-    return _RANK.get(status, 4)
+def carrier_rank(carrier_status: str | None) -> int:
+    """How far the carrier has taken a call: 0 not dialed, then the carrier's progress
+    statuses in order, a terminal status last."""
+    if carrier_status is None:
+        return 0
+    if carrier_status in CARRIER_PROGRESS:
+        return 1 + CARRIER_PROGRESS.index(carrier_status)
+    return 1 + len(CARRIER_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -77,13 +74,14 @@ class CallView:
     call_id: uuid.UUID
     organization_id: str
     direction: str
-    status: str
+    status: CallStatus
+    call_sid: str  # the placeholder until the carrier gives its SID
     from_number: str
     to_number: str
     created_at: datetime
     last_position: int
-    call_sid: str | None = None
-    carrier_status: str | None = None
+    carrier_status: CarrierStatus | None = None  # None until dialed
+    canceled: bool = False  # its batch was canceled before it was dialed
     error_code: int | None = None
     error_reason: str | None = None
     agent_id: uuid.UUID | None = None
@@ -93,15 +91,19 @@ class CallView:
     answered_by: str | None = None
     ended_by: str | None = None
     last_sequence: int | None = None
-    start_time: datetime | None = None
+    start_time: datetime | None = None  # the first sign the carrier started it
     end_time: datetime | None = None
-    duration: int | None = None
+    duration: float | None = None
     transcript: list[dict[str, Any]] | None = None
     provider_usage: dict[str, Any] | None = None
     recording_url: str | None = None
 
     @property
-    def outcome(self) -> str | None:
+    def ended(self) -> bool:
+        return self.status in TERMINAL_CALL_STATUSES
+
+    @property
+    def outcome(self) -> Outcome | None:
         return derive_outcome(self)
 
     def as_row(self) -> dict[str, Any]:
@@ -110,11 +112,11 @@ class CallView:
         return row
 
 
-def derive_outcome(view: CallView) -> str | None:
+def derive_outcome(view: CallView) -> Outcome | None:
     """The one place outcomes are decided (table in docs/api.md)."""
-    if view.status not in TERMINAL:
+    if not view.ended:
         return None
-    if view.status == CANCELED:
+    if view.canceled or view.carrier_status == "canceled":
         return "canceled"
     if view.status == FAILED:
         if view.carrier_status == "busy":
@@ -142,14 +144,16 @@ def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None else min(current, candidate)
 
 
-def _advance(view: CallView, status: str, at: datetime) -> CallView:
-    """Move to `status` if that is forward; a terminal status is final."""
-    if view.status in TERMINAL or rank(status) <= rank(view.status):
+def _end(view: CallView, status: CallStatus, at: datetime, **changes: Any) -> CallView:
+    """End the call with `status` (a terminal status is final)."""
+    if view.ended:
         return view
-    changes: dict[str, Any] = {"status": status}
-    if status in TERMINAL and view.end_time is None:
-        changes["end_time"] = at
-    return replace(view, **changes)
+    return replace(view, status=status, end_time=view.end_time or at, **changes)
+
+
+def _carrier_sid(view: CallView, call_sid: str) -> str:
+    """The carrier's SID replaces the placeholder; the first SID it gave stands."""
+    return call_sid if is_placeholder_call_sid(view.call_sid) else view.call_sid
 
 
 def apply(
@@ -172,6 +176,7 @@ def apply(
             organization_id=organization_id,
             direction="outbound",
             status=QUEUED,
+            call_sid=placeholder_call_sid(event.call_id),
             from_number=event.from_number,
             to_number=event.to_number,
             agent_id=event.agent_id,
@@ -188,7 +193,8 @@ def apply(
             call_id=event.call_id,
             organization_id=organization_id,
             direction="inbound",
-            status=RINGING,
+            status=IN_PROGRESS,
+            carrier_status="ringing",
             call_sid=event.call_sid,
             from_number=event.from_number,
             to_number=event.to_number,
@@ -204,48 +210,47 @@ def apply(
 
     if isinstance(event, ConversationReported):
         # a later report supersedes an earlier one (the runtime may correct itself)
+        # an empty report is "none": null, as the reference has it
         return replace(
             view,
-            transcript=[turn.model_dump() for turn in event.transcript],
-            provider_usage={name: use.model_dump() for name, use in event.provider_usage.items()},
+            transcript=[turn.model_dump() for turn in event.transcript] or None,
+            provider_usage={name: use.model_dump() for name, use in event.provider_usage.items()}
+            or None,
             ended_by=event.ended_by,
         )
 
     if isinstance(event, RecordingStored):
         # only once the audio is stored: the link never points at a recording that 404s
-        return replace(view, recording_url=recording_name(view.call_sid or event.call_sid))
+        return replace(view, recording_url=recording_name(_carrier_sid(view, event.call_sid)))
 
     if isinstance(event, RecordingDeleted):
         return replace(view, recording_url=None)
 
     if isinstance(event, CallInitiated):
+        # the carrier accepted it: its call resource says queued until it reports more
         view = replace(
             view,
-            call_sid=view.call_sid or event.call_sid,
+            call_sid=_carrier_sid(view, event.call_sid),
             start_time=_earliest(view.start_time, at),
         )
-        return _advance(view, INITIATED, at)
+        if view.ended or view.carrier_status is not None:
+            return view
+        return replace(view, status=IN_PROGRESS, carrier_status="queued")
 
     if isinstance(event, CallStatusReported):
         return _apply_report(view, event)
 
     if isinstance(event, CallFailed):
-        if view.status in TERMINAL:
-            return view
-        view = replace(view, error_code=event.error_code, error_reason=event.error_message)
-        return _advance(view, FAILED, at)
+        return _end(view, FAILED, at, error_code=event.error_code, error_reason=event.error_message)
 
     if isinstance(event, CallCanceled):
-        if view.status in TERMINAL:
-            return view
-        return _advance(replace(view, error_reason=event.reason), CANCELED, at)
+        return _end(view, FAILED, at, canceled=True, error_reason=event.reason)
 
     return view
 
 
 def _apply_report(view: CallView, report: CallStatusReported) -> CallView:
-    status = _FROM_CARRIER[report.carrier_status]
-    changes: dict[str, Any] = {"call_sid": view.call_sid or report.call_sid}
+    changes: dict[str, Any] = {"call_sid": _carrier_sid(view, report.call_sid)}
     if report.answered_by and not view.answered_by:
         changes["answered_by"] = report.answered_by
     if report.sequence_number is not None:
@@ -253,23 +258,24 @@ def _apply_report(view: CallView, report: CallStatusReported) -> CallView:
     if report.carrier_status != "queued":
         changes["start_time"] = _earliest(view.start_time, report.reported_at)
     view = replace(view, **changes)
-    if view.status in TERMINAL or rank(status) <= rank(view.status):
-        return view
-    if status in TERMINAL:
-        terminal: dict[str, Any] = {"carrier_status": report.carrier_status}
-        if report.duration_seconds is not None:
-            terminal["duration"] = report.duration_seconds
-        elif status == COMPLETED:
-            terminal["duration"] = 0
-        if status == FAILED:
-            terminal["error_reason"] = view.error_reason or _CARRIER_FAILURE[report.carrier_status]
+    if view.ended or carrier_rank(report.carrier_status) <= carrier_rank(view.carrier_status):
+        return view  # late, repeated or out of order: a call never moves backwards
+    status = FROM_CARRIER[report.carrier_status]
+    if status not in TERMINAL_CALL_STATUSES:
+        return replace(view, status=status, carrier_status=report.carrier_status)
+    terminal: dict[str, Any] = {"carrier_status": report.carrier_status}
+    if report.duration_seconds is not None:
+        terminal["duration"] = float(report.duration_seconds)
+    elif status == COMPLETED:
+        terminal["duration"] = 0.0
+    if status == FAILED:
+        terminal["error_reason"] = view.error_reason or _CARRIER_FAILURE[report.carrier_status]
+    return _end(view, status, report.reported_at, **terminal)
 
-        view = replace(view, **terminal)
-    return _advance(view, status, report.reported_at)
 
-
-_CARRIER_FAILURE: Final = {
+_CARRIER_FAILURE: Final[dict[CarrierStatus, str]] = {
     "busy": "the line was busy",
     "no-answer": "there was no answer",
     "failed": "the carrier could not connect the call",
+    "canceled": "canceled at the carrier before it was answered",
 }

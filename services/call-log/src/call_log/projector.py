@@ -67,6 +67,7 @@ _VIEW_COLUMNS: Final = [
     "direction",
     "status",
     "carrier_status",
+    "canceled",
     "outcome",
     "error_code",
     "error_reason",

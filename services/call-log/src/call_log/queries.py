@@ -8,35 +8,55 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from calls_events import (
+    BATCH_CALL_STATUSES,
+    CALL_STATUSES,
+    CARRIER_STATUSES,
+    OUTCOMES,
+    BatchCallStatus,
+    is_placeholder_call_sid,
+)
 from calls_platform.db import Conn
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from .domain import FAILED, OUTCOMES, QUEUED, STATUSES
+from .domain import FAILED, QUEUED
 
+# What each read answers: (field, the column it comes from). `id` is the reference's name for
+# the call id (`call_id` kept beside it); `start_time` is the column the list is ordered by:
+# when the carrier started the call, or when it was queued until then (never null).
 LIST_FIELDS: Final = (
-    "call_id",
-    "call_sid",
-    "direction",
-    "status",
-    "outcome",
-    "from_number",
-    "to_number",
-    "agent_id",
-    "agent_name",
-    "batch_id",
-    "created_at",
-    "start_time",
-    "end_time",
-    "duration",
-    "error_reason",
+    ("id", "call_id"),
+    ("call_id", "call_id"),
+    ("call_sid", "call_sid"),
+    ("direction", "direction"),
+    ("status", "status"),
+    ("carrier_status", "carrier_status"),
+    ("outcome", "outcome"),
+    ("from_number", "from_number"),
+    ("to_number", "to_number"),
+    ("agent_id", "agent_id"),
+    ("agent_name", "agent_name"),
+    ("batch_id", "batch_id"),
+    ("created_at", "created_at"),
+    ("start_time", "sort_time"),
+    ("end_time", "end_time"),
+    ("duration", "duration"),
+    ("error_reason", "error_reason"),
 )
 DETAIL_FIELDS: Final = (
     *LIST_FIELDS,
-    "error_code",
-    "answered_by",
-    "transcript",
-    "provider_usage",
-    "recording_url",
+    ("error_code", "error_code"),
+    ("answered_by", "answered_by"),
+    ("transcript", "transcript"),
+    ("provider_usage", "provider_usage"),
+    ("recording_url", "recording_url"),
+)
+
+# Carrier statuses that are not also a call status or an outcome: a filter by one of them is
+# most likely a client written against the carrier's words (or this API before #13).
+_CARRIER_ONLY: Final = frozenset(CARRIER_STATUSES) - {*CALL_STATUSES, *OUTCOMES}
+_STATUS_FILTER_HELP: Final = (
+    f"a call status ({', '.join(CALL_STATUSES)}) or an outcome ({', '.join(OUTCOMES)})"
 )
 
 
@@ -51,14 +71,7 @@ class ListQuery(BaseModel):
     page: int = Field(default=1, ge=1, le=1_000_000)
     page_size: int = Field(default=20, ge=1, le=100)
     direction: Literal["inbound", "outbound"] | None = None
-    status: str | None = Field(
-        default=None,
-        description="a call status ("
-        + ", ".join(STATUSES)
-        + ") or an outcome ("
-        + ", ".join(OUTCOMES)
-        + ")",
-    )
+    status: str | None = Field(default=None, description=_STATUS_FILTER_HELP)
     # no NUL: PostgreSQL text cannot hold one (the query would fail, not match nothing)
     search: str | None = Field(default=None, min_length=1, max_length=32, pattern=r"^[^\x00]*$")
     agent_id: uuid.UUID | None = None
@@ -76,12 +89,15 @@ class ListQuery(BaseModel):
     @field_validator("status")
     @classmethod
     def _known_status(cls, value: str | None) -> str | None:
-        if value is not None and value not in STATUSES and value not in OUTCOMES:
+        if value is None or value in CALL_STATUSES or value in OUTCOMES:
+            return value
+        if value in _CARRIER_ONLY:
             raise ValueError(
-                f"must be a call status ({', '.join(STATUSES)}) "
-                f"or an outcome ({', '.join(OUTCOMES)})"
+                f"'{value}' is a carrier status (the carrier_status field), not a call status:"
+                f" a call the carrier is dialing or ringing has status in-progress; filter by"
+                f" {_STATUS_FILTER_HELP}"
             )
-        return value
+        raise ValueError(f"must be {_STATUS_FILTER_HELP}")
 
 
 def _iso(value: Any) -> Any:
@@ -92,8 +108,12 @@ def _iso(value: Any) -> Any:
     return value
 
 
-def _item(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    return {f: _iso(row[f]) for f in fields}
+def _columns(fields: tuple[tuple[str, str], ...], prefix: str = "") -> str:
+    return ", ".join(dict.fromkeys(prefix + column for _, column in fields))
+
+
+def _item(row: dict[str, Any], fields: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {name: _iso(row[column]) for name, column in fields}
 
 
 async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str, Any]:
@@ -104,7 +124,7 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
         params.append(q.direction)
     if q.status:
         # a name that is a status filters on status ("completed" is both: status wins)
-        where.append("status = %s" if q.status in STATUSES else "outcome = %s")
+        where.append("status = %s" if q.status in CALL_STATUSES else "outcome = %s")
         params.append(q.status)
     if q.search:
         # LIKE so the trigram indexes apply; the search is escaped, so it matches literally
@@ -113,11 +133,12 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
     if q.agent_id:
         where.append("agent_id = %s")
         params.append(q.agent_id)
+    # the start_time a call shows (sort_time), so the filter agrees with what is listed
     if q.from_:
-        where.append("start_time >= %s")
+        where.append("sort_time >= %s")
         params.append(q.from_)
     if q.to:
-        where.append("start_time < %s")
+        where.append("sort_time < %s")
         params.append(q.to)
     clause = " AND ".join(where)
     if q.search or q.agent_id or q.from_ or q.to:
@@ -134,7 +155,7 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
     # Deferred join: the page's ids come from an index-only scan, so rows skipped by OFFSET
     # cost an index entry each instead of a table row each (deep pages stay cheap).
     cur = await conn.execute(
-        f"SELECT {', '.join('c.' + f for f in LIST_FIELDS)} FROM call_log.calls c"
+        f"SELECT {_columns(LIST_FIELDS, 'c.')} FROM call_log.calls c"
         f" JOIN (SELECT call_id FROM call_log.calls WHERE {clause}"
         "  ORDER BY sort_time DESC, call_id DESC LIMIT %s OFFSET %s) page USING (call_id)"
         " ORDER BY c.sort_time DESC, c.call_id DESC",
@@ -150,17 +171,12 @@ async def list_calls(conn: Conn, organization_id: str, q: ListQuery) -> dict[str
 
 async def get_call(conn: Conn, organization_id: str, call_id: uuid.UUID) -> dict[str, Any] | None:
     cur = await conn.execute(
-        f"SELECT {', '.join(DETAIL_FIELDS)} FROM call_log.calls"
+        f"SELECT {_columns(DETAIL_FIELDS)} FROM call_log.calls"
         " WHERE call_id = %s AND organization_id = %s",
         (call_id, organization_id),
     )
     row = await cur.fetchone()
-    if row is None:
-        return None
-    item = _item(row, DETAIL_FIELDS)
-    item["transcript"] = item["transcript"] or []
-    item["provider_usage"] = item["provider_usage"] or {}
-    return item
+    return None if row is None else _item(row, DETAIL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -182,14 +198,15 @@ def batch_status(counts: BatchCounts, cancel_requested: bool) -> str:
     return "queued"
 
 
-def _batch_bucket(status: str) -> str:
-    """Which count a call falls in: dialed calls count as initiated whatever came next."""
+def batch_bucket(status: str, outcome: str | None) -> BatchCallStatus:
+    """Which count a call falls in: dialed calls count as initiated whatever came next, except
+    those that failed (busy, no answer, refused…) and those canceled (before or at dialing)."""
     if status == QUEUED:
         return "queued"
+    if outcome == "canceled":
+        return "canceled"
     if status == FAILED:
         return "failed"
-    if status == "canceled":
-        return "canceled"
     return "initiated"
 
 
@@ -203,14 +220,16 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
     if batch is None:
         return None
     cur = await conn.execute(
-        "SELECT call_id, to_number, status, call_sid, error_reason FROM call_log.calls"
+        "SELECT call_id, to_number, status, outcome, carrier_status, call_sid, error_reason"
+        " FROM call_log.calls"
         " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index",
         (batch_id, organization_id),
     )
     calls = await cur.fetchall()
-    tally = {"queued": 0, "initiated": 0, "failed": 0, "canceled": 0}
-    for call in calls:
-        tally[_batch_bucket(call["status"])] += 1
+    tally: dict[str, int] = dict.fromkeys(BATCH_CALL_STATUSES, 0)
+    buckets = [batch_bucket(c["status"], c["outcome"]) for c in calls]
+    for bucket in buckets:
+        tally[bucket] += 1
     counts = BatchCounts(**tally)
     return {
         "batch_id": batch_id,
@@ -223,11 +242,16 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
             {
                 "call_id": str(c["call_id"]),
                 "to_number": c["to_number"],
-                "status": c["status"],
-                "call_sid": c["call_sid"],
-                "error": c["error_reason"] if c["status"] == FAILED else None,
+                "status": bucket,
+                # the call's own, as GET /calls/{id} shows them (extensions)
+                "call_status": c["status"],
+                "carrier_status": c["carrier_status"],
+                "outcome": c["outcome"],
+                # the batch page shows no placeholder: null until the carrier gave a SID
+                "call_sid": None if is_placeholder_call_sid(c["call_sid"]) else c["call_sid"],
+                "error": c["error_reason"] if bucket in ("failed", "canceled") else None,
             }
-            for c in calls
+            for c, bucket in zip(calls, buckets, strict=True)
         ],
     }
 

@@ -7,13 +7,13 @@ our own questions), so what the dialer remembers of a call never moves backwards
 
 from __future__ import annotations
 
-from typing import Final, get_args
+from typing import Final
 
-from calls_events import CarrierStatus
+from calls_events import CARRIER_PROGRESS, CARRIER_STATUSES, TERMINAL_CARRIER_STATUSES
 
-KNOWN: Final = frozenset(get_args(CarrierStatus))
-TERMINAL: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-PROGRESS: Final = ("queued", "initiated", "ringing", "in-progress")
+KNOWN: Final = frozenset(CARRIER_STATUSES)
+TERMINAL: Final = TERMINAL_CARRIER_STATUSES
+PROGRESS: Final = CARRIER_PROGRESS
 
 
 def rank(status: str) -> int:
