@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from calls_events import TERMINAL_CALL_STATUSES
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +189,7 @@ async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
     batch = await get_batch(http, system, org, accepted["batch_id"])
     # every call settled: dialed calls still ringing at the cancel are canceled at the carrier
     while time.monotonic() < deadline and any(
-        c["status"] not in ("completed", "failed", "canceled") for c in batch["calls"]
+        c["call_status"] not in TERMINAL_CALL_STATUSES for c in batch["calls"]
     ):
         await asyncio.sleep(0.2)
         batch = await get_batch(http, system, org, accepted["batch_id"])

@@ -11,12 +11,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from calls_events import TERMINAL_CALL_STATUSES
 
 from tests.conftest import unique_number
 
 pytestmark = pytest.mark.integration
 
-TERMINAL = {"completed", "failed", "canceled"}
+TERMINAL = TERMINAL_CALL_STATUSES
 
 
 async def poll_call(

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import psycopg
+from calls_events import TERMINAL_CALL_STATUSES
 from psycopg.rows import dict_row
 
 from tests.conftest import Service, System, free_port, system_env, wait_ready
@@ -34,7 +35,7 @@ from tests.conftest import Service, System, free_port, system_env, wait_ready
 CPS = 20  # DIALER_CPS of every chaos system: 200 calls take 10 s to dial
 BATCH_SIZE = 200
 FROM_NUMBER = "+14155550199"
-TERMINAL = frozenset({"completed", "failed", "canceled"})
+TERMINAL = TERMINAL_CALL_STATUSES
 CARRIER_TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 LOG_ROOT = Path(os.environ.get("CHAOS_LOG_DIR", "/tmp/calls-chaos-logs"))
 PG_BIN = Path(os.environ.get("CHAOS_PG_BIN", "/usr/lib/postgresql/15/bin"))

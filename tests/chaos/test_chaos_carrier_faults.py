@@ -50,7 +50,9 @@ async def test_carrier_errors_timeouts_and_unruly_callbacks(make_system: MakeSys
         report = await verify(http, chaos, workload)
 
     by_number = {view["to_number"]: view for view in report.calls.values()}
-    assert (by_number[INVALID]["status"], by_number[INVALID]["call_sid"]) == ("failed", None)
+    invalid = by_number[INVALID]
+    assert (invalid["status"], invalid["outcome"]) == ("failed", "invalid_number")
+    assert invalid["call_sid"].startswith("queued-")  # never dialed: the placeholder
     assert by_number["+15005550003"]["outcome"] == "busy"
     assert by_number["+15005550004"]["outcome"] == "no_answer"
     assert by_number["+15005550006"]["outcome"] == "failed"

@@ -267,7 +267,7 @@ async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
     response = await deliver(gateway, path, callback(gateway))
     assert response.status == 204, await response.text()
     call = await (await gateway.get(f"/calls/{call_id}", org)).json()
-    assert call["status"] == "ringing"
+    assert (call["status"], call["carrier_status"]) == ("in-progress", "ringing")
 
 
 async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> None:

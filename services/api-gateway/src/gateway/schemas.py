@@ -104,7 +104,9 @@ class BatchAccepted(_Response):
     batch_id: BatchId
     total: int = Field(ge=1, description="unique numbers queued")
     status: Literal["queued"]
-    duplicates_dropped: int = Field(ge=0)
+    duplicates_dropped: int = Field(
+        ge=0, description=EXTENSION + "numbers listed more than once, dialed once"
+    )
 
 
 class BatchCanceled(_Response):
@@ -137,8 +139,10 @@ class Batch(_Response):
     initiated: int = Field(ge=0, description="every call the carrier accepted")
     failed: int = Field(ge=0)
     canceled: int = Field(ge=0, description=EXTENSION + "calls its cancel stopped")
-    duplicates_dropped: int = Field(ge=0, description=EXTENSION)
-    created_at: datetime = Field(description=EXTENSION)
+    duplicates_dropped: int = Field(
+        ge=0, description=EXTENSION + "numbers listed more than once, dialed once"
+    )
+    created_at: datetime = Field(description=EXTENSION + "when the batch was accepted")
     calls: list[BatchCall] = Field(description="in submission order")
 
 
@@ -163,9 +167,9 @@ class CallSummary(_Response):
     )
     from_number: str
     to_number: str
-    agent_id: uuid.UUID | None = Field(description=EXTENSION)
+    agent_id: uuid.UUID | None = Field(description=EXTENSION + "the agent that handled the call")
     agent_name: str | None
-    batch_id: BatchId | None = Field(description=EXTENSION)
+    batch_id: BatchId | None = Field(description=EXTENSION + "the batch it was placed in")
     created_at: datetime
     start_time: datetime = Field(
         description="when the carrier started the call; until it has, when it was queued "
@@ -245,7 +249,9 @@ class ListCallsQuery(BaseModel):
         pattern=r"^[^\x00]*$",
         description="any part of the from or to number, matched literally",
     )
-    agent_id: uuid.UUID | None = Field(default=None, description=EXTENSION)
+    agent_id: uuid.UUID | None = Field(
+        default=None, description=EXTENSION + "calls handled by this agent"
+    )
     from_: AwareDatetime | None = Field(
         default=None,
         alias="from",
