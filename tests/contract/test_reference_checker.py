@@ -155,7 +155,8 @@ def changed(example: dict[str, Any], path: tuple[str | int, ...], value: Any) ->
             ("items", 0, "created_at"),
             "2026-03-01 14:30",
             [
-                "items[0].created_at: expected an ISO 8601 datetime with offset, got '2026-03-01 14:30'"
+                "items[0].created_at: expected an ISO 8601 datetime with offset, "
+                "got '2026-03-01 14:30'"
             ],
         ),
         (("total",), 1.0, ["total: expected integer, got float"]),
