@@ -23,7 +23,14 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, System, set_faults, unique_number
+from tests.conftest import (
+    SIM_ACCOUNT_SID,
+    SIM_AUTH_TOKEN,
+    System,
+    set_faults,
+    unique_number,
+    wait_ready,
+)
 from tests.contract.reference import (
     BATCH_ACCEPTED,
     BATCH_STATUS,
@@ -199,6 +206,18 @@ async def carrier_slow_to_accept(
         yield
     finally:
         await set_faults(http, system, create_delay_seconds=0)
+
+
+@asynccontextmanager
+async def dialer_stopped(system: System) -> AsyncIterator[None]:
+    """While inside, the dialer is down: calls are accepted and stay queued."""
+    dialer = system.services["dialer"]
+    dialer.stop()
+    try:
+        yield
+    finally:
+        dialer.start()
+        await wait_ready(dialer.url)
 
 
 async def create_requests(http: aiohttp.ClientSession, system: System) -> int:
@@ -480,44 +499,58 @@ async def test_a_batch_queued_then_in_progress_then_completed(api: Api) -> None:
 
 
 async def test_a_canceled_batch_and_its_canceled_calls(api: Api) -> None:
-    ringing = [f"{LONG_RING}{i}{uuid.uuid4().int % 100:02d}" for i in range(2)]
-    waiting = [unique_number() for _ in range(3)]
-    accepted = await api.batch(ringing, from_number=unique_number())
+    def long_ringing(count: int) -> list[str]:
+        return [f"{LONG_RING}{uuid.uuid4().int % 1000:03d}" for _ in range(count)]
+
+    # dialed and ringing when the cancel comes: canceled at the carrier
+    accepted = await api.batch(long_ringing(2), from_number=unique_number())
 
     async def all_ringing() -> bool:
         batch = await api.batch_status(accepted["batch_id"])
         return all(c["carrier_status"] == "ringing" for c in batch["calls"])
 
     await wait_for("the batch's calls to ring", 20, all_ringing)
-    in_progress = await api.batch_status(accepted["batch_id"])
-    assert (in_progress["status"], in_progress["initiated"]) == ("completed", 2)
-    # a second batch whose calls the cancel finds not dialed yet: the carrier holds the first
-    async with carrier_slow_to_accept(api.http, api.system, 3):
-        second = await api.batch(waiting, from_number=unique_number())
-        for batch_id in (accepted["batch_id"], second["batch_id"]):
-            await api._json("POST", f"/calls/batch/{batch_id}/cancel", 202)
+    ringing = await api.batch_status(accepted["batch_id"])
+    assert (ringing["status"], ringing["initiated"]) == ("completed", 2)  # every call dialed
+    assert {c["call_status"] for c in ringing["calls"]} == {"in-progress"}
+    await api._json("POST", f"/calls/batch/{accepted['batch_id']}/cancel", 202)
+    first = await batch_settled(api, accepted["batch_id"])
+    assert [c["status"] for c in first["calls"]] == ["canceled", "canceled"]
+    assert {c["carrier_status"] for c in first["calls"]} == {"canceled"}
+    assert all(c["call_sid"] for c in first["calls"])  # they had been dialed
 
-    deadline = time.monotonic() + 30
-    for batch_id in (accepted["batch_id"], second["batch_id"]):
-        while True:
-            batch = await api.batch_status(batch_id)
-            if all(c["call_status"] in ("completed", "failed") for c in batch["calls"]):
-                break
-            assert time.monotonic() < deadline, batch
-            await asyncio.sleep(0.2)
+    # not dialed yet when the cancel comes (the dialer is down): canceled before dialing
+    async with dialer_stopped(api.system):
+        second = await api.batch(long_ringing(5), from_number=unique_number())
+        waiting = await api.batch_status(second["batch_id"])
+        assert (waiting["status"], waiting["queued"]) == ("queued", 5)
+        await api._json("POST", f"/calls/batch/{second['batch_id']}/cancel", 202)
+        asked = await api.batch_status(second["batch_id"])
+        assert (asked["status"], asked["queued"]) == ("canceled", 5)  # the dialer will cancel
+    later = await batch_settled(api, second["batch_id"])
+    # the restarted dialer may dial one or two before it reads the cancel; those it cancels at
+    # the carrier while they ring: every call ends canceled either way
+    assert later["canceled"] == 5
+    assert any(c["carrier_status"] is None for c in later["calls"])
+
+    for batch in (first, later):
         assert batch["status"] == "canceled"
         for entry in batch["calls"]:
             call = await api.call(entry["call_id"])
-            if entry["status"] == "canceled":
-                assert_mapped(call, "failed", "canceled", entry["carrier_status"])
-                assert entry["error"]
-                assert call["error_reason"]
-            if entry["carrier_status"] is None:  # canceled before it was dialed
-                assert call["call_sid"].startswith("queued-")
+            assert_mapped(call, "failed", "canceled", entry["carrier_status"])
+            assert entry["error"]
+            assert call["error_reason"]
+            if entry["carrier_status"] is None:  # never dialed: no SID, the placeholder
                 assert entry["call_sid"] is None
-    first = await api.batch_status(accepted["batch_id"])
-    # dialed and ringing at the cancel: canceled at the carrier
-    assert [c["status"] for c in first["calls"]] == ["canceled", "canceled"]
-    assert {c["carrier_status"] for c in first["calls"]} == {"canceled"}
-    later = await api.batch_status(second["batch_id"])
-    assert later["canceled"] >= 2  # at most the one being dialed got through
+                assert call["call_sid"].startswith("queued-")
+                assert call["start_time"] == call["created_at"]
+
+
+async def batch_settled(api: Api, batch_id: str, within: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        batch = await api.batch_status(batch_id)
+        if all(c["call_status"] in ("completed", "failed") for c in batch["calls"]):
+            return batch
+        assert time.monotonic() < deadline, batch
+        await asyncio.sleep(0.2)
