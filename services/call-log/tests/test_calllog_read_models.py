@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from calls_events import (
     CallRequested,
     CallStatusReported,
     CarrierStatus,
+    ConversationReported,
     Envelope,
     Event,
+    InboundCallReceived,
     RecordingDeleted,
     RecordingReported,
     RecordingStored,
@@ -30,6 +33,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
+from calls_platform.migrate import migrate_event_store
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.integration
@@ -416,6 +420,36 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
             calls.canceled(in_batch[2], 8.5),
         ],
     ]
+    inbound = uuid.uuid4()
+    history.append(
+        [
+            calls._wrap(
+                InboundCallReceived(
+                    call_id=inbound,
+                    call_sid=sid(inbound),
+                    from_number="+15551239999",
+                    to_number="+15559870002",
+                    agent_id=AGENT,
+                    agent_name="Ada",
+                    received_at=at(9),
+                ),
+                call_stream(inbound),
+                9,
+            ),
+            calls.report(inbound, "completed", 10, duration=12),
+            calls._wrap(
+                ConversationReported(
+                    call_id=inbound,
+                    transcript=[{"role": "agent", "content": "Hi"}],
+                    provider_usage={"openai": {"type": "llm", "model": "gpt-4o"}},
+                    ended_by="caller",
+                ),
+                call_stream(inbound),
+                10,
+            ),
+            calls._wrap(ConversationReported(call_id=done), call_stream(done), 10),  # empty
+        ]
+    )
     for events in history:
         await db.append(*events)
         await db.project(batch_size=3)
@@ -425,7 +459,11 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
 
     assert replayed == sum(len(events) for events in history)
     assert await db.rows() == incremental
-    assert len(incremental["calls"]) == 9
+    assert len(incremental["calls"]) == 10
+    by_id = {row["call_id"]: row for row in incremental["calls"]}
+    assert (by_id[inbound]["status"], by_id[inbound]["outcome"]) == ("completed", "caller_hangup")
+    assert (by_id[done]["transcript"], by_id[done]["provider_usage"]) == (None, None)
+    assert by_id[queued]["call_sid"] == f"queued-{queued.hex[:12]}"
 
 
 async def test_rebuild_restores_read_models_that_were_damaged(
@@ -831,3 +869,71 @@ async def test_a_batch_whose_cancel_was_requested_is_canceled(
 async def test_an_unknown_batch_is_none(shared_db: CallLogDatabase, calls: Calls) -> None:
     async with shared_db.pool.connection() as conn:
         assert await queries.get_batch(conn, calls.org, "no-such-batch") is None
+
+
+# --- migration 0003: the reference's vocabulary ----------------------------------------------
+
+
+async def test_migration_0003_replays_a_read_model_of_the_old_shape_into_the_new(
+    database_factory: Callable[[str], str], calls: Calls
+) -> None:
+    """A database projected before 0003 (old statuses, null placeholders, integer durations)
+    ends, after `migrate` and the projector, exactly as if projected from scratch."""
+    url = database_factory("calllog_0003")
+    migrations = files("call_log").joinpath("migrations")
+    async with await open_pool(url, name="test-0003") as pool:
+        async with pool.connection() as conn:
+            await migrate_event_store(conn)
+            await conn.execute("CREATE SCHEMA call_log")
+            await conn.execute(
+                "CREATE TABLE call_log.schema_migrations"
+                " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for name in ("0001_calls.sql", "0002_history_at_scale.sql"):
+                await conn.execute(migrations.joinpath(name).read_text().encode())
+                await conn.execute(
+                    "INSERT INTO call_log.schema_migrations (name) VALUES (%s)", (name,)
+                )
+        db = CallLogDatabase(url, pool)
+        ringing, queued, done = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        recorded = await db.append(
+            calls.requested(ringing, 0),
+            calls.initiated(ringing, 1),
+            calls.report(ringing, "ringing", 2),
+            calls.requested(queued, 3),
+            calls.requested(done, 4),
+            calls.report(done, "completed", 5, duration=42),
+        )
+        async with pool.connection() as conn:
+            # rows as the projector before 0003 wrote them
+            await conn.execute(
+                "INSERT INTO call_log.calls (call_id, organization_id, call_sid, direction,"
+                " status, from_number, to_number, created_at, start_time, duration,"
+                " last_position) VALUES"
+                " (%s, %s, %s, 'outbound', 'ringing', '+1', '+2', %s, %s, NULL, 3),"
+                " (%s, %s, NULL, 'outbound', 'queued', '+1', '+2', %s, NULL, NULL, 4),"
+                " (%s, %s, %s, 'outbound', 'completed', '+1', '+2', %s, %s, 42, 6)",
+                (
+                    *(ringing, calls.org, sid(ringing), at(0), at(1)),
+                    *(queued, calls.org, at(3)),
+                    *(done, calls.org, sid(done), at(4), at(5)),
+                ),
+            )
+            await conn.execute(
+                "UPDATE call_log.checkpoints SET position = %s", (recorded[-1].position,)
+            )
+
+        await migrate(url)
+        await db.project()
+        migrated = await db.rows()
+        await rebuild(pool)
+
+        assert await db.rows() == migrated
+        by_id = {row["call_id"]: row for row in migrated["calls"]}
+        assert (by_id[ringing]["status"], by_id[ringing]["carrier_status"]) == (
+            "in-progress",
+            "ringing",
+        )
+        assert by_id[queued]["call_sid"] == f"queued-{queued.hex[:12]}"
+        assert by_id[done]["duration"] == 42.0
+        assert isinstance(by_id[done]["duration"], float)
