@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from calls_events import BATCH_CALL_STATUSES, CALL_STATUSES, CARRIER_STATUSES, OUTCOMES
 from call_log.queries import ListQuery
+from calls_events import BATCH_CALL_STATUSES, CALL_STATUSES, CARRIER_STATUSES, OUTCOMES
 from gateway import models, schemas
 from gateway.openapi import OPERATIONS, REF, build_openapi, parameter_schema, render
 from openapi_spec_validator import validate
