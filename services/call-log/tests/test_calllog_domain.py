@@ -266,6 +266,15 @@ def test_start_time_is_the_earliest_sign_of_the_call_whatever_the_arrival_order(
     assert initiated_first.call_sid == reported_first.call_sid == SID
 
 
+def test_a_call_never_starts_before_it_was_queued() -> None:
+    """The carrier's timestamps are whole seconds: its report of a call queued at 12:00:00.8
+    may say 12:00:00."""
+    queued_at = T0 + timedelta(milliseconds=800)
+    view = fold([(requested()[0], queued_at), report("ringing", 0), report("in-progress", 3)])
+
+    assert view.start_time == queued_at
+
+
 # --- terminal is final -----------------------------------------------------------------------
 
 

@@ -139,9 +139,11 @@ def recording_name(call_sid: str) -> str:
     return f"call-{call_sid}.wav"
 
 
-def _earliest(current: datetime | None, candidate: datetime) -> datetime:
-    """The earliest sign the call started, so the order reports arrive in does not matter."""
-    return candidate if current is None else min(current, candidate)
+def _started(view: CallView, candidate: datetime) -> datetime:
+    """The earliest sign the call started, so the order reports arrive in does not matter;
+    never before it was queued (the carrier's timestamps are whole seconds)."""
+    earliest = candidate if view.start_time is None else min(view.start_time, candidate)
+    return max(earliest, view.created_at)
 
 
 def _end(view: CallView, status: CallStatus, at: datetime, **changes: Any) -> CallView:
@@ -231,7 +233,7 @@ def apply(
         view = replace(
             view,
             call_sid=_carrier_sid(view, event.call_sid),
-            start_time=_earliest(view.start_time, at),
+            start_time=_started(view, at),
         )
         if view.ended or view.carrier_status is not None:
             return view
@@ -256,7 +258,7 @@ def _apply_report(view: CallView, report: CallStatusReported) -> CallView:
     if report.sequence_number is not None:
         changes["last_sequence"] = max(view.last_sequence or -1, report.sequence_number)
     if report.carrier_status != "queued":
-        changes["start_time"] = _earliest(view.start_time, report.reported_at)
+        changes["start_time"] = _started(view, report.reported_at)
     view = replace(view, **changes)
     if view.ended or carrier_rank(report.carrier_status) <= carrier_rank(view.carrier_status):
         return view  # late, repeated or out of order: a call never moves backwards
