@@ -56,9 +56,7 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     # Grafana's variables ($__rate_interval, ${datasource}) only stand in ranges or values
     expr = re.sub(r"\$\{?\w+\}?", "5m", expr)
     return [
-        (m.lastgroup or "other", m.group())
-        for m in _TOKEN.finditer(expr)
-        if m.lastgroup != "range"
+        (m.lastgroup or "other", m.group()) for m in _TOKEN.finditer(expr) if m.lastgroup != "range"
     ]
 
 

@@ -32,7 +32,6 @@ from tests.monitoring import (
     promtool,
     rule_groups,
 )
-from tests.promql import reads
 
 RUNBOOK_BASE = "https://github.com/example/calls/blob/main/docs/runbooks.md#"
 
@@ -74,7 +73,9 @@ def test_a_rule_changed_under_its_tests_fails_them(promtool_path: str, tmp_path:
     text = RULES_FILE.read_text()
     assert "(dials_pending_unserved_seconds) > 900" in text
     (tmp_path / RULES_FILE.name).write_text(
-        text.replace("(dials_pending_unserved_seconds) > 900", "(dials_pending_unserved_seconds) > 9000")
+        text.replace(
+            "(dials_pending_unserved_seconds) > 900", "(dials_pending_unserved_seconds) > 9000"
+        )
     )
     result = run_promtool(promtool_path, "test", "rules", RULE_TESTS_FILE.name, cwd=tmp_path)
     assert result.returncode != 0
@@ -162,7 +163,8 @@ def test_the_dashboard_is_well_formed() -> None:
     board = dashboard()
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
-    assert board["uid"] and board["title"]
+    assert board["uid"]
+    assert board["title"]
     assert [v["name"] for v in board["templating"]["list"]] == ["datasource"]
     titles = {title for title, _ in dashboard_targets()}
     for wanted in (
