@@ -121,7 +121,8 @@ def test_every_alert_has_a_severity_a_summary_and_its_runbook() -> None:
         name = alert["alert"]
         assert alert["labels"]["severity"] in {"critical", "warning"}, name
         annotations = alert["annotations"]
-        assert annotations["summary"] and annotations["description"], name
+        assert annotations["summary"], name
+        assert annotations["description"], name
         url = annotations["runbook_url"]
         assert url == RUNBOOK_BASE + name.lower(), name
         assert name.lower() in anchors, f"docs/runbooks.md has no section {name}"
