@@ -4,6 +4,7 @@ queue that does not exist has no series (and is not created). Against the real b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from calls_platform import amqp, queue_depth
+from calls_platform.service import stop_if_cancelling
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -87,3 +89,20 @@ async def test_the_sampler_keeps_sampling_until_stopped(
         await asyncio.gather(task, return_exceptions=True)
         await queue.delete(if_unused=False, if_empty=False)
         await channel.close()
+
+
+async def test_a_sampler_whose_cancellation_a_library_lost_still_stops() -> None:
+    """asyncio.wait_for on Python 3.11 can return normally when cancelled at its wakeup; the
+    loop must still stop, or the service's shutdown waits for it forever."""
+
+    async def loses_its_cancellation() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # as a library that swallowed it
+        stop_if_cancelling()
+        await asyncio.sleep(3600)  # never reached
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.create_task(loses_its_cancellation()), 5)

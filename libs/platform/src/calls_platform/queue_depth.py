@@ -18,6 +18,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from .metrics import QUEUE_CONSUMERS, QUEUE_MESSAGES_READY
+from .service import stop_if_cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +28,7 @@ SAMPLE_SECONDS = 15.0
 async def sample_once(broker: AbstractRobustConnection, queues: Iterable[str]) -> None:
     """Set the gauges of every queue that exists; a missing queue has no series."""
     for name in queues:
+        stop_if_cancelling()
         # a passive declare of a missing queue closes its channel: one channel per queue
         channel = await broker.channel()
         try:
@@ -64,6 +66,7 @@ async def sample_forever(
             log.debug("queue_depth_unavailable", error=str(exc))
         except Exception:  # a gauge must never take the service down, nor stop for good
             log.exception("queue_depth_failed")
+        stop_if_cancelling()
         await asyncio.sleep(interval_seconds)
 
 

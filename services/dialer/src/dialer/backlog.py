@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 from calls_platform.db import Conn, Pool
+from calls_platform.service import stop_if_cancelling
 from prometheus_client import Gauge
 
 log = structlog.get_logger(__name__)
@@ -97,4 +98,5 @@ async def sample_forever(pool: Pool, *, interval_seconds: float = SAMPLE_SECONDS
                 gauges.show(await read_backlog(conn))
         except psycopg.Error as exc:
             log.warning("dial_backlog_unavailable", error=str(exc))
+        stop_if_cancelling()
         await asyncio.sleep(interval_seconds)
