@@ -24,8 +24,12 @@ services: ## make sure the local PostgreSQL and RabbitMQ are running
 up: install services ## run the whole system (with the carrier simulator unless TWILIO_ACCOUNT_SID is set)
 	@scripts/up.sh
 
+.PHONY: promtool
+promtool: ## make sure promtool is there (unpacked from Debian's prometheus package into .tools/ if missing; starts no server)
+	@scripts/ensure-promtool.sh >/dev/null
+
 .PHONY: test
-test: install services ## run every test (unit, integration, end to end)
+test: install services promtool ## run every test (unit, integration, end to end)
 	@$(UV) run pytest -q
 
 .PHONY: chaos
@@ -37,10 +41,11 @@ fuzz: install services ## fuzz the gateway's served OpenAPI document at length (
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(UV) run pytest -q --timeout=1800 tests/test_e2e_fuzz_gateway.py
 
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install promtool ## ruff, mypy, and promtool on the alert rules
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
 	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src tools/callsctl/src
+	@"$$(scripts/ensure-promtool.sh)" check rules deploy/monitoring/alerts.rules.yaml >/dev/null
 
 .PHONY: manifests
 manifests: install ## render every Kubernetes overlay and validate it offline (needs kubectl)
@@ -70,6 +75,10 @@ token: install ## print a development JWT (ORG=org_demo)
 .PHONY: openapi
 openapi: install ## regenerate docs/openapi.json from the gateway's models
 	@$(UV) run python -m gateway.openapi docs/openapi.json
+
+.PHONY: monitoring
+monitoring: install ## regenerate deploy/monitoring/prometheusrule.yaml from deploy/monitoring/alerts.rules.yaml
+	@$(UV) run python scripts/render_prometheusrule.py
 
 .PHONY: event-schemas
 event-schemas: install ## regenerate docs/events/*.schema.json from libs/events

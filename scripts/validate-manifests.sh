@@ -12,8 +12,9 @@
 #                 back to `uv run --with kubernetes-validate python`)
 #
 # Custom resources have no bundled schema: the ones listed in CRD_KINDS below (the
-# Prometheus Operator ServiceMonitor) are checked structurally; any other kind without a schema
-# (a typo such as `kind: Deploymnet`, an unknown apiVersion) is an error.
+# Prometheus Operator ServiceMonitor and PrometheusRule, the CloudNativePG Cluster, the
+# RabbitMQ Cluster Operator RabbitmqCluster) are checked structurally; any other kind without a
+# schema (a typo such as `kind: Deploymnet`, an unknown apiVersion) is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,10 +59,6 @@ import sys
 import yaml
 from kubernetes_validate import utils
 
-# Custom resources validated structurally (no schema is bundled for them).
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-
-
 def check_service_monitor(doc):
     errors = []
     spec = doc.get("spec")
@@ -92,6 +89,90 @@ def check_service_monitor(doc):
     return errors
 
 
+def spec_of(doc, known):
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        return None, ["spec: missing"]
+    unknown = set(spec) - known
+    return spec, [f"spec: unknown fields {sorted(unknown)}"] if unknown else []
+
+
+def check_prometheus_rule(doc):
+    spec, errors = spec_of(doc, {"groups"})
+    if spec is None:
+        return errors
+    groups = spec.get("groups")
+    if not isinstance(groups, list) or not groups:
+        return errors + ["spec.groups: needs at least one group"]
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or not group.get("name"):
+            errors.append(f"spec.groups[{i}]: needs a name")
+            continue
+        unknown = set(group) - {"name", "interval", "rules", "limit", "partial_response_strategy"}
+        if unknown:
+            errors.append(f"spec.groups[{i}]: unknown fields {sorted(unknown)}")
+        for j, rule in enumerate(group.get("rules") or []):
+            where = f"spec.groups[{i}].rules[{j}]"
+            if not isinstance(rule, dict) or ("alert" in rule) == ("record" in rule):
+                errors.append(f"{where}: needs exactly one of alert, record")
+                continue
+            unknown = set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+            if unknown:
+                errors.append(f"{where}: unknown fields {sorted(unknown)}")
+            if not isinstance(rule.get("expr"), (str, int)) or rule.get("expr") == "":
+                errors.append(f"{where}.expr: missing")
+    return errors
+
+
+def check_cnpg_cluster(doc):
+    spec, errors = spec_of(doc, {
+        "instances", "imageName", "imageCatalogRef", "primaryUpdateStrategy", "primaryUpdateMethod",
+        "bootstrap", "postgresql", "storage", "walStorage", "resources", "affinity", "monitoring",
+        "backup", "managed", "superuserSecret", "enableSuperuserAccess", "inheritedMetadata",
+        "minSyncReplicas", "maxSyncReplicas", "topologySpreadConstraints", "priorityClassName",
+        "startDelay", "stopDelay", "switchoverDelay", "failoverDelay", "logLevel", "env", "envFrom",
+        "certificates", "description", "projectedVolumeTemplate", "replica", "externalClusters",
+        "serviceAccountTemplate", "plugins", "probes", "enablePDB", "tablespaces", "ephemeralVolumeSource",
+    })
+    if spec is None:
+        return errors
+    if not isinstance(spec.get("instances"), int) or spec["instances"] < 1:
+        errors.append("spec.instances: needs a positive integer")
+    if not isinstance(spec.get("storage"), dict) or not spec["storage"].get("size"):
+        errors.append("spec.storage.size: missing")
+    initdb = (spec.get("bootstrap") or {}).get("initdb")
+    if initdb is not None and not (initdb.get("database") and initdb.get("owner")):
+        errors.append("spec.bootstrap.initdb: needs database and owner")
+    return errors
+
+
+def check_rabbitmq_cluster(doc):
+    spec, errors = spec_of(doc, {
+        "replicas", "image", "imagePullSecrets", "service", "persistence", "resources", "affinity",
+        "tolerations", "rabbitmq", "tls", "override", "skipPostDeploySteps",
+        "terminationGracePeriodSeconds", "delayStartSeconds", "secretBackend",
+        "autoEnableAllFeatureFlags",
+    })
+    if spec is None:
+        return errors
+    if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 1:
+        errors.append("spec.replicas: needs a positive integer")
+    unknown = set(spec.get("rabbitmq") or {}) - {
+        "additionalPlugins", "additionalConfig", "advancedConfig", "envConfig", "erlangInetConfig",
+    }
+    if unknown:
+        errors.append(f"spec.rabbitmq: unknown fields {sorted(unknown)}")
+    return errors
+
+
+# Custom resources validated structurally (no schema is bundled for them).
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): check_service_monitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): check_prometheus_rule,
+    ("postgresql.cnpg.io/v1", "Cluster"): check_cnpg_cluster,
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): check_rabbitmq_cluster,
+}
+
 versions = sys.argv[1].split()
 failures = 0
 for arg in sys.argv[2:]:
@@ -109,8 +190,9 @@ for arg in sys.argv[2:]:
             tree_failures += 1
             continue
         name = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
-        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
-            for error in check_service_monitor(doc):
+        check = CRD_KINDS.get((doc["apiVersion"], doc["kind"]))
+        if check is not None:
+            for error in check(doc):
                 print(f"FAIL {tree} {name} (custom resource, structural check): {error}")
                 tree_failures += 1
             continue

@@ -162,6 +162,9 @@ def system_env(
         "DIALER_IN_PROGRESS_CHECK_SECONDS": "4",
         # a recorded call's recording callback is waited for this long (300 s by default)
         "DIALER_RECORDING_GRACE_SECONDS": "2",
+        # due dials per organization sampled every second (15 s by default): the monitoring
+        # test must see them while a batch is being dialed
+        "DIALER_BACKLOG_SAMPLE_SECONDS": "1",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }

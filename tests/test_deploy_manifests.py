@@ -41,6 +41,11 @@ SERVICES = {
 SIMULATOR = ("carrier-sim", (8090, "carrier-sim", "tools/carrier-simulator", "carrier_sim"))
 MIGRATING = ["gateway", "dialer", "call-log", "recordings"]  # images with migrations, in order
 AUTOSCALED = {"api-gateway", "call-log"}
+# Secrets the database and broker operators write, by the custom resource that makes them
+OPERATOR_SECRETS = {
+    ("Cluster", "calls-postgres"): "calls-postgres-app",
+    ("RabbitmqCluster", "calls-rabbitmq"): "calls-rabbitmq-default-user",
+}
 
 requires_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl is not installed (needed for kustomize)"
@@ -73,6 +78,13 @@ def run_validator(*trees: Path) -> subprocess.CompletedProcess[str]:
 
 def of_kind(docs: list[Doc], kind: str) -> dict[str, Doc]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def calls_config(docs: list[Doc]) -> dict[str, str]:
+    """The data of calls-config (generated with a content hash in its name)."""
+    [config] = [d for n, d in of_kind(docs, "ConfigMap").items() if n.startswith("calls-config")]
+    data: dict[str, str] = config["data"]
+    return data
 
 
 def containers(pod_spec: Doc) -> list[Doc]:
@@ -144,7 +156,7 @@ def test_every_deployment_is_probed_bounded_and_unprivileged(
 def test_every_service_routes_to_its_deployment(overlay: tuple[str, list[Doc]]) -> None:
     _, docs = overlay
     deployments, services = of_kind(docs, "Deployment"), of_kind(docs, "Service")
-    config = next(iter(of_kind(docs, "ConfigMap").values()))["data"]
+    config = calls_config(docs)
     for name, (port, *_) in SERVICES.items():
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         selector = services[name]["spec"]["selector"]
@@ -161,8 +173,11 @@ def test_every_service_routes_to_its_deployment(overlay: tuple[str, list[Doc]]) 
 def test_config_and_secret_references_resolve(overlay: tuple[str, list[Doc]]) -> None:
     name, docs = overlay
     config_maps, secrets = set(of_kind(docs, "ConfigMap")), set(of_kind(docs, "Secret"))
-    if name == "prod":
+    if name.startswith("prod"):
         secrets.add("calls-secrets")  # created by the operator, never committed
+    for (kind, owner), secret in OPERATOR_SECRETS.items():
+        if owner in of_kind(docs, kind):
+            secrets.add(secret)  # written by the database or broker operator
     for workload in [*of_kind(docs, "Deployment").values(), *of_kind(docs, "Job").values()]:
         for container in containers(workload["spec"]["template"]["spec"]):
             for source in container.get("envFrom", []):
@@ -218,7 +233,7 @@ def test_autoscaling_and_disruption_budgets(overlay: tuple[str, list[Doc]]) -> N
         assert ("minAvailable" in spec) != ("maxUnavailable" in spec), service
         labels = deployments[service]["spec"]["template"]["metadata"]["labels"]
         assert spec["selector"]["matchLabels"].items() <= labels.items()
-        if name == "prod":
+        if name.startswith("prod"):
             assert "minAvailable" in spec, service
 
 
@@ -237,7 +252,7 @@ def test_the_migration_job_runs_every_migration_in_order(overlay: tuple[str, lis
 def test_overlay_specifics(overlay: tuple[str, list[Doc]]) -> None:
     name, docs = overlay
     deployments = of_kind(docs, "Deployment")
-    config = next(iter(of_kind(docs, "ConfigMap").values()))["data"]
+    config = calls_config(docs)
     namespaces = of_kind(docs, "Namespace")
     assert len(namespaces) == 1
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == set(
@@ -251,7 +266,7 @@ def test_overlay_specifics(overlay: tuple[str, list[Doc]]) -> None:
             h["spec"]["minReplicas"] == 1 for h in of_kind(docs, "HorizontalPodAutoscaler").values()
         )
         assert "calls-secrets" in {n.rsplit("-", 1)[0] for n in of_kind(docs, "Secret")}
-    if name == "prod":
+    if name.startswith("prod"):
         assert "carrier-sim" not in deployments
         assert not of_kind(docs, "Secret"), "production secrets are never committed"
         assert config["TWILIO_API_URL"] == ""
@@ -267,6 +282,69 @@ def test_overlay_specifics(overlay: tuple[str, list[Doc]]) -> None:
         assert set(expression["values"]) == set(SERVICES)
         for service in of_kind(docs, "Service").values():
             assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def env_of(workload: Doc) -> dict[str, list[Doc]]:
+    """Container name -> its env list, for every container of a Deployment or Job."""
+    pod = workload["spec"]["template"]["spec"]
+    return {c["name"]: c.get("env", []) for c in containers(pod)}
+
+
+def workloads(docs: list[Doc]) -> dict[str, Doc]:
+    return {**of_kind(docs, "Deployment"), **of_kind(docs, "Job")}
+
+
+@requires_kubectl
+def test_the_operator_components_run_postgres_and_rabbitmq_and_wire_their_secrets() -> None:
+    plain = render(K8S / "overlays" / "prod")
+    docs = render(K8S / "overlays" / "prod-with-operators")
+    assert not of_kind(plain, "Cluster")
+    assert not of_kind(plain, "RabbitmqCluster")
+
+    cluster = of_kind(docs, "Cluster")["calls-postgres"]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["imageName"].endswith(":15")
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "calls", "owner": "calls"}
+    rabbit = of_kind(docs, "RabbitmqCluster")["calls-rabbitmq"]
+    assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert rabbit["spec"]["replicas"] == 3
+    for resource in (cluster, rabbit):  # their pods must not fall under the default deny
+        assert "app.kubernetes.io/part-of" not in resource["metadata"].get("labels", {})
+    assert not [d for d in docs if d["kind"] == "OperatorEnv"], "local-config leaked"
+
+    before, after = workloads(plain), workloads(docs)
+    assert set(before) == set(after)
+    for name, workload in after.items():
+        for container, env in env_of(workload).items():
+            where = f"{name}/{container}"
+            names = [e["name"] for e in env]
+            had = {e["name"] for e in env_of(before[name])[container]}
+            # nothing else changed: the same variables, plus the broker credentials
+            assert set(names) - {"AMQP_USERNAME", "AMQP_PASSWORD"} == had, where
+            by_name = {e["name"]: e for e in env}
+            if "DATABASE_URL" in by_name:
+                assert by_name["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+                    "name": "calls-postgres-app",
+                    "key": "uri",
+                }, where
+            if "AMQP_URL" in by_name:
+                url = by_name["AMQP_URL"]["value"]
+                assert url == "amqp://$(AMQP_USERNAME):$(AMQP_PASSWORD)@calls-rabbitmq:5672/"
+                # $(VAR) expands only variables defined earlier in the list
+                for part, key in (("AMQP_USERNAME", "username"), ("AMQP_PASSWORD", "password")):
+                    assert names.index(part) < names.index("AMQP_URL"), where
+                    assert by_name[part]["valueFrom"]["secretKeyRef"] == {
+                        "name": "calls-rabbitmq-default-user",
+                        "key": key,
+                    }, where
+            else:
+                assert "AMQP_USERNAME" not in by_name, (
+                    f"{where} gets broker credentials it never uses"
+                )
+            for variable in ("DATABASE_URL", "AMQP_URL"):
+                ref = by_name.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
+                assert ref.get("name") != "calls-secrets", f"{where}: {variable} from calls-secrets"
 
 
 # ---- images and Compose ------------------------------------------------------------------------

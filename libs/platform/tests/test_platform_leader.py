@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from calls_platform import db
-from calls_platform.leader import run_as_leader
+from calls_platform.leader import lock_key, run_as_leader
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,27 @@ async def test_crashed_work_releases_the_lock_and_is_restarted(
     # and the lock was released after each crash: another contender gets it at once
     await asyncio.wait_for(run_as_leader(url, "job", standby, retry_seconds=RETRY_SECONDS), 5)
     assert standby_ran.is_set()
+
+
+async def test_leadership_held_gauge_is_one_only_while_leading(
+    database_factory: Callable[[str], str],
+) -> None:
+    """Alerts read a leader's gauges only where `leadership_held` is 1."""
+    url = database_factory("leader")
+
+    def held() -> float | None:
+        return REGISTRY.get_sample_value("leadership_held", {"role": "gauge-role"})
+
+    contender = Contender("a", asyncio.Event())
+    async with await db.connect(url) as other:  # another replica holds the lock first
+        await other.execute("SELECT pg_advisory_lock(%s)", (lock_key("gauge-role"),))
+        task = contender.start(url, "gauge-role")
+        try:
+            await asyncio.sleep(RETRY_SECONDS * 3)
+            assert held() == 0  # a standby: exported, at 0
+            await other.execute("SELECT pg_advisory_unlock(%s)", (lock_key("gauge-role"),))
+            await asyncio.wait_for(contender.leads.wait(), 5)
+            assert held() == 1
+        finally:
+            await stop(task)
+    assert held() == 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from .db import connect
 
@@ -24,6 +24,11 @@ LEADER_WORK_CRASHES = Counter(
     "leader_work_crashes_total",
     "Times the work run under leadership crashed and restarted",
     ["role"],
+)
+# 0 in every candidate, 1 in the one holding the lock: alerts and dashboards read a leader's
+# gauges (backlog, lag) only where this is 1, since a deposed leader keeps its last values.
+LEADERSHIP_HELD = Gauge(
+    "leadership_held", "1 while this process holds the role's leadership lock", ["role"]
 )
 
 
@@ -47,6 +52,8 @@ async def run_as_leader(
     event must not silently stop the dial loop, the projector or the relay for good.
     """
     key = lock_key(name)
+    held = LEADERSHIP_HELD.labels(name)
+    held.set(0)
     while True:
         try:
             conn = await connect(database_url)
@@ -58,6 +65,7 @@ async def run_as_leader(
                         break
                     await asyncio.sleep(retry_seconds)
                 log.info("leadership_acquired", role=name)
+                held.set(1)
                 if on_change:
                     on_change(True)
                 worker = asyncio.create_task(work())
@@ -69,6 +77,7 @@ async def run_as_leader(
                     worker.result()  # surfaces the worker's error
                     return
                 finally:
+                    held.set(0)
                     if not worker.done():
                         worker.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -21,3 +21,9 @@ QUEUE_CONSUMER_LAG_SECONDS = Gauge(
 QUEUE_MESSAGES_CONSUMED = Counter(
     "queue_messages_consumed_total", "Messages taken from a queue, by outcome", ["queue", "result"]
 )
+QUEUE_MESSAGES_READY = Gauge(
+    "queue_messages_ready",
+    "Messages ready in a queue, by passive declare every few seconds (calls_platform.queue_depth)",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge("queue_consumers", "Consumers of a queue, by passive declare", ["queue"])

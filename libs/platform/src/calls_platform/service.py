@@ -35,6 +35,16 @@ def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float
     )
 
 
+def stop_if_cancelling() -> None:
+    """Raise CancelledError if the current task was asked to stop, even if a library lost the
+    CancelledError on the way: on Python 3.11 asyncio.wait_for (which psycopg_pool and aiormq
+    use) returns normally when the cancellation coincides with its wakeup. A background loop
+    that went on regardless would keep `stop_tasks`, and so the service's shutdown, waiting."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError
+
+
 async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel background tasks and wait for each to finish its own cleanup."""
     tasks = list(tasks)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp
+from calls_platform import amqp, queue_depth
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
@@ -119,7 +119,10 @@ def create_app(settings: Settings) -> web.Application:
         inbox_tag = await amqp.consume(
             inbox_queue, inbox.InboxHandler(pool), permanent_errors=(inbox.UnacceptableReport,)
         )
-        tasks = start_relay(settings.database_url, pool, broker)
+        tasks = [
+            *start_relay(settings.database_url, pool, broker),
+            queue_depth.start_sampler(broker, [inbox.QUEUE, amqp.DEAD_LETTER_QUEUE]),
+        ]
         yield
         await amqp.stop_consuming(inbox_queue, inbox_tag, drain_seconds=5)
         await stop_tasks(tasks)

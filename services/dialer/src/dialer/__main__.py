@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader
+from calls_platform import amqp, leader, queue_depth
 from calls_platform.db import Pool, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
@@ -22,6 +22,7 @@ from calls_platform.notify import Listener
 from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 
+from . import backlog
 from .canceler import CarrierCanceler
 from .carrier import TwilioCarrier
 from .config import Settings
@@ -93,6 +94,11 @@ def create_app(settings: Settings) -> web.Application:
         )
         tasks = [
             *start_relay(settings.database_url, pool, broker),
+            queue_depth.start_sampler(broker, [*QUEUES, amqp.DEAD_LETTER_QUEUE]),
+            asyncio.create_task(
+                backlog.sample_forever(pool, interval_seconds=settings.backlog_sample_seconds),
+                name="dial-backlog",
+            ),
             asyncio.create_task(work.run(), name="work-listener"),
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer", dial_loop.run),

@@ -35,6 +35,8 @@ class Settings:
     # a recorded call that ended `completed` with no recording callback this long after has
     # its recordings listed at the carrier (Twilio posts it seconds to minutes after the call)
     recording_grace_seconds: float = 300.0
+    # how often every replica samples the due dials per organization (dialer.backlog)
+    backlog_sample_seconds: float = 15.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,4 +75,5 @@ class Settings:
             in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
             recording_grace_seconds=float(env.get("DIALER_RECORDING_GRACE_SECONDS", "300")),
+            backlog_sample_seconds=float(env.get("DIALER_BACKLOG_SAMPLE_SECONDS", "15")),
         )

@@ -24,7 +24,7 @@ from calls_platform.db import Conn
 from calls_platform.metrics import EVENTS_APPENDED
 from calls_platform.report_ids import recording_reported_id
 
-from . import lost_recordings
+from . import lost_recordings, outcomes
 from .carrier import CarrierCall
 from .statuses import KNOWN, PROGRESS, TERMINAL, advances, rank
 
@@ -334,6 +334,7 @@ async def note_carrier_status(
     row = await cur.fetchone()
     if row is None:
         return  # not news
+    outcomes.count_if_ended(status)
     now = datetime.now(UTC)
     due_at = lost_recordings.recordings_due_at(
         status=status,
@@ -419,6 +420,7 @@ async def record_carrier_answer(
         )
         if not news:
             return False
+        outcomes.count_if_ended(found.status)
         report = CallStatusReported(
             call_id=call_id,
             call_sid=found.sid,

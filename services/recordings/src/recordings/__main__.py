@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp
+from calls_platform import amqp, queue_depth
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
@@ -107,7 +107,10 @@ def create_app(settings: Settings) -> web.Application:
             await channel.set_qos(prefetch_count=settings.concurrency)
             queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
             consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
-            tasks = start_relay(settings.database_url, pool, broker)
+            tasks = [
+                *start_relay(settings.database_url, pool, broker),
+                queue_depth.start_sampler(broker, [QUEUE, amqp.DEAD_LETTER_QUEUE]),
+            ]
             yield
             # stop taking reports and let downloads in flight finish and be recorded; one
             # still unfinished after that is redelivered and starts over
