@@ -13,14 +13,15 @@ from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader
+from calls_platform import amqp, leader, topology
 from calls_platform.db import Pool, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import Listener
+from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import amqp_url_from_env, run_command, serve, stop_tasks
 
 from .canceler import CarrierCanceler
 from .carrier import TwilioCarrier
@@ -35,24 +36,33 @@ log = structlog.get_logger(__name__)
 POOL: web.AppKey[Pool] = web.AppKey("pool")
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, amqp_url: str | None = None) -> None:
+    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
+    (both idempotent; `python -m dialer migrate` does both, with AMQP_URL)."""
     pool = await open_pool(database_url, name="dialer-migrate", max_size=1)
     async with pool, pool.connection() as conn:
         await migrate_event_store(conn)
         await apply_migrations(conn, "dialer", "dialer", "migrations")
+    if amqp_url is not None:
+        await topology.declare_on(amqp_url)
 
 
 def create_app(settings: Settings) -> web.Application:
     broker_health = amqp.BrokerHealth()
+    relay_health = RelayHealth()
 
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[POOL]), "broker": broker_health.connected}
+        return {
+            "database": await is_reachable(app[POOL]),
+            "broker": broker_health.connected,
+            **relay_health.checks(),
+        }
 
-    app = new_app(readiness=readiness)
+    app = new_app(readiness=readiness, reasons=relay_health.reasons)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await migrate(settings.database_url)
+            await migrate(settings.database_url, settings.amqp_url)
         pool = await open_pool(settings.database_url, name="dialer", max_size=20)
         app[POOL] = pool
         carrier = TwilioCarrier(settings.twilio)
@@ -62,8 +72,8 @@ def create_app(settings: Settings) -> web.Application:
         await channel.set_qos(prefetch_count=1000)
         handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
         consumers = []
-        for name, event_types in QUEUES.items():
-            queue = await amqp.declare_consumer_queue(channel, name, event_types)
+        for name in QUEUES:
+            queue = await topology.declare_queue(channel, name)
             consumers.append((queue, await amqp.consume_in_batches(queue, handlers.handle_many)))
 
         work = Listener(settings.database_url, WORK_CHANNEL)
@@ -92,7 +102,7 @@ def create_app(settings: Settings) -> web.Application:
             recording_grace_seconds=settings.recording_grace_seconds,
         )
         tasks = [
-            *start_relay(settings.database_url, pool, broker),
+            *start_relay(settings.database_url, pool, broker, health=relay_health),
             asyncio.create_task(work.run(), name="work-listener"),
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer", dial_loop.run),
@@ -120,7 +130,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate}):
+    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
         return
     settings = Settings.from_env()
     configure_logging("dialer", json_logs=settings.json_logs, level=settings.log_level)

@@ -73,10 +73,12 @@ def cli(ctx: click.Context, database_url: str, amqp_url: str) -> None:
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
-    """Apply every service's migrations and the event store's (idempotent)."""
+    """Apply every service's migrations and the event store's, and declare the RabbitMQ
+    topology (idempotent)."""
     try:
         migrate_all(
             settings.database_url,
+            amqp_url=settings.amqp_url,
             before=lambda package: click.echo(f"migrating {package}", err=True),
         )
     except subprocess.CalledProcessError as exc:
