@@ -1,8 +1,9 @@
 """Composition root of the dialer: builds every dependency and runs the service.
 
 Every replica consumes requests from RabbitMQ into the dials table; the replica holding the
-dialer leadership lock runs the dial loop, so the dial rate is global. Every replica also
-competes for the outbox-relay leadership.
+dialer leadership lock runs the dial loop, so the dial rate is global; the one holding the
+dialer-intake lock tails the event store for requests the queue never brought (dialer.intake).
+Every replica also competes for the outbox-relay leadership.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .carrier import TwilioCarrier
 from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import CANCEL_CHANNEL, WORK_CHANNEL
+from .intake import intake_watchdog
 from .scheduler import DialLoop
 from .watchdog import StaleCallWatchdog
 
@@ -93,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
                 recording_grace_seconds=settings.recording_grace_seconds,
             ),
         )
+        intake = intake_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
         cancels = Listener(settings.database_url, CANCEL_CHANNEL)
         canceler = CarrierCanceler(
             pool,
@@ -109,6 +112,11 @@ def create_app(settings: Settings) -> web.Application:
                 name="dial-loop",
             ),
             asyncio.create_task(cancels.run(), name="cancel-listener"),
+            # belt and braces behind dialer.requests: requests whose message never came
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "dialer-intake", intake.run),
+                name="intake-watchdog",
+            ),
             # apart from the dial loop: canceling is not dialing, and never waits behind it
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer-carrier-cancels", canceler.run),

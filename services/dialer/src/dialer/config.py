@@ -35,6 +35,9 @@ class Settings:
     # a recorded call that ended `completed` with no recording callback this long after has
     # its recordings listed at the carrier (Twilio posts it seconds to minutes after the call)
     recording_grace_seconds: float = 300.0
+    # a CallRequested this old with no dial row is taken in from the event store (its message
+    # never reached the dialer's queue)
+    intake_grace_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,4 +76,5 @@ class Settings:
             in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
             recording_grace_seconds=float(env.get("DIALER_RECORDING_GRACE_SECONDS", "300")),
+            intake_grace_seconds=float(env.get("DIALER_INTAKE_GRACE_SECONDS", "60")),
         )
