@@ -88,6 +88,11 @@ class IntakeWatchdog:
             except psycopg.OperationalError as exc:
                 log.warning("intake_watchdog_database_unavailable", error=str(exc))
                 more = False
+            except Exception:
+                # taking in failed (the consumer's handling raised): the checkpoint stays
+                # before the batch, and the next pass tries again
+                log.exception("intake_watchdog_failed", name=self._name)
+                more = False
             if not more:
                 await asyncio.sleep(self._interval)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, topology
+from calls_platform import amqp, leader, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
@@ -30,6 +30,7 @@ from . import api
 from .config import Settings
 from .consumer import QUEUE, RecordingCapture, UnexpectedEvent
 from .download import RecordingDownloader
+from .intake import intake_watchdog
 from .s3 import S3Storage
 from .storage import LocalStorage, Storage
 
@@ -117,7 +118,15 @@ def create_app(settings: Settings) -> web.Application:
             await channel.set_qos(prefetch_count=settings.concurrency)
             queue = await topology.declare_queue(channel, QUEUE)
             consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
-            tasks = start_relay(settings.database_url, pool, broker, health=relay_health)
+            intake = intake_watchdog(pool, capture, grace_seconds=settings.intake_grace_seconds)
+            tasks = [
+                *start_relay(settings.database_url, pool, broker, health=relay_health),
+                # belt and braces behind recordings.requests: reports whose message never came
+                asyncio.create_task(
+                    leader.run_as_leader(settings.database_url, "recordings-intake", intake.run),
+                    name="intake-watchdog",
+                ),
+            ]
             yield
             # stop taking reports and let downloads in flight finish and be recorded; one
             # still unfinished after that is redelivered and starts over
