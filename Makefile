@@ -71,6 +71,10 @@ token: install ## print a development JWT (ORG=org_demo)
 openapi: install ## regenerate docs/openapi.json from the gateway's models
 	@$(UV) run python -m gateway.openapi docs/openapi.json
 
+.PHONY: asyncapi
+asyncapi: install ## regenerate docs/asyncapi.json (the event stream, AsyncAPI 3.0) from libs/events and the topology
+	@$(UV) run python -m calls_platform.asyncapi docs/asyncapi.json
+
 .PHONY: event-schemas
 event-schemas: install ## regenerate docs/events/*.schema.json from libs/events
 	@$(UV) run python -m calls_events.schema docs/events
