@@ -43,8 +43,10 @@ async def read_after(conn: Conn, after: int, types: Sequence[str]) -> list[Envel
     return await eventstore.read_all(conn, after=after, limit=BATCH, types=types)
 
 
-def spec_of(queue: str) -> topology.QueueSpec:
-    spec = topology.queue(queue)
+def spec_of(
+    queue: str, queues: Sequence[topology.QueueSpec] = topology.QUEUES
+) -> topology.QueueSpec:
+    spec = topology.queue(queue, queues)
     if spec.exchange != topology.EVENTS_EXCHANGE:
         raise NotReplayable(
             f"{queue} is fed by {spec.exchange}, not by the event store: nothing to replay"
@@ -61,11 +63,13 @@ async def replay(
     to_position: int | None = None,
     since: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    queues: Sequence[topology.QueueSpec] = topology.QUEUES,
 ) -> Replayed:
     """Publish to `queue` every event its bindings select with position in
     [`from_position`, `to_position`] and (with `since`) that occurred at or after `since`.
-    Declares the queue first (from the topology), so a deleted one comes back bound."""
-    spec = spec_of(queue)
+    Declares the queue first (from the topology, `queues`), so a deleted one comes back
+    bound."""
+    spec = spec_of(queue, queues)
     types = list(spec.bindings)
     published, first, last = 0, None, None
     after = max(from_position - 1, 0)
