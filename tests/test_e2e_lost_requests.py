@@ -15,6 +15,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aio_pika
@@ -29,10 +30,18 @@ from tests.chaos.harness import (
     _call_id_of,
     numbers,
     prepare_system,
+    private_databases,
     sim_calls,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+    with private_databases(database_factory) as create:
+        yield create
+
 
 CALLS = 4
 
@@ -93,10 +102,12 @@ async def dialed(http: aiohttp.ClientSession, chaos: ChaosSystem, seconds: float
     return Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
 
 
-async def system(database_factory: Any, amqp_factory: Any, name: str, grace: str) -> ChaosSystem:
+async def system(
+    databases: Callable[[str], str], amqp_factory: Any, name: str, grace: str
+) -> ChaosSystem:
     label = f"{name}_{uuid.uuid4().hex[:6]}"
     return await prepare_system(
-        database_factory(label),
+        databases(label),
         amqp_factory(label),
         lambda: {},
         name,
@@ -105,9 +116,9 @@ async def system(database_factory: Any, amqp_factory: Any, name: str, grace: str
 
 
 async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
-    database_factory: Any, amqp_factory: Any
+    databases: Callable[[str], str], amqp_factory: Any
 ) -> None:
-    chaos = await system(database_factory, amqp_factory, "lost-requests-replay", "3600")
+    chaos = await system(databases, amqp_factory, "lost-requests-replay", "3600")
     try:
         async with aiohttp.ClientSession() as http:
             accepted = await lost_requests(http, chaos, "org_lost_replay")
@@ -130,9 +141,9 @@ async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
 
 
 async def test_the_intake_watchdog_alone_takes_in_requests_that_never_arrived(
-    database_factory: Any, amqp_factory: Any
+    databases: Callable[[str], str], amqp_factory: Any
 ) -> None:
-    chaos = await system(database_factory, amqp_factory, "lost-requests-watchdog", "2")
+    chaos = await system(databases, amqp_factory, "lost-requests-watchdog", "2")
     try:
         async with aiohttp.ClientSession() as http:
             accepted = await lost_requests(http, chaos, "org_lost_watchdog")

@@ -15,17 +15,33 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.chaos.harness import FROM_NUMBER, _call_id_of, numbers, prepare_system, sim_calls
+from tests.chaos.harness import (
+    FROM_NUMBER,
+    _call_id_of,
+    numbers,
+    prepare_system,
+    private_databases,
+    sim_calls,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 RUNS = int(os.environ.get("RACE_RUNS", "1"))
 DELAY = float(os.environ.get("RACE_DELAY", "3"))
+
+
+@pytest.fixture(scope="module")
+def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+    with private_databases(database_factory) as create:
+        yield create
+
+
 CALLS = 5
 
 
@@ -39,11 +55,11 @@ async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
 
 @pytest.mark.parametrize("run", range(RUNS), ids=lambda n: f"run{n + 1}")
 async def test_calls_accepted_before_the_dialer_first_started_are_each_dialed_once(
-    run: int, database_factory: Any, amqp_factory: Any
+    run: int, databases: Callable[[str], str], amqp_factory: Any
 ) -> None:
     label = f"race_{run}_{uuid.uuid4().hex[:6]}"
     chaos = await prepare_system(
-        database_factory(label),
+        databases(label),
         amqp_factory(label),
         lambda: {},
         f"startup-race-{run}",

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,22 @@ class PrivatePostgres:
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@contextlib.contextmanager
+def private_databases(fallback: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
+    """Databases on a cluster of their own when the server binaries are here (a system's
+    processes open dozens of connections: on the shared server, busy with others' tests, they
+    were refused with `too many clients`), else from `fallback` (the shared server)."""
+    if not (PG_BIN / "initdb").exists():
+        yield fallback
+        return
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield lambda label: server.create_database(f"calls_{label}")
+    finally:
+        server.stop()
 
 
 class PrivateRabbit:
