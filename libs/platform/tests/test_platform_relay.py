@@ -340,3 +340,23 @@ async def test_an_unroutable_event_holds_the_checkpoint_until_its_binding_exists
 def unroutable_count(event_type: str) -> float:
     value = REGISTRY.get_sample_value("events_unroutable_total", {"event_type": event_type})
     return value or 0.0
+
+
+async def test_a_relay_that_stops_while_holding_no_longer_says_it_holds(
+    store: Store, own_vhost: AbstractRobustConnection
+) -> None:
+    """Leadership lost while an event is held: this process's /readyz stops reporting it (the
+    new leader reports its own)."""
+    spec = topology.QueueSpec(f"test.requests-{uuid.uuid4().hex[:8]}", (CallRequested.TYPE,))
+    async with relay_with(store, own_vhost, (spec,)) as relay:
+        first = await store.append(events("org_stops", 1))
+        await wait_for_checkpoint(store, first[-1].position or 0)  # the relay declared it all
+        async with own_vhost.channel() as channel:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            await queue.unbind(topology.EVENTS_EXCHANGE, routing_key=CallRequested.TYPE)
+        await store.append(events("org_stops", 1))
+        async with asyncio.timeout(10):
+            while relay.health.held is None:  # noqa: ASYNC110 - polls the relay's state
+                await asyncio.sleep(0.02)
+    assert relay.health.held is None
+    assert relay.health.checks() == {"relay_routing": True}

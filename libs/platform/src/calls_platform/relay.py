@@ -65,8 +65,12 @@ class OutboxRelay:
             exchange = exchanges[topology.EVENTS_EXCHANGE]
             position = await self._checkpoint()
             log.info("relay_started", position=position)
-            while True:
-                position = await self._relay_batch(exchange, position)
+            try:
+                while True:
+                    position = await self._relay_batch(exchange, position)
+            finally:
+                # no longer relaying (leadership lost): nothing of this process's is held
+                self.health.clear()
 
     async def _relay_batch(self, exchange: AbstractExchange, position: int) -> int:
         """Publish the next batch after `position`; return the new checkpoint."""
