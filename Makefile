@@ -36,6 +36,10 @@ test: install services promtool ## run every test (unit, integration, end to end
 chaos: install services ## fault-injection suite: kills, broker and database restarts, carrier faults (docs/chaos.md)
 	@$(UV) run pytest -q -m chaos tests/chaos
 
+.PHONY: startup-race
+startup-race: install services ## the start-up race of #14: dialer started RACE_DELAY=10 s after the gateway, RACE_RUNS=20 times (~7 min)
+	@RACE_RUNS=$${RACE_RUNS:-20} RACE_DELAY=$${RACE_DELAY:-10} $(UV) run pytest -q -p no:randomly tests/test_e2e_startup_race.py
+
 .PHONY: fuzz
 fuzz: install services ## fuzz the gateway's served OpenAPI document at length (FUZZ_EXAMPLES=… per operation and mode, default 200: about ten minutes)
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(UV) run pytest -q --timeout=1800 tests/test_e2e_fuzz_gateway.py
@@ -79,6 +83,10 @@ openapi: install ## regenerate docs/openapi.json from the gateway's models
 .PHONY: monitoring
 monitoring: install ## regenerate deploy/monitoring/prometheusrule.yaml from deploy/monitoring/alerts.rules.yaml
 	@$(UV) run python scripts/render_prometheusrule.py
+
+.PHONY: asyncapi
+asyncapi: install ## regenerate docs/asyncapi.json (the event stream, AsyncAPI 3.0) from libs/events and the topology
+	@$(UV) run python -m calls_platform.asyncapi docs/asyncapi.json
 
 .PHONY: event-schemas
 event-schemas: install ## regenerate docs/events/*.schema.json from libs/events

@@ -17,6 +17,7 @@ from tests.chaos.harness import (
     MakeSystem,
     PrivatePostgres,
     PrivateRabbit,
+    prepare_system,
     shared_vhost_queues,
     start_system,
 )
@@ -84,7 +85,10 @@ async def make_system(
         rabbit: PrivateRabbit | None = None,
         dialers: int = 1,
         extra_env: dict[str, str] | None = None,
+        started: bool = True,
     ) -> ChaosSystem:
+        """`started=False`: nothing migrated or started; the scenario starts each service
+        (which migrates its own schema as it starts)."""
         label = f"chaos_{scenario.replace('-', '_')}"
         postgres = postgres or chaos_postgres
         if postgres is not None:
@@ -97,9 +101,20 @@ async def make_system(
             amqp_url = amqp_factory(label)
             vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
             queues = lambda: shared_vhost_queues(vhost)  # noqa: E731
-        system = await start_system(
-            database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
-        )
+        if started:
+            system = await start_system(
+                database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
+            )
+        else:
+            system = await prepare_system(
+                database_url,
+                amqp_url,
+                queues,
+                scenario,
+                dialers=dialers,
+                extra_env=extra_env,
+                migrate=False,
+            )
         systems.append(system)
         return system
 

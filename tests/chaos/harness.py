@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,22 @@ class PrivatePostgres:
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@contextlib.contextmanager
+def private_databases(fallback: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
+    """Databases on a cluster of their own when the server binaries are here (a system's
+    processes open dozens of connections: on the shared server, busy with others' tests, they
+    were refused with `too many clients`), else from `fallback` (the shared server)."""
+    if not (PG_BIN / "initdb").exists():
+        yield fallback
+        return
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield lambda label: server.create_database(f"calls_{label}")
+    finally:
+        server.stop()
 
 
 class PrivateRabbit:
@@ -314,10 +330,15 @@ class ChaosSystem:
             service.close()
 
 
-def _prepare(services: dict[str, Service], env: dict[str, str], log_dir: Path) -> None:
-    """Open each service's log, and migrate first, as `make up` does."""
+def _prepare(
+    services: dict[str, Service], env: dict[str, str], log_dir: Path, *, migrate: bool = True
+) -> None:
+    """Open each service's log, and migrate first, as `make up` does (unless not `migrate`:
+    then each service migrates its own schema as it starts, MIGRATE_ON_START)."""
     for service in services.values():
         service.log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (Service.close)
+    if not migrate:
+        return
     for module in ("gateway", "dialer", "call_log", "recordings"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"],
@@ -327,7 +348,7 @@ def _prepare(services: dict[str, Service], env: dict[str, str], log_dir: Path) -
         )
 
 
-async def start_system(
+async def prepare_system(
     database_url: str,
     amqp_url: str,
     queues: Callable[[], dict[str, tuple[int, int]]],
@@ -335,7 +356,10 @@ async def start_system(
     *,
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
+    migrate: bool = True,
 ) -> ChaosSystem:
+    """The system's processes, configured and (with `migrate`) migrated, none started yet:
+    start them with `start_system`, or one by one with `chaos.restart(name)`."""
     names = ("gateway", "call_log", "dialer", "recordings", "simulator")
     ports = {name: free_port() for name in names}
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
@@ -354,12 +378,26 @@ async def start_system(
         name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"
         port = ports["dialer"] if index == 0 else free_port()
         services[name] = Service(name, "dialer", port, {**env, "DIALER_PORT": str(port)})
-    await asyncio.to_thread(_prepare, services, env, log_dir)
-    chaos = ChaosSystem(System(services), database_url, queues, env, log_dir)
+    await asyncio.to_thread(_prepare, services, env, log_dir, migrate=migrate)
+    return ChaosSystem(System(services), database_url, queues, env, log_dir)
+
+
+async def start_system(
+    database_url: str,
+    amqp_url: str,
+    queues: Callable[[], dict[str, tuple[int, int]]],
+    scenario: str,
+    *,
+    dialers: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> ChaosSystem:
+    chaos = await prepare_system(
+        database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
+    )
     try:
-        for service in services.values():
+        for service in chaos.system.services.values():
             service.start()
-        for service in services.values():
+        for service in chaos.system.services.values():
             await wait_ready(service.url)
     except BaseException:
         chaos.close()
@@ -368,7 +406,8 @@ async def start_system(
 
 
 MakeSystem = Callable[..., Awaitable[ChaosSystem]]
-"""The `make_system` fixture: `await make_system("scenario", postgres=…, rabbit=…, dialers=…)`."""
+"""The `make_system` fixture: `await make_system("scenario", postgres=…, rabbit=…, dialers=…,
+started=…)`."""
 
 
 # --- workload ---------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from calls_platform.http import CORRELATION_HEADER, new_app
+from calls_platform.publishing import RelayHealth, Unroutable
 
 
 class Checks:
@@ -73,6 +75,38 @@ async def test_readyz_is_503_when_a_check_fails(
         "status": "not_ready",
         "checks": {"database": True, "broker": False},
     }
+
+
+async def test_readyz_says_why_the_relay_holds_an_unroutable_event() -> None:
+    """The relay's health, registered as a composition root does: false with its reason while
+    it holds an event, ready again once the event is routed."""
+    health = RelayHealth()
+
+    async def readiness() -> Mapping[str, bool]:
+        return {"database": True, **health.checks()}
+
+    app = new_app(readiness=readiness, reasons=health.reasons)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/readyz")).status == 200
+        held = Unroutable(
+            position=42,
+            event_type="CallRequested",
+            event_id="6f1c0000-0000-0000-0000-000000000000",
+            reply="NO_ROUTE",
+            since=datetime(2026, 12, 1, tzinfo=UTC),
+        )
+        health.hold(held)
+        response = await client.get("/readyz")
+        body = await response.json()
+        assert response.status == 503
+        assert body["checks"] == {"database": True, "relay_routing": False}
+        assert body["reasons"] == {"relay_routing": held.describe()}
+        assert "position 42 (CallRequested" in body["reasons"]["relay_routing"]
+
+        health.clear()
+        response = await client.get("/readyz")
+        assert response.status == 200
+        assert "reasons" not in await response.json()
 
 
 async def test_unhandled_exception_is_a_500_json_body_without_details(

@@ -14,11 +14,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from calls_events import CallCanceled, CallRequested, Envelope, call_stream
-from calls_platform import amqp, eventstore
+from calls_platform import amqp, eventstore, topology
 from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import CHECKPOINT, OutboxRelay
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +239,124 @@ async def test_relay_keeps_relaying_after_the_broker_drops_its_connection(
         received = await receive_until(spy, appended, org)
     # at least once: what was in flight when the connection dropped may arrive twice
     assert {m.message_id for m in received} == {str(e.event_id) for e in appended}
+
+
+# --- routing: the topology declared before the first publish, mandatory publishes -----------
+
+
+@pytest.fixture
+async def own_vhost(amqp_factory: Callable[[str], str]) -> AsyncIterator[AbstractRobustConnection]:
+    """A vhost of this test's own (a relay holding an unroutable event there stalls nobody
+    else's), fresh for each test."""
+    connection = await amqp.connect(amqp_factory(f"relay-routing-{uuid.uuid4().hex[:8]}"))
+    async with connection:
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def relay_with(
+    store: Store, broker: AbstractRobustConnection, queues: tuple[topology.QueueSpec, ...]
+) -> AsyncIterator[OutboxRelay]:
+    listener = AppendListener(store.url)
+    relay = OutboxRelay(
+        store.pool,
+        broker,
+        listener,
+        poll_seconds=0.2,
+        queues=queues,
+        unroutable_backoff_seconds=(0.1, 0.2),
+    )
+    tasks = [asyncio.create_task(listener.run()), asyncio.create_task(relay.run())]
+    try:
+        yield relay
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def depth(broker: AbstractRobustConnection, queue: str) -> int:
+    async with broker.channel() as channel:
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def test_an_event_appended_before_any_consumer_started_waits_in_its_queue(
+    store: Store, own_vhost: AbstractRobustConnection
+) -> None:
+    """The relay declares the topology before its first publish: no consumer has ever run,
+    yet the request is in the consumer's queue when the consumer comes."""
+    spec = topology.QueueSpec(f"test.requests-{uuid.uuid4().hex[:8]}", (CallRequested.TYPE,))
+    recorded = await store.append(events("org_early", 2))
+    requests = [e for e in recorded if e.event_type == CallRequested.TYPE]
+
+    async with relay_with(store, own_vhost, (spec,)):
+        await wait_for_checkpoint(store, recorded[-1].position or 0)
+    # CallCanceled is bound by no queue of this topology: returned, and passed
+
+    async with own_vhost.channel() as channel:
+        queue = await topology.declare_queue(channel, spec)  # the consumer, starting late
+        received = await receive_until(queue, requests, "org_early")
+    assert [m.message_id for m in received] == [str(e.event_id) for e in requests]
+
+
+async def test_an_unroutable_event_holds_the_checkpoint_until_its_binding_exists(
+    store: Store, own_vhost: AbstractRobustConnection
+) -> None:
+    spec = topology.QueueSpec(f"test.requests-{uuid.uuid4().hex[:8]}", (CallRequested.TYPE,))
+    first = await store.append(events("org_held", 1))
+    async with relay_with(store, own_vhost, (spec,)) as relay:
+        await wait_for_checkpoint(store, first[-1].position or 0)
+        # someone removes the binding (a queue deleted and recreated bare, a broker reset)
+        async with own_vhost.channel() as channel:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            await queue.unbind(topology.EVENTS_EXCHANGE, routing_key=CallRequested.TYPE)
+        unroutable_before = unroutable_count(CallRequested.TYPE)
+        held = await store.append(events("org_held", 1))
+        request = held[0]
+
+        async with asyncio.timeout(10):
+            while relay.health.held is None:  # noqa: ASYNC110 - polls the relay's state
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # several retries
+        assert await store.checkpoint() == first[-1].position  # not past the held event
+        assert relay.health.held.position == request.position
+        assert relay.health.checks() == {"relay_routing": False}
+        assert "unroutable" in relay.health.reasons()["relay_routing"]
+        assert unroutable_count(CallRequested.TYPE) >= unroutable_before + 2
+
+        async with own_vhost.channel() as channel:
+            queue = await topology.declare_queue(channel, spec)  # the consumer declares it
+            await wait_for_checkpoint(store, held[-1].position or 0)
+            received = await receive_until(queue, [first[0], request], "org_held")
+        assert relay.health.held is None
+        assert relay.health.checks() == {"relay_routing": True}
+    # nothing dropped: the first request (routed at the time) and the held one
+    assert {m.message_id for m in received} == {str(first[0].event_id), str(request.event_id)}
+
+
+def unroutable_count(event_type: str) -> float:
+    value = REGISTRY.get_sample_value("events_unroutable_total", {"event_type": event_type})
+    return value or 0.0
+
+
+async def test_a_relay_that_stops_while_holding_no_longer_says_it_holds(
+    store: Store, own_vhost: AbstractRobustConnection
+) -> None:
+    """Leadership lost while an event is held: this process's /readyz stops reporting it (the
+    new leader reports its own)."""
+    spec = topology.QueueSpec(f"test.requests-{uuid.uuid4().hex[:8]}", (CallRequested.TYPE,))
+    async with relay_with(store, own_vhost, (spec,)) as relay:
+        first = await store.append(events("org_stops", 1))
+        await wait_for_checkpoint(store, first[-1].position or 0)  # the relay declared it all
+        async with own_vhost.channel() as channel:
+            queue = await channel.declare_queue(spec.name, passive=True)
+            await queue.unbind(topology.EVENTS_EXCHANGE, routing_key=CallRequested.TYPE)
+        await store.append(events("org_stops", 1))
+        async with asyncio.timeout(10):
+            while relay.health.held is None:  # noqa: ASYNC110 - polls the relay's state
+                await asyncio.sleep(0.02)
+    assert relay.health.held is None
+    assert relay.health.checks() == {"relay_routing": True}

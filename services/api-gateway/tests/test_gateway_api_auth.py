@@ -34,7 +34,15 @@ PROTECTED = [
     ("GET", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
     ("DELETE", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
 ]
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/", "/openapi.json", "/docs")
+PUBLIC_PREFIXES = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/webhooks/",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/docs",
+)
 WELL_FORMED_UNKNOWN_KEY = "ck_" + "A" * 43
 
 
@@ -114,11 +122,11 @@ async def test_probes_need_no_token(gateway: Any, path: str) -> None:
     assert response.status == 200
 
 
-async def test_readiness_reports_database_and_broker(gateway: Any) -> None:
+async def test_readiness_reports_database_broker_and_relay(gateway: Any) -> None:
     response = await gateway.client.get("/readyz")
     assert await response.json() == {
         "status": "ready",
-        "checks": {"database": True, "broker": True},
+        "checks": {"database": True, "broker": True, "relay_routing": True},
     }
 
 

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from call_log.queries import ListQuery
 from calls_events import BATCH_CALL_STATUSES, CALL_STATUSES, CARRIER_STATUSES, OUTCOMES
+from calls_platform import asyncapi
 from gateway import models, schemas
 from gateway.openapi import OPERATIONS, REF, build_openapi, parameter_schema, render
 from openapi_spec_validator import validate
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[3]
 # Served by every service and not part of the public API; the docs describe themselves.
-UNDOCUMENTED = re.compile(r"^/(healthz|readyz|metrics|openapi\.json|docs)(/|$)")
+UNDOCUMENTED = re.compile(r"^/(healthz|readyz|metrics|openapi\.json|asyncapi\.json|docs)(/|$)")
 METHODS = ("get", "put", "post", "delete", "head", "patch", "options")
 
 
@@ -206,6 +207,14 @@ async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
     assert response.status == 200
     assert response.content_type == "application/json"
     assert await response.json() == json.loads(render())
+
+
+async def test_asyncapi_json_is_served_beside_it_without_credentials(gateway: Any) -> None:
+    response = await gateway.client.get("/asyncapi.json")
+
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    assert await response.json() == json.loads(asyncapi.render())
 
 
 async def test_docs_page_is_served_without_credentials_and_needs_nothing_from_outside(

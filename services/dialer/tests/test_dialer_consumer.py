@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from calls_events import Envelope
-from calls_platform import amqp
+from calls_platform import amqp, topology
 from calls_platform.db import Pool
 from dialer import dials
-from dialer.consumer import QUEUES, Handlers
+from dialer.consumer import Handlers
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,9 @@ async def test_a_redelivered_call_request_is_enqueued_once(
     try:
         channel = await connection.channel()
         # a queue of this test's own: the real one may be in use by other tests' dialers
+        bindings = topology.queue(topology.DIALER_REQUESTS).bindings
         queue = await amqp.declare_consumer_queue(
-            channel, f"dialer.requests.test-{uuid.uuid4().hex[:8]}", QUEUES["dialer.requests"]
+            channel, f"dialer.requests.test-{uuid.uuid4().hex[:8]}", bindings
         )
         handlers, handled = Handlers(pool), []
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import pytest
 from calls_events import CallStatusReported, Envelope, RecordingReported, call_stream
+from calls_platform import topology
 from calls_platform.db import Pool
 from dialer import dials
 from dialer.carrier import CarrierCall, CarrierRecording
@@ -103,7 +104,8 @@ def the_watchdog(pool: Pool, carrier: Any) -> StaleCallWatchdog:
 
 
 def test_the_dialers_queue_receives_recording_reports() -> None:
-    assert RecordingReported.TYPE in QUEUES["dialer.requests"]
+    assert topology.DIALER_REQUESTS in QUEUES
+    assert RecordingReported.TYPE in topology.queue(topology.DIALER_REQUESTS).bindings
 
 
 async def test_a_completed_call_whose_recording_callback_never_came_is_listed_after_the_grace(

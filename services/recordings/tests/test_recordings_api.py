@@ -113,7 +113,7 @@ async def test_probes(service: Service) -> None:
     ready = await service.client.get("/readyz")
     assert await ready.json() == {
         "status": "ready",
-        "checks": {"database": True, "broker": True},
+        "checks": {"database": True, "broker": True, "relay_routing": True},
     }
     metrics = await service.client.get("/metrics")
     assert metrics.status == 200
@@ -245,7 +245,10 @@ async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
     """The service migrated on start over an already migrated database."""
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT name FROM recordings.schema_migrations ORDER BY name")
-        assert [row["name"] for row in await cur.fetchall()] == ["0001_recordings.sql"]
+        assert [row["name"] for row in await cur.fetchall()] == [
+            "0001_recordings.sql",
+            "0002_intake_checkpoint.sql",
+        ]
 
 
 async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(

@@ -21,13 +21,13 @@ ORG = "org_callsctl"
 
 
 @pytest.fixture(scope="session")
-def ctl_database_url(database_factory: Callable[[str], str]) -> str:
+def ctl_database_url(database_factory: Callable[[str], str], ctl_amqp_url: str) -> str:
     """One database for the CLI tests, migrated by `python -m <service> migrate` for each."""
     url = database_factory("callsctl")
     for package in ("gateway", "dialer", "call_log", "recordings"):
         subprocess.run(
             [sys.executable, "-m", package, "migrate"],
-            env={**os.environ, "DATABASE_URL": url},
+            env={**os.environ, "DATABASE_URL": url, "AMQP_URL": ctl_amqp_url},
             check=True,
             capture_output=True,
         )

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from calls_events import CallStatusReported, Envelope
-from calls_platform import amqp, eventstore
+from calls_platform import amqp, eventstore, topology
 from calls_platform.db import connect
 from callsctl.cli import cli
 from click.testing import CliRunner
@@ -40,6 +40,7 @@ COMMANDS = [
     ["dlq", "redrive"],
     ["events"],
     ["events", "tail"],
+    ["replay"],
     ["api-keys"],
     ["api-keys", "create"],
 ]
@@ -239,6 +240,30 @@ def test_callsctl_dlq_list_shows_dead_letters_and_redrive_puts_them_back(
         assert Envelope.model_validate_json(message.body).event_type == "CallRequested"
 
 
+def test_callsctl_dlq_redrive_to_a_queue_that_is_gone_keeps_the_dead_letter(
+    database_factory: Callable[[str], str], amqp_factory: Callable[[str], str]
+) -> None:
+    url, vhost = database_factory("callsctl_dlq_gone"), amqp_factory("callsctl_dlq_gone")
+    queue = "callsctl.dlq-gone"
+    dead = asyncio.run(_dead_letter(vhost, queue, 1))
+    asyncio.run(_delete_queue(vhost, queue))
+
+    result = CliRunner().invoke(
+        cli, ["--database-url", url, "--amqp-url", vhost, "dlq", "redrive", "--all"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "FAILED: not delivered" in result.output
+    assert asyncio.run(_depths(vhost, amqp.DEAD_LETTER_QUEUE)) == [1]
+    listed = json.loads(_cli(url, vhost, "dlq", "list", "--json"))
+    assert [d["event_id"] for d in listed] == [str(dead[0].event_id)]
+
+
+async def _delete_queue(amqp_url: str, name: str) -> None:
+    connection = await amqp.connect(amqp_url)
+    async with connection, connection.channel() as channel:
+        await channel.queue_delete(name)
+
+
 def test_callsctl_dlq_redrive_needs_a_selection(callsctl: Invoke) -> None:
     result = callsctl("dlq", "redrive", expect=2)
     assert "--event-id" in result.output
@@ -328,3 +353,86 @@ def test_callsctl_api_keys_create_prints_the_new_key(callsctl: Invoke) -> None:
     assert created["name"] == "ci"
     assert sorted(created["scopes"]) == ["calls:read", "calls:write"]
     assert created["key"].startswith(created["prefix"])
+
+
+def _cli(database_url: str, amqp_url: str, *args: str) -> str:
+    result = CliRunner().invoke(
+        cli, ["--database-url", database_url, "--amqp-url", amqp_url, *args], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+async def _recreate_empty(amqp_url: str, name: str) -> None:
+    """Delete the queue (with whatever it held) and declare it again, as a consumer would."""
+    connection = await amqp.connect(amqp_url)
+    async with connection, connection.channel() as channel:
+        await channel.queue_delete(name)
+        await topology.declare_queue(channel, name)
+
+
+def test_callsctl_replay_refills_a_recreated_queue_with_what_its_bindings_select(
+    database_factory: Callable[[str], str], amqp_factory: Callable[[str], str]
+) -> None:
+    # a database and vhost of its own: the real queue names, and no other test's publishes
+    url, vhost = database_factory("callsctl_replay"), amqp_factory("callsctl_replay")
+    _cli(url, vhost, "migrate")  # declares the topology too
+    assert asyncio.run(_depths(vhost, *topology.queue_names())) == [0] * len(topology.queue_names())
+    old = datetime.now(UTC) - timedelta(hours=2)
+    calls = [uuid.uuid4() for _ in range(3)]
+    recorded = asyncio.run(
+        _append(
+            url,
+            [e for i, c in enumerate(calls) for e in call_events(c, at=old if i == 0 else None)],
+        )
+    )
+    requests = [e for e in recorded if e.event_type == "CallRequested"]  # positions 1, 3, 5
+    asyncio.run(_recreate_empty(vhost, topology.DIALER_REQUESTS))
+
+    replayed = json.loads(
+        _cli(url, vhost, "replay", "--queue", "dialer.requests", "--from-position", "0", "--json")
+    )
+    assert replayed["published"] == 3
+    assert (replayed["first_position"], replayed["last_position"]) == (1, 5)
+    taken = asyncio.run(_take_all(vhost, topology.DIALER_REQUESTS))
+    # only the types the queue binds (no CallInitiated), and in the relay's format
+    assert [m.message_id for m in taken] == [str(e.event_id) for e in requests]
+    for message, envelope in zip(taken, requests, strict=True):
+        expected = amqp.to_message(envelope)
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        # the broker adds its delivery count (quorum queue)
+        assert {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"} == (
+            expected.headers
+        )
+        assert message.type == envelope.event_type
+        assert Envelope.model_validate_json(message.body) == envelope
+    # straight to that queue: the other queue binding CallRequested' kin got nothing
+    assert asyncio.run(_depths(vhost, topology.RECORDINGS_REQUESTS, amqp.DEAD_LETTER_QUEUE)) == [
+        0,
+        0,
+    ]
+
+    # a window of positions, and a time
+    window = json.loads(
+        _cli(
+            url,
+            vhost,
+            "replay",
+            "--queue",
+            "dialer.requests",
+            "--from-position",
+            "3",
+            "--to-position",
+            "4",
+            "--json",
+        )
+    )
+    assert (window["published"], window["first_position"]) == (1, 3)
+    recent = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S%z")
+    since = json.loads(
+        _cli(url, vhost, "replay", "--queue", "dialer.requests", "--since", recent, "--json")
+    )
+    assert (since["published"], since["first_position"], since["last_position"]) == (2, 3, 5)
+    taken = asyncio.run(_take_all(vhost, topology.DIALER_REQUESTS))
+    # the window (position 3), then the recent ones (3 and 5)
+    assert [m.message_id for m in taken] == [str(e.event_id) for e in [requests[1], *requests[1:]]]

@@ -55,14 +55,8 @@ async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:
     )
 
 
-async def declare_consumer_queue(
-    channel: AbstractChannel,
-    name: str,
-    event_types: Iterable[str],
-    *,
-    exchange: str = EVENTS_EXCHANGE,
-) -> AbstractQueue:
-    events = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+async def declare_dead_letters(channel: AbstractChannel) -> AbstractQueue:
+    """The dead-letter exchange and the queue where dead letters wait."""
     dead_letters = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
@@ -70,6 +64,20 @@ async def declare_consumer_queue(
         DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await dlq.bind(dead_letters)
+    return dlq
+
+
+async def declare_consumer_queue(
+    channel: AbstractChannel,
+    name: str,
+    event_types: Iterable[str],
+    *,
+    exchange: str = EVENTS_EXCHANGE,
+) -> AbstractQueue:
+    """A consumer queue bound to `exchange` once per event type. The services' queues are
+    defined in `calls_platform.topology`, which declares them through this."""
+    events = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    await declare_dead_letters(channel)
     queue = await channel.declare_queue(
         name,
         durable=True,

@@ -21,6 +21,9 @@ CORRELATION_KEY = web.RequestKey("correlation_id", str)
 
 Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+# why a check fails, where there is more to say than false (e.g. the relay holding an event)
+Reasons = Callable[[], Mapping[str, str]]
+READINESS_REASONS: web.AppKey[Reasons] = web.AppKey("readiness_reasons")
 
 
 def json_error(
@@ -100,12 +103,16 @@ async def observability_middleware(
             )
 
 
-def new_app(*, readiness: Readiness, client_max_size: int = 1024**2) -> web.Application:
-    """An aiohttp application with the shared middlewares and operational routes."""
+def new_app(
+    *, readiness: Readiness, reasons: Reasons | None = None, client_max_size: int = 1024**2
+) -> web.Application:
+    """An aiohttp application with the shared middlewares and operational routes. /readyz
+    answers 503 while any `readiness` check is false, with `reasons` for those it explains."""
     app = web.Application(
         middlewares=[observability_middleware, error_middleware], client_max_size=client_max_size
     )
     app[READINESS] = readiness
+    app[READINESS_REASONS] = reasons or dict
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -119,10 +126,11 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     checks = dict(await request.app[READINESS]())
     ready = all(checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    reasons = {k: v for k, v in request.app[READINESS_REASONS]().items() if not checks.get(k)}
+    if reasons:
+        body["reasons"] = reasons
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -12,6 +12,12 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 EVENTS_APPENDED = Counter("events_appended_total", "Events appended to the event store", ["type"])
 EVENTS_PUBLISHED = Counter("events_published_total", "Events relayed to RabbitMQ, confirmed")
+EVENTS_UNROUTABLE = Counter(
+    "events_unroutable_total",
+    "Relay publishes the broker returned although the topology binds their type (a queue or"
+    " binding is missing): the relay holds its checkpoint and retries",
+    ["event_type"],
+)
 OUTBOX_BACKLOG = Gauge("outbox_backlog_events", "Committed events not yet relayed to RabbitMQ")
 QUEUE_CONSUMER_LAG_SECONDS = Gauge(
     "queue_consumer_lag_seconds",

@@ -14,6 +14,7 @@ from aiohttp import web
 from .logging import configure_logging
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 Command = Callable[[str], Coroutine[Any, Any, None]]
 
@@ -25,6 +26,11 @@ def run_command(argv: list[str], commands: Mapping[str, Command]) -> bool:
     configure_logging(argv[0], json_logs=os.environ.get("LOG_FORMAT") == "json")
     asyncio.run(commands[argv[0]](os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
     return True
+
+
+def amqp_url_from_env() -> str:
+    """AMQP_URL, as the services read it (for admin commands such as migrate)."""
+    return os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
 
 
 def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 20) -> None:

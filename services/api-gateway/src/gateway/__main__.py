@@ -16,13 +16,20 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, queue_depth
+from calls_platform import amqp, queue_depth, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
-from calls_platform.service import DEFAULT_DATABASE_URL, run_command, serve, stop_tasks
+from calls_platform.service import (
+    DEFAULT_DATABASE_URL,
+    amqp_url_from_env,
+    run_command,
+    serve,
+    stop_tasks,
+)
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
@@ -46,11 +53,15 @@ from .ratelimit import Limit, RateLimiter
 log = structlog.get_logger(__name__)
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, amqp_url: str | None = None) -> None:
+    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
+    (both idempotent; `python -m gateway migrate` does both, with AMQP_URL)."""
     pool = await open_pool(database_url, name="gateway-migrate", max_size=1)
     async with pool, pool.connection() as conn:
         await migrate_event_store(conn)
         await apply_migrations(conn, "gateway", "gateway", "migrations")
+    if amqp_url is not None:
+        await topology.declare_on(amqp_url)
 
 
 def jwt_options(settings: Settings) -> JwtOptions:
@@ -68,14 +79,20 @@ def jwt_options(settings: Settings) -> JwtOptions:
 
 def create_app(settings: Settings) -> web.Application:
     broker_health = amqp.BrokerHealth()
+    relay_health = RelayHealth()
 
     async def readiness() -> Mapping[str, bool]:
         return {
             "database": await is_reachable(app[POOL]),
             "broker": broker_health.connected,
+            **relay_health.checks(),
         }
 
-    app = new_app(readiness=readiness, client_max_size=settings.max_body_bytes)
+    app = new_app(
+        readiness=readiness,
+        reasons=relay_health.reasons,
+        client_max_size=settings.max_body_bytes,
+    )
     app.middlewares.extend([auth_middleware, bad_request_middleware])
     app[SETTINGS] = settings
     app[VERIFIER] = JwtVerifier(jwt_options(settings))
@@ -90,7 +107,7 @@ def create_app(settings: Settings) -> web.Application:
         if settings.jwt_secret == DEV_JWT_SECRET:
             log.warning("jwt_secret_is_the_development_default")
         if settings.migrate_on_start:
-            await migrate(settings.database_url)
+            await migrate(settings.database_url, settings.amqp_url)
         pool = await open_pool(settings.database_url, name="gateway", max_size=20)
         app[POOL] = pool
         auth_pool = await open_pool(settings.database_url, name="gateway-auth", max_size=4)
@@ -113,14 +130,12 @@ def create_app(settings: Settings) -> web.Application:
         broker_health.watch(broker)
         channel = await broker.channel()
         await channel.set_qos(prefetch_count=20)
-        inbox_queue = await amqp.declare_consumer_queue(
-            channel, inbox.QUEUE, inbox.EVENT_TYPES, exchange=amqp.INBOX_EXCHANGE
-        )
+        inbox_queue = await topology.declare_queue(channel, inbox.QUEUE)
         inbox_tag = await amqp.consume(
             inbox_queue, inbox.InboxHandler(pool), permanent_errors=(inbox.UnacceptableReport,)
         )
         tasks = [
-            *start_relay(settings.database_url, pool, broker),
+            *start_relay(settings.database_url, pool, broker, health=relay_health),
             queue_depth.start_sampler(broker, [inbox.QUEUE, amqp.DEAD_LETTER_QUEUE]),
         ]
         yield
@@ -170,7 +185,7 @@ async def create_api_key(database_url: str, argv: list[str]) -> None:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate}):
+    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
         return
     if sys.argv[1:2] == ["create-api-key"]:
         database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)

@@ -16,7 +16,15 @@ from .validation import BadRequest
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that authenticate differently (carrier signatures) or not at all (probes, API docs).
-_PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/", "/openapi.json", "/docs")
+_PUBLIC_PREFIXES = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/webhooks/",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/docs",
+)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="calls", ApiKey header="X-API-Key"'}
 

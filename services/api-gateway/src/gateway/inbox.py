@@ -13,7 +13,7 @@ from typing import Final
 
 import structlog
 from calls_events import ConversationReported, Envelope, call_stream
-from calls_platform import eventstore
+from calls_platform import eventstore, topology
 from calls_platform.db import Pool
 from calls_platform.metrics import EVENTS_APPENDED
 
@@ -21,8 +21,8 @@ from .streams import find_call
 
 log = structlog.get_logger(__name__)
 
-QUEUE: Final = "gateway.inbox"
-EVENT_TYPES: Final = (ConversationReported.TYPE,)
+# bound to ConversationReported on calls.inbox (calls_platform.topology)
+QUEUE: Final = topology.GATEWAY_INBOX
 
 
 class UnacceptableReport(Exception):

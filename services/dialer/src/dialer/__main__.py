@@ -1,8 +1,9 @@
 """Composition root of the dialer: builds every dependency and runs the service.
 
 Every replica consumes requests from RabbitMQ into the dials table; the replica holding the
-dialer leadership lock runs the dial loop, so the dial rate is global. Every replica also
-competes for the outbox-relay leadership.
+dialer leadership lock runs the dial loop, so the dial rate is global; the one holding the
+dialer-intake lock tails the event store for requests the queue never brought (dialer.intake).
+Every replica also competes for the outbox-relay leadership.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader, queue_depth
+from calls_platform import amqp, leader, queue_depth, topology
 from calls_platform.db import Pool, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import Listener
+from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import amqp_url_from_env, run_command, serve, stop_tasks
 
 from . import backlog
 from .canceler import CarrierCanceler
@@ -28,6 +30,7 @@ from .carrier import TwilioCarrier
 from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import CANCEL_CHANNEL, WORK_CHANNEL
+from .intake import intake_watchdog
 from .scheduler import DialLoop
 from .watchdog import StaleCallWatchdog
 
@@ -36,24 +39,33 @@ log = structlog.get_logger(__name__)
 POOL: web.AppKey[Pool] = web.AppKey("pool")
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, amqp_url: str | None = None) -> None:
+    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
+    (both idempotent; `python -m dialer migrate` does both, with AMQP_URL)."""
     pool = await open_pool(database_url, name="dialer-migrate", max_size=1)
     async with pool, pool.connection() as conn:
         await migrate_event_store(conn)
         await apply_migrations(conn, "dialer", "dialer", "migrations")
+    if amqp_url is not None:
+        await topology.declare_on(amqp_url)
 
 
 def create_app(settings: Settings) -> web.Application:
     broker_health = amqp.BrokerHealth()
+    relay_health = RelayHealth()
 
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[POOL]), "broker": broker_health.connected}
+        return {
+            "database": await is_reachable(app[POOL]),
+            "broker": broker_health.connected,
+            **relay_health.checks(),
+        }
 
-    app = new_app(readiness=readiness)
+    app = new_app(readiness=readiness, reasons=relay_health.reasons)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await migrate(settings.database_url)
+            await migrate(settings.database_url, settings.amqp_url)
         pool = await open_pool(settings.database_url, name="dialer", max_size=20)
         app[POOL] = pool
         carrier = TwilioCarrier(settings.twilio)
@@ -63,8 +75,8 @@ def create_app(settings: Settings) -> web.Application:
         await channel.set_qos(prefetch_count=1000)
         handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
         consumers = []
-        for name, event_types in QUEUES.items():
-            queue = await amqp.declare_consumer_queue(channel, name, event_types)
+        for name in QUEUES:
+            queue = await topology.declare_queue(channel, name)
             consumers.append((queue, await amqp.consume_in_batches(queue, handlers.handle_many)))
 
         work = Listener(settings.database_url, WORK_CHANNEL)
@@ -84,6 +96,7 @@ def create_app(settings: Settings) -> web.Application:
                 recording_grace_seconds=settings.recording_grace_seconds,
             ),
         )
+        intake = intake_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
         cancels = Listener(settings.database_url, CANCEL_CHANNEL)
         canceler = CarrierCanceler(
             pool,
@@ -93,7 +106,7 @@ def create_app(settings: Settings) -> web.Application:
             recording_grace_seconds=settings.recording_grace_seconds,
         )
         tasks = [
-            *start_relay(settings.database_url, pool, broker),
+            *start_relay(settings.database_url, pool, broker, health=relay_health),
             queue_depth.start_sampler(broker, [*QUEUES, amqp.DEAD_LETTER_QUEUE]),
             asyncio.create_task(
                 backlog.sample_forever(pool, interval_seconds=settings.backlog_sample_seconds),
@@ -105,6 +118,11 @@ def create_app(settings: Settings) -> web.Application:
                 name="dial-loop",
             ),
             asyncio.create_task(cancels.run(), name="cancel-listener"),
+            # belt and braces behind dialer.requests: requests whose message never came
+            asyncio.create_task(
+                leader.run_as_leader(settings.database_url, "dialer-intake", intake.run),
+                name="intake-watchdog",
+            ),
             # apart from the dial loop: canceling is not dialing, and never waits behind it
             asyncio.create_task(
                 leader.run_as_leader(settings.database_url, "dialer-carrier-cancels", canceler.run),
@@ -126,7 +144,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate}):
+    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
         return
     settings = Settings.from_env()
     configure_logging("dialer", json_logs=settings.json_logs, level=settings.log_level)

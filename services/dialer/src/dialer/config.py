@@ -37,6 +37,9 @@ class Settings:
     recording_grace_seconds: float = 300.0
     # how often every replica samples the due dials per organization (dialer.backlog)
     backlog_sample_seconds: float = 15.0
+    # a CallRequested this old with no dial row is taken in from the event store (its message
+    # never reached the dialer's queue)
+    intake_grace_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,4 +79,5 @@ class Settings:
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
             recording_grace_seconds=float(env.get("DIALER_RECORDING_GRACE_SECONDS", "300")),
             backlog_sample_seconds=float(env.get("DIALER_BACKLOG_SAMPLE_SECONDS", "15")),
+            intake_grace_seconds=float(env.get("DIALER_INTAKE_GRACE_SECONDS", "60")),
         )

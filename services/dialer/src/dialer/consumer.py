@@ -14,16 +14,14 @@ from calls_events import (
     Envelope,
     RecordingReported,
 )
+from calls_platform import topology
 from calls_platform.db import Pool
 
 from . import dials, lost_recordings
 
-# Cancels get a queue of their own so they never wait behind a backlog of requests (a
-# 10,000-call batch is 10,000 messages): dialing of a canceled batch stops within a second.
-QUEUES: Final = {
-    "dialer.requests": (CallRequested.TYPE, CallStatusReported.TYPE, RecordingReported.TYPE),
-    "dialer.control": (BatchCancelRequested.TYPE,),
-}
+# The dialer's queues (bindings in calls_platform.topology): requests, and cancels in a queue of
+# their own so they never wait behind a backlog of requests.
+QUEUES: Final = (topology.DIALER_REQUESTS, topology.DIALER_CONTROL)
 
 
 class Handlers:

@@ -17,18 +17,20 @@ from pathlib import Path
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, queue_depth
+from calls_platform import amqp, leader, queue_depth, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import amqp_url_from_env, run_command, serve, stop_tasks
 
 from . import api
 from .config import Settings
-from .consumer import EVENT_TYPES, QUEUE, RecordingCapture, UnexpectedEvent
+from .consumer import QUEUE, RecordingCapture, UnexpectedEvent
 from .download import RecordingDownloader
+from .intake import intake_watchdog
 from .s3 import S3Storage
 from .storage import LocalStorage, Storage
 
@@ -39,11 +41,15 @@ log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 15.0
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, amqp_url: str | None = None) -> None:
+    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
+    (both idempotent; `python -m recordings migrate` does both, with AMQP_URL)."""
     pool = await open_pool(database_url, name="recordings-migrate", max_size=1)
     async with pool, pool.connection() as conn:
         await migrate_event_store(conn)
         await apply_migrations(conn, "recordings", "recordings", "migrations")
+    if amqp_url is not None:
+        await topology.declare_on(amqp_url)
 
 
 @contextlib.asynccontextmanager
@@ -63,15 +69,20 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 
 def create_app(settings: Settings) -> web.Application:
     broker_health = amqp.BrokerHealth()
+    relay_health = RelayHealth()
 
     async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[api.POOL]), "broker": broker_health.connected}
+        return {
+            "database": await is_reachable(app[api.POOL]),
+            "broker": broker_health.connected,
+            **relay_health.checks(),
+        }
 
-    app = new_app(readiness=readiness)
+    app = new_app(readiness=readiness, reasons=relay_health.reasons)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await migrate(settings.database_url)
+            await migrate(settings.database_url, settings.amqp_url)
         async with contextlib.AsyncExitStack() as stack:
             # each download holds a connection (its lock) while it runs
             pool = await open_pool(
@@ -105,11 +116,17 @@ def create_app(settings: Settings) -> web.Application:
             channel = await broker.channel()
             stack.push_async_callback(channel.close)
             await channel.set_qos(prefetch_count=settings.concurrency)
-            queue = await amqp.declare_consumer_queue(channel, QUEUE, EVENT_TYPES)
+            queue = await topology.declare_queue(channel, QUEUE)
             consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
+            intake = intake_watchdog(pool, capture, grace_seconds=settings.intake_grace_seconds)
             tasks = [
-                *start_relay(settings.database_url, pool, broker),
+                *start_relay(settings.database_url, pool, broker, health=relay_health),
                 queue_depth.start_sampler(broker, [QUEUE, amqp.DEAD_LETTER_QUEUE]),
+                # belt and braces behind recordings.requests: reports whose message never came
+                asyncio.create_task(
+                    leader.run_as_leader(settings.database_url, "recordings-intake", intake.run),
+                    name="intake-watchdog",
+                ),
             ]
             yield
             # stop taking reports and let downloads in flight finish and be recorded; one
@@ -123,7 +140,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate}):
+    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
         return
     settings = Settings.from_env()
     configure_logging("recordings", json_logs=settings.json_logs, level=settings.log_level)

@@ -40,6 +40,9 @@ class Settings:
     concurrency: int = 4
     # where downloads are spooled while they are checked (None: the system's temp directory)
     spool_dir: str | None = None
+    # a RecordingReported this old whose recording has no row is taken in from the event
+    # store (its message never reached the recordings queue)
+    intake_grace_seconds: float = 120.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,4 +86,5 @@ class Settings:
             download_timeout_seconds=float(env.get("RECORDINGS_DOWNLOAD_TIMEOUT_SECONDS", "30")),
             concurrency=int(env.get("RECORDINGS_CONCURRENCY", "4")),
             spool_dir=env.get("RECORDINGS_SPOOL_DIR") or None,
+            intake_grace_seconds=float(env.get("RECORDINGS_INTAKE_GRACE_SECONDS", "120")),
         )

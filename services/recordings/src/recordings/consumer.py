@@ -9,6 +9,7 @@ from typing import Final
 
 import structlog
 from calls_events import Envelope, RecordingReported
+from calls_platform import topology
 from calls_platform.db import Conn, Pool
 
 from . import catalog
@@ -18,8 +19,8 @@ from .storage import Storage
 
 log = structlog.get_logger(__name__)
 
-QUEUE: Final = "recordings.requests"
-EVENT_TYPES: Final = (RecordingReported.TYPE,)
+# bound to RecordingReported (calls_platform.topology)
+QUEUE: Final = topology.RECORDINGS_REQUESTS
 
 
 class UnexpectedEvent(Exception):

@@ -13,10 +13,13 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika.exceptions
 import click
 from calls_events import Envelope
+from calls_platform import topology
 from calls_platform.service import DEFAULT_DATABASE_URL
 from rich.console import Console
 from rich.progress import (
@@ -31,6 +34,7 @@ from rich.table import Table
 from .api_keys import ApiKeyError, create_api_key
 from .dlq import list_dead_letters, redrive
 from .migrate import migrate_all
+from .replay import NotReplayable, replay
 from .status import KNOWN_QUEUES, Status, gather_status
 from .tail import tail_call
 
@@ -73,10 +77,12 @@ def cli(ctx: click.Context, database_url: str, amqp_url: str) -> None:
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
-    """Apply every service's migrations and the event store's (idempotent)."""
+    """Apply every service's migrations and the event store's, and declare the RabbitMQ
+    topology (idempotent)."""
     try:
         migrate_all(
             settings.database_url,
+            amqp_url=settings.amqp_url,
             before=lambda package: click.echo(f"migrating {package}", err=True),
         )
     except subprocess.CalledProcessError as exc:
@@ -285,6 +291,77 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail_call(settings.database_url, call_id, emit, follow=follow))
+
+
+@cli.command("replay")
+@click.option(
+    "--queue",
+    required=True,
+    type=click.Choice([q.name for q in topology.QUEUES if q.exchange == topology.EVENTS_EXCHANGE]),
+    help="The consumer queue to refill (its bindings in the topology pick the event types).",
+)
+@click.option(
+    "--from-position",
+    type=click.IntRange(min=0),
+    default=None,
+    help="First event-store position to replay (inclusive; default 0: everything).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Only events that occurred at or after this time (ISO 8601; UTC if no offset).",
+)
+@click.option(
+    "--to-position",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Last position to replay (inclusive; default: the store's head when reached).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a line.")
+@click.pass_obj
+def replay_command(
+    settings: Settings,
+    queue: str,
+    from_position: int | None,
+    since: datetime | None,
+    to_position: int | None,
+    as_json: bool,
+) -> None:
+    """Publish to one queue, from the event store, the events its bindings select: to
+    backfill a new subscriber or refill a queue that was deleted or purged.
+
+    Straight to that queue (default exchange, routing key = the queue's name), so no other
+    queue gets duplicates; persistent, mandatory and publisher-confirmed, in the relay's
+    message format. Idempotent for the consumer (it deduplicates by event id).
+    """
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if from_position is not None and to_position is not None and to_position < from_position:
+        raise click.UsageError("--to-position is before --from-position")
+    try:
+        result = asyncio.run(
+            replay(
+                settings.database_url,
+                settings.amqp_url,
+                queue,
+                from_position=from_position or 0,
+                to_position=to_position,
+                since=since,
+            )
+        )
+    except NotReplayable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except aio_pika.exceptions.DeliveryError as exc:
+        raise click.ClickException(f"the broker did not take an event: {exc}") from exc
+    if as_json:
+        _json(result.as_dict())
+        return
+    click.echo(
+        f"replayed {result.published} events to {result.queue}"
+        f" (positions {result.first_position}..{result.last_position};"
+        f" store read to {result.scanned_to})"
+    )
 
 
 @cli.group("api-keys")

@@ -113,7 +113,9 @@ async def _take(
     few seconds."""
     connection = await amqp.connect(amqp_url, name="callsctl-dlq")
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+        # on_return_raises: without it a returned (unroutable) copy is confirmed like any other
+        # and the dead letter would be acked, lost
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         try:
             queue = await channel.declare_queue(amqp.DEAD_LETTER_QUEUE, passive=True)
         except aio_pika.exceptions.ChannelNotFoundEntity:

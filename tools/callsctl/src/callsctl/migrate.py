@@ -13,13 +13,20 @@ SERVICE_PACKAGES: Final = ("gateway", "dialer", "call_log", "recordings")
 
 
 def migrate_all(
-    database_url: str | None = None, *, before: Callable[[str], None] | None = None
+    database_url: str | None = None,
+    *,
+    amqp_url: str | None = None,
+    before: Callable[[str], None] | None = None,
 ) -> None:
-    """Run `python -m <package> migrate` for every service; raises CalledProcessError on the
-    first failure. `database_url` overrides DATABASE_URL; `before` is told each package."""
+    """Run `python -m <package> migrate` for every service (the schema migrations, and the
+    RabbitMQ topology from the services that use RabbitMQ); raises CalledProcessError on the
+    first failure. `database_url` / `amqp_url` override DATABASE_URL / AMQP_URL; `before` is
+    told each package."""
     env = dict(os.environ)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
+    if amqp_url is not None:
+        env["AMQP_URL"] = amqp_url
     for package in SERVICE_PACKAGES:
         if before is not None:
             before(package)

@@ -10,18 +10,12 @@ from typing import Any, Final
 
 import aiormq.exceptions
 import psycopg
-from calls_platform import amqp
+from calls_platform import amqp, topology
 from calls_platform.db import Conn, connect
 from calls_platform.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 # Every queue the services declare (consumer queues and the dead letters).
-KNOWN_QUEUES: Final = (
-    "dialer.requests",
-    "dialer.control",
-    "recordings.requests",
-    "gateway.inbox",
-    amqp.DEAD_LETTER_QUEUE,
-)
+KNOWN_QUEUES: Final = topology.queue_names()
 # Tables holding readers' checkpoints (name, position): the event store's (the relay) and
 # the call log's (its projector).
 CHECKPOINT_TABLES: Final = ("eventstore.checkpoints", "call_log.checkpoints")

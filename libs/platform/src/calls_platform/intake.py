@@ -1,0 +1,141 @@
+"""Belt and braces behind a consumer queue: a service tails the event store for the events its
+queue should have brought, and takes in any that are older than a grace period and that it
+still has no trace of (their message was lost: routed before the queue existed, a queue
+deleted, purged). The service owns the tail's checkpoint, in a table of its own schema; the
+event store is shared infrastructure, the only thing read.
+
+The grace keeps the tail behind the consumer: an event younger than it is left for the queue
+(and the checkpoint waits before it), so in the normal case the tail finds every event already
+taken in and does nothing. Taking in is the consumer's own idempotent handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import psycopg
+import structlog
+from calls_events import Envelope
+from psycopg import sql
+
+from . import eventstore
+from .db import Conn, Pool
+
+log = structlog.get_logger(__name__)
+
+BATCH: Final = 500
+
+TakeIn = Callable[[Conn, Sequence[Envelope]], Awaitable[int]]
+"""Takes in those of the events the service has no trace of; returns how many it took in."""
+
+
+@dataclass(frozen=True)
+class Due:
+    events: Sequence[Envelope]
+    """The leading events of a batch that are older than the grace, in store order."""
+    complete: bool
+    """Whether the whole batch was due (so the next batch may be due too)."""
+
+
+def due(batch: Sequence[Envelope], *, now: datetime, grace: timedelta) -> Due:
+    """The prefix of `batch` whose events occurred more than `grace` before `now`. A prefix,
+    not a filter: the checkpoint may only move past events already checked."""
+    for index, envelope in enumerate(batch):
+        if envelope.occurred_at > now - grace:
+            return Due(batch[:index], complete=False)
+    return Due(batch, complete=True)
+
+
+class IntakeWatchdog:
+    """Tails the store for `types`, hands what is due to `take_in`, keeps a checkpoint called
+    `name` in `checkpoint_table` (a `(name text primary key, position bigint)` table)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        name: str,
+        checkpoint_table: str,
+        types: Sequence[str],
+        take_in: TakeIn,
+        grace_seconds: float,
+        interval_seconds: float | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._name = name
+        schema, table = checkpoint_table.split(".")
+        self._table = sql.Identifier(schema, table)
+        self._types = list(types)
+        self._take_in = take_in
+        self._grace = timedelta(seconds=grace_seconds)
+        self._interval = (
+            interval_seconds if interval_seconds is not None else min(grace_seconds / 2, 30.0)
+        )
+        self._clock = clock or _now
+
+    async def run(self) -> None:
+        """Check forever (call under leadership)."""
+        grace = self._grace.total_seconds()
+        log.info("intake_watchdog_started", name=self._name, grace_seconds=grace)
+        while True:
+            try:
+                more = await self.check()
+            except psycopg.OperationalError as exc:
+                log.warning("intake_watchdog_database_unavailable", error=str(exc))
+                more = False
+            except Exception:
+                # taking in failed (the consumer's handling raised): the checkpoint stays
+                # before the batch, and the next pass tries again
+                log.exception("intake_watchdog_failed", name=self._name)
+                more = False
+            if not more:
+                await asyncio.sleep(self._interval)
+
+    async def check(self) -> bool:
+        """One pass over the next batch; True when there may be more due right away."""
+        async with self._pool.connection() as conn:
+            position = await self._checkpoint(conn)
+            batch = await self._read(conn, position)
+            chosen = due(batch, now=self._clock(), grace=self._grace)
+            if not chosen.events:
+                return False
+            taken = await self._take_in(conn, chosen.events)
+            if taken:
+                log.warning(
+                    "intake_watchdog_took_in",
+                    name=self._name,
+                    taken=taken,
+                    checked=len(chosen.events),
+                )
+            await self._save(conn, chosen.events[-1].position or position)
+        return chosen.complete and len(batch) == BATCH
+
+    async def _read(self, conn: Conn, after: int) -> list[Envelope]:
+        """The tail's only read of the store: a change to the store's cursor changes this
+        (and the checkpoint's column) alone."""
+        return await eventstore.read_all(conn, after=after, limit=BATCH, types=self._types)
+
+    async def _checkpoint(self, conn: Conn) -> int:
+        cur = await conn.execute(
+            sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._table), (self._name,)
+        )
+        row = await cur.fetchone()
+        return int(row["position"]) if row else 0
+
+    async def _save(self, conn: Conn, position: int) -> None:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (name, position) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+            ).format(self._table),
+            (self._name, position),
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

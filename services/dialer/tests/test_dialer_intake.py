@@ -1,0 +1,69 @@
+"""The dialer's intake watchdog, against the real event store: a request whose message never
+reached the dialer's queue is taken in from the store once it is older than the grace; one the
+consumer took in, or one still within the grace, is left alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from calls_platform.db import Pool
+from dialer import dials
+from dialer.intake import intake_watchdog
+from prometheus_client import REGISTRY
+
+pytestmark = pytest.mark.integration
+
+
+def taken_in() -> float:
+    return REGISTRY.get_sample_value("dials_taken_in_by_watchdog_total") or 0.0
+
+
+async def checkpoint(pool: Pool) -> int | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT position FROM dialer.intake_checkpoints")
+        row = await cur.fetchone()
+    return None if row is None else int(row["position"])
+
+
+async def test_a_request_that_never_arrived_is_taken_in_after_the_grace(
+    pool: Pool, calls: Any
+) -> None:
+    lost, lost_request = await calls.requested("org_intake")  # its message never came
+    arrived, arrived_request = await calls.requested("org_intake")
+    async with pool.connection() as conn:
+        assert await dials.enqueue(conn, arrived, arrived_request)  # the consumer took it
+    now = datetime.now(UTC)
+    clock = {"now": now}
+    watchdog = intake_watchdog(pool, grace_seconds=60, clock=lambda: clock["now"])
+    before = taken_in()
+
+    # within the grace: left for the queue, and the checkpoint waits before it
+    assert not await watchdog.check()
+    assert await checkpoint(pool) is None
+    with pytest.raises(AssertionError):
+        await calls.dial(lost_request.call_id)
+
+    clock["now"] = now + timedelta(seconds=61)
+    await watchdog.check()
+    dial = await calls.dial(lost_request.call_id)
+    assert (dial["state"], dial["requested_event_id"]) == ("pending", lost.event_id)
+    assert dial["requested_position"] == lost.position
+    assert taken_in() == before + 1  # the one that arrived is not counted
+    assert await checkpoint(pool) == arrived.position
+
+    # again: nothing new, nothing counted twice
+    await watchdog.check()
+    assert taken_in() == before + 1
+
+
+async def test_a_request_of_a_canceled_batch_is_taken_in_canceled(pool: Pool, calls: Any) -> None:
+    async with pool.connection() as conn:
+        await dials.cancel_batch(conn, "org_intake_b", "batch_gone")
+    _, request = await calls.requested("org_intake_b", batch_id="batch_gone")
+    watchdog = intake_watchdog(
+        pool, grace_seconds=1, clock=lambda: datetime.now(UTC) + timedelta(seconds=5)
+    )
+    await watchdog.check()
+    assert (await calls.dial(request.call_id))["state"] == "canceled"

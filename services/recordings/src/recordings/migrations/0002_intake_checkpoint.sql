@@ -1,0 +1,6 @@
+-- The recordings service's own tail of the event store (recordings.intake): how far it has
+-- checked that every RecordingReported older than RECORDINGS_INTAKE_GRACE_SECONDS has its row.
+CREATE TABLE recordings.intake_checkpoints (
+    name text PRIMARY KEY,
+    position bigint NOT NULL
+);

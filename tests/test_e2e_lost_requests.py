@@ -1,0 +1,156 @@
+"""Requests whose messages were lost, through real processes on a system of each test's own:
+the dialer is stopped, calls are accepted and relayed into dialer.requests, and the queue is
+deleted with them (an operator's mistake, a broker reset). When the dialer comes back it
+declares its queue again, empty.
+
+- With the intake watchdog out of reach, `callsctl replay` refills the queue from the event
+  store and every call is dialed, once.
+- With no replay, the dialer's intake watchdog alone takes the requests in from the store once
+  they are older than its grace, counted in dials_taken_in_by_watchdog_total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+from calls_platform import topology
+from callsctl.replay import replay
+
+from tests.chaos.harness import (
+    FROM_NUMBER,
+    ChaosSystem,
+    _call_id_of,
+    numbers,
+    prepare_system,
+    private_databases,
+    sim_calls,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+    with private_databases(database_factory) as create:
+        yield create
+
+
+CALLS = 4
+
+
+async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with http.get(f"{url}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in {url}/metrics")
+
+
+async def depth(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection, connection.channel() as channel:
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def delete_queue(amqp_url: str, queue: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection, connection.channel() as channel:
+        await channel.queue_delete(queue)
+
+
+async def lost_requests(http: aiohttp.ClientSession, chaos: ChaosSystem, org: str) -> list[str]:
+    """Calls accepted while the dialer is down, whose messages are then deleted with the
+    dialer's queue; returns their ids."""
+    for name in ("simulator", "gateway", "dialer"):
+        await chaos.restart(name)
+    chaos.stop("dialer")
+    accepted = []
+    for to_number in numbers(CALLS):
+        async with http.post(
+            f"{chaos.gateway}/calls",
+            json={"to_number": to_number, "from_number": FROM_NUMBER},
+            headers=chaos.auth(org),
+        ) as r:
+            assert r.status == 202, await r.text()
+            accepted.append((await r.json())["call_id"])
+    amqp_url = chaos.env["AMQP_URL"]
+    deadline = time.monotonic() + 15  # relayed into the queue (a quorum queue's depth lags)
+    while await depth(amqp_url, topology.DIALER_REQUESTS) < CALLS:
+        assert time.monotonic() < deadline, "the requests never reached dialer.requests"
+        await asyncio.sleep(0.5)
+    await delete_queue(amqp_url, topology.DIALER_REQUESTS)
+    await chaos.restart("dialer")  # declares its queue again: empty
+    return accepted
+
+
+async def dialed(http: aiohttp.ClientSession, chaos: ChaosSystem, seconds: float) -> Counter[Any]:
+    deadline = time.monotonic() + seconds
+    while len((await sim_calls(http, chaos))["calls"]) < CALLS:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # a second dial of any would show by now
+    return Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
+
+
+async def system(
+    databases: Callable[[str], str], amqp_factory: Any, name: str, grace: str
+) -> ChaosSystem:
+    label = f"{name}_{uuid.uuid4().hex[:6]}"
+    return await prepare_system(
+        databases(label),
+        amqp_factory(label),
+        lambda: {},
+        name,
+        extra_env={"DIALER_INTAKE_GRACE_SECONDS": grace},
+    )
+
+
+async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
+    databases: Callable[[str], str], amqp_factory: Any
+) -> None:
+    chaos = await system(databases, amqp_factory, "lost-requests-replay", "3600")
+    try:
+        async with aiohttp.ClientSession() as http:
+            accepted = await lost_requests(http, chaos, "org_lost_replay")
+            assert await dialed(http, chaos, 3) == Counter()  # lost: nothing comes
+
+            result = await replay(
+                chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS
+            )
+            assert result.published >= CALLS
+            assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
+            # replaying again changes nothing: the dialer deduplicates by call
+            await replay(chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS)
+            assert await dialed(http, chaos, 0) == Counter(accepted)
+            assert (
+                await metric(http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total")
+                == 0.0
+            )
+    finally:
+        chaos.close()
+
+
+async def test_the_intake_watchdog_alone_takes_in_requests_that_never_arrived(
+    databases: Callable[[str], str], amqp_factory: Any
+) -> None:
+    chaos = await system(databases, amqp_factory, "lost-requests-watchdog", "2")
+    try:
+        async with aiohttp.ClientSession() as http:
+            accepted = await lost_requests(http, chaos, "org_lost_watchdog")
+            assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
+            taken = await metric(
+                http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total"
+            )
+            assert taken == CALLS
+    finally:
+        chaos.close()

@@ -1,0 +1,97 @@
+"""The start-up race of issue #14, through real processes on a fresh database and vhost: the
+gateway is ready and accepting calls, the dialer has never run (its queue was never declared
+by it), and it starts only later. Every accepted call must be dialed, once, by way of the
+queue: the topology is declared before the first publish (the gateway's migration, its relay),
+so the requests wait in dialer.requests. The dialer's intake watchdog is set out of reach here
+(an hour's grace) and must have taken in nothing: it would hide a loss, not show one.
+
+`make startup-race` runs it 20 times with the dialer 10 s late (RACE_RUNS, RACE_DELAY); `make
+test` runs it once, 3 s late."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.chaos.harness import (
+    FROM_NUMBER,
+    _call_id_of,
+    numbers,
+    prepare_system,
+    private_databases,
+    sim_calls,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+RUNS = int(os.environ.get("RACE_RUNS", "1"))
+DELAY = float(os.environ.get("RACE_DELAY", "3"))
+
+
+@pytest.fixture(scope="module")
+def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+    with private_databases(database_factory) as create:
+        yield create
+
+
+CALLS = 5
+
+
+async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with http.get(f"{url}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in {url}/metrics")
+
+
+@pytest.mark.parametrize("run", range(RUNS), ids=lambda n: f"run{n + 1}")
+async def test_calls_accepted_before_the_dialer_first_started_are_each_dialed_once(
+    run: int, databases: Callable[[str], str], amqp_factory: Any
+) -> None:
+    label = f"race_{run}_{uuid.uuid4().hex[:6]}"
+    chaos = await prepare_system(
+        databases(label),
+        amqp_factory(label),
+        lambda: {},
+        f"startup-race-{run}",
+        migrate=False,  # a fresh deployment: each service migrates as it starts
+        extra_env={"DIALER_INTAKE_GRACE_SECONDS": "3600"},
+    )
+    org = f"org_race_{run}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for name in ("simulator", "gateway"):
+                await chaos.restart(name)  # started, and ready
+            accepted = []
+            for to_number in numbers(CALLS):
+                async with http.post(
+                    f"{chaos.gateway}/calls",
+                    json={"to_number": to_number, "from_number": FROM_NUMBER},
+                    headers=chaos.auth(org),
+                ) as r:
+                    assert r.status == 202, await r.text()
+                    accepted.append((await r.json())["call_id"])
+
+            await asyncio.sleep(DELAY)  # the relay has published them all by now
+            await chaos.restart("dialer")
+            deadline = time.monotonic() + 60
+            while len((await sim_calls(http, chaos))["calls"]) < CALLS:
+                assert time.monotonic() < deadline, "not every accepted call was dialed"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # a second dial of any of them would show by now
+
+            dialed = Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
+            assert dialed == Counter(accepted)  # each exactly once
+            dialer = chaos.service("dialer").url
+            assert await metric(http, dialer, "dials_taken_in_by_watchdog_total") == 0.0
+    finally:
+        chaos.close()
