@@ -98,9 +98,7 @@ async def test_concurrent_appends_are_each_read_once_in_commit_order(pool: Pool)
     async def writer(stream_ids: list[uuid.UUID]) -> None:
         for call_id in stream_ids * 3:  # three events per stream, interleaved with others
             async with pool.connection() as conn:
-                appended.extend(
-                    await eventstore.append(conn, [canceled(call_id)])
-                )
+                appended.extend(await eventstore.append(conn, [canceled(call_id)]))
 
     reader = asyncio.create_task(tail())
     await asyncio.gather(*(writer([uuid.uuid4() for _ in range(3)]) for _ in range(16)))

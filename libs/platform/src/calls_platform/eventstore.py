@@ -27,7 +27,12 @@ from typing import Any, Final, NamedTuple
 import psycopg
 from calls_events import Envelope
 
-from .db import Conn
+from .db import Conn, Pool
+from .metrics import (
+    EVENTSTORE_OLDEST_XACT_AGE,
+    EVENTSTORE_READER_BACKLOG,
+    EVENTSTORE_READER_LAG_SECONDS,
+)
 
 NOTIFY_CHANNEL: Final = "eventstore_appended"
 """Appends no longer NOTIFY: a NOTIFY in a transaction takes a database-wide lock held through
@@ -199,9 +204,16 @@ async def append(
         if row["mismatched"]:
             first = row["mismatched"][0]
             raise ConcurrencyError(first["stream_id"], first["expected"], first["actual"])
-        recorded = dict(zip(row["event_ids"], zip(row["positions"], row["versions"], strict=True), strict=True))
+        recorded = dict(
+            zip(row["event_ids"], zip(row["positions"], row["versions"], strict=True), strict=True)
+        )
         return [
-            e.model_copy(update={"position": recorded[e.event_id][0], "stream_version": recorded[e.event_id][1]})
+            e.model_copy(
+                update={
+                    "position": recorded[e.event_id][0],
+                    "stream_version": recorded[e.event_id][1],
+                }
+            )
             for e in events
             if e.event_id in recorded
         ]
@@ -303,15 +315,15 @@ async def head_position(conn: Conn) -> int:
 
 
 async def wait_readable(
-    conn: Conn, target: Checkpoint | None = None, *, timeout: float = 10.0
+    conn: Conn, target: Checkpoint | None = None, *, seconds: float = 10.0
 ) -> bool:
-    """Wait (up to `timeout` seconds) until `target` (default: the head now) can be read:
+    """Wait (up to `seconds`) until `target` (default: the head now) can be read:
     until every transaction that began before it committed has ended. False on timeout.
 
     For whoever must read what was committed before it asked (tests, a rebuild), on a
     cluster where other transactions come and go."""
     target = target or await head(conn)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while True:
         cur = await conn.execute(
             "SELECT pg_snapshot_xmin(pg_current_snapshot()) > %s::text::xid8 AS ok",
@@ -340,7 +352,7 @@ async def lag(conn: Conn, after: Checkpoint | int, *, cap: int = 100_000) -> Lag
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM eventstore.events"
         "   WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(position)s)"
         "   LIMIT %(cap)s) AS behind) AS events,"
-        " (SELECT extract(epoch FROM clock_timestamp() - recorded_at) FROM eventstore.events"
+        " (SELECT extract(epoch FROM clock_timestamp() - occurred_at) FROM eventstore.events"
         "   WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(position)s)"
         "   ORDER BY transaction_id, position LIMIT 1) AS seconds",
         {"tx": str(cp.transaction_id), "position": cp.position, "cap": cap},
@@ -360,6 +372,19 @@ async def oldest_transaction_age(conn: Conn) -> float:
     )
     row = await cur.fetchone()
     return float(row["age"]) if row else 0.0
+
+
+async def observe_lag(pool: Pool, reader: str, checkpoint: Checkpoint) -> int:
+    """Refresh the lag gauges of `reader` (eventstore_reader_lag_seconds,
+    eventstore_reader_backlog_events) and eventstore_oldest_xact_age_seconds; return the
+    reader's backlog in events."""
+    async with pool.connection() as conn:
+        behind = await lag(conn, checkpoint)
+        oldest = await oldest_transaction_age(conn)
+    EVENTSTORE_READER_BACKLOG.labels(reader).set(behind.events)
+    EVENTSTORE_READER_LAG_SECONDS.labels(reader).set(behind.seconds)
+    EVENTSTORE_OLDEST_XACT_AGE.set(oldest)
+    return behind.events
 
 
 async def load_checkpoint(conn: Conn, name: str, *, for_update: bool = False) -> Checkpoint:

@@ -1,29 +1,43 @@
 """The outbox relay: publishes committed events from the event store to RabbitMQ.
 
-Runs in every service that appends events; a leadership lock lets exactly one replica relay
-at a time. Events are published in position order as persistent messages, each confirmed by
-the broker, and the relay's checkpoint only moves past an event once it is confirmed. A crash
-between confirm and checkpoint republishes a few events: consumers are idempotent.
+Runs in its own process (`python -m calls_platform.relay`, with /healthz, /readyz and
+/metrics) or inside every service that appends events (`RELAY_IN_PROCESS`, default true); a
+leadership lock lets exactly one relay run at a time, wherever it runs. Events are published
+in commit order ((transaction_id, position), see `eventstore`) as persistent messages, each
+confirmed by the broker, and the relay's checkpoint only moves past an event once it is
+confirmed. A crash between confirm and checkpoint republishes a few events: consumers are
+idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import aio_pika.exceptions
 import psycopg
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aiohttp import web
+from calls_events import Envelope
 
 from . import amqp, eventstore, leader
-from .db import Pool
+from .db import Pool, is_reachable, open_pool
+from .eventstore import Checkpoint
+from .http import new_app
+from .logging import configure_logging
 from .metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 from .notify import AppendListener, wait_for
+from .service import DEFAULT_DATABASE_URL, serve, stop_tasks
 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT: Final = "amqp-relay"
+# how often the lag gauges (one count query, one pg_stat_activity query) are refreshed
+_LAG_EVERY_SECONDS: Final = 1.0
 
 
 class OutboxRelay:
@@ -31,16 +45,17 @@ class OutboxRelay:
         self,
         pool: Pool,
         broker: AbstractRobustConnection,
-        listener: AppendListener,
+        listener: AppendListener | None = None,
         *,
         batch_size: int = 500,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 0.02,
     ) -> None:
         self._pool = pool
         self._broker = broker
-        self._wakeup = listener.subscribe()
+        self._wakeup = listener.subscribe() if listener else asyncio.Event()
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._lag_observed = 0.0
 
     async def run(self) -> None:
         """Relay forever (call under leadership)."""
@@ -48,62 +63,73 @@ class OutboxRelay:
         # restored by the robust connection, for as long as the process lives
         async with self._broker.channel(publisher_confirms=True) as channel:
             exchange = await amqp.declare_events_exchange(channel)
-            position = await self._checkpoint()
-            log.info("relay_started", position=position)
+            async with self._pool.connection() as conn:
+                checkpoint = await eventstore.load_checkpoint(conn, CHECKPOINT)
+            log.info("relay_started", checkpoint=checkpoint)
             while True:
-                position = await self._relay_batch(exchange, position)
+                checkpoint = await self._relay_batch(exchange, checkpoint)
 
-    async def _relay_batch(self, exchange: AbstractExchange, position: int) -> int:
-        """Publish the next batch after `position`; return the new checkpoint."""
+    async def _relay_batch(self, exchange: AbstractExchange, checkpoint: Checkpoint) -> Checkpoint:
+        """Publish the next batch after `checkpoint`; return the new checkpoint."""
         try:
             async with self._pool.connection() as conn:
-                batch = await eventstore.read_all(conn, after=position, limit=self._batch_size)
-                head = await eventstore.head_position(conn)
-            OUTBOX_BACKLOG.set(head - position)
+                batch = await eventstore.read_all(conn, after=checkpoint, limit=self._batch_size)
+            await self._observe(checkpoint)
             if not batch:
                 await wait_for(self._wakeup, self._poll_seconds)
-                return position
-            await asyncio.gather(
-                *(exchange.publish(amqp.to_message(e), routing_key=e.event_type) for e in batch)
-            )
-            position = batch[-1].position or position
-            await self._save_checkpoint(position)
+                return checkpoint
+            await self._publish(exchange, batch)
+            async with self._pool.connection() as conn:
+                await eventstore.save_checkpoint(conn, CHECKPOINT, batch.checkpoint)
             EVENTS_PUBLISHED.inc(len(batch))
+            return batch.checkpoint
         except (
             aio_pika.exceptions.AMQPError,
             aio_pika.exceptions.ChannelInvalidStateError,  # a RuntimeError: channel closed
             ConnectionError,
         ) as exc:
             # the robust connection reconnects by itself; events stay in the store meanwhile
-            log.warning("relay_broker_unavailable", error=str(exc), position=position)
+            log.warning("relay_broker_unavailable", error=str(exc), checkpoint=checkpoint)
             await asyncio.sleep(1)
         except psycopg.OperationalError as exc:
-            log.warning("relay_database_unavailable", error=str(exc), position=position)
+            log.warning("relay_database_unavailable", error=str(exc), checkpoint=checkpoint)
             await asyncio.sleep(1)
-        return position
+        return checkpoint
 
-    async def _checkpoint(self) -> int:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT position FROM eventstore.checkpoints WHERE name = %s", (CHECKPOINT,)
-            )
-            row = await cur.fetchone()
-        return int(row["position"]) if row else 0
+    async def _publish(self, exchange: AbstractExchange, batch: Sequence[Envelope]) -> None:
+        """Publish a batch, each message confirmed by the broker (raises if any is not)."""
+        await asyncio.gather(
+            *(exchange.publish(amqp.to_message(e), routing_key=e.event_type) for e in batch)
+        )
 
-    async def _save_checkpoint(self, position: int) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO eventstore.checkpoints (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (CHECKPOINT, position),
-            )
+    async def _observe(self, checkpoint: Checkpoint) -> None:
+        now = time.monotonic()
+        if now - self._lag_observed < _LAG_EVERY_SECONDS:
+            return
+        self._lag_observed = now
+        OUTBOX_BACKLOG.set(await eventstore.observe_lag(self._pool, "amqp-relay", checkpoint))
+
+
+def in_process() -> bool:
+    """RELAY_IN_PROCESS (default true): whether services that append also run a relay
+    candidate. Set it to false where the relay runs as its own process or deployment."""
+    return os.environ.get("RELAY_IN_PROCESS", "true").lower() not in ("false", "0", "no")
 
 
 def start_relay(
     database_url: str, pool: Pool, broker: AbstractRobustConnection
 ) -> list[asyncio.Task[None]]:
-    """The tasks that make this process a candidate relay: a LISTEN for appends, and the relay
-    itself, run only while this process holds the `outbox-relay` leadership lock."""
+    """The tasks that make this process a candidate relay: a LISTEN for wake-ups, and the
+    relay itself, run only while this process holds the `outbox-relay` leadership lock. None
+    when RELAY_IN_PROCESS is false."""
+    if not in_process():
+        return []
+    return _relay_tasks(database_url, pool, broker)
+
+
+def _relay_tasks(
+    database_url: str, pool: Pool, broker: AbstractRobustConnection
+) -> list[asyncio.Task[None]]:
     listener = AppendListener(database_url)
     relay = OutboxRelay(pool, broker, listener)
     return [
@@ -112,3 +138,45 @@ def start_relay(
             leader.run_as_leader(database_url, "outbox-relay", relay.run), name="outbox-relay"
         ),
     ]
+
+
+def create_app(database_url: str, amqp_url: str) -> web.Application:
+    """The relay as a process of its own: a relay candidate plus the operational routes."""
+    broker_health = amqp.BrokerHealth()
+    pool_key: web.AppKey[Pool] = web.AppKey("relay_pool")
+
+    async def readiness() -> Mapping[str, bool]:
+        return {"database": await is_reachable(app[pool_key]), "broker": broker_health.connected}
+
+    app = new_app(readiness=readiness)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        pool = await open_pool(database_url, name="relay", max_size=4)
+        app[pool_key] = pool
+        broker = await amqp.connect(amqp_url)
+        broker_health.watch(broker)
+        tasks = _relay_tasks(database_url, pool, broker)
+        yield
+        await stop_tasks(tasks)
+        await broker.close()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+def main() -> None:
+    """`python -m calls_platform.relay`: DATABASE_URL, AMQP_URL, RELAY_HOST, RELAY_PORT."""
+    env = os.environ
+    configure_logging(
+        "relay", json_logs=env.get("LOG_FORMAT") == "json", level=env.get("LOG_LEVEL", "INFO")
+    )
+    app = create_app(
+        env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    serve(app, host=env.get("RELAY_HOST", "127.0.0.1"), port=int(env.get("RELAY_PORT", "8085")))
+
+
+if __name__ == "__main__":
+    main()
