@@ -11,7 +11,7 @@ from typing import Any, Final
 import aiormq.exceptions
 import psycopg
 from calls_platform import amqp, eventstore
-from calls_platform.db import Conn, connect
+from calls_platform.db import connect
 from calls_platform.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 # Every queue the services declare (consumer queues and the dead letters).
@@ -22,8 +22,8 @@ KNOWN_QUEUES: Final = (
     "gateway.inbox",
     amqp.DEAD_LETTER_QUEUE,
 )
-# Tables holding readers' checkpoints (name, transaction_id, position): the event store's (the relay) and
-# the call log's (its projector).
+# Tables holding readers' checkpoints (name, transaction_id, position): the event store's
+# (the relay) and the call log's (its projector).
 CHECKPOINT_TABLES: Final = ("eventstore.checkpoints", "call_log.checkpoints")
 
 
