@@ -368,3 +368,23 @@ def test_deterministic_event_id_differs_when_any_part_differs() -> None:
     }
 
     assert len(ids) == 3
+
+
+async def test_pooled_sessions_end_a_transaction_left_idle(
+    database_factory,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A writer that went quiet mid-transaction would hold every reader back: the services'
+    pools have PostgreSQL end it (idle_in_transaction_session_timeout)."""
+    monkeypatch.setenv("PG_IDLE_IN_TRANSACTION_TIMEOUT", "300ms")
+    pool = await open_pool(database_factory("idle"), name="test", max_size=1)
+    async with pool:
+        await pool.wait()
+        async with pool.connection() as conn:
+            cur = await conn.execute("SHOW idle_in_transaction_session_timeout")
+            assert (await cur.fetchone() or {})["idle_in_transaction_session_timeout"] == "300ms"
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_current_xact_id()")
+                await asyncio.sleep(1)
+                await conn.execute("SELECT 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from typing import Any, TypeAlias
@@ -29,6 +30,17 @@ async def _check_unless_recently_used(conn: Conn) -> None:
     await AsyncConnectionPool.check_connection(conn)
 
 
+def session_options() -> str:
+    """Settings of every pooled session (libpq `options`).
+
+    idle_in_transaction_session_timeout: a transaction that holds a transaction id and sits
+    idle (a bug, a stuck await between two statements) holds back every event-store reader
+    in the cluster (see calls_platform.eventstore); PostgreSQL ends it after this long.
+    PG_IDLE_IN_TRANSACTION_TIMEOUT, in PostgreSQL units (default 10s; 0 turns it off)."""
+    timeout = os.environ.get("PG_IDLE_IN_TRANSACTION_TIMEOUT", "10s")
+    return f"-c idle_in_transaction_session_timeout={timeout}"
+
+
 async def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 10) -> Pool:
     """Open a pool that checks connections that sat idle before handing them out, so a
     restarted PostgreSQL costs one failed check, not a failed request."""
@@ -38,7 +50,7 @@ async def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 1
         max_size=max_size,
         name=name,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": True},
+        kwargs={"row_factory": dict_row, "autocommit": True, "options": session_options()},
         check=_check_unless_recently_used,
         reconnect_timeout=30,
     )

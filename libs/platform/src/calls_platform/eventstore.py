@@ -18,13 +18,13 @@ Every statement that touches the `eventstore` schema lives in this module.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import psycopg
+import pydantic_core
 from calls_events import Envelope
 
 from .db import Conn, Pool
@@ -95,10 +95,12 @@ class Events(list[Envelope]):
 # end, and this one ended before it can be), an earlier one would put v2 before v1.
 _APPEND: Final = """
 WITH input AS (
-    SELECT * FROM unnest(
-        %(event_id)s::uuid[], %(stream_id)s::text[], %(event_type)s::text[],
-        %(event_version)s::int[], %(organization_id)s::text[], %(occurred_at)s::timestamptz[],
-        %(correlation_id)s::text[], %(causation_id)s::text[], %(data)s::text[]
+    SELECT * FROM ROWS FROM (
+        unnest(%(event_id)s::uuid[]), unnest(%(stream_id)s::text[]),
+        unnest(%(event_type)s::text[]), unnest(%(event_version)s::int[]),
+        unnest(%(organization_id)s::text[]), unnest(%(occurred_at)s::timestamptz[]),
+        unnest(%(correlation_id)s::text[]), unnest(%(causation_id)s::text[]),
+        jsonb_array_elements(%(data)s::jsonb)
     ) WITH ORDINALITY AS i (event_id, stream_id, event_type, event_version, organization_id,
                             occurred_at, correlation_id, causation_id, data, ord)
 ),
@@ -133,7 +135,7 @@ inserted AS (
         event_type, event_version, organization_id, occurred_at, correlation_id,
         causation_id, data)
     SELECT transaction_id, event_id, stream_id, stream_version, event_type, event_version,
-        organization_id, occurred_at, correlation_id, causation_id, data::jsonb
+        organization_id, occurred_at, correlation_id, causation_id, data
     FROM fresh ORDER BY ord
     RETURNING event_id, position, stream_version
 )
@@ -160,7 +162,9 @@ def _parameters(
         "occurred_at": [e.occurred_at for e in events],
         "correlation_id": [e.correlation_id for e in events],
         "causation_id": [e.causation_id for e in events],
-        "data": [json.dumps(e.data) for e in events],
+        # every event's data in one JSON array, serialized at once (10,000 json.dumps cost
+        # a tenth of a second)
+        "data": pydantic_core.to_json([e.data for e in events]).decode(),
         "expected_stream": list(expected),
         "expected_version": list(expected.values()),
     }
