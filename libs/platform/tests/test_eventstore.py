@@ -383,7 +383,7 @@ async def test_pooled_sessions_end_a_transaction_left_idle(
         async with pool.connection() as conn:
             cur = await conn.execute("SHOW idle_in_transaction_session_timeout")
             assert (await cur.fetchone() or {})["idle_in_transaction_session_timeout"] == "300ms"
-        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):  # noqa: PT012
             async with pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_current_xact_id()")
                 await asyncio.sleep(1)
