@@ -84,6 +84,7 @@ async def make_system(
         rabbit: PrivateRabbit | None = None,
         dialers: int = 1,
         extra_env: dict[str, str] | None = None,
+        relay_process: bool = False,
     ) -> ChaosSystem:
         label = f"chaos_{scenario.replace('-', '_')}"
         postgres = postgres or chaos_postgres
@@ -98,7 +99,13 @@ async def make_system(
             vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
             queues = lambda: shared_vhost_queues(vhost)  # noqa: E731
         system = await start_system(
-            database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
+            database_url,
+            amqp_url,
+            queues,
+            scenario,
+            dialers=dialers,
+            extra_env=extra_env,
+            relay_process=relay_process,
         )
         systems.append(system)
         return system
