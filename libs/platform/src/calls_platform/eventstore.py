@@ -297,6 +297,17 @@ async def read_stream(conn: Conn, stream_id: str) -> list[Envelope]:
     return [_envelope(row) for row in await cur.fetchall()]
 
 
+async def first_event(conn: Conn, stream_id: str) -> Envelope | None:
+    """A stream's first event (what created it), None for a stream that does not exist."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM eventstore.events WHERE stream_id = %s"
+        " ORDER BY stream_version LIMIT 1",
+        (stream_id,),
+    )
+    row = await cur.fetchone()
+    return _envelope(row) if row else None
+
+
 async def head(conn: Conn) -> Checkpoint:
     """The last committed event in commit order (START when the store is empty): a reader
     whose checkpoint is at or past it has taken everything committed before this call."""
