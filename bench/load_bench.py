@@ -147,7 +147,13 @@ async def phase(
 async def caught_up(url: str, limit_s: float = 600) -> float:
     """Wait until relay, call log and dialer have taken every event; return the seconds."""
     t0 = time.perf_counter()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    while True:  # the shared server may be out of connections for a moment
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            break
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.2)
+    async with conn:
         while time.perf_counter() - t0 < limit_s:
             cur = await conn.execute(
                 # readers are at the head when their (transaction_id, position) checkpoint is

@@ -74,19 +74,24 @@ async def _accept(
     Idempotency-Key by claiming it in that same transaction."""
     who = principal(request)
     key = idempotency.key_of(request)
-    # pipeline mode: BEGIN goes with the first query, the last UPDATE with COMMIT; a call is
-    # three round trips (caller ID, append, commit), see docs/benchmarks.md
-    async with request.app[POOL].connection() as conn, conn.pipeline(), conn.transaction():
-        if key is not None:
-            replay = await idempotency.claim(
-                conn, who.organization_id, key, idempotency.fingerprint(request, body)
-            )
-            if replay is not None:
-                return replay
-        envelopes, expected_versions, response = await build(conn, who)
-        await eventstore.append(conn, envelopes, expected_versions=expected_versions)
-        if key is not None:
-            await idempotency.remember(conn, who.organization_id, key, 202, response)
+    async with request.app[POOL].connection() as conn:
+        if key is None:
+            # no transaction: caller ID is one query, the append one statement (its own
+            # transaction): two round trips, see docs/benchmarks.md
+            envelopes, expected_versions, response = await build(conn, who)
+            await eventstore.append(conn, envelopes, expected_versions=expected_versions)
+        else:
+            # the key is claimed and remembered in the append's transaction (pipelined: BEGIN
+            # goes with the claim, the last UPDATE with COMMIT)
+            async with conn.pipeline(), conn.transaction():
+                replay = await idempotency.claim(
+                    conn, who.organization_id, key, idempotency.fingerprint(request, body)
+                )
+                if replay is not None:
+                    return replay
+                envelopes, expected_versions, response = await build(conn, who)
+                await eventstore.append(conn, envelopes, expected_versions=expected_versions)
+                await idempotency.remember(conn, who.organization_id, key, 202, response)
     for envelope in envelopes:
         EVENTS_APPENDED.labels(envelope.event_type).inc()
     return web.json_response(response, status=202)

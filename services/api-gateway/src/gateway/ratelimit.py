@@ -7,16 +7,18 @@ long until one is there (`Retry-After`).
 
 Taking a token must not serialize an organization's writes: the row's lock is held until the
 commit, and a durable commit waits for the WAL flush, so every request of one organization
-waited in line for the previous one's fsync. The token is taken in a transaction of its own
-with `synchronous_commit = off` (BEGIN, SET LOCAL, UPDATE, COMMIT in one pipelined round
-trip): the lock is released as soon as the UPDATE is done. A crash can forget the last
-fraction of a second of taken tokens, which only lets a few more requests through.
+waited in line for the previous one's fsync. The limiter's pool runs with
+`synchronous_commit = off` (`RateLimiter.SESSION`): each take is one autocommit statement whose
+lock is released as soon as the UPDATE is done, without waiting for the WAL flush. A crash can
+forget the last fraction of a second of taken tokens, which only lets a few more requests
+through.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 from calls_platform.db import Pool
 from prometheus_client import Counter
@@ -64,6 +66,9 @@ class Limited:
 
 
 class RateLimiter:
+    SESSION: Final = {"synchronous_commit": "off"}
+    """Settings of the limiter's own pool (see the module doc)."""
+
     def __init__(self, pool: Pool, *, organization: Limit, api_key: Limit) -> None:
         self._pool = pool
         self._organization = organization
@@ -81,12 +86,8 @@ class RateLimiter:
         async with self._pool.connection() as conn:
             for scope, bucket, limit in buckets:
                 params = {"bucket": bucket, "rate": limit.per_second, "burst": float(limit.burst)}
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        await conn.execute("SET LOCAL synchronous_commit = off")
-                        cur = await conn.execute(_TAKE, params)
-                    taken = await cur.fetchone()
-                if taken is not None:
+                cur = await conn.execute(_TAKE, params)
+                if await cur.fetchone() is not None:
                     continue
                 cur = await conn.execute(_SHORTFALL, params)
                 row = await cur.fetchone()
