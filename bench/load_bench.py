@@ -174,12 +174,12 @@ async def caught_up(url: str, limit_s: float = 600) -> float:
     raise TimeoutError("the system did not catch up")
 
 
-async def projection_lag(url: str, rate: int, seconds: float, writers: int = 8) -> dict[str, Any]:
+async def projection_lag(url: str, rate: int, seconds: float, writers: int = 4) -> dict[str, Any]:
     """`writers` concurrent writers append single-event transactions at `rate`/s in all; the
     lag of each event is commit → the projector's checkpoint at or past it (in the store's
     (transaction_id, position) order)."""
     pool = await open_pool(url, name="bench-lag", max_size=writers)
-    await pool.wait()
+    await pool.wait(timeout=300)  # the shared server may be out of connections for a while
     committed: dict[int, float] = {}
     lags: list[float] = []
     stop = asyncio.Event()

@@ -333,7 +333,7 @@ async def head_position(conn: Conn) -> int:
 
 
 async def wait_readable(
-    conn: Conn, target: Checkpoint | None = None, *, seconds: float = 10.0
+    conn: Conn, target: Checkpoint | None = None, *, seconds: float = 60.0
 ) -> bool:
     """Wait (up to `seconds`) until `target` (default: the head now) can be read:
     until every transaction that began before it committed has ended. False on timeout.
