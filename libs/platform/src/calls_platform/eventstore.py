@@ -127,8 +127,11 @@ fresh AS (
             AS stream_version,
         greatest(pg_current_xact_id(), h.transaction_id) AS transaction_id
     FROM input i JOIN heads h USING (stream_id)
-    WHERE NOT EXISTS (SELECT 1 FROM eventstore.events e WHERE e.event_id = i.event_id)
-      AND NOT EXISTS (SELECT 1 FROM mismatched)
+    -- one index probe per event (a NOT EXISTS could be planned as a scan of the whole store)
+    LEFT JOIN LATERAL (
+        SELECT true AS stored FROM eventstore.events e WHERE e.event_id = i.event_id LIMIT 1
+    ) s ON true
+    WHERE s.stored IS NULL AND NOT EXISTS (SELECT 1 FROM mismatched)
 ),
 inserted AS (
     INSERT INTO eventstore.events (transaction_id, event_id, stream_id, stream_version,
