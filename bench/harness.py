@@ -35,7 +35,14 @@ AUTH_TOKEN = "simulator-auth-token"
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/"
 
 # port offsets from a system's port base, and the module each port belongs to
-PORTS = {"gateway": 0, "call_log": 1, "dialer": 2, "recordings": 3, "carrier_sim": 10}
+PORTS = {
+    "gateway": 0,
+    "call_log": 1,
+    "dialer": 2,
+    "recordings": 3,
+    "calls_platform.relay": 6,
+    "carrier_sim": 10,
+}
 MIGRATED = ("gateway", "dialer", "call_log", "recordings")
 
 
@@ -184,6 +191,7 @@ class System:
             "DIALER_PORT": str(self.port("dialer")),
             "RECORDINGS_PORT": str(self.port("recordings")),
             "SIM_PORT": str(self.port("carrier_sim")),
+            "RELAY_PORT": str(self.port("calls_platform.relay")),
             "CALL_LOG_URL": self.url("call_log"),
             "RECORDINGS_URL": self.url("recordings"),
             "RECORDINGS_DIR": self._spool,

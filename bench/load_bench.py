@@ -24,18 +24,35 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
+from calls_events import CallRequested, Envelope, call_stream
+from calls_platform import eventstore
+from calls_platform.db import open_pool
 from gateway.auth import issue_token
-from harness import JWT_SECRET, System, machine, memory, start, wait_ready, write_results
+from harness import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    JWT_SECRET,
+    System,
+    machine,
+    memory,
+    percentile,
+    start,
+    wait_ready,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 ORG = "org_load"
 POST_BODY = '{"to_number": "+1{n}", "from_number": "+14155550100"}'
-SERVICES = ("carrier_sim", "call_log", "gateway", "dialer", "recordings")
+# the outbox relay runs as a process of its own, as deployed (RELAY_IN_PROCESS=false)
+SERVICES = ("carrier_sim", "call_log", "gateway", "dialer", "recordings", "calls_platform.relay")
 FLOOR_PORT_OFFSET = 90
 LIMITED_OFFSET = 5
 
@@ -130,20 +147,132 @@ async def phase(
 async def caught_up(url: str, limit_s: float = 600) -> float:
     """Wait until relay, call log and dialer have taken every event; return the seconds."""
     t0 = time.perf_counter()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    while True:  # the shared server may be out of connections for a moment
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            break
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.2)
+    async with conn:
         while time.perf_counter() - t0 < limit_s:
             cur = await conn.execute(
-                "SELECT (SELECT coalesce(max(position), 0) FROM eventstore.events),"
-                " (SELECT position FROM eventstore.checkpoints WHERE name = 'amqp-relay'),"
-                " (SELECT position FROM call_log.checkpoints WHERE name = 'calls'),"
+                # readers are at the head when their (transaction_id, position) checkpoint is
+                # the last event in that order
+                "SELECT (SELECT (transaction_id, position)::text FROM eventstore.events"
+                "  ORDER BY transaction_id DESC, position DESC LIMIT 1),"
+                " (SELECT (transaction_id, position)::text FROM eventstore.checkpoints"
+                "  WHERE name = 'amqp-relay'),"
+                " (SELECT (transaction_id, position)::text FROM call_log.checkpoints"
+                "  WHERE name = 'calls'),"
                 " (SELECT count(*) FROM eventstore.events WHERE event_type = 'CallRequested'),"
                 " (SELECT count(*) FROM dialer.dials)"
             )
             head, relayed, projected, requested, dials = await cur.fetchone() or (0,) * 5
             if head == relayed == projected and requested == dials:
-                return round(time.perf_counter() - t0, 1)
-            await asyncio.sleep(0.5)
+                return round(time.perf_counter() - t0, 2)
+            await asyncio.sleep(0.05)
     raise TimeoutError("the system did not catch up")
+
+
+async def projection_lag(url: str, rate: int, seconds: float, writers: int = 4) -> dict[str, Any]:
+    """`writers` concurrent writers append single-event transactions at `rate`/s in all; the
+    lag of each event is commit → the projector's checkpoint at or past it (in the store's
+    (transaction_id, position) order)."""
+    pool = await open_pool(url, name="bench-lag", max_size=writers)
+    await pool.wait(timeout=300)  # the shared server may be out of connections for a while
+    committed: dict[int, float] = {}
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        interval = writers / rate
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            call_id = uuid.uuid4()
+            envelope = Envelope.wrap(
+                CallRequested(
+                    call_id=call_id,
+                    to_number="+14155550100",
+                    from_number="+14155550101",
+                    requested_by="bench",
+                ),
+                stream_id=call_stream(call_id),
+                organization_id="org_lag",
+            )
+            async with pool.connection() as conn:
+                [recorded] = await eventstore.append(conn, [envelope])
+            committed[recorded.position or 0] = time.perf_counter()
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def watcher() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            while not stop.is_set() or committed:
+                pending = list(committed)
+                cur = await conn.execute(
+                    "SELECT e.position FROM eventstore.events e, call_log.checkpoints c"
+                    " WHERE c.name = 'calls' AND e.position = ANY(%s)"
+                    " AND (e.transaction_id, e.position) <= (c.transaction_id, c.position)",
+                    (pending,),
+                )
+                now = time.perf_counter()
+                for (position,) in await cur.fetchall():
+                    lags.append((now - committed.pop(position)) * 1000)
+                await asyncio.sleep(0.002)
+
+    async def timer() -> None:
+        await asyncio.sleep(seconds)
+        stop.set()
+
+    started = time.perf_counter()
+    await asyncio.gather(timer(), watcher(), *(writer() for _ in range(writers)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return {
+        "target_rate_per_s": rate,
+        "achieved_rate_per_s": round(len(lags) / elapsed, 1),
+        "events": len(lags),
+        "p50_ms": round(percentile(lags, 50), 1),
+        "p99_ms": round(percentile(lags, 99), 1),
+        "max_ms": round(max(lags), 1),
+    }
+
+
+async def batches(gateway: str, auth: tuple[str, str], runs: int) -> dict[str, Any]:
+    """Accept 10,000 numbers `runs` times; after each, the first GET /calls/batch/{id}."""
+    headers = dict([auth[1].split(": ", 1)])
+    accept: list[float] = []
+    first_get: list[float] = []
+    statuses: list[int] = []
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for run in range(runs):
+            body = {
+                "to_numbers": [f"+1{700 + run:03d}555{i:04d}" for i in range(10_000)],
+                "from_number": "+14155550100",
+            }
+            t0 = time.perf_counter()
+            async with http.post(f"{gateway}/calls/batch", json=body) as resp:
+                accepted = await resp.json()
+                assert resp.status == 202, accepted
+            t1 = time.perf_counter()
+            async with http.get(f"{gateway}/calls/batch/{accepted['batch_id']}") as resp:
+                await resp.read()
+                statuses.append(resp.status)  # 404: not projected within the call log's wait
+            t2 = time.perf_counter()
+            accept.append((t1 - t0) * 1000)
+            first_get.append((t2 - t1) * 1000)
+    return {
+        "runs": runs,
+        "accept_10000_ms": {
+            "p50": round(percentile(accept, 50)),
+            "all": [round(a) for a in accept],
+        },
+        "first_get_after_ms": {
+            "p50": round(percentile(first_get, 50)),
+            "all": [round(g) for g in first_get],
+            "statuses": statuses,
+        },
+    }
 
 
 async def profile(
@@ -257,6 +386,42 @@ async def measure(
         limited_proc.terminate()
         await asyncio.to_thread(limited_proc.wait, 30)
     await caught_up(system.database_url)
+    # signed carrier status callbacks on calls the POST phase created, each a new report
+    async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT call_id FROM call_log.calls LIMIT 5000")
+        callback_ids = [row[0] for row in await cur.fetchall()]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as urls:
+        urls.write(
+            "\n".join(
+                f"{gateway}/webhooks/twilio/status?call_id={i}&org={ORG}" for i in callback_ids
+            )
+        )
+    try:
+        results["POST /webhooks/twilio/status (signed)"] = await phase(
+            "callbacks",
+            args,
+            pids,
+            "--urls-file",
+            urls.name,
+            "--method",
+            "POST",
+            "--body",
+            f"AccountSid={ACCOUNT_SID}&CallSid=CA{{n}}&CallStatus=ringing&SequenceNumber={{n}}",
+            "--twilio-auth-token",
+            AUTH_TOKEN,
+        )
+    finally:
+        os.unlink(urls.name)
+    results["catch-up after callbacks load (s)"] = await caught_up(system.database_url)
+    print(f"caught up in {results['catch-up after callbacks load (s)']} s", flush=True)
+    results["projection lag at 1,000 events/s"] = await projection_lag(
+        system.database_url, 1000, args.duration
+    )
+    print(f"projection lag: {results['projection lag at 1,000 events/s']}", flush=True)
+    results["catch-up after appends (s)"] = await caught_up(system.database_url)
+    results["batches of 10,000"] = await batches(gateway, auth, 5)
+    print(f"batches: {results['batches of 10,000']}", flush=True)
+    await caught_up(system.database_url)
     results["floor POST /calls, again after"] = await phase(
         "floor again", args, watched, *floor_post
     )
@@ -264,8 +429,17 @@ async def measure(
         results["floor POST /calls (bare handler, one INSERT)"]["requests_per_s"],
         results["floor POST /calls, again after"]["requests_per_s"],
     ]
+    floor = sum(floors) / len(floors)
     results["POST /calls as share of floor"] = round(
-        results["POST /calls"]["requests_per_s"] / (sum(floors) / len(floors)), 3
+        results["POST /calls"]["requests_per_s"] / floor, 3
+    )
+    results["POST /calls, rate limiter on, as share of floor"] = round(
+        results["POST /calls, rate limiter on (at 1,000,000/s: its cost)"]["requests_per_s"]
+        / floor,
+        3,
+    )
+    results["callbacks as share of floor"] = round(
+        results["POST /webhooks/twilio/status (signed)"]["requests_per_s"] / floor, 3
     )
     async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT call_id FROM call_log.calls ORDER BY random() LIMIT 5000")
@@ -317,7 +491,12 @@ def main() -> None:
     }
     # the gateway's write rate limit (20/s per organization by default) is off: this measures
     # what the system holds, not the limit; the limiter's own cost is a phase of its own
-    env = {"DIALER_CPS": "1", "RATE_LIMIT_ORG_PER_SECOND": "0", "RATE_LIMIT_KEY_PER_SECOND": "0"}
+    env = {
+        "DIALER_CPS": "1",
+        "RATE_LIMIT_ORG_PER_SECOND": "0",
+        "RATE_LIMIT_KEY_PER_SECOND": "0",
+        "RELAY_IN_PROCESS": "false",
+    }
     with System("load", port_base=args.port_base, env=env) as system:
         system.start(*SERVICES)
         floor_proc = subprocess.Popen(
@@ -337,7 +516,12 @@ def main() -> None:
             floor_proc.terminate()
             floor_proc.wait(30)
     results["load_average_at_end"] = os.getloadavg()
-    print(f"POST /calls as share of floor: {results['POST /calls as share of floor']}")
+    for key in (
+        "POST /calls as share of floor",
+        "POST /calls, rate limiter on, as share of floor",
+        "callbacks as share of floor",
+    ):
+        print(f"{key}: {results[key]}")
     print(f"written to {write_results('load', results, args.out)}")
 
 

@@ -9,6 +9,9 @@ export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${GATEWAY_PORT}}"
 export PYTHONUNBUFFERED=1
+# the outbox relay runs as a process of its own (the Procfile's `relay`, on :8085)
+export RELAY_IN_PROCESS="${RELAY_IN_PROCESS:-false}"
+export RELAY_PORT="${RELAY_PORT:-8085}"
 
 procfile=deploy/local/Procfile
 if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then

@@ -35,7 +35,6 @@ pytestmark = pytest.mark.integration
 # recordings 20 s), plus start-up slack on a busy two-core machine
 DRAIN_SECONDS = {"gateway": 10, "call-log": 10, "dialer": 20, "recordings": 20}
 SLACK_SECONDS = 8
-APPEND_LOCK_KEY = 0x63616C6C  # calls_platform.eventstore's append lock
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +134,12 @@ async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_s
     url = database_url(shutdown_system)
     gateway = shutdown_system.services["gateway"]
     org = f"org_{uuid.uuid4().hex[:8]}"
-    # hold the event store's append lock: the request commits only when we let it
+    # block inserts into the event store (appends take no lock of their own): the request
+    # commits only when we let it
     blocker = await connect(url)
     async with blocker:
-        await blocker.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK_KEY,))
+        await blocker.execute("BEGIN")
+        await blocker.execute("LOCK TABLE eventstore.events IN SHARE MODE")
         async with aiohttp.ClientSession() as http:
             request = asyncio.create_task(
                 http.post(
@@ -152,12 +153,13 @@ async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_s
                 rows = await fetch(
                     url,
                     "SELECT count(*) AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-                    " WHERE l.locktype = 'advisory' AND NOT l.granted"
+                    " WHERE l.locktype = 'relation' AND NOT l.granted"
+                    " AND l.relation = 'eventstore.events'::regclass"
                     " AND d.datname = current_database()",
                 )
                 return bool(rows[0]["n"])
 
-            await until(waiting_on_the_lock, what="the POST to wait on the append lock")
+            await until(waiting_on_the_lock, what="the POST to wait to insert its event")
             terminated = asyncio.create_task(sigterm_and_wait(gateway, DRAIN_SECONDS["gateway"]))
             await asyncio.sleep(1.0)
             assert not terminated.done(), "the gateway exited with a request in flight"
@@ -165,7 +167,7 @@ async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_s
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with http.get(f"{shutdown_system.gateway}/healthz") as r:
                     await r.read()
-            await blocker.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK_KEY,))
+            await blocker.execute("ROLLBACK")
             async with await request as response:
                 assert response.status == 202, await response.text()
                 call_id = (await response.json())["call_id"]

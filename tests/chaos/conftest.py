@@ -86,6 +86,7 @@ async def make_system(
         dialers: int = 1,
         extra_env: dict[str, str] | None = None,
         started: bool = True,
+        relay_process: bool = False,
     ) -> ChaosSystem:
         """`started=False`: nothing migrated or started; the scenario starts each service
         (which migrates its own schema as it starts)."""
@@ -103,7 +104,13 @@ async def make_system(
             queues = lambda: shared_vhost_queues(vhost)  # noqa: E731
         if started:
             system = await start_system(
-                database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
+                database_url,
+                amqp_url,
+                queues,
+                scenario,
+                dialers=dialers,
+                extra_env=extra_env,
+                relay_process=relay_process,
             )
         else:
             system = await prepare_system(
@@ -114,6 +121,7 @@ async def make_system(
                 dialers=dialers,
                 extra_env=extra_env,
                 migrate=False,
+                relay_process=relay_process,
             )
         systems.append(system)
         return system

@@ -357,9 +357,12 @@ async def prepare_system(
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
     migrate: bool = True,
+    relay_process: bool = False,
 ) -> ChaosSystem:
     """The system's processes, configured and (with `migrate`) migrated, none started yet:
-    start them with `start_system`, or one by one with `chaos.restart(name)`."""
+    start them with `start_system`, or one by one with `chaos.restart(name)`. With
+    `relay_process`, the outbox relay runs as a process of its own (`relay`, python -m
+    calls_platform.relay) instead of inside the services."""
     names = ("gateway", "call_log", "dialer", "recordings", "simulator")
     ports = {name: free_port() for name in names}
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
@@ -368,6 +371,8 @@ async def prepare_system(
     recordings.mkdir()
     env = {**system_env(database_url, amqp_url, ports, str(recordings)), **chaos_env()}
     env.update(extra_env or {})
+    if relay_process:
+        env["RELAY_IN_PROCESS"] = "false"
     services = {
         "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
         "call-log": Service("call-log", "call_log", ports["call_log"], env),
@@ -378,6 +383,11 @@ async def prepare_system(
         name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"
         port = ports["dialer"] if index == 0 else free_port()
         services[name] = Service(name, "dialer", port, {**env, "DIALER_PORT": str(port)})
+    if relay_process:
+        port = free_port()
+        services["relay"] = Service(
+            "relay", "calls_platform.relay", port, {**env, "RELAY_PORT": str(port)}
+        )
     await asyncio.to_thread(_prepare, services, env, log_dir, migrate=migrate)
     return ChaosSystem(System(services), database_url, queues, env, log_dir)
 
@@ -390,9 +400,16 @@ async def start_system(
     *,
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
+    relay_process: bool = False,
 ) -> ChaosSystem:
     chaos = await prepare_system(
-        database_url, amqp_url, queues, scenario, dialers=dialers, extra_env=extra_env
+        database_url,
+        amqp_url,
+        queues,
+        scenario,
+        dialers=dialers,
+        extra_env=extra_env,
+        relay_process=relay_process,
     )
     try:
         for service in chaos.system.services.values():
@@ -567,9 +584,14 @@ async def _settled(chaos: ChaosSystem, expected_calls: int) -> tuple[bool, str]:
             "SELECT (SELECT count(*) FROM call_log.calls) AS calls,"
             " (SELECT count(*) FROM call_log.calls WHERE status IN"
             "  ('completed', 'failed', 'canceled')) AS terminal,"
-            " (SELECT coalesce(max(position), 0) FROM eventstore.events) AS head,"
-            " (SELECT position FROM eventstore.checkpoints WHERE name = 'amqp-relay') AS relayed,"
-            " (SELECT position FROM call_log.checkpoints WHERE name = 'calls') AS projected,"
+            # the store is read in (transaction_id, position) order: a reader is at the head
+            # when its checkpoint is the last event in that order
+            " (SELECT (transaction_id, position)::text FROM eventstore.events"
+            "  ORDER BY transaction_id DESC, position DESC LIMIT 1) AS head,"
+            " (SELECT (transaction_id, position)::text FROM eventstore.checkpoints"
+            "  WHERE name = 'amqp-relay') AS relayed,"
+            " (SELECT (transaction_id, position)::text FROM call_log.checkpoints"
+            "  WHERE name = 'calls') AS projected,"
             " (SELECT count(*) FROM dialer.dials WHERE state IN ('pending', 'dialing'))"
             "  AS dialer_open,"
             " (SELECT count(*) FROM recordings.recordings WHERE state = 'pending')"

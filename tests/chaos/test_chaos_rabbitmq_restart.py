@@ -30,8 +30,10 @@ async def outbox_backlog(database_url: str) -> int:
     conn = await psycopg.AsyncConnection.connect(database_url)
     async with conn:
         cur = await conn.execute(
-            "SELECT (SELECT coalesce(max(position), 0) FROM eventstore.events)"
-            " - (SELECT position FROM eventstore.checkpoints WHERE name = 'amqp-relay')"
+            # events committed after the relay's (transaction_id, position) checkpoint
+            "SELECT count(*) FROM eventstore.events e, eventstore.checkpoints c"
+            " WHERE c.name = 'amqp-relay'"
+            " AND (e.transaction_id, e.position) > (c.transaction_id, c.position)"
         )
         row = await cur.fetchone()
     assert row is not None

@@ -77,44 +77,184 @@ async def test_same_event_id_is_stored_once(pool: Pool) -> None:
     assert len(stream) == 1
 
 
-async def test_concurrent_appends_commit_in_position_order_without_gaps(pool: Pool) -> None:
-    """A reader that has seen position N never later finds a committed event below N."""
+async def test_concurrent_appends_are_each_read_once_in_commit_order(pool: Pool) -> None:
+    """32 writers without any append lock, one tailing reader: every event read exactly once,
+    each stream's events in stream_version order."""
     async with pool.connection() as conn:
-        start = await eventstore.head_position(conn)
-    seen: list[int] = []
+        start = await eventstore.head(conn)
+    appended: list[Envelope] = []
+    seen: list[Envelope] = []
     done = asyncio.Event()
 
     async def tail() -> None:
         after = start
-        while not done.is_set() or after < start + 200:
+        while not done.is_set() or len(seen) < len(appended):
             async with pool.connection() as conn:
                 batch = await eventstore.read_all(conn, after=after, limit=50)
-            for e in batch:
-                assert e.position is not None
-                seen.append(e.position)
-                after = e.position
-            await asyncio.sleep(0)
+            seen.extend(batch)
+            after = batch.checkpoint
+            await asyncio.sleep(0.001)
 
-    async def writer(n: int) -> None:
-        for _ in range(n):
+    async def writer(stream_ids: list[uuid.UUID]) -> None:
+        for call_id in stream_ids * 3:  # three events per stream, interleaved with others
             async with pool.connection() as conn:
-                await eventstore.append(conn, [requested(uuid.uuid4())])
+                appended.extend(await eventstore.append(conn, [canceled(call_id)]))
 
     reader = asyncio.create_task(tail())
-    await asyncio.gather(*(writer(20) for _ in range(10)))
+    await asyncio.gather(*(writer([uuid.uuid4() for _ in range(3)]) for _ in range(16)))
     done.set()
-    await asyncio.wait_for(reader, 10)
-    assert seen == list(range(start + 1, start + 201))
+    await asyncio.wait_for(reader, 20)
+    assert sorted(e.event_id for e in seen) == sorted(e.event_id for e in appended)
+    assert len(seen) == len(appended) == 16 * 9
+    versions: dict[str, list[int]] = {}
+    for e in seen:
+        versions.setdefault(e.stream_id, []).append(e.stream_version or 0)
+    assert all(v == [1, 2, 3] for v in versions.values())
+
+
+async def test_an_event_committed_later_with_a_smaller_position_is_not_skipped(
+    pool: Pool,
+) -> None:
+    """The pitfall of a checkpoint on the position alone (Emmett PR #336): the first writer
+    takes position p1, the second p2 > p1 and commits first. A reader that took p2 and saved
+    "p2" would never read p1; read in (transaction_id, position) order, below the oldest
+    running transaction, it reads neither until the first commits, then both."""
+    async with pool.connection() as reader, pool.connection() as first, pool.connection() as second:
+        start = await eventstore.head(reader)
+        async with first.transaction():
+            [early] = await eventstore.append(first, [requested(uuid.uuid4())])
+            [late] = await eventstore.append(second, [requested(uuid.uuid4())])  # commits
+            assert (early.position or 0) < (late.position or 0)
+            assert await eventstore.read_all(reader, after=start) == []  # held back
+        assert await eventstore.wait_readable(reader)
+        batch = await eventstore.read_all(reader, after=start)
+        assert [e.event_id for e in batch] == [early.event_id, late.event_id]
+        assert await eventstore.read_all(reader, after=batch.checkpoint) == []
+
+
+async def test_checkpoints_of_migrated_positions_are_transaction_zero(pool: Pool) -> None:
+    """A bare position n means (0, n): every event appended now comes after it."""
+    async with pool.connection() as conn:
+        recorded = await eventstore.append(conn, [requested(uuid.uuid4())])
+        assert await eventstore.wait_readable(conn)
+        batch = await eventstore.read_all(conn, after=10**9)
+    assert recorded[0].event_id in {e.event_id for e in batch}
+
+
+async def test_an_open_writing_transaction_holds_readers_back_and_shows_as_lag(
+    pool: Pool,
+) -> None:
+    async with pool.connection() as reader, pool.connection() as idle:
+        start = await eventstore.head(reader)
+        async with idle.transaction():
+            await idle.execute("SELECT pg_current_xact_id()")  # a writer that went quiet
+            [event] = await eventstore.append(reader, [requested(uuid.uuid4())])
+            await asyncio.sleep(0.2)
+            assert await eventstore.read_all(reader, after=start) == []
+            lag = await eventstore.lag(reader, start)
+            assert lag.events >= 1
+            assert lag.seconds >= 0.2
+            assert await eventstore.oldest_transaction_age(reader) >= 0.2
+        assert await eventstore.wait_readable(reader)
+        assert [e.event_id for e in await eventstore.read_all(reader, after=start)] == [
+            event.event_id
+        ]
+        caught_up = (await eventstore.read_all(reader, after=start)).checkpoint
+        assert await eventstore.lag(reader, caught_up) == (0, 0.0)
+
+
+async def test_stream_order_holds_when_a_transaction_took_its_id_before_reading_its_stream(
+    pool: Pool,
+) -> None:
+    """The dialer updates its own table, then appends to the call's stream. If a callback's
+    append to that stream commits in between, the dialer's transaction id is the smaller one,
+    yet its event is the stream's next version: it is recorded with the callback's
+    transaction id, so the readers' order keeps the stream's order."""
+    call_id = uuid.uuid4()
+    stream = call_stream(call_id)
+    async with pool.connection() as reader, pool.connection() as dialer, pool.connection() as gw:
+        start = await eventstore.head(reader)
+        await eventstore.append(gw, [requested(call_id)])
+        async with dialer.transaction():
+            cur = await dialer.execute("SELECT pg_current_xact_id()::text AS xid")  # own write
+            dialer_xid = int((await cur.fetchone() or {})["xid"])
+            [callback] = await eventstore.append(gw, [canceled(call_id)])  # commits: v2
+            initiated = Envelope.wrap(
+                CallInitiated(call_id=call_id, call_sid="CA" + "3" * 32),
+                stream_id=stream,
+                organization_id="org_a",
+            )
+            [late] = await eventstore.append(dialer, [initiated])  # v3
+        assert (callback.stream_version, late.stream_version) == (2, 3)
+        cur = await reader.execute(
+            "SELECT transaction_id::text AS tx FROM eventstore.events WHERE event_id = %s",
+            (callback.event_id,),
+        )
+        assert int((await cur.fetchone() or {})["tx"]) > dialer_xid  # the interleaving
+        assert await eventstore.wait_readable(reader)
+        read = [e for e in await eventstore.read_all(reader, after=start) if e.stream_id == stream]
+    assert [e.stream_version for e in read] == [1, 2, 3]
+
+
+async def test_racing_appends_to_one_stream_both_land_in_order(pool: Pool) -> None:
+    """Without a lock, two appends race for version 2: the second waits on the unique
+    (stream_id, stream_version) index, loses, re-reads the stream and takes version 3."""
+    call_id = uuid.uuid4()
+    async with pool.connection() as a, pool.connection() as b:
+        await eventstore.append(a, [requested(call_id)])
+        async with a.transaction():
+            [first] = await eventstore.append(a, [canceled(call_id)])
+            racing = asyncio.create_task(eventstore.append(b, [canceled(call_id)]))
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # waiting on a's uncommitted version 2
+        [second] = await racing
+        stream = await eventstore.read_stream(a, call_stream(call_id))
+    assert (first.stream_version, second.stream_version) == (2, 3)
+    assert [e.stream_version for e in stream] == [1, 2, 3]
+
+
+async def test_a_racing_append_that_expected_the_old_version_fails(pool: Pool) -> None:
+    call_id = uuid.uuid4()
+    stream = call_stream(call_id)
+    async with pool.connection() as a, pool.connection() as b:
+        await eventstore.append(a, [requested(call_id)])
+        async with a.transaction():
+            await eventstore.append(a, [canceled(call_id)], expected_versions={stream: 1})
+            racing = asyncio.create_task(
+                eventstore.append(b, [canceled(call_id)], expected_versions={stream: 1})
+            )
+            await asyncio.sleep(0.3)
+        with pytest.raises(eventstore.ConcurrencyError) as failed:
+            await racing
+        assert (failed.value.expected, failed.value.actual) == (1, 2)
+        assert len(await eventstore.read_stream(a, stream)) == 2
+
+
+async def test_a_failed_append_leaves_the_callers_transaction_usable(pool: Pool) -> None:
+    call_id = uuid.uuid4()
+    stream = call_stream(call_id)
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [requested(call_id)])
+        async with conn.transaction():
+            with pytest.raises(eventstore.ConcurrencyError):
+                await eventstore.append(
+                    conn, [canceled(call_id)], expected_versions={stream: eventstore.NO_STREAM}
+                )
+            await eventstore.append(conn, [canceled(call_id)], expected_versions={stream: 1})
+        assert [e.stream_version for e in await eventstore.read_stream(conn, stream)] == [1, 2]
 
 
 async def test_large_append_uses_one_transaction(pool: Pool) -> None:
     events = [requested(uuid.uuid4()) for _ in range(2000)]
     async with pool.connection() as conn:
-        before = await eventstore.head_position(conn)
+        start = await eventstore.head(conn)
         recorded = await eventstore.append(conn, events)
-        after = await eventstore.head_position(conn)
-    assert after - before == 2000
-    assert [e.position for e in recorded] == list(range(before + 1, after + 1))
+        assert await eventstore.wait_readable(conn)
+        read = await eventstore.read_all(conn, after=start, limit=5000)
+    assert [e.event_id for e in recorded] == [e.event_id for e in events]
+    positions = [e.position or 0 for e in recorded]
+    assert positions == sorted(positions)
+    assert {e.event_id for e in read} == {e.event_id for e in events}
 
 
 def canceled(call_id: uuid.UUID, org: str = "org_a") -> Envelope:
@@ -125,13 +265,14 @@ def canceled(call_id: uuid.UUID, org: str = "org_a") -> Envelope:
     )
 
 
-async def test_read_all_returns_only_the_requested_types_in_position_order(pool: Pool) -> None:
+async def test_read_all_returns_only_the_requested_types_in_commit_order(pool: Pool) -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
     async with pool.connection() as conn:
-        start = await eventstore.head_position(conn)
+        start = await eventstore.head(conn)
         recorded = await eventstore.append(
             conn, [requested(first), canceled(first), requested(second), canceled(second)]
         )
+        assert await eventstore.wait_readable(conn)
         only_canceled = await eventstore.read_all(conn, after=start, types={"CallCanceled"})
         both = await eventstore.read_all(conn, after=start, types=["CallCanceled", "CallRequested"])
         none = await eventstore.read_all(conn, after=start, types=["CallFailed"])
@@ -143,11 +284,14 @@ async def test_read_all_returns_only_the_requested_types_in_position_order(pool:
 
 async def test_read_all_pages_with_after_and_limit(pool: Pool) -> None:
     async with pool.connection() as conn:
-        start = await eventstore.head_position(conn)
+        start = await eventstore.head(conn)
         recorded = await eventstore.append(conn, [requested(uuid.uuid4()) for _ in range(5)])
-        page = await eventstore.read_all(conn, after=start + 1, limit=2)
+        assert await eventstore.wait_readable(conn)
+        first = await eventstore.read_all(conn, after=start, limit=1)
+        page = await eventstore.read_all(conn, after=first.checkpoint, limit=2)
 
     assert [e.event_id for e in page] == [e.event_id for e in recorded[1:3]]
+    assert page.checkpoint.position == recorded[2].position
 
 
 async def test_read_stream_returns_the_stream_in_version_order(pool: Pool) -> None:
@@ -224,3 +368,23 @@ def test_deterministic_event_id_differs_when_any_part_differs() -> None:
     }
 
     assert len(ids) == 3
+
+
+async def test_pooled_sessions_end_a_transaction_left_idle(
+    database_factory,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A writer that went quiet mid-transaction would hold every reader back: the services'
+    pools have PostgreSQL end it (idle_in_transaction_session_timeout)."""
+    monkeypatch.setenv("PG_IDLE_IN_TRANSACTION_TIMEOUT", "300ms")
+    pool = await open_pool(database_factory("idle"), name="test", max_size=1)
+    async with pool:
+        await pool.wait()
+        async with pool.connection() as conn:
+            cur = await conn.execute("SHOW idle_in_transaction_session_timeout")
+            assert (await cur.fetchone() or {})["idle_in_transaction_session_timeout"] == "300ms"
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):  # noqa: PT012
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_current_xact_id()")
+                await asyncio.sleep(1)
+                await conn.execute("SELECT 1")

@@ -22,7 +22,7 @@ async def test_second_run_applies_nothing(database_factory: Callable[[str], str]
         cur = await conn.execute("SELECT name FROM eventstore.schema_migrations")
         recorded = [row["name"] for row in await cur.fetchall()]
 
-    assert first == ["0001_events.sql"]
+    assert first == ["0001_events.sql", "0002_commit_order.sql"]
     assert second == []
     assert recorded == first
 
@@ -43,7 +43,7 @@ async def test_concurrent_runs_apply_each_migration_once(
         for conn in conns:
             await conn.close()
 
-    assert sorted(results) == [[], [], ["0001_events.sql"]]
+    assert sorted(results) == [[], [], ["0001_events.sql", "0002_commit_order.sql"]]
 
 
 async def test_only_new_migrations_are_applied_in_name_order(

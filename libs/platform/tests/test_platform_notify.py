@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from calls_events import CallCanceled, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
@@ -64,7 +62,7 @@ async def pool(database_factory: Callable[[str], str]) -> AsyncIterator[tuple[st
 
 
 @pytest.mark.integration
-async def test_append_wakes_every_subscriber(pool: tuple[str, Pool]) -> None:
+async def test_a_notification_wakes_every_subscriber(pool: tuple[str, Pool]) -> None:
     url, store = pool
     listener = AppendListener(url)
     first, second = listener.subscribe(), listener.subscribe()
@@ -75,18 +73,9 @@ async def test_append_wakes_every_subscriber(pool: tuple[str, Pool]) -> None:
         first.clear()
         second.clear()
 
-        call_id = uuid.uuid4()
+        # appends do not notify (a NOTIFY serializes commits); a writer may, after its commit
         async with store.connection() as conn:
-            await eventstore.append(
-                conn,
-                [
-                    Envelope.wrap(
-                        CallCanceled(call_id=call_id, reason="test"),
-                        stream_id=call_stream(call_id),
-                        organization_id="org_a",
-                    )
-                ],
-            )
+            await eventstore.notify_appended(conn)
 
         await asyncio.wait_for(asyncio.gather(first.wait(), second.wait()), 5)
     finally:

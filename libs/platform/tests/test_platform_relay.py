@@ -117,7 +117,8 @@ async def receive_until(
     wanted = {str(e.event_id) for e in expected}
     received: list[AbstractIncomingMessage] = []
     # acked one by one: what the iterator fetched beyond the last expected event goes back
-    async with asyncio.timeout(10), queue.iterator() as messages:
+    # readers wait for any writing transaction open in the cluster: generous on a shared one
+    async with asyncio.timeout(60), queue.iterator() as messages:
         async for message in messages:
             await message.ack()
             if (message.headers or {}).get("organization_id") != org:

@@ -61,13 +61,15 @@ class Gateway:
     def auth(self, org: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(org)}"}
 
-    async def head(self) -> int:
+    async def head(self) -> eventstore.Checkpoint:
         async with self.pool.connection() as conn:
-            return await eventstore.head_position(conn)
+            return await eventstore.head(conn)
 
-    async def events_after(self, position: int) -> list[Envelope]:
+    async def events_after(self, checkpoint: eventstore.Checkpoint) -> list[Envelope]:
+        """Every event committed after `checkpoint` (waiting until older transactions end)."""
         async with self.pool.connection() as conn:
-            return await eventstore.read_all(conn, after=position)
+            assert await eventstore.wait_readable(conn)
+            return await eventstore.read_all(conn, after=checkpoint, limit=100_000)
 
     async def stream(self, stream_id: str) -> list[Envelope]:
         async with self.pool.connection() as conn:

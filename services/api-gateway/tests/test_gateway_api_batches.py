@@ -73,7 +73,7 @@ async def test_batch_resolves_caller_id_like_a_single_call(gateway: Any, org: st
     assert call_requested.data["agent_name"] == "Ada"
 
 
-async def assert_422(gateway: Any, response: Any, fields: list[str], head: int) -> None:
+async def assert_422(gateway: Any, response: Any, fields: list[str], head: object) -> None:
     assert response.status == 422, await response.text()
     error = (await response.json())["error"]
     assert error["code"] == "validation_error"
@@ -226,7 +226,7 @@ async def test_cancel_another_orgs_batch_is_404_and_appends_nothing(
     assert await gateway.head() == head
 
 
-async def _dial_every_call(gateway: Any, org: str, start: int, *, fail: bool) -> None:
+async def _dial_every_call(gateway: Any, org: str, start: Any, *, fail: bool) -> None:
     """Append what the dialer would: each call placed (still ringing), or refused (ended)."""
     calls = [e for e in await gateway.events_after(start) if e.event_type == "CallRequested"]
     assert len(calls) == 2

@@ -195,7 +195,7 @@ async def test_sip_default_that_is_an_agents_number_selects_that_agent(
 
 
 async def assert_refused(
-    gateway: Any, response: Any, status: int, code: str, fields: list[str] | None, head: int
+    gateway: Any, response: Any, status: int, code: str, fields: list[str] | None, head: object
 ) -> dict[str, Any]:
     assert response.status == status, await response.text()
     assert response.content_type == "application/json"

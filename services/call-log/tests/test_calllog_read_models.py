@@ -139,8 +139,11 @@ class CallLogDatabase:
         self.pool = pool
 
     async def append(self, *events: Envelope) -> list[Envelope]:
+        """Append, and wait until the events can be read (no older transaction is open)."""
         async with self.pool.connection() as conn:
-            return await eventstore.append(conn, events)
+            recorded = await eventstore.append(conn, events)
+            assert await eventstore.wait_readable(conn)
+        return recorded
 
     async def project(self, batch_size: int = 2000) -> int:
         """Run the projector until it has nothing left to apply; return how many it applied."""
@@ -307,7 +310,9 @@ async def test_step_applies_at_most_a_batch_and_checkpoints_each(
     assert applied == [2, 2, 1, 0]
     assert await db.checkpoint() == recorded[-1].position
     async with db.pool.connection() as conn:
-        assert await projected_and_head(conn) == (recorded[-1].position, recorded[-1].position)
+        projected, head = await projected_and_head(conn)
+    assert projected == head
+    assert projected.position == recorded[-1].position
 
 
 async def test_projection_lag_is_what_is_committed_but_not_applied(
@@ -320,7 +325,8 @@ async def test_projection_lag_is_what_is_committed_but_not_applied(
     async with db.pool.connection() as conn:
         projected, head = await projected_and_head(conn)
 
-    assert (projected, head) == (projected_event.position, recorded[-1].position)
+    assert (projected.position, head.position) == (projected_event.position, recorded[-1].position)
+    assert projected < head
 
 
 async def test_applying_the_same_events_twice_changes_nothing(

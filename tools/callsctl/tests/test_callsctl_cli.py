@@ -66,6 +66,13 @@ def _sql(url: str, query: str, *params: object) -> list[tuple[object, ...]]:
         return cur.fetchall() if cur.description else []
 
 
+CHECKPOINT_AT = (
+    "UPDATE call_log.checkpoints SET (transaction_id, position) ="
+    " (SELECT transaction_id, position FROM eventstore.events WHERE position = %s)"
+    " WHERE name = 'calls'"
+)
+
+
 def test_callsctl_migrate_then_status_reports_lag_backlog_and_queue_depths(
     callsctl: Invoke, database_factory: Callable[[str], str], ctl_amqp_url: str
 ) -> None:
@@ -78,8 +85,13 @@ def test_callsctl_migrate_then_status_reports_lag_backlog_and_queue_depths(
     old = datetime.now(UTC) - timedelta(seconds=120)
     calls = [uuid.uuid4() for _ in range(3)]
     asyncio.run(_append(url, [e for c in calls for e in call_events(c, at=old)]))  # 6 events
-    _sql(url, "INSERT INTO eventstore.checkpoints (name, position) VALUES ('amqp-relay', 4)")
-    _sql(url, "UPDATE call_log.checkpoints SET position = 2 WHERE name = 'calls'")
+    # checkpoints are (transaction_id, position): at the 4th and the 2nd event
+    _sql(
+        url,
+        "INSERT INTO eventstore.checkpoints (name, transaction_id, position)"
+        " SELECT 'amqp-relay', transaction_id, position FROM eventstore.events WHERE position = 4",
+    )
+    _sql(url, CHECKPOINT_AT, 2)
 
     async def fill_queue() -> None:
         connection = await amqp.connect(ctl_amqp_url)
@@ -118,7 +130,7 @@ def test_callsctl_migrate_then_status_reports_lag_backlog_and_queue_depths(
     ]
 
     # caught up: no lag in either unit
-    _sql(url, "UPDATE call_log.checkpoints SET position = 6 WHERE name = 'calls'")
+    _sql(url, CHECKPOINT_AT, 6)
     status = parse_json(callsctl("status", "--json", "--no-queues", database_url=url))
     projector = next(c for c in status["checkpoints"] if c["name"] == "calls")
     assert (projector["lag_positions"], projector["lag_seconds"]) == (0, 0.0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import psycopg
@@ -29,16 +31,40 @@ async def _check_unless_recently_used(conn: Conn) -> None:
     await AsyncConnectionPool.check_connection(conn)
 
 
-async def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 10) -> Pool:
+def session_options(extra: Mapping[str, str] | None = None) -> str:
+    """Settings of every pooled session (libpq `options`).
+
+    idle_in_transaction_session_timeout: a transaction that holds a transaction id and sits
+    idle (a bug, a stuck await between two statements) holds back every event-store reader
+    in the cluster (see calls_platform.eventstore); PostgreSQL ends it after this long.
+    PG_IDLE_IN_TRANSACTION_TIMEOUT, in PostgreSQL units (default 10s; 0 turns it off)."""
+    settings = {
+        "idle_in_transaction_session_timeout": os.environ.get(
+            "PG_IDLE_IN_TRANSACTION_TIMEOUT", "10s"
+        ),
+        **(extra or {}),
+    }
+    return " ".join(f"-c {name}={value}" for name, value in settings.items())
+
+
+async def open_pool(
+    url: str,
+    *,
+    name: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    settings: Mapping[str, str] | None = None,
+) -> Pool:
     """Open a pool that checks connections that sat idle before handing them out, so a
-    restarted PostgreSQL costs one failed check, not a failed request."""
+    restarted PostgreSQL costs one failed check, not a failed request. `settings` are
+    PostgreSQL settings of its sessions (besides `session_options`' own)."""
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         name=name,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": True},
+        kwargs={"row_factory": dict_row, "autocommit": True, "options": session_options(settings)},
         check=_check_unless_recently_used,
         reconnect_timeout=30,
     )

@@ -1,34 +1,71 @@
-"""The event store: append events with optimistic concurrency, read them back in order.
+"""The event store: append events with optimistic concurrency, read them back in commit order.
 
 The store doubles as the outbox: events committed here are relayed to RabbitMQ by
 `calls_platform.relay`, so appending an event and changing a service's own tables happen in
 one PostgreSQL transaction.
+
+Appends run concurrently: there is no append lock. Positions come from a sequence, so they
+are unique but do not commit in order; each row also records the transaction that wrote it,
+and readers read in (transaction_id, position) order, only what lies below the oldest
+transaction still running (`pg_snapshot_xmin`). Nothing can then commit behind a reader's
+checkpoint, the pair (transaction_id, position) of the last event it took. The technique is
+Emmett's (event-driven-io/emmett, emmett-postgresql); docs/architecture.md ("Ordering") has
+the argument, its pitfalls and its operational limits.
+
+Every statement that touches the `eventstore` schema lives in this module.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
 
+import psycopg
+import pydantic_core
 from calls_events import Envelope
+from psycopg.pq import TransactionStatus
 
-from .db import Conn
+from .db import Conn, Pool
+from .metrics import (
+    EVENTSTORE_OLDEST_XACT_AGE,
+    EVENTSTORE_READER_BACKLOG,
+    EVENTSTORE_READER_LAG_SECONDS,
+)
 
 NOTIFY_CHANNEL: Final = "eventstore_appended"
-# Serializes appends so that positions become visible in commit order (see docs/architecture.md).
-_APPEND_LOCK_KEY: Final = 0x63616C6C  # "call"
+"""Appends no longer NOTIFY: a NOTIFY in a transaction takes a database-wide lock held through
+the commit, which serialized every append again. Readers poll; the channel stays for anyone
+who wants to wake listeners explicitly (`notify_appended`)."""
 
 ANY: Final = -1
 """Expected version meaning: append whatever the stream's current version."""
 NO_STREAM: Final = 0
 """Expected version meaning: the stream must not exist yet."""
 
+# A concurrent append to the same stream (or of the same event id) that commits first makes
+# ours violate a unique constraint; it is retried (re-reading the stream) this many times.
+_ATTEMPTS: Final = 8
+
 _COLUMNS = (
     "position, event_id, stream_id, stream_version, event_type, event_version,"
     " organization_id, occurred_at, correlation_id, causation_id, data"
 )
+
+
+class Checkpoint(NamedTuple):
+    """A reader's place in the store: the (transaction_id, position) of the last event it took.
+
+    Ordered as a pair. A checkpoint on the position alone loses events: a transaction that
+    took a smaller position can commit after a reader moved past it (Emmett PR #336)."""
+
+    transaction_id: int
+    position: int
+
+
+START: Final = Checkpoint(0, 0)
 
 
 class ConcurrencyError(Exception):
@@ -41,19 +78,108 @@ class ConcurrencyError(Exception):
         self.actual = actual
 
 
-# Under the append lock, one statement reads what an append must know: which of its event ids
-# are already stored, the current version of each of its streams, and the head position.
-_STATE = """
+class Events(list[Envelope]):
+    """Events read in commit order; `checkpoints[i]` is the checkpoint just past event i (a
+    reader that takes only a prefix resumes from there), `checkpoint` the one past the last
+    (where the reader started, when nothing was read)."""
+
+    def __init__(
+        self, events: Iterable[Envelope], checkpoints: Sequence[Checkpoint], start: Checkpoint
+    ) -> None:
+        super().__init__(events)
+        self.checkpoints = list(checkpoints)
+        self.checkpoint = self.checkpoints[-1] if self.checkpoints else start
+
+
+# One statement, one round trip: skip the event ids already stored, read each stream's head,
+# check the expected versions, number the new events and insert them. Nothing is inserted when
+# a version is not as expected. Each new row records
+#   greatest(this transaction's id, its stream predecessor's transaction_id)
+# so that a stream's events are in stream_version order in the readers' order too, even when
+# the appending transaction took its id (by writing its own tables first) before it read the
+# stream: a later transaction_id is safe (the row is read no earlier than that transaction's
+# end, and this one ended before it can be), an earlier one would put v2 before v1.
+_APPEND: Final = """
+WITH input AS (
+    SELECT * FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
+        event_id uuid, stream_id text, event_type text, event_version int,
+        organization_id text, occurred_at timestamptz, correlation_id text,
+        causation_id text, data jsonb
+    )) WITH ORDINALITY AS i (event_id, stream_id, event_type, event_version, organization_id,
+                             occurred_at, correlation_id, causation_id, data, ord)
+),
+expected AS (
+    SELECT key AS stream_id, value::int AS expected FROM jsonb_each_text(%(expected)s::jsonb)
+),
+streams AS (
+    SELECT stream_id FROM input UNION SELECT stream_id FROM expected
+),
+heads AS (
+    SELECT s.stream_id, coalesce(h.stream_version, 0) AS version, h.transaction_id
+    FROM streams s LEFT JOIN LATERAL (
+        SELECT e.stream_version, e.transaction_id FROM eventstore.events e
+        WHERE e.stream_id = s.stream_id ORDER BY e.stream_version DESC LIMIT 1
+    ) h ON true
+),
+mismatched AS (
+    SELECT x.stream_id, x.expected, h.version AS actual
+    FROM expected x JOIN heads h USING (stream_id)
+    WHERE x.expected <> h.version
+),
+fresh AS (
+    SELECT i.*,
+        h.version + row_number() OVER (PARTITION BY i.stream_id ORDER BY i.ord)
+            AS stream_version,
+        greatest(pg_current_xact_id(), h.transaction_id) AS transaction_id
+    FROM input i JOIN heads h USING (stream_id)
+    -- one index probe per event (a NOT EXISTS could be planned as a scan of the whole store)
+    LEFT JOIN LATERAL (
+        SELECT true AS stored FROM eventstore.events e WHERE e.event_id = i.event_id LIMIT 1
+    ) s ON true
+    WHERE s.stored IS NULL AND NOT EXISTS (SELECT 1 FROM mismatched)
+),
+inserted AS (
+    INSERT INTO eventstore.events (transaction_id, event_id, stream_id, stream_version,
+        event_type, event_version, organization_id, occurred_at, correlation_id,
+        causation_id, data)
+    SELECT transaction_id, event_id, stream_id, stream_version, event_type, event_version,
+        organization_id, occurred_at, correlation_id, causation_id, data
+    FROM fresh ORDER BY ord
+    RETURNING event_id, position, stream_version
+)
 SELECT
-    ARRAY(SELECT event_id FROM eventstore.events WHERE event_id = ANY(%(ids)s)) AS stored,
-    (SELECT coalesce(jsonb_object_agg(stream_id, version), '{}'::jsonb) FROM (
-        SELECT stream_id, max(stream_version) AS version FROM eventstore.events
-        WHERE stream_id = ANY(%(streams)s) GROUP BY stream_id) AS v) AS versions,
-    (SELECT coalesce(max(position), 0) FROM eventstore.events) AS head
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'stream_id', stream_id, 'expected', expected, 'actual', actual)), '[]')
+     FROM mismatched) AS mismatched,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(event_id, position, stream_version)), '[]')
+     FROM inserted) AS inserted
 """
-# Up to this many events go in one pipelined INSERT; more are COPYed (which pipeline mode
-# does not allow)
-_PIPELINED_MAX: Final = 16
+
+
+def _parameters(
+    events: Sequence[Envelope], expected_versions: Mapping[str, int] | None
+) -> dict[str, str]:
+    """Two JSON documents, serialized at once in Rust (pydantic_core): adapting ten arrays
+    parameter by parameter cost more CPU than the rest of a request."""
+    rows = [
+        {
+            "event_id": e.event_id,
+            "stream_id": e.stream_id,
+            "event_type": e.event_type,
+            "event_version": e.event_version,
+            "organization_id": e.organization_id,
+            "occurred_at": e.occurred_at,
+            "correlation_id": e.correlation_id,
+            "causation_id": e.causation_id,
+            "data": e.data,
+        }
+        for e in events
+    ]
+    expected = {s: v for s, v in (expected_versions or {}).items() if v != ANY}
+    return {
+        "events": pydantic_core.to_json(rows).decode(),
+        "expected": pydantic_core.to_json(expected).decode(),
+    }
 
 
 async def append(
@@ -62,103 +188,56 @@ async def append(
     *,
     expected_versions: Mapping[str, int] | None = None,
 ) -> list[Envelope]:
-    """Append `events` atomically and return them as recorded (with position and version).
+    """Append `events` atomically and return the new ones as recorded (position, version).
 
     Events whose `event_id` is already stored are skipped, which makes retried appends of
     deterministic ids (e.g. carrier callbacks) idempotent. `expected_versions` maps a stream
     to the version it must be at (`NO_STREAM`, a number, or `ANY`); a mismatch raises
-    ConcurrencyError and nothing is appended.
+    ConcurrencyError and nothing is appended. Two appends racing for a stream's next version
+    meet at the unique (stream_id, stream_version) constraint: the loser re-reads the stream
+    and tries again (its expected versions, if any, are checked again and may then fail).
 
-    Runs in the caller's transaction when there is one, so callers can change their own
-    tables in the same commit.
-
-    Appends are serialized by a transaction-level lock held until the commit, so the fewer
-    round trips under it, the more appends per second: a small append takes the lock and reads
-    the store's state in one round trip, and inserts, notifies (and releases its savepoint) in
-    one more, in pipeline mode (it was seven; see docs/benchmarks.md).
+    Runs in the caller's transaction when there is one (in a savepoint, so a retry does not
+    abort it; pipelined with SAVEPOINT and RELEASE), so callers can change their own tables in
+    the same commit; keep that transaction short: an open writing transaction holds every
+    reader back (see module doc). Outside a transaction the one statement is its own: one
+    round trip, and the shortest time a transaction id is held.
     """
     if not events:
         return []
-    if len(events) > _PIPELINED_MAX:
-        async with conn.transaction():
-            recorded = await _lock_and_number(conn, events, expected_versions)
-            if recorded:
-                await _copy(conn, recorded)
-                await _notify(conn, recorded)
-        return recorded
-    async with conn.pipeline(), conn.transaction():
-        recorded = await _lock_and_number(conn, events, expected_versions)
-        if recorded:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    f"INSERT INTO eventstore.events ({_COLUMNS})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-                    [_row(e) for e in recorded],
-                )
-            await _notify(conn, recorded)
-    return recorded
-
-
-async def _lock_and_number(
-    conn: Conn, events: Sequence[Envelope], expected_versions: Mapping[str, int] | None
-) -> list[Envelope]:
-    """Take the append lock, check expected versions, and give each new event its position
-    and stream version (none: every event is already stored)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK_KEY,))
-    cur = await conn.execute(
-        _STATE,
-        {
-            "ids": [e.event_id for e in events],
-            "streams": sorted({e.stream_id for e in events}),
-        },
-    )
-    state = await cur.fetchone()
-    assert state is not None
-    stored = set(state["stored"])
-    versions: dict[str, int] = dict(state["versions"])
-    for stream_id, expected in (expected_versions or {}).items():
-        actual = versions.get(stream_id, 0)
-        if expected != ANY and expected != actual:
-            raise ConcurrencyError(stream_id, expected, actual)
-    position = int(state["head"])
-    recorded: list[Envelope] = []
-    for event in events:
-        if event.event_id in stored:
+    parameters = _parameters(events, expected_versions)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                # one statement is its own transaction: no BEGIN, no COMMIT, one round trip
+                cur = await conn.execute(_APPEND, parameters)
+                row = await cur.fetchone()
+            else:  # in a savepoint, so that a retry does not abort the caller's transaction
+                async with conn.pipeline():
+                    async with conn.transaction():
+                        cur = await conn.execute(_APPEND, parameters)
+                    row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if attempt == _ATTEMPTS:
+                stream = exc.diag.message_detail or "?"
+                raise ConcurrencyError(stream, ANY, -1) from exc
             continue
-        position += 1
-        version = versions.get(event.stream_id, 0) + 1
-        versions[event.stream_id] = version
-        recorded.append(event.model_copy(update={"position": position, "stream_version": version}))
-    return recorded
+        assert row is not None
+        if row["mismatched"]:
+            first = row["mismatched"][0]
+            raise ConcurrencyError(first["stream_id"], first["expected"], first["actual"])
+        recorded = {uuid.UUID(i): (position, version) for i, position, version in row["inserted"]}
+        return [
+            e.model_copy(update={"position": at[0], "stream_version": at[1]})
+            for e in events
+            if (at := recorded.get(e.event_id)) is not None
+        ]
+    raise AssertionError("unreachable")
 
 
-async def _notify(conn: Conn, recorded: Sequence[Envelope]) -> None:
-    await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(recorded[-1].position)))
-
-
-def _row(e: Envelope) -> tuple[Any, ...]:
-    return (
-        e.position,
-        e.event_id,
-        e.stream_id,
-        e.stream_version,
-        e.event_type,
-        e.event_version,
-        e.organization_id,
-        e.occurred_at,
-        e.correlation_id,
-        e.causation_id,
-        json.dumps(e.data),
-    )
-
-
-async def _copy(conn: Conn, recorded: Sequence[Envelope]) -> None:
-    async with (
-        conn.cursor() as cur,
-        cur.copy(f"COPY eventstore.events ({_COLUMNS}) FROM STDIN") as copy,
-    ):
-        for e in recorded:
-            await copy.write_row(_row(e))
+async def notify_appended(conn: Conn) -> None:
+    """Wake `AppendListener`s now (outside any appending transaction: see NOTIFY_CHANNEL)."""
+    await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
 def _envelope(row: Mapping[str, Any]) -> Envelope:
@@ -177,23 +256,51 @@ def _envelope(row: Mapping[str, Any]) -> Envelope:
     )
 
 
+def _checkpoint(after: Checkpoint | int) -> Checkpoint:
+    # a bare position n is (0, n): where a checkpoint taken before migration 0002 stood
+    return after if isinstance(after, Checkpoint) else Checkpoint(0, after)
+
+
+# Only below the oldest transaction still running: anything that commits later has a larger
+# transaction_id than what is read now, so it sorts after the reader's checkpoint.
+_READABLE: Final = (
+    "(transaction_id, position) > (%(tx)s::text::xid8, %(position)s)"
+    " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+)
+
+
 async def read_all(
-    conn: Conn, *, after: int, limit: int = 1000, types: Collection[str] | None = None
-) -> list[Envelope]:
-    """Events with position > `after`, in order; optionally only the given types."""
-    if types is None:
-        cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM eventstore.events WHERE position > %s"
-            " ORDER BY position LIMIT %s",
-            (after, limit),
-        )
-    else:
-        cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM eventstore.events"
-            " WHERE position > %s AND event_type = ANY(%s) ORDER BY position LIMIT %s",
-            (after, list(types), limit),
-        )
-    return [_envelope(row) for row in await cur.fetchall()]
+    conn: Conn,
+    *,
+    after: Checkpoint | int,
+    limit: int = 1000,
+    types: Collection[str] | None = None,
+) -> Events:
+    """Committed events after the checkpoint `after`, in commit order (transaction_id,
+    position), optionally only the given types; `.checkpoint` is the last one's.
+
+    Returns only what no running transaction can still precede: an open writing transaction
+    anywhere in the cluster holds back what committed after it began."""
+    cp = _checkpoint(after)
+    parameters: dict[str, Any] = {"tx": str(cp.transaction_id), "position": cp.position}
+    where = _READABLE
+    if types is not None:
+        where += " AND event_type = ANY(%(types)s)"
+        parameters["types"] = list(types)
+    parameters["limit"] = limit
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS}, transaction_id::text AS tx FROM eventstore.events WHERE {where}"
+        " ORDER BY transaction_id, position LIMIT %(limit)s",
+        parameters,
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return Events([], [], cp)
+    return Events(
+        (_envelope(r) for r in rows),
+        [Checkpoint(int(r["tx"]), r["position"]) for r in rows],
+        cp,
+    )
 
 
 async def read_stream(conn: Conn, stream_id: str) -> list[Envelope]:
@@ -204,13 +311,129 @@ async def read_stream(conn: Conn, stream_id: str) -> list[Envelope]:
     return [_envelope(row) for row in await cur.fetchall()]
 
 
+async def first_event(conn: Conn, stream_id: str) -> Envelope | None:
+    """A stream's first event (what created it), None for a stream that does not exist."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM eventstore.events WHERE stream_id = %s"
+        " ORDER BY stream_version LIMIT 1",
+        (stream_id,),
+    )
+    row = await cur.fetchone()
+    return _envelope(row) if row else None
+
+
+async def head(conn: Conn) -> Checkpoint:
+    """The last committed event in commit order (START when the store is empty): a reader
+    whose checkpoint is at or past it has taken everything committed before this call."""
+    cur = await conn.execute(
+        "SELECT transaction_id::text AS tx, position FROM eventstore.events"
+        " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    return Checkpoint(int(row["tx"]), row["position"]) if row else START
+
+
 async def head_position(conn: Conn) -> int:
-    """The position of the newest committed event (0 when the store is empty)."""
+    """The largest position stored (0 when empty). Positions are unique, not commit order:
+    this is a size, not a place to read from (use `head`)."""
     cur = await conn.execute(
         "SELECT position FROM eventstore.events ORDER BY position DESC LIMIT 1"
     )
     row = await cur.fetchone()
     return int(row["position"]) if row else 0
+
+
+async def wait_readable(
+    conn: Conn, target: Checkpoint | None = None, *, seconds: float = 60.0
+) -> bool:
+    """Wait (up to `seconds`) until `target` (default: the head now) can be read:
+    until every transaction that began before it committed has ended. False on timeout.
+
+    For whoever must read what was committed before it asked (tests, a rebuild), on a
+    cluster where other transactions come and go."""
+    target = target or await head(conn)
+    deadline = time.monotonic() + seconds
+    while True:
+        cur = await conn.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) > %s::text::xid8 AS ok",
+            (str(target.transaction_id),),
+        )
+        row = await cur.fetchone()
+        if row and row["ok"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+
+
+class Lag(NamedTuple):
+    """How far a reader is behind: events committed after its checkpoint (counted up to a
+    cap), and the age in seconds of the oldest of them (0 when there are none)."""
+
+    events: int
+    seconds: float
+
+
+async def lag(conn: Conn, after: Checkpoint | int, *, cap: int = 100_000) -> Lag:
+    """A reader's lag, counting also what it cannot read yet (behind a running transaction)."""
+    cp = _checkpoint(after)
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM eventstore.events"
+        "   WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(position)s)"
+        "   LIMIT %(cap)s) AS behind) AS events,"
+        " (SELECT extract(epoch FROM clock_timestamp() - occurred_at) FROM eventstore.events"
+        "   WHERE (transaction_id, position) > (%(tx)s::text::xid8, %(position)s)"
+        "   ORDER BY transaction_id, position LIMIT 1) AS seconds",
+        {"tx": str(cp.transaction_id), "position": cp.position, "cap": cap},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return Lag(int(row["events"]), max(0.0, float(row["seconds"] or 0.0)))
+
+
+async def oldest_transaction_age(conn: Conn) -> float:
+    """Seconds the oldest transaction holding a transaction id (a writer, anywhere in the
+    cluster) has been open: what holds every reader back. Needs pg_monitor (or superuser) to
+    see other users' sessions."""
+    cur = await conn.execute(
+        "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) AS age"
+        " FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+    )
+    row = await cur.fetchone()
+    return float(row["age"]) if row else 0.0
+
+
+async def observe_lag(pool: Pool, reader: str, checkpoint: Checkpoint) -> int:
+    """Refresh the lag gauges of `reader` (eventstore_reader_lag_seconds,
+    eventstore_reader_backlog_events) and eventstore_oldest_xact_age_seconds; return the
+    reader's backlog in events."""
+    async with pool.connection() as conn:
+        behind = await lag(conn, checkpoint)
+        oldest = await oldest_transaction_age(conn)
+    EVENTSTORE_READER_BACKLOG.labels(reader).set(behind.events)
+    EVENTSTORE_READER_LAG_SECONDS.labels(reader).set(behind.seconds)
+    EVENTSTORE_OLDEST_XACT_AGE.set(oldest)
+    return behind.events
+
+
+async def load_checkpoint(conn: Conn, name: str, *, for_update: bool = False) -> Checkpoint:
+    """The checkpoint of an event-store subscriber (eventstore.checkpoints), START if none."""
+    cur = await conn.execute(
+        "SELECT transaction_id::text AS tx, position FROM eventstore.checkpoints WHERE name = %s"
+        + (" FOR UPDATE" if for_update else ""),
+        (name,),
+    )
+    row = await cur.fetchone()
+    return Checkpoint(int(row["tx"]), row["position"]) if row else START
+
+
+async def save_checkpoint(conn: Conn, name: str, checkpoint: Checkpoint) -> None:
+    await conn.execute(
+        "INSERT INTO eventstore.checkpoints (name, transaction_id, position)"
+        " VALUES (%s, %s::text::xid8, %s) ON CONFLICT (name) DO UPDATE"
+        " SET transaction_id = excluded.transaction_id, position = excluded.position",
+        (name, str(checkpoint.transaction_id), checkpoint.position),
+    )
 
 
 def deterministic_event_id(*parts: str) -> uuid.UUID:

@@ -52,7 +52,8 @@ def due(batch: Sequence[Envelope], *, now: datetime, grace: timedelta) -> Due:
 
 class IntakeWatchdog:
     """Tails the store for `types`, hands what is due to `take_in`, keeps a checkpoint called
-    `name` in `checkpoint_table` (a `(name text primary key, position bigint)` table)."""
+    `name` in `checkpoint_table` (a `(name text primary key, transaction_id xid8, position
+    bigint)` table: the store's cursor, see `eventstore.Checkpoint`)."""
 
     def __init__(
         self,
@@ -99,8 +100,8 @@ class IntakeWatchdog:
     async def check(self) -> bool:
         """One pass over the next batch; True when there may be more due right away."""
         async with self._pool.connection() as conn:
-            position = await self._checkpoint(conn)
-            batch = await self._read(conn, position)
+            checkpoint = await self._checkpoint(conn)
+            batch = await self._read(conn, checkpoint)
             chosen = due(batch, now=self._clock(), grace=self._grace)
             if not chosen.events:
                 return False
@@ -112,28 +113,33 @@ class IntakeWatchdog:
                     taken=taken,
                     checked=len(chosen.events),
                 )
-            await self._save(conn, chosen.events[-1].position or position)
+            await self._save(conn, batch.checkpoints[len(chosen.events) - 1])
         return chosen.complete and len(batch) == BATCH
 
-    async def _read(self, conn: Conn, after: int) -> list[Envelope]:
-        """The tail's only read of the store: a change to the store's cursor changes this
-        (and the checkpoint's column) alone."""
+    async def _read(self, conn: Conn, after: eventstore.Checkpoint) -> eventstore.Events:
+        """The tail's only read of the store, in commit order."""
         return await eventstore.read_all(conn, after=after, limit=BATCH, types=self._types)
 
-    async def _checkpoint(self, conn: Conn) -> int:
+    async def _checkpoint(self, conn: Conn) -> eventstore.Checkpoint:
         cur = await conn.execute(
-            sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._table), (self._name,)
+            sql.SQL("SELECT transaction_id::text AS tx, position FROM {} WHERE name = %s").format(
+                self._table
+            ),
+            (self._name,),
         )
         row = await cur.fetchone()
-        return int(row["position"]) if row else 0
+        return (
+            eventstore.Checkpoint(int(row["tx"]), int(row["position"])) if row else eventstore.START
+        )
 
-    async def _save(self, conn: Conn, position: int) -> None:
+    async def _save(self, conn: Conn, checkpoint: eventstore.Checkpoint) -> None:
         await conn.execute(
             sql.SQL(
-                "INSERT INTO {} (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+                "INSERT INTO {} (name, transaction_id, position) VALUES (%s, %s::text::xid8, %s)"
+                " ON CONFLICT (name) DO UPDATE"
+                " SET transaction_id = excluded.transaction_id, position = excluded.position"
             ).format(self._table),
-            (self._name, position),
+            (self._name, str(checkpoint.transaction_id), checkpoint.position),
         )
 
 

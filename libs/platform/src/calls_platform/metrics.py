@@ -19,6 +19,24 @@ EVENTS_UNROUTABLE = Counter(
     ["event_type"],
 )
 OUTBOX_BACKLOG = Gauge("outbox_backlog_events", "Committed events not yet relayed to RabbitMQ")
+# Readers of the event store (the outbox relay, the call-log projector), by reader name. Lag
+# counts what is committed after the reader's checkpoint, including what it cannot read yet
+# because an older transaction is still open (see EVENTSTORE_OLDEST_XACT_AGE).
+EVENTSTORE_READER_LAG_SECONDS = Gauge(
+    "eventstore_reader_lag_seconds",
+    "Age of the oldest committed event a reader has not taken yet (0: caught up)",
+    ["reader"],
+)
+EVENTSTORE_READER_BACKLOG = Gauge(
+    "eventstore_reader_backlog_events",
+    "Committed events after a reader's checkpoint (counted up to 100,000)",
+    ["reader"],
+)
+EVENTSTORE_OLDEST_XACT_AGE = Gauge(
+    "eventstore_oldest_xact_age_seconds",
+    "Age of the oldest open transaction holding a transaction id anywhere in the PostgreSQL"
+    " cluster: every event-store reader waits for it",
+)
 QUEUE_CONSUMER_LAG_SECONDS = Gauge(
     "queue_consumer_lag_seconds",
     "Age of the last event taken from a queue when it was taken (appended to consumed)",

@@ -1,35 +1,46 @@
 """The outbox relay: publishes committed events from the event store to RabbitMQ.
 
-Runs in every service that appends events; a leadership lock lets exactly one replica relay
-at a time. Before its first publish it declares the whole topology (calls_platform.topology),
-so an event appended before its consumer ever started waits in that consumer's queue. Events
-are published in position order as persistent, mandatory messages, each confirmed by the
-broker, and the relay's checkpoint only moves past an event once it is confirmed and routed
-(calls_platform.publishing: an event the broker returns holds the relay until its queue is
-there). A crash between confirm and checkpoint republishes a few events: consumers are
-idempotent.
+Runs in its own process (`python -m calls_platform.relay`, with /healthz, /readyz and
+/metrics) or inside every service that appends events (`RELAY_IN_PROCESS`, default true); a
+leadership lock lets exactly one relay run at a time, wherever it runs. Before its first
+publish it declares the whole topology (calls_platform.topology), so an event appended before
+its consumer ever started waits in that consumer's queue. Events are published in commit order
+((transaction_id, position), see `eventstore`) as persistent, mandatory messages, each
+confirmed by the broker, and the relay's checkpoint only moves past an event once it is
+confirmed and routed (calls_platform.publishing: an event the broker returns holds the relay
+until its queue is there). A crash between confirm and checkpoint republishes a few events:
+consumers are idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import aio_pika.exceptions
 import psycopg
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aiohttp import web
 
-from . import eventstore, leader, topology
-from .db import Pool
+from . import amqp, eventstore, leader, topology
+from .db import Pool, is_reachable, open_pool
+from .eventstore import Checkpoint
+from .http import new_app
+from .logging import configure_logging
 from .metrics import EVENTS_PUBLISHED, EVENTS_UNROUTABLE, OUTBOX_BACKLOG
 from .notify import AppendListener, wait_for
 from .publishing import RelayHealth, Unroutable, publish_batch
+from .service import DEFAULT_DATABASE_URL, serve, stop_tasks
 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT: Final = "amqp-relay"
+# how often the lag gauges (one count query, one pg_stat_activity query) are refreshed
+_LAG_EVERY_SECONDS: Final = 1.0
 
 
 class OutboxRelay:
@@ -37,19 +48,20 @@ class OutboxRelay:
         self,
         pool: Pool,
         broker: AbstractRobustConnection,
-        listener: AppendListener,
+        listener: AppendListener | None = None,
         *,
         batch_size: int = 500,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 0.02,
         health: RelayHealth | None = None,
         queues: Sequence[topology.QueueSpec] = topology.QUEUES,
         unroutable_backoff_seconds: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         self._pool = pool
         self._broker = broker
-        self._wakeup = listener.subscribe()
+        self._wakeup = listener.subscribe() if listener else asyncio.Event()
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._lag_observed = 0.0
         self.health = health or RelayHealth()
         self._queues = queues
         self._subscribed = topology.subscribed_types(queues)
@@ -63,29 +75,30 @@ class OutboxRelay:
         async with self._broker.channel(publisher_confirms=True, on_return_raises=True) as channel:
             exchanges = await topology.declare(channel, self._queues)
             exchange = exchanges[topology.EVENTS_EXCHANGE]
-            position = await self._checkpoint()
-            log.info("relay_started", position=position)
+            async with self._pool.connection() as conn:
+                checkpoint = await eventstore.load_checkpoint(conn, CHECKPOINT)
+            log.info("relay_started", checkpoint=checkpoint)
             try:
                 while True:
-                    position = await self._relay_batch(exchange, position)
+                    checkpoint = await self._relay_batch(exchange, checkpoint)
             finally:
                 # no longer relaying (leadership lost): nothing of this process's is held
                 self.health.clear()
 
-    async def _relay_batch(self, exchange: AbstractExchange, position: int) -> int:
-        """Publish the next batch after `position`; return the new checkpoint."""
+    async def _relay_batch(self, exchange: AbstractExchange, checkpoint: Checkpoint) -> Checkpoint:
+        """Publish the next batch after `checkpoint`; return the new checkpoint."""
         try:
             async with self._pool.connection() as conn:
-                batch = await eventstore.read_all(conn, after=position, limit=self._batch_size)
-                head = await eventstore.head_position(conn)
-            OUTBOX_BACKLOG.set(head - position)
+                batch = await eventstore.read_all(conn, after=checkpoint, limit=self._batch_size)
+            await self._observe(checkpoint)
             if not batch:
                 await wait_for(self._wakeup, self._poll_seconds)
-                return position
+                return checkpoint
             published = await publish_batch(exchange, batch, self._subscribed)
             if published.passed:
-                position = published.passed[-1].position or position
-                await self._save_checkpoint(position)
+                checkpoint = batch.checkpoints[len(published.passed) - 1]
+                async with self._pool.connection() as conn:
+                    await eventstore.save_checkpoint(conn, CHECKPOINT, checkpoint)
                 EVENTS_PUBLISHED.inc(len(published.passed))
             if published.held is not None:
                 await self._hold(published.held)
@@ -98,12 +111,12 @@ class OutboxRelay:
             ConnectionError,
         ) as exc:
             # the robust connection reconnects by itself; events stay in the store meanwhile
-            log.warning("relay_broker_unavailable", error=str(exc), position=position)
+            log.warning("relay_broker_unavailable", error=str(exc), checkpoint=checkpoint)
             await asyncio.sleep(1)
         except psycopg.OperationalError as exc:
-            log.warning("relay_database_unavailable", error=str(exc), position=position)
+            log.warning("relay_database_unavailable", error=str(exc), checkpoint=checkpoint)
             await asyncio.sleep(1)
-        return position
+        return checkpoint
 
     async def _hold(self, held: Unroutable) -> None:
         """An event its queue did not get: keep the checkpoint before it, retry after a
@@ -121,21 +134,18 @@ class OutboxRelay:
         await asyncio.sleep(self._next_backoff)
         self._next_backoff = min(self._next_backoff * 2, self._backoff[1])
 
-    async def _checkpoint(self) -> int:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT position FROM eventstore.checkpoints WHERE name = %s", (CHECKPOINT,)
-            )
-            row = await cur.fetchone()
-        return int(row["position"]) if row else 0
+    async def _observe(self, checkpoint: Checkpoint) -> None:
+        now = time.monotonic()
+        if now - self._lag_observed < _LAG_EVERY_SECONDS:
+            return
+        self._lag_observed = now
+        OUTBOX_BACKLOG.set(await eventstore.observe_lag(self._pool, "amqp-relay", checkpoint))
 
-    async def _save_checkpoint(self, position: int) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO eventstore.checkpoints (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (CHECKPOINT, position),
-            )
+
+def in_process() -> bool:
+    """RELAY_IN_PROCESS (default true): whether services that append also run a relay
+    candidate. Set it to false where the relay runs as its own process or deployment."""
+    return os.environ.get("RELAY_IN_PROCESS", "true").lower() not in ("false", "0", "no")
 
 
 def start_relay(
@@ -145,9 +155,22 @@ def start_relay(
     *,
     health: RelayHealth | None = None,
 ) -> list[asyncio.Task[None]]:
-    """The tasks that make this process a candidate relay: a LISTEN for appends, and the relay
-    itself, run only while this process holds the `outbox-relay` leadership lock. `health`
-    (for the process's /readyz) learns when the relay holds an unroutable event."""
+    """The tasks that make this process a candidate relay: a LISTEN for wake-ups, and the
+    relay itself, run only while this process holds the `outbox-relay` leadership lock. None
+    when RELAY_IN_PROCESS is false. `health` (for the process's /readyz) learns when the relay
+    holds an unroutable event."""
+    if not in_process():
+        return []
+    return _relay_tasks(database_url, pool, broker, health=health)
+
+
+def _relay_tasks(
+    database_url: str,
+    pool: Pool,
+    broker: AbstractRobustConnection,
+    *,
+    health: RelayHealth | None = None,
+) -> list[asyncio.Task[None]]:
     listener = AppendListener(database_url)
     relay = OutboxRelay(pool, broker, listener, health=health)
     return [
@@ -156,3 +179,50 @@ def start_relay(
             leader.run_as_leader(database_url, "outbox-relay", relay.run), name="outbox-relay"
         ),
     ]
+
+
+def create_app(database_url: str, amqp_url: str) -> web.Application:
+    """The relay as a process of its own: a relay candidate plus the operational routes."""
+    broker_health = amqp.BrokerHealth()
+    relay_health = RelayHealth()
+    pool_key: web.AppKey[Pool] = web.AppKey("relay_pool")
+
+    async def readiness() -> Mapping[str, bool]:
+        return {
+            "database": await is_reachable(app[pool_key]),
+            "broker": broker_health.connected,
+            **relay_health.checks(),
+        }
+
+    app = new_app(readiness=readiness, reasons=relay_health.reasons)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        pool = await open_pool(database_url, name="relay", max_size=4)
+        app[pool_key] = pool
+        broker = await amqp.connect(amqp_url)
+        broker_health.watch(broker)
+        tasks = _relay_tasks(database_url, pool, broker, health=relay_health)
+        yield
+        await stop_tasks(tasks)
+        await broker.close()
+        await pool.close()
+
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+def main() -> None:
+    """`python -m calls_platform.relay`: DATABASE_URL, AMQP_URL, RELAY_HOST, RELAY_PORT."""
+    env = os.environ
+    configure_logging(
+        "relay", json_logs=env.get("LOG_FORMAT") == "json", level=env.get("LOG_LEVEL", "INFO")
+    )
+    app = create_app(
+        env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    serve(app, host=env.get("RELAY_HOST", "127.0.0.1"), port=int(env.get("RELAY_PORT", "8085")))
+
+
+if __name__ == "__main__":
+    main()

@@ -112,8 +112,14 @@ def create_app(settings: Settings) -> web.Application:
         app[POOL] = pool
         auth_pool = await open_pool(settings.database_url, name="gateway-auth", max_size=4)
         app[AUTH_POOL] = auth_pool
+        limiter_pool = await open_pool(
+            settings.database_url,
+            name="gateway-rate-limits",
+            max_size=4,
+            settings=RateLimiter.SESSION,
+        )
         app[RATE_LIMITER] = RateLimiter(
-            auth_pool,
+            limiter_pool,
             organization=Limit(settings.rate_limit_org_per_second, settings.rate_limit_org_burst),
             api_key=Limit(settings.rate_limit_key_per_second, settings.rate_limit_key_burst),
         )
@@ -145,6 +151,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.close()
         await app[CALL_LOG].close()
         await app[RECORDINGS].close()
+        await limiter_pool.close()
         await auth_pool.close()
         await pool.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -34,6 +35,49 @@ async def find_agent_by_number(conn: Conn, organization_id: str, number: str) ->
     )
     row = await cur.fetchone()
     return Agent(**row) if row else None
+
+
+@dataclass(frozen=True)
+class CallerIdFacts:
+    """What choosing a call's caller ID and agent may need, read in one query."""
+
+    agent: Agent | None
+    """The agent asked for by id (None: not asked for, or not this organization's)."""
+    default_from_number: str | None
+    by_number: dict[str, Agent]
+    """The organization's agents whose number is the explicit one or the default."""
+
+
+_CALLER_ID_FACTS = """
+WITH config AS (
+    SELECT default_from_number FROM gateway.sip_config WHERE organization_id = %(org)s
+)
+SELECT
+    (SELECT default_from_number FROM config) AS default_from_number,
+    coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'name', a.name,
+        'phone_number', a.phone_number, 'recording_enabled', a.recording_enabled)), '[]')
+        AS agents
+FROM gateway.agents a
+WHERE a.organization_id = %(org)s AND (a.id = %(agent_id)s OR a.phone_number = %(number)s
+    OR a.phone_number = (SELECT default_from_number FROM config))
+"""
+
+
+async def caller_id_facts(
+    conn: Conn, organization_id: str, agent_id: uuid.UUID | None, from_number: str | None
+) -> CallerIdFacts:
+    """The agent by id, the SIP default and the agents by number, in one round trip."""
+    cur = await conn.execute(
+        _CALLER_ID_FACTS, {"org": organization_id, "agent_id": agent_id, "number": from_number}
+    )
+    row = await cur.fetchone()
+    assert row is not None  # an aggregate: always one row
+    agents = [Agent(**{**a, "id": uuid.UUID(a["id"])}) for a in row["agents"]]
+    return CallerIdFacts(
+        agent=next((a for a in agents if a.id == agent_id), None),
+        default_from_number=row["default_from_number"],
+        by_number={a.phone_number: a for a in agents},
+    )
 
 
 async def find_agent_for_number(conn: Conn, number: str) -> tuple[str, Agent] | None:

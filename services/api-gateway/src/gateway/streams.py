@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from calls_events import call_stream
+from calls_platform import eventstore
 from calls_platform.db import Conn
 
 _INBOUND: Final = uuid.UUID("5b0c6a2e-7a51-4f0e-9a43-2f4f0c2b6f11")
@@ -29,12 +30,7 @@ def inbound_call_id(call_sid: str) -> uuid.UUID:
 
 
 async def find_call(conn: Conn, call_id: uuid.UUID) -> CallStream | None:
-    cur = await conn.execute(
-        "SELECT organization_id, correlation_id FROM eventstore.events"
-        " WHERE stream_id = %s ORDER BY stream_version LIMIT 1",
-        (call_stream(call_id),),
-    )
-    row = await cur.fetchone()
-    if row is None:
+    first = await eventstore.first_event(conn, call_stream(call_id))
+    if first is None:
         return None
-    return CallStream(call_id, row["organization_id"], row["correlation_id"])
+    return CallStream(call_id, first.organization_id, first.correlation_id)

@@ -103,7 +103,8 @@ async def _record_on_call(
 ) -> web.Response:
     """Append a carrier report to its call's stream (once per event id); 404 for a call we do
     not know, or whose organization differs from the one the callback URL names."""
-    async with request.app[POOL].connection() as conn, conn.transaction():
+    # no transaction: the lookup reads, the append is one statement (its own transaction)
+    async with request.app[POOL].connection() as conn:
         call = await find_call(conn, call_id)
         if call is None or request.query.get("org", call.organization_id) != call.organization_id:
             return json_error(404, "not_found", "no such call")

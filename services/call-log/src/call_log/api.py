@@ -17,7 +17,7 @@ from calls_platform.http import json_error
 from pydantic import ValidationError
 
 from . import queries
-from .projector import PROJECTION_LAG_EVENTS, projected_and_head
+from .projector import projected_and_head
 
 POOL: web.AppKey[Pool] = web.AppKey("pool")
 READ_WAIT: web.AppKey[float] = web.AppKey("read_wait_seconds")
@@ -32,14 +32,10 @@ def setup_routes(app: web.Application) -> None:
 async def _caught_up(app: web.Application, conn: Conn) -> None:
     """Wait (bounded) until every event committed before this read is projected."""
     deadline = time.monotonic() + app[READ_WAIT]
-    target: int | None = None
-    while True:
-        projected, head = await projected_and_head(conn)
-        target = head if target is None else target
-        PROJECTION_LAG_EVENTS.set(head - projected)
-        if projected >= target or time.monotonic() >= deadline:
-            return
+    projected, target = await projected_and_head(conn)
+    while projected < target and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
+        projected, _ = await projected_and_head(conn)
 
 
 def _validation_error(exc: ValidationError) -> web.Response:

@@ -1,8 +1,9 @@
 """The projector: folds events from the event store into the call log's read models.
 
-Idempotent by construction: the checkpoint (last position applied) is written in the same
-transaction as the read-model rows, so each event takes effect exactly once even though the
-projector may crash and restart anywhere. Rebuilding means truncating and starting at 0.
+Idempotent by construction: the checkpoint (the (transaction_id, position) of the last event
+applied, see calls_platform.eventstore) is written in the same transaction as the read-model
+rows, so each event takes effect exactly once even though the projector may crash and restart
+anywhere. Rebuilding means truncating and starting at the beginning.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool
+from calls_platform.eventstore import Checkpoint
 from calls_platform.notify import AppendListener, wait_for
 from prometheus_client import Counter, Gauge
 
@@ -189,11 +191,18 @@ async def _count(conn: Conn, changes: list[tuple[CallView | None, CallView]]) ->
 
 class Projector:
     def __init__(
-        self, pool: Pool, listener: AppendListener | None = None, *, batch_size: int = 2000
+        self,
+        pool: Pool,
+        listener: AppendListener | None = None,
+        *,
+        batch_size: int = 2000,
+        poll_seconds: float = 0.02,
     ) -> None:
         self._pool = pool
         self._wakeup = listener.subscribe() if listener else asyncio.Event()
         self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._lag_observed = 0.0
 
     async def run(self) -> None:
         """Project forever (call under leadership)."""
@@ -201,47 +210,60 @@ class Projector:
         while True:
             try:
                 applied = await self.step()
+                await self._observe()
             except psycopg.OperationalError as exc:
                 log.warning("projector_database_unavailable", error=str(exc))
                 await wait_for(self._wakeup, 1.0)
                 continue
             if not applied:
-                await wait_for(self._wakeup, 1.0)
+                await wait_for(self._wakeup, self._poll_seconds)
 
     async def step(self) -> int:
         """Apply the next batch of events; return how many were applied."""
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT position FROM call_log.checkpoints WHERE name = %s FOR UPDATE",
-                (CHECKPOINT,),
-            )
-            row = await cur.fetchone()
-            position = int(row["position"]) if row else 0
-            events = await eventstore.read_all(conn, after=position, limit=self._batch_size)
+            checkpoint = await checkpoint_of(conn, for_update=True)
+            events = await eventstore.read_all(conn, after=checkpoint, limit=self._batch_size)
             if not events:
-                PROJECTION_LAG_EVENTS.set(0)
                 return 0
             await apply_events(conn, events)
             last = events[-1]
             await conn.execute(
-                "UPDATE call_log.checkpoints SET position = %s WHERE name = %s",
-                (last.position, CHECKPOINT),
+                "UPDATE call_log.checkpoints SET transaction_id = %s::text::xid8, position = %s"
+                " WHERE name = %s",
+                (str(events.checkpoint.transaction_id), events.checkpoint.position, CHECKPOINT),
             )
         EVENTS_PROJECTED.inc(len(events))
         PROJECTION_POSITION.set(last.position or 0)
         PROJECTION_LAG_SECONDS.set(max(0.0, time.time() - last.occurred_at.timestamp()))
         return len(events)
 
+    async def _observe(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_observed < 1.0:
+            return
+        self._lag_observed = now
+        async with self._pool.connection() as conn:
+            checkpoint = await checkpoint_of(conn)
+        PROJECTION_LAG_EVENTS.set(
+            await eventstore.observe_lag(self._pool, "call-log-projector", checkpoint)
+        )
 
-async def projected_and_head(conn: Conn) -> tuple[int, int]:
+
+async def checkpoint_of(conn: Conn, *, for_update: bool = False) -> Checkpoint:
+    """The projector's checkpoint (optionally locked until the caller's commit)."""
     cur = await conn.execute(
-        "SELECT (SELECT position FROM call_log.checkpoints WHERE name = %s) AS projected,"
-        " (SELECT coalesce(max(position), 0) FROM eventstore.events) AS head",
+        "SELECT transaction_id::text AS tx, position FROM call_log.checkpoints WHERE name = %s"
+        + (" FOR UPDATE" if for_update else ""),
         (CHECKPOINT,),
     )
     row = await cur.fetchone()
-    assert row is not None
-    return int(row["projected"] or 0), int(row["head"])
+    return Checkpoint(int(row["tx"]), int(row["position"])) if row else eventstore.START
+
+
+async def projected_and_head(conn: Conn) -> tuple[Checkpoint, Checkpoint]:
+    """The projector's checkpoint and the event store's head (both in commit order): every
+    event committed before this call is projected once the first reaches the second."""
+    return await checkpoint_of(conn), await eventstore.head(conn)
 
 
 async def rebuild(
@@ -258,10 +280,13 @@ async def rebuild(
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("TRUNCATE call_log.calls, call_log.batches, call_log.call_counts")
         await conn.execute(
-            "UPDATE call_log.checkpoints SET position = 0 WHERE name = %s", (CHECKPOINT,)
+            "UPDATE call_log.checkpoints SET transaction_id = '0', position = 0 WHERE name = %s",
+            (CHECKPOINT,),
         )
     async with pool.connection() as conn:
         head = await eventstore.head_position(conn)
+        # what committed before the rebuild started is read to the end, not stopped short of
+        await eventstore.wait_readable(conn)
     projector = Projector(pool, batch_size=batch_size)
     total = 0
     while applied := await projector.step():

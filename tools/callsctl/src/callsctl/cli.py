@@ -143,11 +143,15 @@ def _print_status(status: Status) -> None:
     console.print(f"event store head: {status.head}")
     console.print(f"outbox backlog:   {status.outbox_backlog} events not yet relayed")
     checkpoints = Table(title="checkpoints")
-    for column in ("table", "name", "position", "lag (positions)", "lag (s)"):
+    for column in ("table", "name", "(transaction, position)", "lag (events)", "lag (s)"):
         checkpoints.add_column(column, justify="right" if "lag" in column else "left")
     for c in status.checkpoints:
         checkpoints.add_row(
-            c.table, c.name, str(c.position), str(c.lag_positions), f"{c.lag_seconds:.1f}"
+            c.table,
+            c.name,
+            f"({c.transaction_id}, {c.position})",
+            str(c.lag_positions),
+            f"{c.lag_seconds:.1f}",
         )
     console.print(checkpoints)
     if status.queues:
@@ -175,11 +179,11 @@ def _print_status(status: Status) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 @click.pass_obj
 def status(settings: Settings, queues: tuple[str, ...], no_queues: bool, as_json: bool) -> None:
-    """Projection lag (positions and seconds), outbox backlog and queue depths.
+    """Projection lag (events and seconds), outbox backlog and queue depths.
 
-    Lag is measured from the event store's head to each checkpoint (eventstore.checkpoints:
-    the outbox relay; call_log.checkpoints: the call-log projector); seconds are the age of
-    the oldest event a reader has not applied yet.
+    Lag is what is committed after each checkpoint (eventstore.checkpoints: the outbox relay;
+    call_log.checkpoints: the call-log projector), in events; seconds are the age of the
+    oldest event a reader has not applied yet.
     """
     result = asyncio.run(
         gather_status(

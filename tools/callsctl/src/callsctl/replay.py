@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from calls_events import Envelope
 from calls_platform import amqp, eventstore, topology
 from calls_platform.db import Conn, connect
 
@@ -37,9 +36,11 @@ class Replayed:
         return asdict(self)
 
 
-async def read_after(conn: Conn, after: int, types: Sequence[str]) -> list[Envelope]:
-    """The next events of `types` after `after`, in the store's order. The replay's only read
-    of the event store: a change to the store's cursor changes this function alone."""
+async def read_after(
+    conn: Conn, after: eventstore.Checkpoint, types: Sequence[str]
+) -> eventstore.Events:
+    """The next events of `types` after the cursor `after`, in the store's (commit) order. The
+    replay's only read of the event store."""
     return await eventstore.read_all(conn, after=after, limit=BATCH, types=types)
 
 
@@ -72,19 +73,27 @@ async def replay(
     spec = spec_of(queue, queues)
     types = list(spec.bindings)
     published, first, last = 0, None, None
-    after = max(from_position - 1, 0)
+    # Positions are unique but not commit order: an event at a position >= from_position sorts
+    # after (0, from_position - 1) in commit order, and an event read past that cursor whose
+    # position is out of the asked range is skipped here. The range's end cannot stop the read
+    # early for the same reason: the read goes to the end of what is readable.
+    cursor = eventstore.Checkpoint(0, max(from_position - 1, 0))
     connection = await amqp.connect(amqp_url, name="callsctl-replay")
     async with connection, await connect(database_url) as conn:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await topology.declare_queue(channel, spec)
         while True:
-            batch = await read_after(conn, after, types)
-            if to_position is not None:
-                batch = [e for e in batch if (e.position or 0) <= to_position]
+            batch = await read_after(conn, cursor, types)
             if not batch:
                 break
-            after = batch[-1].position or after
-            chosen = [e for e in batch if since is None or e.occurred_at >= since]
+            cursor = batch.checkpoint
+            chosen = [
+                e
+                for e in batch
+                if (e.position or 0) >= from_position
+                and (to_position is None or (e.position or 0) <= to_position)
+                and (since is None or e.occurred_at >= since)
+            ]
             await asyncio.gather(
                 *(
                     channel.default_exchange.publish(
@@ -94,10 +103,12 @@ async def replay(
                 )
             )
             if chosen:
-                first = first if first is not None else chosen[0].position
-                last = chosen[-1].position
+                positions = [e.position or 0 for e in chosen]
+                first = min(positions) if first is None else min(first, *positions)
+                last = max(positions) if last is None else max(last, *positions)
                 published += len(chosen)
             if progress is not None:
-                progress(published, after)
+                progress(published, cursor.position)
         await channel.close()
+    after = cursor.position
     return Replayed(spec.name, types, published, first, last, after)

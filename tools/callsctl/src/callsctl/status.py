@@ -10,14 +10,14 @@ from typing import Any, Final
 
 import aiormq.exceptions
 import psycopg
-from calls_platform import amqp, topology
-from calls_platform.db import Conn, connect
+from calls_platform import amqp, eventstore, topology
+from calls_platform.db import connect
 from calls_platform.relay import CHECKPOINT as RELAY_CHECKPOINT
 
 # Every queue the services declare (consumer queues and the dead letters).
 KNOWN_QUEUES: Final = topology.queue_names()
-# Tables holding readers' checkpoints (name, position): the event store's (the relay) and
-# the call log's (its projector).
+# Tables holding readers' checkpoints (name, transaction_id, position): the event store's
+# (the relay) and the call log's (its projector).
 CHECKPOINT_TABLES: Final = ("eventstore.checkpoints", "call_log.checkpoints")
 
 
@@ -26,7 +26,9 @@ class Checkpoint:
     table: str
     name: str
     position: int
+    transaction_id: int
     lag_positions: int
+    """Events committed after this checkpoint (what the reader has still to take)."""
     lag_seconds: float
     """Age of the oldest event this reader has not applied yet (0 when caught up)."""
 
@@ -51,41 +53,33 @@ class Status:
         return asdict(self)
 
 
-async def _lag_seconds(conn: Conn, position: int, head: int) -> float:
-    if position >= head:
-        return 0.0
-    cur = await conn.execute(
-        "SELECT extract(epoch FROM now() - occurred_at)::float8 AS age"
-        " FROM eventstore.events WHERE position > %s ORDER BY position LIMIT 1",
-        (position,),
-    )
-    row = await cur.fetchone()
-    return max(0.0, float(row["age"])) if row else 0.0
-
-
 async def read_checkpoints(database_url: str) -> tuple[int, list[Checkpoint]]:
-    """The event store's head and every known checkpoint with its lag."""
+    """The event store's size (largest position) and every known checkpoint with its lag,
+    counted in events committed after it (the store is read in (transaction_id, position)
+    order, so a difference of positions would not say how far behind a reader is)."""
     conn = await connect(database_url)
     async with conn:
-        cur = await conn.execute("SELECT coalesce(max(position), 0) AS head FROM eventstore.events")
-        row = await cur.fetchone()
-        head = int(row["head"]) if row else 0
+        head = await eventstore.head_position(conn)
         checkpoints: list[Checkpoint] = []
         for table in CHECKPOINT_TABLES:
             try:
-                cur = await conn.execute(f"SELECT name, position FROM {table} ORDER BY name")
+                cur = await conn.execute(
+                    f"SELECT name, transaction_id::text AS tx, position FROM {table} ORDER BY name"
+                )
                 rows = await cur.fetchall()
             except psycopg.errors.UndefinedTable:
                 continue  # that owner's migrations have not run
             for r in rows:
-                position = int(r["position"])
+                at = eventstore.Checkpoint(int(r["tx"]), int(r["position"]))
+                lag = await eventstore.lag(conn, at)
                 checkpoints.append(
                     Checkpoint(
                         table=table,
                         name=str(r["name"]),
-                        position=position,
-                        lag_positions=max(0, head - position),
-                        lag_seconds=round(await _lag_seconds(conn, position, head), 3),
+                        position=at.position,
+                        transaction_id=at.transaction_id,
+                        lag_positions=lag.events,
+                        lag_seconds=round(lag.seconds, 3),
                     )
                 )
     return head, checkpoints

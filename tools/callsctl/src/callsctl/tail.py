@@ -1,5 +1,5 @@
 """Follow one call's event stream: what the store holds, then every event appended later
-(woken by the store's LISTEN/NOTIFY channel, with a poll as a safety net)."""
+(polled: appends do not NOTIFY, see calls_platform.eventstore)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def tail_call(
     emit: Callable[[Envelope], None],
     *,
     follow: bool = True,
-    poll_seconds: float = 1.0,
+    poll_seconds: float = 0.2,
 ) -> None:
     """Emit the call's events in stream order; with `follow`, keep emitting new ones until
     cancelled."""

@@ -1,0 +1,46 @@
+"""A batch's CallRequested events are built in bulk (no per-event validation): each must be
+exactly the event Envelope.wrap would have made of it."""
+
+from __future__ import annotations
+
+import uuid
+
+from calls_events import CallRequested, Envelope, call_stream
+from gateway.calls import requested_calls
+
+
+def test_bulk_built_requests_are_the_events_wrap_would_build() -> None:
+    agent_id = uuid.uuid4()
+    template = CallRequested(
+        call_id=uuid.uuid4(),
+        to_number="+14155550000",
+        from_number="+14155550100",
+        agent_id=agent_id,
+        agent_name="Ada",
+        batch_id="batch-1",
+        batch_index=0,
+        record=False,
+        requested_by="tester",
+    )
+    numbers = ["+14155550001", "+14155550002", "+442071838750"]
+
+    built = requested_calls(template, numbers, organization_id="org_a", correlation_id="corr")
+
+    assert len({e.event_id for e in built}) == len({e.stream_id for e in built}) == 3
+    for index, (envelope, number) in enumerate(zip(built, numbers, strict=True)):
+        event = envelope.event()  # validates the data as a CallRequested
+        assert isinstance(event, CallRequested)
+        assert event == template.model_copy(
+            update={"call_id": event.call_id, "to_number": number, "batch_index": index}
+        )
+        assert envelope.stream_id == call_stream(event.call_id)
+        wrapped = Envelope.wrap(
+            event,
+            stream_id=envelope.stream_id,
+            organization_id="org_a",
+            correlation_id="corr",
+            event_id=envelope.event_id,
+            occurred_at=envelope.occurred_at,
+        )
+        assert envelope == wrapped
+        assert Envelope.model_validate_json(envelope.model_dump_json()) == envelope
