@@ -28,8 +28,10 @@ from . import idempotency
 from .agents import default_from_number, find_agent, find_agent_by_number
 from .auth import Principal
 from .caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
+from .calling_policy import default_window
+from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
-from .models import PlaceBatch, PlaceCall
+from .models import PlaceBatch, PlaceCall, Recipient
 from .reads import fetch_batch
 from .validation import parse_body, unprocessable
 
@@ -104,6 +106,12 @@ async def place_call(request: web.Request) -> web.Response:
             agent_name=agent.name if agent else None,
             record=should_record(body.record, agent),
             requested_by=who.subject,
+            variables=body.variables,
+            metadata=body.metadata,
+            schedule=call_schedule(
+                body.schedule, await default_window(conn, who.organization_id), None
+            ),
+            retry=body.retry,
         )
         stream = call_stream(call_id)
         envelope = Envelope.wrap(
@@ -118,17 +126,23 @@ async def place_call(request: web.Request) -> web.Response:
     return await _accept(request, body, build)
 
 
-def _unique_in_order(numbers: list[str]) -> list[str]:
-    return list(dict.fromkeys(numbers))
+def _unique_in_order(recipients: list[Recipient]) -> list[Recipient]:
+    """The first entry of each number (a number is dialed once per batch)."""
+    first: dict[str, Recipient] = {}
+    for recipient in recipients:
+        first.setdefault(recipient.to_number, recipient)
+    return list(first.values())
 
 
 async def place_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, PlaceBatch)
     limit = request.app[SETTINGS].max_batch_size
-    if len(body.to_numbers) > limit:
-        raise unprocessable("too many numbers", "to_numbers", f"at most {limit} numbers per batch")
-    numbers = _unique_in_order(body.to_numbers)
-    dropped = len(body.to_numbers) - len(numbers)
+    everyone = body.everyone()
+    if len(everyone) > limit:
+        field = "recipients" if body.recipients else "to_numbers"
+        raise unprocessable("too many numbers", field, f"at most {limit} numbers per batch")
+    numbers = _unique_in_order(everyone)
+    dropped = len(everyone) - len(numbers)
 
     async def build(conn: Conn, who: Principal) -> Accepted:
         from_number, agent = await _resolve(
@@ -152,11 +166,12 @@ async def place_batch(request: web.Request) -> web.Response:
                 correlation_id=correlation_id,
             )
         ]
-        for index, number in enumerate(numbers):
+        window = await default_window(conn, who.organization_id)
+        for index, recipient in enumerate(numbers):
             call_id = uuid.uuid4()
             call = CallRequested(
                 call_id=call_id,
-                to_number=number,
+                to_number=recipient.to_number,
                 from_number=from_number,
                 agent_id=agent.id if agent else None,
                 agent_name=agent.name if agent else None,
@@ -164,6 +179,11 @@ async def place_batch(request: web.Request) -> web.Response:
                 batch_index=index,
                 record=should_record(body.record, agent),
                 requested_by=who.subject,
+                variables=recipient.variables,
+                metadata=recipient.metadata,
+                schedule=call_schedule(body.schedule, window, recipient.time_zone),
+                retry=body.retry,
+                max_concurrency=body.max_concurrency,
             )
             envelopes.append(
                 Envelope.wrap(

@@ -13,8 +13,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from calls_events import ProviderUse, TranscriptTurn
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from calls_events import CallingWindow, ProviderUse, TranscriptTurn
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from .models import PhoneNumber
 
@@ -30,6 +30,9 @@ Outcome = Literal[
     "no_answer",
     "canceled",
     "failed",
+    # extensions (campaigns): the dialer ended the call without placing it
+    "do_not_call",
+    "expired",
 ]
 BatchState = Literal["queued", "in-progress", "completed", "canceled"]
 Scope = Literal["calls:read", "calls:write"]
@@ -123,6 +126,8 @@ class BatchCall(_Response):
     status: CallStatus
     call_sid: CallSid | None
     error: str | None = Field(description="the carrier's message, for a failed call")
+    attempt: int = Field(ge=1, description="extension: which attempt this call is")
+    attempts: int = Field(ge=1, description="extension: calls made to this recipient so far")
 
 
 class Batch(_Response):
@@ -135,7 +140,16 @@ class Batch(_Response):
     canceled: int = Field(ge=0)
     duplicates_dropped: int = Field(ge=0)
     created_at: datetime
-    calls: list[BatchCall] = Field(description="in submission order")
+    paused: bool = Field(description="extension: nothing more is dialed until resumed")
+    calls: list[BatchCall] = Field(
+        description="in submission order; each recipient's latest attempt"
+    )
+
+
+class BatchPauseState(_Response):
+    batch_id: BatchId
+    status: BatchState
+    paused: bool
 
 
 class CallSummary(_Response):
@@ -169,6 +183,16 @@ class Call(CallSummary):
         description="`call-<call_sid>.wav` once the recording is stored; fetch it from "
         "GET /calls/{call_id}/recording"
     )
+    # extensions (campaigns)
+    variables: dict[str, str] = Field(description="handed to the voice agent with the call")
+    metadata: dict[str, JsonValue] = Field(description="as given with the request")
+    attempt: int = Field(ge=1, description="which attempt at the recipient this call is")
+    previous_call_id: uuid.UUID | None = Field(description="the attempt before this one")
+    first_call_id: uuid.UUID | None = Field(description="the recipient's first call")
+    next_call_id: uuid.UUID | None = Field(description="the retry this call's end led to")
+    not_before: datetime | None = Field(
+        description="put off until then (calling window, start_at, daily cap)"
+    )
 
 
 class CallPage(_Response):
@@ -181,6 +205,25 @@ class CallPage(_Response):
 class ConversationRecorded(_Response):
     call_id: uuid.UUID
     status: Literal["recorded"]
+
+
+class DoNotCallEntry(_Response):
+    number: PhoneNumber
+    reason: str | None
+    added_at: datetime
+
+
+class DoNotCallPage(_Response):
+    items: list[DoNotCallEntry] = Field(description="most recently added first")
+    total: int = Field(ge=0)
+    page: int = Field(ge=1)
+    page_size: int = Field(ge=1, le=500)
+
+
+class CallingPolicy(_Response):
+    window: CallingWindow | None = Field(description="the window of calls that set none")
+    max_concurrency: int | None = Field(description="calls in flight at once, at most")
+    daily_cap_per_number: int | None = Field(description="calls to one number per 24 h, at most")
 
 
 class ApiKey(_Response):

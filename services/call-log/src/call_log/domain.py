@@ -14,9 +14,13 @@ from typing import Any, Final
 
 from calls_events import (
     CallCanceled,
+    CallExpired,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
     CallStatusReported,
     ConversationReported,
     Event,
@@ -63,6 +67,8 @@ OUTCOMES: Final = (
     "no_answer",
     "canceled",
     "failed",
+    "do_not_call",
+    "expired",
 )
 
 
@@ -99,6 +105,15 @@ class CallView:
     transcript: list[dict[str, Any]] | None = None
     provider_usage: dict[str, Any] | None = None
     recording_url: str | None = None
+    variables: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    attempt: int = 1
+    previous_call_id: uuid.UUID | None = None
+    first_call_id: uuid.UUID | None = None
+    next_call_id: uuid.UUID | None = None
+    not_before: datetime | None = None
+    # how the dialer ended a call it did not place: do_not_call or expired
+    dial_outcome: str | None = None
 
     @property
     def outcome(self) -> str | None:
@@ -117,6 +132,8 @@ def derive_outcome(view: CallView) -> str | None:
     if view.status == CANCELED:
         return "canceled"
     if view.status == FAILED:
+        if view.dial_outcome is not None:
+            return view.dial_outcome
         if view.carrier_status == "busy":
             return "busy"
         if view.carrier_status == "no-answer":
@@ -180,6 +197,11 @@ def apply(
             batch_index=event.batch_index,
             created_at=at,
             last_position=position,
+            variables=dict(event.variables),
+            metadata=dict(event.metadata),
+            attempt=event.attempt,
+            previous_call_id=event.previous_call_id,
+            first_call_id=event.first_call_id,
         )
     if isinstance(event, InboundCallReceived):
         if view is not None:
@@ -239,6 +261,22 @@ def apply(
         if view.status in TERMINAL:
             return view
         return _advance(replace(view, error_reason=event.reason), CANCELED, at)
+
+    if isinstance(event, CallScheduled):
+        return view if view.status in TERMINAL else replace(view, not_before=event.not_before)
+
+    if isinstance(event, CallRetryScheduled):
+        return replace(view, next_call_id=event.retry_call_id)
+
+    if isinstance(event, CallSkipped | CallExpired):
+        if view.status in TERMINAL:
+            return view
+        outcome, reason = (
+            ("do_not_call", "the number is on the do-not-call list")
+            if isinstance(event, CallSkipped)
+            else ("expired", f"not placed by its end_at ({event.end_at.isoformat()})")
+        )
+        return _advance(replace(view, dial_outcome=outcome, error_reason=reason), FAILED, at)
 
     return view
 

@@ -37,6 +37,14 @@ DETAIL_FIELDS: Final = (
     "transcript",
     "provider_usage",
     "recording_url",
+    # extensions (campaigns)
+    "variables",
+    "metadata",
+    "attempt",
+    "previous_call_id",
+    "first_call_id",
+    "next_call_id",
+    "not_before",
 )
 
 
@@ -160,6 +168,8 @@ async def get_call(conn: Conn, organization_id: str, call_id: uuid.UUID) -> dict
     item = _item(row, DETAIL_FIELDS)
     item["transcript"] = item["transcript"] or []
     item["provider_usage"] = item["provider_usage"] or {}
+    item["variables"] = item["variables"] or {}
+    item["metadata"] = item["metadata"] or {}
     return item
 
 
@@ -195,16 +205,18 @@ def _batch_bucket(status: str) -> str:
 
 async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str, Any] | None:
     cur = await conn.execute(
-        "SELECT total, cancel_requested, duplicates_dropped, created_at FROM call_log.batches"
-        " WHERE batch_id = %s AND organization_id = %s",
+        "SELECT total, cancel_requested, duplicates_dropped, created_at, paused"
+        " FROM call_log.batches WHERE batch_id = %s AND organization_id = %s",
         (batch_id, organization_id),
     )
     batch = await cur.fetchone()
     if batch is None:
         return None
+    # one entry per recipient: its latest attempt (a retry is a call of its own)
     cur = await conn.execute(
-        "SELECT call_id, to_number, status, call_sid, error_reason FROM call_log.calls"
-        " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index",
+        "SELECT DISTINCT ON (batch_index) call_id, to_number, status, call_sid, error_reason,"
+        " attempt, count(*) OVER (PARTITION BY batch_index) AS attempts FROM call_log.calls"
+        " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index, attempt DESC",
         (batch_id, organization_id),
     )
     calls = await cur.fetchall()
@@ -219,6 +231,7 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
         **tally,
         "duplicates_dropped": batch["duplicates_dropped"],
         "created_at": batch["created_at"].isoformat(),
+        "paused": batch["paused"],
         "calls": [
             {
                 "call_id": str(c["call_id"]),
@@ -226,6 +239,8 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
                 "status": c["status"],
                 "call_sid": c["call_sid"],
                 "error": c["error_reason"] if c["status"] == FAILED else None,
+                "attempt": c["attempt"],
+                "attempts": c["attempts"],
             }
             for c in calls
         ],
