@@ -5,7 +5,7 @@ do-not-call and calling-policy endpoints; and how a request becomes each call's 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from calls_events import CallingWindow, RetryPolicy, Schedule
@@ -72,7 +72,10 @@ class ScheduleBody(_Body):
         return self
 
     def rules(self) -> Schedule:
-        return Schedule(start_at=self.start_at, end_at=self.end_at, window=self.window)
+        def utc(at: datetime | None) -> datetime | None:
+            return at.astimezone(UTC) if at else None
+
+        return Schedule(start_at=utc(self.start_at), end_at=utc(self.end_at), window=self.window)
 
 
 Concurrency = Annotated[
@@ -93,10 +96,6 @@ def call_schedule(
     if rules == Schedule():
         return None
     return rules
-
-
-def expired_already(schedule: Schedule | None, now: datetime) -> bool:
-    return bool(schedule and schedule.end_at and schedule.end_at <= now)
 
 
 class DoNotCallBody(_Body):

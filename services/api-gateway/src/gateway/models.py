@@ -98,7 +98,8 @@ class PlaceBatch(_Body):
     @field_validator("to_numbers")
     @classmethod
     def _someone(cls, numbers: list[str], info: ValidationInfo) -> list[str]:
-        if not numbers and not info.data.get("recipients"):
+        # recipients missing from info.data failed their own validation: reported already
+        if not numbers and info.data.get("recipients", [None]) == []:
             raise ValueError("must list at least one number (or give recipients)")
         return numbers
 

@@ -134,6 +134,7 @@ async def create_call(request: web.Request) -> web.Response:
             talk_seconds=config.talk_seconds,
             long_talk_seconds=config.long_talk_seconds,
             long_ring_seconds=config.long_ring_seconds,
+            earlier_calls=sum(1 for call in store.calls.values() if call.to == to),
         )
         if isinstance(outcome, Rejection):
             rejection = outcome
