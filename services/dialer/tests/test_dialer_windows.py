@@ -26,8 +26,12 @@ def test_a_number_rings_in_the_zones_of_its_area() -> None:
     assert len(windows.zones_of_number("+61412345678")) > 1  # an Australian mobile: any zone
 
 
-def test_a_number_the_data_cannot_place_falls_back_to_utc() -> None:
-    assert windows.zones_of_number("+19995550000") == ("UTC",)
+def test_a_number_not_known_as_valid_rings_in_the_zones_of_its_area() -> None:
+    assert windows.zones_of_number("+16501871001") == ("America/Los_Angeles",)  # exchange 187
+
+
+def test_a_number_placed_nowhere_falls_back_to_utc() -> None:
+    assert windows.zones_of_number("+80012345678") == ("UTC",)  # international freephone
 
 
 def test_an_iana_zone_overrides_the_number() -> None:

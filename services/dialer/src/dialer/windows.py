@@ -22,14 +22,22 @@ FALLBACK_ZONE = "UTC"
 
 @lru_cache(maxsize=65_536)
 def zones_of_number(number: str) -> tuple[str, ...]:
-    """The time zones a number may ring in (phonenumbers' geographic data). A number the data
-    does not place gets UTC (documented: set the recipient's `time_zone` for such numbers)."""
+    """The time zones a number may ring in (phonenumbers' geographic data): those of the
+    number, or, for one the data does not know as valid, those of its prefix (its area or
+    country). A number placed nowhere gets UTC (documented: give such a recipient its own
+    `time_zone`)."""
     try:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
         return (FALLBACK_ZONE,)
-    zones = tuple(z for z in number_zones.time_zones_for_number(parsed) if z != "Etc/Unknown")
-    return zones or (FALLBACK_ZONE,)
+    for lookup in (
+        number_zones.time_zones_for_number,
+        number_zones.time_zones_for_geographical_number,
+    ):
+        zones = tuple(z for z in lookup(parsed) if z != "Etc/Unknown")
+        if zones:
+            return zones
+    return (FALLBACK_ZONE,)
 
 
 def zones_for(window: CallingWindow, number: str) -> tuple[str, ...]:

@@ -270,6 +270,8 @@ def _sim_call(call: CallRecord) -> dict[str, Any]:
         "from": call.from_,
         "status": call.status,
         "created_at": call.created_at,
+        # when the call reached a terminal status (None while it is live)
+        "end_time": call.end_time,
         "status_callback": call.status_callback,
         "answered_by": call.answered_by,
         "recording_sid": call.recording_sid,
