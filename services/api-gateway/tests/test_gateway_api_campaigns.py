@@ -177,7 +177,8 @@ async def test_the_do_not_call_list_is_the_organizations_own_and_announced_once(
     gone = await gateway.client.delete(f"/do-not-call/{number}", headers=gateway.auth(other_org))
     assert gone.status == 404
 
-    removed = await gateway.client.delete(f"/do-not-call/{number}", headers=gateway.auth(org))
+    encoded = number.replace("+", "%2B")  # as a client that encodes the + sends it
+    removed = await gateway.client.delete(f"/do-not-call/{encoded}", headers=gateway.auth(org))
     assert removed.status == 204
     assert (
         await gateway.client.delete(f"/do-not-call/{number}", headers=gateway.auth(org))
