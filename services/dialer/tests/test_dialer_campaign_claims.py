@@ -33,7 +33,9 @@ from calls_events import (
 from calls_platform import eventstore
 from calls_platform.db import Pool
 from dialer import campaigns, dials
+from dialer.carrier import CarrierCall
 from dialer.consumer import Handlers
+from dialer.watchdog import StaleCallWatchdog
 
 pytestmark = pytest.mark.integration
 
@@ -191,13 +193,19 @@ async def test_a_number_is_never_called_twice_at_once_by_one_organization(
     pool: Pool, calls: Any
 ) -> None:
     first = await calls.enqueued("org_a", NEW_YORK_NUMBER)
-    second = await calls.enqueued("org_a", NEW_YORK_NUMBER, batch_id=f"batch-{uuid.uuid4().hex}")
+    batch = f"batch-{uuid.uuid4().hex}"
+    second = await calls.enqueued("org_a", NEW_YORK_NUMBER, batch_id=batch, batch_index=0)
+    behind = await calls.enqueued("org_a", batch_id=batch, batch_index=1)
     dial = await claim(pool)
     assert dial is not None
     assert dial.call_id == first.call_id
-    assert await claim(pool) is None
+    dial = await claim(pool)  # the second waits a little; its batch goes on
+    assert dial is not None
+    assert dial.call_id == behind.call_id
+    assert (await calls.dial(second.call_id))["not_before"] == NOW + timedelta(seconds=3)
+    assert await claim(pool, NOW + timedelta(seconds=3)) is None  # still in flight
     await report(pool, first.call_id, "no-answer")
-    dial = await claim(pool)
+    dial = await claim(pool, NOW + timedelta(seconds=6))
     assert dial is not None
     assert dial.call_id == second.call_id
 
@@ -331,3 +339,41 @@ async def test_a_call_answered_by_a_person_is_not_retried(pool: Pool, calls: Any
     assert await claim(pool) is not None
     await report(pool, machine.call_id, "completed", answered_by="machine_start")
     assert len(await calls.events(machine.call_id, CallRetryScheduled)) == 1
+
+
+async def test_a_batch_waiting_for_its_window_takes_turns_with_calls_that_can_ring(
+    pool: Pool, calls: Any
+) -> None:
+    closed = Schedule(window=CallingWindow(start="23:00", end="23:30", time_zone="UTC"))
+    batch = f"batch-{uuid.uuid4().hex}"
+    for i in range(3):
+        await calls.enqueued("org_a", batch_id=batch, batch_index=i, schedule=closed)
+    ready = await calls.enqueued("org_b")
+    dial = await claim(pool)
+    assert dial is not None
+    assert dial.call_id == ready.call_id
+    assert await claim(pool) is None  # org_a's three are put off until 23:00
+
+
+class SettlingCarrier:
+    """The carrier as the watchdog asks it: every call has ended `completed`."""
+
+    async def fetch_call(self, call_sid: str) -> CarrierCall:
+        return CarrierCall(sid=call_sid, status="completed", duration_seconds=1, end_time=NOW)
+
+
+async def test_a_call_whose_end_was_never_reported_frees_its_slot_when_the_watchdog_settles_it(
+    pool: Pool, calls: Any
+) -> None:
+    batch = f"batch-{uuid.uuid4().hex}"
+    first = await calls.enqueued("org_a", batch_id=batch, batch_index=0, max_concurrency=1)
+    second = await calls.enqueued("org_a", batch_id=batch, batch_index=1, max_concurrency=1)
+    assert await claim(pool) is not None
+    async with pool.connection() as conn:
+        await dials.mark_initiated(conn, first.call_id, "CA" + uuid.uuid4().hex, "dial")
+    assert await claim(pool) is None  # its callbacks were lost: the slot is held
+    watchdog = StaleCallWatchdog(pool, SettlingCarrier(), stale_after_seconds=0)  # type: ignore[arg-type]
+    assert await watchdog.check_once() == 1
+    dial = await claim(pool)
+    assert dial is not None
+    assert dial.call_id == second.call_id

@@ -194,8 +194,8 @@ async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
 
 
 # dials put off, expired or skipped by their campaign rules in one claim before it gives up
-# (each in its own commit) and lets the loop wait for work
-_HOLDS_PER_CLAIM: Final = 100
+# (each in its own commit, a few milliseconds) and lets the loop wait for work
+_HOLDS_PER_CLAIM: Final = 500
 
 
 async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
@@ -203,10 +203,10 @@ async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
 
     Fairness is round robin: first among organizations with pending dials, then among that
     organization's lanes (each batch, and its single calls), each by least recently served.
-    Not claimed: dials due after `now`, of a paused batch, of a lane or organization at its
-    concurrency limit, or to a number that has a call in flight. A claimed dial that its
-    campaign rules hold back (window, schedule, daily cap, do-not-call) is put off or ended
-    instead, and the next one is taken.
+    Not claimed: dials due after `now`, of a paused batch, or of a lane or organization at its
+    concurrency limit (the lane's head waits). A head whose number has a call in flight waits a
+    few seconds (its lane goes on); one that its campaign rules hold back (window, schedule,
+    daily cap, do-not-call) is put off or ended instead; then the next head is taken.
     """
     now = now or datetime.now(UTC)
     for _ in range(_HOLDS_PER_CLAIM):
@@ -215,48 +215,62 @@ async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
             head = await cur.fetchone()
             if head is None:
                 return None
+            if head["number_in_flight"]:
+                # one call to a number at a time: this one waits a little, its lane goes on
+                await campaign_store.wait_for_number(conn, head["call_id"], now)
+                await _served(conn, head)
+                continue
             ruled = head["request"] is not None or head["daily_cap_per_number"]
             if (ruled or head["do_not_call"]) and await campaign_store.hold(conn, head, now):
+                # counts as a turn: a batch whose window is closed takes turns with the calls
+                # of others that can ring now, instead of keeping them waiting
+                await _served(conn, head)
                 continue
             return await _claim(conn, head)
     return None
 
 
 _HEADS: Final = f"""
-    WITH in_flight AS (
-        SELECT lane, organization_id, to_number FROM dialer.dials
-        WHERE {campaign_store.IN_FLIGHT}
-    ),
-    lane_load AS (SELECT lane, count(*) AS n FROM in_flight GROUP BY lane),
-    org_load AS (SELECT organization_id, count(*) AS n FROM in_flight GROUP BY organization_id),
-    heads AS (
-        SELECT DISTINCT ON (d.lane) d.call_id, d.lane, d.organization_id, d.requested_position,
-            d.to_number, d.request, p.daily_cap_per_number
-        FROM dialer.dials d
-        LEFT JOIN lane_load ll ON ll.lane = d.lane
-        LEFT JOIN org_load ol ON ol.organization_id = d.organization_id
-        LEFT JOIN dialer.calling_policies p ON p.organization_id = d.organization_id
-        WHERE d.state = 'pending' AND d.not_before <= %(now)s
-          AND (d.max_concurrency IS NULL OR coalesce(ll.n, 0) < d.max_concurrency)
-          AND (p.max_concurrency IS NULL OR coalesce(ol.n, 0) < p.max_concurrency)
-          AND NOT EXISTS (SELECT 1 FROM in_flight f
-                          WHERE f.organization_id = d.organization_id
-                            AND f.to_number = d.to_number)
-          AND NOT EXISTS (SELECT 1 FROM dialer.batch_pauses b
-                          WHERE b.batch_id = d.batch_id AND b.paused)
-        ORDER BY d.lane, d.requested_position
+    WITH heads AS (
+        SELECT DISTINCT ON (lane) call_id, lane, organization_id, requested_position, batch_id,
+            to_number, request, max_concurrency
+        FROM dialer.dials
+        WHERE state = 'pending' AND not_before <= %(now)s
+        ORDER BY lane, requested_position
     )
     SELECT h.call_id, h.lane, h.organization_id, h.to_number, h.request,
-        h.daily_cap_per_number, coalesce(n.listed, false) AS do_not_call,
-        h.requested_position
+        p.daily_cap_per_number, coalesce(n.listed, false) AS do_not_call,
+        EXISTS (SELECT 1 FROM dialer.dials f
+                WHERE f.organization_id = h.organization_id AND f.to_number = h.to_number
+                  AND {campaign_store.IN_FLIGHT}) AS number_in_flight
     FROM heads h
+    LEFT JOIN dialer.calling_policies p ON p.organization_id = h.organization_id
     LEFT JOIN dialer.fairness o ON o.key = 'org:' || h.organization_id
     LEFT JOIN dialer.fairness l ON l.key = 'lane:' || h.lane
     LEFT JOIN dialer.do_not_call n
         ON n.organization_id = h.organization_id AND n.number = h.to_number
+    WHERE NOT EXISTS (SELECT 1 FROM dialer.batch_pauses b
+                      WHERE b.batch_id = h.batch_id AND b.paused)
+      AND (h.max_concurrency IS NULL
+           OR (SELECT count(*) FROM dialer.dials f
+               WHERE f.lane = h.lane AND {campaign_store.IN_FLIGHT}) < h.max_concurrency)
+      AND (p.max_concurrency IS NULL
+           OR (SELECT count(*) FROM dialer.dials f
+               WHERE f.organization_id = h.organization_id AND {campaign_store.IN_FLIGHT})
+              < p.max_concurrency)
     ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position
     LIMIT 1
 """
+
+
+async def _served(conn: Conn, head: Mapping[str, Any]) -> None:
+    """The head's organization and lane had their turn (round-robin fairness)."""
+    await conn.execute(
+        "INSERT INTO dialer.fairness (key, last_served)"
+        " VALUES (%s, clock_timestamp()), (%s, clock_timestamp())"
+        " ON CONFLICT (key) DO UPDATE SET last_served = excluded.last_served",
+        (f"org:{head['organization_id']}", f"lane:{head['lane']}"),
+    )
 
 
 async def _claim(conn: Conn, head: Mapping[str, Any]) -> Dial | None:
@@ -267,12 +281,7 @@ async def _claim(conn: Conn, head: Mapping[str, Any]) -> Dial | None:
         (head["call_id"],),
     )
     row = await cur.fetchone()
-    await conn.execute(
-        "INSERT INTO dialer.fairness (key, last_served)"
-        " VALUES (%s, clock_timestamp()), (%s, clock_timestamp())"
-        " ON CONFLICT (key) DO UPDATE SET last_served = excluded.last_served",
-        (f"org:{head['organization_id']}", f"lane:{head['lane']}"),
-    )
+    await _served(conn, head)
     if row is None:
         return None
     dial = Dial(**row)
