@@ -10,13 +10,23 @@ from typing import Any, ClassVar
 import pytest
 from calls_events import (
     BatchCancelRequested,
+    BatchPaused,
     BatchRequested,
+    BatchResumed,
     CallCanceled,
+    CallExpired,
     CallFailed,
+    CallingPolicySet,
+    CallingWindow,
     CallInitiated,
     CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
     CallStatusReported,
     ConversationReported,
+    DoNotCallAdded,
+    DoNotCallRemoved,
     Envelope,
     Event,
     InboundCallReceived,
@@ -25,6 +35,8 @@ from calls_events import (
     RecordingFailed,
     RecordingReported,
     RecordingStored,
+    RetryPolicy,
+    Schedule,
     TranscriptTurn,
     UnknownEventType,
     _base,
@@ -50,6 +62,34 @@ EXAMPLES: list[Event] = [
         batch_id="batch_1",
         batch_index=3,
         record=False,
+        requested_by="key_1",
+        variables={"first_name": "Ada"},
+        metadata={"crm": {"id": 42}},
+        schedule=Schedule(
+            start_at=AT,
+            end_at=AT,
+            window=CallingWindow(start="09:00", end="20:00", days=("mon",), time_zone="UTC"),
+        ),
+        retry=RetryPolicy(max_attempts=3, on=("busy",), delay_seconds=60, backoff=2),
+        max_concurrency=2,
+        attempt=2,
+        previous_call_id=uuid.uuid4(),
+        first_call_id=uuid.uuid4(),
+    ),
+    CallScheduled(call_id=CALL_ID, not_before=AT, reason="window"),
+    CallSkipped(call_id=CALL_ID, reason="do_not_call"),
+    CallExpired(call_id=CALL_ID, end_at=AT),
+    CallRetryScheduled(
+        call_id=CALL_ID, retry_call_id=uuid.uuid4(), attempt=2, not_before=AT, because="busy"
+    ),
+    BatchPaused(batch_id="batch_1", requested_by="key_1"),
+    BatchResumed(batch_id="batch_1", requested_by="key_1"),
+    DoNotCallAdded(number="+15551230001", reason="asked", requested_by="key_1"),
+    DoNotCallRemoved(number="+15551230001", requested_by="key_1"),
+    CallingPolicySet(
+        window=CallingWindow(start="08:00", end="21:00"),
+        max_concurrency=5,
+        daily_cap_per_number=2,
         requested_by="key_1",
     ),
     CallInitiated(call_id=CALL_ID, call_sid=SID, source="reconciliation"),
@@ -335,3 +375,37 @@ def test_a_recording_report_stored_before_reported_via_existed_reads_as_a_callba
         "source": "OutboundAPI",
     }
     assert RecordingReported.model_validate(stored).reported_via == "callback"
+
+
+def test_a_call_request_stored_before_campaigns_still_loads_with_no_rules() -> None:
+    stored = Envelope(
+        event_type="CallRequested",
+        event_version=1,
+        stream_id=f"call-{CALL_ID}",
+        organization_id="org_a",
+        data={
+            "call_id": str(CALL_ID),
+            "to_number": "+15551230001",
+            "from_number": "+15551230002",
+            "requested_by": "key_1",
+        },
+    )
+    event = stored.event()
+    assert isinstance(event, CallRequested)
+    assert (event.variables, event.metadata, event.schedule, event.retry) == ({}, {}, None, None)
+    assert (event.attempt, event.previous_call_id, event.max_concurrency) == (1, None, None)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"start": "9:00", "end": "20:00"},
+        {"start": "09:00", "end": "24:00"},
+        {"start": "09:00", "end": "20:00", "days": []},
+        {"start": "09:00", "end": "20:00", "days": ["monday"]},
+        {"start": "09:00", "end": "20:00", "time_zone": "Mars/Olympus"},
+    ],
+)
+def test_a_calling_window_refuses_what_it_cannot_mean(window: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CallingWindow.model_validate(window)

@@ -72,6 +72,15 @@ async def test_place_call_answers_202_and_appends_exactly_one_call_requested(
         "batch_index": None,
         "record": True,
         "requested_by": "tester",
+        # campaign extensions, all at their defaults
+        "variables": {},
+        "metadata": {},
+        "schedule": None,
+        "retry": None,
+        "max_concurrency": None,
+        "attempt": 1,
+        "previous_call_id": None,
+        "first_call_id": None,
     }
 
 

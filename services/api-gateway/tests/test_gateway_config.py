@@ -49,5 +49,10 @@ async def test_migrate_can_run_again(gateway: Any) -> None:
     async with gateway.pool.connection() as conn:
         cur = await conn.execute("SELECT name FROM gateway.schema_migrations ORDER BY name")
         names = [row["name"] for row in await cur.fetchall()]
-    assert names == ["0001_agents.sql", "0002_idempotency_keys.sql", "0003_api_keys.sql"]
+    assert names == [
+        "0001_agents.sql",
+        "0002_idempotency_keys.sql",
+        "0003_api_keys.sql",
+        "0004_campaigns.sql",
+    ]
     assert await gateway.head() == head

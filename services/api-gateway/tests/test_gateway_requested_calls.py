@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from calls_events import CallRequested, Envelope, call_stream
+from calls_events import CallingWindow, CallRequested, Envelope, Schedule, call_stream
 from gateway.calls import requested_calls
 
 
@@ -22,16 +22,26 @@ def test_bulk_built_requests_are_the_events_wrap_would_build() -> None:
         record=False,
         requested_by="tester",
     )
-    numbers = ["+14155550001", "+14155550002", "+442071838750"]
+    schedule = Schedule(window=CallingWindow(start="09:00", end="20:00", time_zone="recipient"))
+    calls = [
+        {"to_number": "+14155550001"},
+        {"to_number": "+14155550002", "variables": {"name": "Ada"}, "metadata": {"crm": [1, 2]}},
+        {"to_number": "+442071838750", "schedule": schedule.model_dump(mode="json")},
+    ]
 
-    built = requested_calls(template, numbers, organization_id="org_a", correlation_id="corr")
+    built = requested_calls(template, calls, organization_id="org_a", correlation_id="corr")
 
     assert len({e.event_id for e in built}) == len({e.stream_id for e in built}) == 3
-    for index, (envelope, number) in enumerate(zip(built, numbers, strict=True)):
+    expected = [
+        {"to_number": "+14155550001"},
+        {"to_number": "+14155550002", "variables": {"name": "Ada"}, "metadata": {"crm": [1, 2]}},
+        {"to_number": "+442071838750", "schedule": schedule},
+    ]
+    for index, (envelope, fields) in enumerate(zip(built, expected, strict=True)):
         event = envelope.event()  # validates the data as a CallRequested
         assert isinstance(event, CallRequested)
         assert event == template.model_copy(
-            update={"call_id": event.call_id, "to_number": number, "batch_index": index}
+            update={"call_id": event.call_id, "batch_index": index, **fields}
         )
         assert envelope.stream_id == call_stream(event.call_id)
         wrapped = Envelope.wrap(

@@ -28,7 +28,13 @@ BEFORE = {
     "call_log": (
         "call_log",
         "migrations",
-        ["0001_calls.sql", "0002_history_at_scale.sql", "0003_reference_vocabulary.sql"],
+        # and 0005 (campaign columns, independent of 0004), which today's projector writes
+        [
+            "0001_calls.sql",
+            "0002_history_at_scale.sql",
+            "0003_reference_vocabulary.sql",
+            "0005_campaigns.sql",
+        ],
     ),
 }
 

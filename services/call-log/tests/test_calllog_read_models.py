@@ -14,11 +14,17 @@ from call_log.__main__ import migrate
 from call_log.projector import CHECKPOINT, Projector, apply_events, projected_and_head, rebuild
 from calls_events import (
     BatchCancelRequested,
+    BatchPaused,
     BatchRequested,
+    BatchResumed,
     CallCanceled,
+    CallExpired,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
     CallStatusReported,
     CarrierStatus,
     ConversationReported,
@@ -943,3 +949,155 @@ async def test_migration_0003_replays_a_read_model_of_the_old_shape_into_the_new
         assert by_id[queued]["call_sid"] == f"queued-{queued.hex[:12]}"
         assert by_id[done]["duration"] == 42.0
         assert isinstance(by_id[done]["duration"], float)
+
+
+# --- campaigns: variables and metadata, calls the dialer did not place, attempts, pauses ----
+
+
+def wrap(calls: Calls, event: Event, stream: str, minutes: float) -> Envelope:
+    return Envelope.wrap(
+        event, stream_id=stream, organization_id=calls.org, occurred_at=at(minutes)
+    )
+
+
+async def detail(db: CallLogDatabase, calls: Calls, call_id: uuid.UUID) -> dict[str, Any]:
+    async with db.pool.connection() as conn:
+        call = await queries.get_call(conn, calls.org, call_id)
+    assert call is not None
+    return call
+
+
+async def test_a_calls_variables_and_metadata_are_in_its_detail(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    await shared_db.append(
+        calls.requested(call_id, variables={"first_name": "Ada"}, metadata={"crm": {"id": 7}})
+    )
+    await shared_db.project()
+    call = await detail(shared_db, calls, call_id)
+    assert call["variables"] == {"first_name": "Ada"}
+    assert call["metadata"] == {"crm": {"id": 7}}
+    assert (call["attempt"], call["previous_call_id"], call["next_call_id"]) == (1, None, None)
+
+
+async def test_a_call_without_them_shows_empty_variables_and_metadata(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    await shared_db.append(calls.requested(call_id))
+    await shared_db.project()
+    call = await detail(shared_db, calls, call_id)
+    assert (call["variables"], call["metadata"], call["not_before"]) == ({}, {}, None)
+
+
+async def test_a_skipped_call_failed_with_outcome_do_not_call(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    await shared_db.append(
+        calls.requested(call_id),
+        wrap(calls, CallSkipped(call_id=call_id, reason="do_not_call"), call_stream(call_id), 1),
+    )
+    await shared_db.project()
+    call = await detail(shared_db, calls, call_id)
+    assert (call["status"], call["outcome"]) == ("failed", "do_not_call")
+    assert call["error_reason"] == "the number is on the do-not-call list"
+
+
+async def test_a_call_put_off_shows_until_when_then_expires_with_outcome_expired(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    call_id = uuid.uuid4()
+    later = T0 + timedelta(hours=2)
+    await shared_db.append(
+        calls.requested(call_id),
+        wrap(
+            calls,
+            CallScheduled(call_id=call_id, not_before=later, reason="window"),
+            call_stream(call_id),
+            1,
+        ),
+    )
+    await shared_db.project()
+    call = await detail(shared_db, calls, call_id)
+    assert (call["status"], call["not_before"]) == ("queued", later.isoformat())
+    await shared_db.append(
+        wrap(calls, CallExpired(call_id=call_id, end_at=later), call_stream(call_id), 120)
+    )
+    await shared_db.project()
+    call = await detail(shared_db, calls, call_id)
+    assert (call["status"], call["outcome"]) == ("failed", "expired")
+    async with shared_db.pool.connection() as conn:
+        page = await queries.list_calls(conn, calls.org, queries.ListQuery(status="expired"))
+    assert [c["call_id"] for c in page["items"]] == [str(call_id)]
+
+
+async def test_a_batch_shows_each_recipients_latest_attempt_and_how_many_there_were(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    batch_id = new_batch_id()
+    first, retry, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await shared_db.append(
+        calls.batch(batch_id, 2),
+        calls.requested(first, batch_id=batch_id, batch_index=0, to_number="+15551230001"),
+        calls.requested(other, batch_id=batch_id, batch_index=1, to_number="+15551230002"),
+        calls.initiated(first, 1),
+        calls.report(first, "busy", 2),
+        wrap(
+            calls,
+            CallRetryScheduled(
+                call_id=first, retry_call_id=retry, attempt=2, not_before=at(3), because="busy"
+            ),
+            call_stream(first),
+            2,
+        ),
+        calls.requested(
+            retry,
+            3,
+            batch_id=batch_id,
+            batch_index=0,
+            to_number="+15551230001",
+            attempt=2,
+            previous_call_id=first,
+            first_call_id=first,
+        ),
+    )
+    await shared_db.project()
+    async with shared_db.pool.connection() as conn:
+        batch = await queries.get_batch(conn, calls.org, batch_id)
+    assert batch is not None
+    assert batch["total"] == 2
+    assert [(c["call_id"], c["attempt"], c["attempts"]) for c in batch["calls"]] == [
+        (str(retry), 2, 2),
+        (str(other), 1, 1),
+    ]
+    assert (batch["queued"], batch["initiated"], batch["failed"]) == (2, 0, 0)
+    assert (await detail(shared_db, calls, first))["next_call_id"] == str(retry)
+    second = await detail(shared_db, calls, retry)
+    assert (second["previous_call_id"], second["first_call_id"]) == (str(first), str(first))
+
+
+async def test_a_paused_batch_says_so_until_resumed(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    batch_id = new_batch_id()
+    call_id = uuid.uuid4()
+    await shared_db.append(
+        calls.batch(batch_id, 1),
+        calls.requested(call_id, batch_id=batch_id, batch_index=0),
+        wrap(calls, BatchPaused(batch_id=batch_id, requested_by="k"), batch_id, 1),
+    )
+    await shared_db.project()
+    async with shared_db.pool.connection() as conn:
+        batch = await queries.get_batch(conn, calls.org, batch_id)
+    assert batch is not None
+    assert (batch["paused"], batch["status"]) == (True, "queued")
+    await shared_db.append(
+        wrap(calls, BatchResumed(batch_id=batch_id, requested_by="k"), batch_id, 2)
+    )
+    await shared_db.project()
+    async with shared_db.pool.connection() as conn:
+        batch = await queries.get_batch(conn, calls.org, batch_id)
+    assert batch is not None
+    assert batch["paused"] is False

@@ -100,8 +100,10 @@ class Calls:
         *,
         batch_id: str | None = None,
         record: bool = False,
+        **fields: Any,
     ) -> tuple[Envelope, CallRequested]:
-        """Append a CallRequested; return it as recorded (with its position)."""
+        """Append a CallRequested (`fields`: more of its fields, e.g. campaign rules); return
+        it as recorded (with its position)."""
         event = CallRequested(
             call_id=uuid.uuid4(),
             to_number=to_number or unique_number(),
@@ -109,6 +111,7 @@ class Calls:
             batch_id=batch_id,
             record=record,
             requested_by="test",
+            **fields,
         )
         envelope = Envelope.wrap(
             event,
@@ -126,8 +129,9 @@ class Calls:
         to_number: str | None = None,
         *,
         batch_id: str | None = None,
+        **fields: Any,
     ) -> CallRequested:
-        envelope, event = await self.requested(org, to_number, batch_id=batch_id)
+        envelope, event = await self.requested(org, to_number, batch_id=batch_id, **fields)
         async with self.pool.connection() as conn:
             assert await enqueue(conn, envelope, event)
         return event

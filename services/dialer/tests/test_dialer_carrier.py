@@ -21,6 +21,7 @@ from dialer.carrier import (
     Unsent,
     carrier_message,
     classify_rest_error,
+    stream_twiml,
 )
 
 FROM_NUMBER = "+15017122661"
@@ -201,3 +202,38 @@ async def test_find_calls_lists_newest_first(carrier: TwilioCarrier) -> None:
 def test_carrier_message_drops_the_librarys_prefix_only() -> None:
     assert carrier_message("Unable to create record: Number is busy") == "Number is busy"
     assert carrier_message("Number is busy") == "Number is busy"
+
+
+# --- variables in the TwiML -------------------------------------------------------------------
+
+
+def test_the_stream_twiml_names_the_call_and_each_variable_escaped() -> None:
+    twiml = stream_twiml(
+        "wss://agent/s?a=1&b=2", "c-1", {"first_name": 'Ada "the" <Countess>', "call_id": "x"}
+    )
+    assert twiml == (
+        '<Response><Connect><Stream url="wss://agent/s?a=1&amp;b=2">'
+        '<Parameter name="call_id" value="c-1"/>'
+        '<Parameter name="first_name" value=\'Ada "the" &lt;Countess&gt;\'/>'
+        "</Stream></Connect></Response>"
+    )
+
+
+@pytest.mark.integration
+async def test_a_calls_variables_reach_the_carrier_in_its_twiml(
+    carrier: TwilioCarrier, sim: Any
+) -> None:
+    request = DialRequest(
+        call_id=str(uuid.uuid4()),
+        organization_id="org_a",
+        to_number="+14155550142",
+        from_number=FROM_NUMBER,
+        record=False,
+        variables={"first_name": "Ada", "order_id": "A-1042"},
+    )
+    assert isinstance(await carrier.create_call(request), Placed)
+    [call] = await sim.calls("+14155550142")
+    twiml = call["params"]["Twiml"]
+    assert f'<Parameter name="call_id" value="{request.call_id}"/>' in twiml
+    assert '<Parameter name="first_name" value="Ada"/>' in twiml
+    assert '<Parameter name="order_id" value="A-1042"/>' in twiml

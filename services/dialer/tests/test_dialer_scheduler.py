@@ -162,7 +162,10 @@ async def test_reconcile_adopts_the_oldest_carrier_call_not_owned_by_another_dia
     pool: Pool, work: Listener, calls: Any
 ) -> None:
     number = "+14155550199"
-    owned, first, second = [await calls.enqueued("org_a", number) for _ in range(3)]
+    # three organizations: one organization never has two calls to a number in flight at once
+    owned, first, second = [
+        await calls.enqueued(org, number) for org in ("org_a", "org_b", "org_c")
+    ]
     carrier = FakeCarrier()
     for _ in range(3):
         async with pool.connection() as conn:

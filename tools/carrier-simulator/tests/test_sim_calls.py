@@ -258,3 +258,12 @@ async def test_status_filter(twilio: Any, receiver: Any, dial: Any) -> None:
     await receiver.wait_status(call.sid, "in-progress")
     assert [c.sid for c in await twilio.calls.list_async(status="in-progress")] == [call.sid]
     assert await twilio.calls.list_async(status="completed") == []
+
+
+async def test_a_busy_then_answer_number_is_busy_for_its_first_calls_then_answers(
+    sim: Any, receiver: Any, dial: Any
+) -> None:
+    to = "+150055500926001"  # busy twice
+    for status in ("busy", "busy", "completed"):
+        call = await dial(to)
+        await receiver.wait_status(call.sid, status)

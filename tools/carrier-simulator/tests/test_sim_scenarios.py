@@ -99,3 +99,14 @@ def test_valid_destinations() -> None:
 )
 def test_answered_by(answerer: Answerer, detection: str | None, expected: str | None) -> None:
     assert answered_by(answerer, detection) == expected
+
+
+@pytest.mark.parametrize("to", ["+15005550093", "+150055500931234"])
+def test_a_busy_then_answer_number_is_busy_that_many_times_then_answers(to: str) -> None:
+    fates = [scenario_for(to, talk_seconds=2.0, earlier_calls=n) for n in range(4)]
+    assert [f.outcome for f in fates if isinstance(f, Scenario)] == [
+        Outcome.BUSY,
+        Outcome.BUSY,
+        Outcome.BUSY,
+        Outcome.COMPLETED,
+    ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ._base import Event
+from .schedules import RetryPolicy, Schedule
 from .vocabulary import CarrierStatus
 
 # [0-9], not \d: \d also matches the digits of other scripts (Arabic-Indic, full-width).
@@ -33,6 +34,20 @@ class CallRequested(Event):
     batch_index: int | None = Field(default=None, ge=0)
     record: bool = True
     requested_by: str
+    # handed to the voice agent as <Parameter>s of the call's <Connect><Stream>
+    variables: dict[str, str] = Field(default_factory=dict)
+    # the client's own data about the call, stored and returned, never interpreted
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # when the call may ring (None: whenever; the organization's default window is copied in
+    # by the gateway when the request sets none)
+    schedule: Schedule | None = None
+    retry: RetryPolicy | None = None
+    # at most this many calls of the call's batch in flight at once
+    max_concurrency: int | None = Field(default=None, ge=1)
+    # which attempt at the recipient this call is (a retry is a new call), and the calls before
+    attempt: int = Field(default=1, ge=1)
+    previous_call_id: uuid.UUID | None = None
+    first_call_id: uuid.UUID | None = None
 
 
 class CallInitiated(Event):

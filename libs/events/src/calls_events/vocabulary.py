@@ -37,6 +37,9 @@ Outcome = Literal[
     "no_answer",
     "canceled",
     "failed",
+    # extensions of campaigns: a call the dialer did not place
+    "do_not_call",
+    "expired",
 ]
 """How a call ended; null until it has."""
 

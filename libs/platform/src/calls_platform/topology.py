@@ -22,9 +22,14 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from calls_events import (
     BatchCancelRequested,
+    BatchPaused,
+    BatchResumed,
+    CallingPolicySet,
     CallRequested,
     CallStatusReported,
     ConversationReported,
+    DoNotCallAdded,
+    DoNotCallRemoved,
     RecordingReported,
 )
 
@@ -69,9 +74,21 @@ QUEUES: Final[tuple[QueueSpec, ...]] = (
         (CallRequested.TYPE, CallStatusReported.TYPE, RecordingReported.TYPE),
         owner="dialer",
     ),
-    # cancels get a queue of their own so they never wait behind a backlog of requests (a
-    # 10,000-call batch is 10,000 messages): dialing of a canceled batch stops within a second
-    QueueSpec(DIALER_CONTROL, (BatchCancelRequested.TYPE,), owner="dialer"),
+    # cancels, and the campaign controls (pause, resume, do-not-call, calling policy), get a
+    # queue of their own so they never wait behind a backlog of requests (a 10,000-call batch is
+    # 10,000 messages): dialing of a canceled or paused batch stops within a second
+    QueueSpec(
+        DIALER_CONTROL,
+        (
+            BatchCancelRequested.TYPE,
+            BatchPaused.TYPE,
+            BatchResumed.TYPE,
+            DoNotCallAdded.TYPE,
+            DoNotCallRemoved.TYPE,
+            CallingPolicySet.TYPE,
+        ),
+        owner="dialer",
+    ),
     QueueSpec(RECORDINGS_REQUESTS, (RecordingReported.TYPE,), owner="recordings"),
     QueueSpec(
         GATEWAY_INBOX, (ConversationReported.TYPE,), exchange=INBOX_EXCHANGE, owner="gateway"

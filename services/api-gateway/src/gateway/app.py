@@ -7,7 +7,18 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from calls_platform.http import json_error
 
-from . import agents, api_keys, calls, conversations, reads, recordings, webhooks
+from . import (
+    agents,
+    api_keys,
+    batch_control,
+    calling_policy,
+    calls,
+    conversations,
+    do_not_call,
+    reads,
+    recordings,
+    webhooks,
+)
 from .auth import READ, WRITE, Principal, Unauthenticated
 from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
@@ -92,6 +103,13 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/calls/batch", calls.place_batch)
     r.add_get("/calls/batch/{batch_id}", reads.get_batch)
     r.add_post("/calls/batch/{batch_id}/cancel", calls.cancel_batch)
+    r.add_post("/calls/batch/{batch_id}/pause", batch_control.pause_batch)
+    r.add_post("/calls/batch/{batch_id}/resume", batch_control.resume_batch)
+    r.add_put("/do-not-call/{number}", do_not_call.add_number)
+    r.add_delete("/do-not-call/{number}", do_not_call.remove_number)
+    r.add_get("/do-not-call", do_not_call.list_numbers)
+    r.add_put("/calling-policy", calling_policy.put_calling_policy)
+    r.add_get("/calling-policy", calling_policy.get_calling_policy)
     r.add_post("/calls", calls.place_call)
     r.add_get("/calls", reads.list_calls)
     r.add_get("/calls/{call_id}", reads.get_call)

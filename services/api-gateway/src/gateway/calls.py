@@ -7,7 +7,7 @@ a request that got a 202 is never lost, even if RabbitMQ is down at that moment.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +31,10 @@ from . import idempotency
 from .agents import caller_id_facts
 from .auth import Principal
 from .caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
+from .calling_policy import default_window
+from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
-from .models import PlaceBatch, PlaceCall
+from .models import PlaceBatch, PlaceCall, Recipient
 from .reads import fetch_batch
 from .validation import parse_body, unprocessable
 
@@ -106,6 +108,12 @@ async def place_call(request: web.Request) -> web.Response:
             agent_name=agent.name if agent else None,
             record=should_record(body.record, agent),
             requested_by=who.subject,
+            variables=body.variables,
+            metadata=body.metadata,
+            schedule=call_schedule(
+                body.schedule, await default_window(conn, who.organization_id), None
+            ),
+            retry=body.retry,
         )
         stream = call_stream(call_id)
         envelope = Envelope.wrap(
@@ -126,18 +134,20 @@ async def place_call(request: web.Request) -> web.Response:
 
 def requested_calls(
     template: CallRequested,
-    numbers: Sequence[str],
+    calls: Sequence[Mapping[str, Any]],
     *,
     organization_id: str,
     correlation_id: str | None,
 ) -> list[Envelope]:
-    """One CallRequested per number (index i: `numbers[i]`, batch_index i, a new call id),
-    the rest as in `template`: what Envelope.wrap would make of each, built without validating
-    10,000 events one by one (the template is validated; the numbers were, by PlaceBatch)."""
+    """One CallRequested per entry of `calls` (index i: batch_index i, a new call id, and the
+    fields `calls[i]` gives, in their JSON form: to_number, and a recipient's variables,
+    metadata and schedule), the rest as in `template`: what Envelope.wrap would make of each,
+    built without validating 10,000 events one by one (the template is validated; each
+    recipient was, by PlaceBatch)."""
     data = template.model_dump(mode="json")
     occurred_at = datetime.now(UTC)
     envelopes = []
-    for index, number in enumerate(numbers):
+    for index, fields in enumerate(calls):
         call_id = uuid.uuid4()
         envelopes.append(
             Envelope.model_construct(
@@ -151,23 +161,29 @@ def requested_calls(
                 causation_id=None,
                 position=None,
                 stream_version=None,
-                data={**data, "call_id": str(call_id), "to_number": number, "batch_index": index},
+                data={**data, **fields, "call_id": str(call_id), "batch_index": index},
             )
         )
     return envelopes
 
 
-def _unique_in_order(numbers: list[str]) -> list[str]:
-    return list(dict.fromkeys(numbers))
+def _unique_in_order(recipients: list[Recipient]) -> list[Recipient]:
+    """The first entry of each number (a number is dialed once per batch)."""
+    first: dict[str, Recipient] = {}
+    for recipient in recipients:
+        first.setdefault(recipient.to_number, recipient)
+    return list(first.values())
 
 
 async def place_batch(request: web.Request) -> web.Response:
     body = await parse_body(request, PlaceBatch)
     limit = request.app[SETTINGS].max_batch_size
-    if len(body.to_numbers) > limit:
-        raise unprocessable("too many numbers", "to_numbers", f"at most {limit} numbers per batch")
-    numbers = _unique_in_order(body.to_numbers)
-    dropped = len(body.to_numbers) - len(numbers)
+    everyone = body.everyone()
+    if len(everyone) > limit:
+        field = "recipients" if body.recipients else "to_numbers"
+        raise unprocessable("too many numbers", field, f"at most {limit} numbers per batch")
+    numbers = _unique_in_order(everyone)
+    dropped = len(everyone) - len(numbers)
 
     async def build(conn: Conn, who: Principal) -> Accepted:
         from_number, agent = await _resolve(
@@ -175,6 +191,18 @@ async def place_batch(request: web.Request) -> web.Response:
         )
         batch_id = f"batch-{uuid.uuid4().hex}"
         correlation_id = request[CORRELATION_KEY]
+        window = await default_window(conn, who.organization_id)
+        schedules: dict[str | None, dict[str, Any] | None] = {}
+
+        def schedule_of(time_zone: str | None) -> dict[str, Any] | None:
+            """A recipient's schedule in its JSON form (one per zone: most share it)."""
+            if time_zone not in schedules:
+                schedule = call_schedule(body.schedule, window, time_zone)
+                schedules[time_zone] = (
+                    None if schedule is None else schedule.model_dump(mode="json")
+                )
+            return schedules[time_zone]
+
         batch = BatchRequested(
             batch_id=batch_id,
             total=len(numbers),
@@ -192,8 +220,8 @@ async def place_batch(request: web.Request) -> web.Response:
             ),
             *requested_calls(
                 CallRequested(
-                    call_id=uuid.uuid4(),  # replaced, as are to_number and batch_index
-                    to_number=numbers[0],
+                    call_id=uuid.uuid4(),  # replaced, as are batch_index and what calls give
+                    to_number=numbers[0].to_number,
                     from_number=from_number,
                     agent_id=agent.id if agent else None,
                     agent_name=agent.name if agent else None,
@@ -201,8 +229,18 @@ async def place_batch(request: web.Request) -> web.Response:
                     batch_index=0,
                     record=should_record(body.record, agent),
                     requested_by=who.subject,
+                    retry=body.retry,
+                    max_concurrency=body.max_concurrency,
                 ),
-                numbers,
+                [
+                    {
+                        "to_number": recipient.to_number,
+                        "variables": recipient.variables,
+                        "metadata": recipient.metadata,
+                        "schedule": schedule_of(recipient.time_zone),
+                    }
+                    for recipient in numbers
+                ],
                 organization_id=who.organization_id,
                 correlation_id=correlation_id,
             ),

@@ -7,7 +7,19 @@ from typing import Annotated, Literal
 
 from calls_events import E164, ProviderUse, TranscriptTurn
 from calls_events.conversations import Name as ProviderName
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from calls_events.schedules import zone_checked
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .campaign_models import Concurrency, Metadata, RetryPolicy, ScheduleBody, TimeZone, Variables
 
 PhoneNumber = Annotated[
     str,
@@ -42,13 +54,58 @@ class PlaceCall(_Body):
     from_number: PhoneNumber | None = None
     agent_id: uuid.UUID | None = None
     record: Record = None
+    # extensions (campaigns)
+    variables: Variables = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+    schedule: ScheduleBody | None = None
+    retry: RetryPolicy | None = None
+
+
+class Recipient(_Body):
+    to_number: PhoneNumber
+    variables: Variables = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+    time_zone: TimeZone | None = Field(
+        default=None,
+        description="this recipient's zone for the calling window, instead of the one the"
+        " number implies",
+    )
+
+    @model_validator(mode="after")
+    def _zone(self) -> Recipient:
+        if self.time_zone is not None:
+            zone_checked(self.time_zone)
+        return self
 
 
 class PlaceBatch(_Body):
-    to_numbers: list[PhoneNumber] = Field(min_length=1)
+    """`to_numbers`, `recipients` (an extension), or both (the numbers of `to_numbers` first)."""
+
+    # before to_numbers, so that to_numbers' check sees them
+    recipients: list[Recipient] = Field(
+        default_factory=list,
+        description="extension: numbers with their own variables, metadata and time zone",
+    )
+    to_numbers: list[PhoneNumber] = Field(default_factory=list, validate_default=True)
     from_number: PhoneNumber | None = None
     agent_id: uuid.UUID | None = None
     record: Record = None
+    # extensions (campaigns)
+    schedule: ScheduleBody | None = None
+    retry: RetryPolicy | None = None
+    max_concurrency: Concurrency | None = None
+
+    @field_validator("to_numbers")
+    @classmethod
+    def _someone(cls, numbers: list[str], info: ValidationInfo) -> list[str]:
+        # recipients missing from info.data failed their own validation: reported already
+        if not numbers and info.data.get("recipients", [None]) == []:
+            raise ValueError("must list at least one number (or give recipients)")
+        return numbers
+
+    def everyone(self) -> list[Recipient]:
+        """Every recipient in order, to_numbers first, each as a Recipient."""
+        return [Recipient(to_number=n) for n in self.to_numbers] + list(self.recipients)
 
 
 class ReportConversation(_Body):

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from calls_events import E164
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import models, schemas
+from . import campaign_models, models, schemas
 
 REF: Final = "#/components/schemas/{model}"
 JSON: Final = "application/json"
@@ -74,6 +75,7 @@ PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
     "call_id": {"type": "string", "format": "uuid"},
     "key_id": {"type": "string", "format": "uuid"},
     "batch_id": {"type": "string", "pattern": schemas.BATCH_ID_PATTERN},
+    "number": {"type": "string", "pattern": E164, "description": "E.164; `%2B` for the `+`"},
 }
 
 IDEMPOTENCY_KEY: Final = {
@@ -170,6 +172,7 @@ TWILIO_FORM: Final = {
 
 CALLS: Final = "Calls"
 BATCHES: Final = "Batches"
+CAMPAIGNS: Final = "Campaign rules"
 RECORDINGS: Final = "Recordings"
 SETUP: Final = "Agents and caller ID"
 KEYS: Final = "API keys"
@@ -253,6 +256,90 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
         "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "
         "not cut off. A batch whose every call has ended is `409`; asking twice is harmless.",
+    ),
+    Operation(
+        "post",
+        "/calls/batch/{batch_id}/pause",
+        "pauseBatch",
+        "Pause a batch (extension)",
+        BATCHES,
+        replies=(Reply(202, "Nothing more is dialed until resumed.", schemas.BatchPauseState),),
+        errors=(404, 409, 429, 502),
+        description="Calls already placed ring on; calls not yet dialed wait. Pausing a "
+        "paused batch changes nothing. A canceled or finished batch is `409`.",
+    ),
+    Operation(
+        "post",
+        "/calls/batch/{batch_id}/resume",
+        "resumeBatch",
+        "Resume a paused batch (extension)",
+        BATCHES,
+        replies=(Reply(202, "Dialing continues.", schemas.BatchPauseState),),
+        errors=(404, 409, 429, 502),
+    ),
+    Operation(
+        "put",
+        "/do-not-call/{number}",
+        "addDoNotCall",
+        "Put a number on the do-not-call list (extension)",
+        CAMPAIGNS,
+        body=campaign_models.DoNotCallBody,
+        replies=(
+            Reply(201, "Listed.", schemas.DoNotCallEntry),
+            Reply(200, "Already listed: nothing changed.", schemas.DoNotCallEntry),
+        ),
+        errors=_write(404),
+        description="The body is optional. A number that is not E.164 is `404`. A listed "
+        "number is never dialed, even by calls "
+        "accepted before it was listed: their calls end `failed` with outcome `do_not_call`.",
+    ),
+    Operation(
+        "delete",
+        "/do-not-call/{number}",
+        "removeDoNotCall",
+        "Take a number off the do-not-call list (extension)",
+        CAMPAIGNS,
+        replies=(Reply(204, "Removed."),),
+        errors=(404, 429),
+    ),
+    Operation(
+        "get",
+        "/do-not-call",
+        "listDoNotCall",
+        "The do-not-call list (extension)",
+        CAMPAIGNS,
+        parameters=(
+            _query("page", "1-based", {"type": "integer", "minimum": 1, "default": 1}),
+            _query(
+                "page_size",
+                "at most 500",
+                {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+            ),
+        ),
+        replies=(Reply(200, "One page of listed numbers.", schemas.DoNotCallPage),),
+        errors=(422,),
+    ),
+    Operation(
+        "put",
+        "/calling-policy",
+        "putCallingPolicy",
+        "Set the organization's calling policy (extension)",
+        CAMPAIGNS,
+        body=campaign_models.CallingPolicyBody,
+        replies=(Reply(200, "The policy now in force.", schemas.CallingPolicy),),
+        errors=_write(),
+        description="`window` applies to calls accepted from now on that set no window "
+        "(copied into each call when it is accepted); `max_concurrency` and "
+        "`daily_cap_per_number` apply at dial time to every call of the organization. A field "
+        "left out is no rule.",
+    ),
+    Operation(
+        "get",
+        "/calling-policy",
+        "getCallingPolicy",
+        "Read the organization's calling policy (extension)",
+        CAMPAIGNS,
+        replies=(Reply(200, "The policy.", schemas.CallingPolicy),),
     ),
     Operation(
         "post",
@@ -420,6 +507,10 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
 TAGS: Final = (
     {"name": CALLS, "description": "Place calls and read their history."},
     {"name": BATCHES, "description": "Campaigns: many calls in one request."},
+    {
+        "name": CAMPAIGNS,
+        "description": "Extensions: the do-not-call list and the organization's calling policy.",
+    },
     {"name": RECORDINGS, "description": "Dual-channel call audio (WAV)."},
     {"name": SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
     {"name": KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},

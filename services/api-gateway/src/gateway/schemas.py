@@ -16,13 +16,14 @@ from typing import Annotated, Final, Literal
 from calls_events import (
     BatchCallStatus,
     BatchStatus,
+    CallingWindow,
     CallStatus,
     CarrierStatus,
     Outcome,
     ProviderUse,
     TranscriptTurn,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from .models import PhoneNumber
 
@@ -129,6 +130,10 @@ class BatchCall(_Response):
     outcome: Outcome | None = Field(description=EXTENSION + "the call's outcome, once ended")
     call_sid: str | None = Field(description="the carrier's SID; null until it gave one")
     error: str | None = Field(description="why the call failed or was canceled; null otherwise")
+    attempt: int = Field(ge=1, description=EXTENSION + "which attempt at the recipient this is")
+    attempts: int = Field(
+        ge=1, description=EXTENSION + "calls made to this recipient so far (retries included)"
+    )
 
 
 class Batch(_Response):
@@ -143,7 +148,16 @@ class Batch(_Response):
         ge=0, description=EXTENSION + "numbers listed more than once, dialed once"
     )
     created_at: datetime = Field(description=EXTENSION + "when the batch was accepted")
-    calls: list[BatchCall] = Field(description="in submission order")
+    paused: bool = Field(description=EXTENSION + "nothing more is dialed until resumed")
+    calls: list[BatchCall] = Field(
+        description="in submission order; each recipient's latest attempt"
+    )
+
+
+class BatchPauseState(_Response):
+    batch_id: BatchId
+    status: BatchStatus
+    paused: bool
 
 
 class CallSummary(_Response):
@@ -193,6 +207,22 @@ class Call(CallSummary):
         description="`call-<call_sid>.wav` once the recording is stored; fetch it from "
         "GET /calls/{call_id}/recording"
     )
+    # extensions (campaigns)
+    variables: dict[str, str] = Field(
+        description=EXTENSION + "handed to the voice agent with the call"
+    )
+    metadata: dict[str, JsonValue] = Field(description=EXTENSION + "as given with the request")
+    attempt: int = Field(ge=1, description=EXTENSION + "which attempt at the recipient this is")
+    previous_call_id: uuid.UUID | None = Field(
+        description=EXTENSION + "the attempt before this one"
+    )
+    first_call_id: uuid.UUID | None = Field(description=EXTENSION + "the recipient's first call")
+    next_call_id: uuid.UUID | None = Field(
+        description=EXTENSION + "the retry this call's end led to"
+    )
+    not_before: datetime | None = Field(
+        description=EXTENSION + "put off until then (calling window, start_at, daily cap)"
+    )
 
 
 class CallPage(_Response):
@@ -205,6 +235,25 @@ class CallPage(_Response):
 class ConversationRecorded(_Response):
     call_id: uuid.UUID
     status: Literal["recorded"]
+
+
+class DoNotCallEntry(_Response):
+    number: PhoneNumber
+    reason: str | None
+    added_at: datetime
+
+
+class DoNotCallPage(_Response):
+    items: list[DoNotCallEntry] = Field(description="most recently added first")
+    total: int = Field(ge=0)
+    page: int = Field(ge=1)
+    page_size: int = Field(ge=1, le=500)
+
+
+class CallingPolicy(_Response):
+    window: CallingWindow | None = Field(description="the window of calls that set none")
+    max_concurrency: int | None = Field(description="calls in flight at once, at most")
+    daily_cap_per_number: int | None = Field(description="calls to one number per 24 h, at most")
 
 
 class ApiKey(_Response):

@@ -16,9 +16,13 @@ from calls_events import (
     CARRIER_PROGRESS,
     TERMINAL_CALL_STATUSES,
     CallCanceled,
+    CallExpired,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
     CallStatus,
     CallStatusReported,
     CarrierStatus,
@@ -97,6 +101,15 @@ class CallView:
     transcript: list[dict[str, Any]] | None = None
     provider_usage: dict[str, Any] | None = None
     recording_url: str | None = None
+    variables: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    attempt: int = 1
+    previous_call_id: uuid.UUID | None = None
+    first_call_id: uuid.UUID | None = None
+    next_call_id: uuid.UUID | None = None
+    not_before: datetime | None = None
+    # how the dialer ended a call it did not place: do_not_call or expired
+    dial_outcome: Outcome | None = None
 
     @property
     def ended(self) -> bool:
@@ -119,6 +132,8 @@ def derive_outcome(view: CallView) -> Outcome | None:
     if view.canceled or view.carrier_status == "canceled":
         return "canceled"
     if view.status == FAILED:
+        if view.dial_outcome is not None:
+            return view.dial_outcome
         if view.carrier_status == "busy":
             return "busy"
         if view.carrier_status == "no-answer":
@@ -187,6 +202,11 @@ def apply(
             batch_index=event.batch_index,
             created_at=at,
             last_position=position,
+            variables=dict(event.variables),
+            metadata=dict(event.metadata),
+            attempt=event.attempt,
+            previous_call_id=event.previous_call_id,
+            first_call_id=event.first_call_id,
         )
     if isinstance(event, InboundCallReceived):
         if view is not None:
@@ -247,6 +267,21 @@ def apply(
 
     if isinstance(event, CallCanceled):
         return _end(view, FAILED, at, canceled=True, error_reason=event.reason)
+
+    if isinstance(event, CallScheduled):
+        return view if view.ended else replace(view, not_before=event.not_before)
+
+    if isinstance(event, CallRetryScheduled):
+        return replace(view, next_call_id=event.retry_call_id)
+
+    if isinstance(event, CallSkipped | CallExpired):
+        outcome: Outcome
+        outcome, reason = (
+            ("do_not_call", "the number is on the do-not-call list")
+            if isinstance(event, CallSkipped)
+            else ("expired", f"not placed by its end_at ({event.end_at.isoformat()})")
+        )
+        return _end(view, FAILED, at, dial_outcome=outcome, error_reason=reason)
 
     return view
 

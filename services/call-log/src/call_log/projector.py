@@ -20,11 +20,17 @@ import psycopg
 import structlog
 from calls_events import (
     BatchCancelRequested,
+    BatchPaused,
     BatchRequested,
+    BatchResumed,
     CallCanceled,
+    CallExpired,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
     CallStatusReported,
     ConversationReported,
     Envelope,
@@ -53,6 +59,10 @@ CALL_EVENTS: Final = (
     InboundCallReceived,
     RecordingStored,
     RecordingDeleted,
+    CallScheduled,
+    CallSkipped,
+    CallExpired,
+    CallRetryScheduled,
 )
 
 EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")
@@ -90,8 +100,16 @@ _VIEW_COLUMNS: Final = [
     "provider_usage",
     "recording_url",
     "last_position",
+    "variables",
+    "metadata",
+    "attempt",
+    "previous_call_id",
+    "first_call_id",
+    "next_call_id",
+    "not_before",
+    "dial_outcome",
 ]
-_JSON_COLUMNS: Final = frozenset({"transcript", "provider_usage"})
+_JSON_COLUMNS: Final = frozenset({"transcript", "provider_usage", "variables", "metadata"})
 _UPSERT: Final = (
     f"INSERT INTO call_log.calls ({', '.join(_VIEW_COLUMNS)})"
     f" VALUES ({', '.join(['%s'] * len(_VIEW_COLUMNS))})"
@@ -159,6 +177,12 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
                 "UPDATE call_log.batches SET cancel_requested = true"
                 " WHERE batch_id = %s AND organization_id = %s",
                 (event.batch_id, envelope.organization_id),
+            )
+        elif isinstance(event, BatchPaused | BatchResumed):
+            await conn.execute(
+                "UPDATE call_log.batches SET paused = %s"
+                " WHERE batch_id = %s AND organization_id = %s",
+                (isinstance(event, BatchPaused), event.batch_id, envelope.organization_id),
             )
     if changed:
         async with conn.cursor() as cur:

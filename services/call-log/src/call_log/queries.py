@@ -50,6 +50,14 @@ DETAIL_FIELDS: Final = (
     ("transcript", "transcript"),
     ("provider_usage", "provider_usage"),
     ("recording_url", "recording_url"),
+    # extensions (campaigns)
+    ("variables", "variables"),
+    ("metadata", "metadata"),
+    ("attempt", "attempt"),
+    ("previous_call_id", "previous_call_id"),
+    ("first_call_id", "first_call_id"),
+    ("next_call_id", "next_call_id"),
+    ("not_before", "not_before"),
 )
 
 # Carrier statuses that are not also a call status or an outcome: a filter by one of them is
@@ -176,7 +184,13 @@ async def get_call(conn: Conn, organization_id: str, call_id: uuid.UUID) -> dict
         (call_id, organization_id),
     )
     row = await cur.fetchone()
-    return None if row is None else _item(row, DETAIL_FIELDS)
+    if row is None:
+        return None
+    item = _item(row, DETAIL_FIELDS)
+    # extensions (campaigns): objects, empty when the request gave none
+    item["variables"] = item["variables"] or {}
+    item["metadata"] = item["metadata"] or {}
+    return item
 
 
 @dataclass(frozen=True)
@@ -212,17 +226,19 @@ def batch_bucket(status: str, outcome: str | None) -> BatchCallStatus:
 
 async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str, Any] | None:
     cur = await conn.execute(
-        "SELECT total, cancel_requested, duplicates_dropped, created_at FROM call_log.batches"
-        " WHERE batch_id = %s AND organization_id = %s",
+        "SELECT total, cancel_requested, duplicates_dropped, created_at, paused"
+        " FROM call_log.batches WHERE batch_id = %s AND organization_id = %s",
         (batch_id, organization_id),
     )
     batch = await cur.fetchone()
     if batch is None:
         return None
+    # one entry per recipient: its latest attempt (a retry is a call of its own)
     cur = await conn.execute(
-        "SELECT call_id, to_number, status, outcome, carrier_status, call_sid, error_reason"
+        "SELECT DISTINCT ON (batch_index) call_id, to_number, status, outcome, carrier_status,"
+        " call_sid, error_reason, attempt, count(*) OVER (PARTITION BY batch_index) AS attempts"
         " FROM call_log.calls"
-        " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index",
+        " WHERE batch_id = %s AND organization_id = %s ORDER BY batch_index, attempt DESC",
         (batch_id, organization_id),
     )
     calls = await cur.fetchall()
@@ -238,6 +254,7 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
         **tally,
         "duplicates_dropped": batch["duplicates_dropped"],
         "created_at": batch["created_at"].isoformat(),
+        "paused": batch["paused"],
         "calls": [
             {
                 "call_id": str(c["call_id"]),
@@ -250,6 +267,8 @@ async def get_batch(conn: Conn, organization_id: str, batch_id: str) -> dict[str
                 # the batch page shows no placeholder: null until the carrier gave a SID
                 "call_sid": None if is_placeholder_call_sid(c["call_sid"]) else c["call_sid"],
                 "error": c["error_reason"] if bucket in ("failed", "canceled") else None,
+                "attempt": c["attempt"],
+                "attempts": c["attempts"],
             }
             for c, bucket in zip(calls, buckets, strict=True)
         ],

@@ -12,7 +12,8 @@ whether the carrier might have created the call:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote
@@ -32,6 +33,8 @@ class DialRequest:
     to_number: str
     from_number: str
     record: bool
+    # handed to the voice agent as <Parameter>s of the <Stream> (beside call_id)
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,21 @@ def classify_rest_error(status: int, code: int | None, message: str) -> DialResu
     return Ambiguous(f"carrier answered HTTP {status}: {message}")
 
 
+def stream_twiml(stream_url: str, call_id: str, variables: Mapping[str, str]) -> str:
+    """The TwiML of a placed call: its audio to the voice agent, told which call this is and
+    the call's variables (a variable named call_id cannot hide the call's own)."""
+    parameters = [("call_id", call_id)]
+    parameters += [(name, value) for name, value in variables.items() if name != "call_id"]
+    entries = "".join(
+        f"<Parameter name={quoteattr(name)} value={quoteattr(value)}/>"
+        for name, value in parameters
+    )
+    return (
+        f"<Response><Connect><Stream url={quoteattr(stream_url)}>{entries}"
+        "</Stream></Connect></Response>"
+    )
+
+
 @dataclass(frozen=True)
 class TwilioSettings:
     account_sid: str
@@ -165,12 +183,7 @@ class TwilioCarrier:
         )
 
     def _twiml(self, request: DialRequest) -> str:
-        stream = quoteattr(self._settings.agent_stream_url)
-        call_id = quoteattr(request.call_id)
-        return (
-            f'<Response><Connect><Stream url={stream}><Parameter name="call_id" value={call_id}/>'
-            "</Stream></Connect></Response>"
-        )
+        return stream_twiml(self._settings.agent_stream_url, request.call_id, request.variables)
 
     async def create_call(self, request: DialRequest) -> DialResult:
         options: dict[str, object] = {}

@@ -1,4 +1,5 @@
-"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, carrier reports
+"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, pause or resume,
+do-not-call and calling-policy changes (campaign rules it applies at dial time), carrier reports
 that reveal the SID of an attempt whose answer was lost (and that a recorded call ended), and
 recording reports (a call whose recording callback came needs no listing of its recordings at
 the carrier). Every handler is idempotent."""
@@ -17,7 +18,9 @@ from calls_events import (
 from calls_platform import topology
 from calls_platform.db import Pool
 
-from . import dials, lost_recordings
+from . import campaign_store, dials, lost_recordings
+from .dials import WORK_CHANNEL
+from .statuses import TERMINAL
 
 # The dialer's queues (bindings in calls_platform.topology): requests, and cancels in a queue of
 # their own so they never wait behind a backlog of requests.
@@ -48,16 +51,26 @@ class Handlers:
                 if isinstance(event, BatchCancelRequested):
                     await dials.cancel_batch(conn, envelope.organization_id, event.batch_id)
                 elif isinstance(event, CallStatusReported):
-                    # a callback names our call id: if its dial is still unresolved, this is
-                    # its SID
-                    await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
-                    await dials.note_carrier_status(
-                        conn,
-                        event.call_id,
-                        event.carrier_status,
-                        reported_at=event.reported_at,
-                        recording_grace_seconds=self._recording_grace,
-                    )
+                    # one commit: a call that ended is never left without its retry
+                    async with conn.transaction():
+                        # a callback names our call id: if its dial is still unresolved, this
+                        # is its SID
+                        await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
+                        await dials.note_carrier_status(
+                            conn,
+                            event.call_id,
+                            event.carrier_status,
+                            reported_at=event.reported_at,
+                            recording_grace_seconds=self._recording_grace,
+                        )
+                        if event.carrier_status in TERMINAL:
+                            await dials.note_call_ended(
+                                conn, event.call_id, answered_by=event.answered_by
+                            )
+                elif isinstance(event, campaign_store.CAMPAIGN_EVENTS):
+                    async with conn.transaction():
+                        if await campaign_store.apply_campaign_event(conn, envelope, event):
+                            await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
                 elif isinstance(event, RecordingReported) and event.reported_via == "callback":
                     # the dialer's own reports (listed at the carrier) are accounted for when
                     # it appends them

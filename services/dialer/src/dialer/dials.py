@@ -23,8 +23,9 @@ from calls_platform import eventstore
 from calls_platform.db import Conn
 from calls_platform.metrics import EVENTS_APPENDED
 from calls_platform.report_ids import recording_reported_id
+from psycopg.types.json import Jsonb
 
-from . import lost_recordings, outcomes
+from . import campaign_store, lost_recordings, outcomes
 from .carrier import CarrierCall
 from .statuses import KNOWN, PROGRESS, TERMINAL, advances, rank
 
@@ -46,11 +47,17 @@ class Dial:
     dial_started_at: datetime | None
     batch_id: str | None
     redialed: bool
+    # the CallRequested data of a call with campaign rules (None: it has none)
+    request: dict[str, Any] | None = None
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return dict((self.request or {}).get("variables") or {})
 
 
 _DIAL_COLUMNS: Final = (
     "call_id, organization_id, to_number, from_number, record, attempts, correlation_id,"
-    " requested_event_id, dial_started_at, batch_id, redialed"
+    " requested_event_id, dial_started_at, batch_id, redialed, request"
 )
 
 
@@ -93,6 +100,14 @@ async def _append_many(
     _count_appended(await eventstore.append(conn, envelopes))
 
 
+def _rules(request: CallRequested) -> Jsonb | None:
+    """What the dialer keeps of a request with campaign rules (variables, schedule, retry):
+    the whole request, which a retry is made from. None for a plain call."""
+    if not (request.variables or request.schedule or request.retry):
+        return None
+    return Jsonb(request.model_dump(mode="json"))
+
+
 async def enqueue(conn: Conn, envelope: Envelope, request: CallRequested) -> bool:
     """Record a requested call as pending (once); a call of a canceled batch ends canceled."""
     return await enqueue_many(conn, [(envelope, request)]) == 1
@@ -123,14 +138,18 @@ async def enqueue_many(conn: Conn, requests: Sequence[tuple[Envelope, CallReques
                 e.position or 0,
                 e.correlation_id,
                 e.event_id,
+                _rules(r),
+                r.max_concurrency,
             )
             for e, r in requests
         ]
         cur = await conn.execute(
             "INSERT INTO dialer.dials (call_id, organization_id, lane, batch_id, to_number,"
-            " from_number, record, state, requested_position, correlation_id, requested_event_id)"
+            " from_number, record, state, requested_position, correlation_id, requested_event_id,"
+            " request, max_concurrency)"
             " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::boolean[], %s::text[], %s::bigint[], %s::text[], %s::uuid[])"
+            " %s::text[], %s::boolean[], %s::text[], %s::bigint[], %s::text[], %s::uuid[],"
+            " %s::jsonb[], %s::integer[])"
             " ON CONFLICT (call_id) DO NOTHING"
             " RETURNING call_id, organization_id, correlation_id, requested_event_id, state",
             [list(column) for column in zip(*rows, strict=True)],
@@ -174,65 +193,116 @@ async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
     return len(rows)
 
 
-async def claim_next(conn: Conn) -> Dial | None:
+# dials put off, expired or skipped by their campaign rules in one claim before it gives up
+# (each in its own commit, a few milliseconds) and lets the loop wait for work
+_HOLDS_PER_CLAIM: Final = 500
+
+
+async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
     """Take the next pending dial, fairly, and mark it dialing (committed before dialing).
 
     Fairness is round robin: first among organizations with pending dials, then among that
     organization's lanes (each batch, and its single calls), each by least recently served.
+    Not claimed: dials due after `now`, of a paused batch, or of a lane or organization at its
+    concurrency limit (the lane's head waits). A head whose number has a call in flight waits a
+    few seconds (its lane goes on); one that its campaign rules hold back (window, schedule,
+    daily cap, do-not-call) is put off or ended instead; then the next head is taken.
     """
-    async with conn.transaction():
-        cur = await conn.execute(
-            """
-            WITH heads AS (
-                SELECT DISTINCT ON (lane) call_id, lane, organization_id, requested_position
-                FROM dialer.dials
-                WHERE state = 'pending' AND not_before <= now()
-                ORDER BY lane, requested_position
-            )
-            SELECT h.call_id, h.lane, h.organization_id FROM heads h
-            LEFT JOIN dialer.fairness o ON o.key = 'org:' || h.organization_id
-            LEFT JOIN dialer.fairness l ON l.key = 'lane:' || h.lane
-            ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position
-            LIMIT 1
-            """
-        )
-        head = await cur.fetchone()
-        if head is None:
-            return None
-        cur = await conn.execute(
-            "UPDATE dialer.dials SET state = 'dialing', attempts = attempts + 1,"
-            " dial_started_at = now() WHERE call_id = %s AND state = 'pending'"
-            f" RETURNING {_DIAL_COLUMNS}",
-            (head["call_id"],),
-        )
-        row = await cur.fetchone()
-        await conn.execute(
-            "INSERT INTO dialer.fairness (key, last_served)"
-            " VALUES (%s, clock_timestamp()), (%s, clock_timestamp())"
-            " ON CONFLICT (key) DO UPDATE SET last_served = excluded.last_served",
-            (f"org:{head['organization_id']}", f"lane:{head['lane']}"),
-        )
-        if row is None:
-            return None
-        dial = Dial(**row)
-        if dial.batch_id:
-            cur = await conn.execute(
-                "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (dial.batch_id,)
-            )
-            if await cur.fetchone() is not None:  # canceled while its request was in flight
-                await conn.execute(
-                    "UPDATE dialer.dials SET state = 'canceled', finished_at = now()"
-                    " WHERE call_id = %s",
-                    (dial.call_id,),
-                )
-                await _append(
-                    conn,
-                    dial,
-                    CallCanceled(call_id=dial.call_id, reason="batch canceled"),
-                    "canceled",
-                )
+    now = now or datetime.now(UTC)
+    for _ in range(_HOLDS_PER_CLAIM):
+        async with conn.transaction():
+            cur = await conn.execute(_HEADS, {"now": now})
+            head = await cur.fetchone()
+            if head is None:
                 return None
-        return dial
+            if head["number_in_flight"]:
+                # one call to a number at a time: this one waits a little, its lane goes on
+                await campaign_store.wait_for_number(conn, head["call_id"], now)
+                await _served(conn, head)
+                continue
+            ruled = head["request"] is not None or head["daily_cap_per_number"]
+            if (ruled or head["do_not_call"]) and await campaign_store.hold(conn, head, now):
+                # counts as a turn: a batch whose window is closed takes turns with the calls
+                # of others that can ring now, instead of keeping them waiting
+                await _served(conn, head)
+                continue
+            return await _claim(conn, head)
+    return None
+
+
+_HEADS: Final = f"""
+    WITH heads AS (
+        SELECT DISTINCT ON (lane) call_id, lane, organization_id, requested_position, batch_id,
+            to_number, request, max_concurrency
+        FROM dialer.dials
+        WHERE state = 'pending' AND not_before <= %(now)s
+        ORDER BY lane, requested_position
+    )
+    SELECT h.call_id, h.lane, h.organization_id, h.to_number, h.request,
+        p.daily_cap_per_number, coalesce(n.listed, false) AS do_not_call,
+        EXISTS (SELECT 1 FROM dialer.dials f
+                WHERE f.organization_id = h.organization_id AND f.to_number = h.to_number
+                  AND {campaign_store.IN_FLIGHT}) AS number_in_flight
+    FROM heads h
+    LEFT JOIN dialer.calling_policies p ON p.organization_id = h.organization_id
+    LEFT JOIN dialer.fairness o ON o.key = 'org:' || h.organization_id
+    LEFT JOIN dialer.fairness l ON l.key = 'lane:' || h.lane
+    LEFT JOIN dialer.do_not_call n
+        ON n.organization_id = h.organization_id AND n.number = h.to_number
+    WHERE NOT EXISTS (SELECT 1 FROM dialer.batch_pauses b
+                      WHERE b.batch_id = h.batch_id AND b.paused)
+      AND (h.max_concurrency IS NULL
+           OR (SELECT count(*) FROM dialer.dials f
+               WHERE f.lane = h.lane AND {campaign_store.IN_FLIGHT}) < h.max_concurrency)
+      AND (p.max_concurrency IS NULL
+           OR (SELECT count(*) FROM dialer.dials f
+               WHERE f.organization_id = h.organization_id AND {campaign_store.IN_FLIGHT})
+              < p.max_concurrency)
+    ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position
+    LIMIT 1
+"""
+
+
+async def _served(conn: Conn, head: Mapping[str, Any]) -> None:
+    """The head's organization and lane had their turn (round-robin fairness)."""
+    await conn.execute(
+        "INSERT INTO dialer.fairness (key, last_served)"
+        " VALUES (%s, clock_timestamp()), (%s, clock_timestamp())"
+        " ON CONFLICT (key) DO UPDATE SET last_served = excluded.last_served",
+        (f"org:{head['organization_id']}", f"lane:{head['lane']}"),
+    )
+
+
+async def _claim(conn: Conn, head: Mapping[str, Any]) -> Dial | None:
+    cur = await conn.execute(
+        "UPDATE dialer.dials SET state = 'dialing', attempts = attempts + 1,"
+        " dial_started_at = now() WHERE call_id = %s AND state = 'pending'"
+        f" RETURNING {_DIAL_COLUMNS}",
+        (head["call_id"],),
+    )
+    row = await cur.fetchone()
+    await _served(conn, head)
+    if row is None:
+        return None
+    dial = Dial(**row)
+    if dial.batch_id:
+        cur = await conn.execute(
+            "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (dial.batch_id,)
+        )
+        if await cur.fetchone() is not None:  # canceled while its request was in flight
+            await conn.execute(
+                "UPDATE dialer.dials SET state = 'canceled', finished_at = now()"
+                " WHERE call_id = %s",
+                (dial.call_id,),
+            )
+            await _append(
+                conn,
+                dial,
+                CallCanceled(call_id=dial.call_id, reason="batch canceled"),
+                "canceled",
+            )
+            return None
+    return dial
 
 
 async def mark_initiated(conn: Conn, call_id: uuid.UUID, call_sid: str, source: str) -> bool:
@@ -347,6 +417,18 @@ async def note_carrier_status(
         await _mark_recordings_due(conn, call_id, due_at)
 
 
+async def note_call_ended(
+    conn: Conn, call_id: uuid.UUID, *, answered_by: str | None, now: datetime | None = None
+) -> None:
+    """A call ended at the carrier: its concurrency slot is free (the dial loop is woken), and
+    its next attempt is requested if its retry policy says so."""
+    follow_up = await campaign_store.schedule_retry(
+        conn, call_id, answered_by=answered_by, now=now or datetime.now(UTC)
+    )
+    await enqueue_many(conn, follow_up)
+    await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
+
+
 async def _mark_recordings_due(conn: Conn, call_id: uuid.UUID, due_at: datetime) -> None:
     # not over an earlier mark, and not once the recording has been reported (a report seen
     # since the decision was made, by another replica)
@@ -433,6 +515,8 @@ async def record_carrier_answer(
         event_id = eventstore.deterministic_event_id("reconciled", str(call_id), found.status)
         recorded = await eventstore.append(conn, [_on_call(row, report, event_id)])
         _count_appended(recorded)
+        if found.status in TERMINAL:  # settled by asking: its slot frees, a retry may follow
+            await note_call_ended(conn, call_id, answered_by=found.answered_by)
     return True
 
 

@@ -72,8 +72,11 @@ class DialLoop:
         reconcile_after_seconds: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         watchdog: StaleCallWatchdog | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._watchdog = watchdog
+        # what campaign rules (windows, schedules, retries' delays) are decided against
+        self._wall_clock = wall_clock
         self._pool = pool
         self._carrier = carrier
         self._wakeup = work.subscribe()
@@ -106,7 +109,7 @@ class DialLoop:
                 ready_at = self._clock()
                 try:
                     async with self._pool.connection() as conn:
-                        dial = await dials.claim_next(conn)
+                        dial = await dials.claim_next(conn, self._wall_clock())
                 except psycopg.OperationalError as exc:
                     self._slots.release()
                     log.warning("dial_loop_database_unavailable", error=str(exc))
@@ -157,6 +160,7 @@ class DialLoop:
             to_number=dial.to_number,
             from_number=dial.from_number,
             record=dial.record,
+            variables=dial.variables,
         )
         result = await self._carrier.create_call(request)
         DIAL_ATTEMPTS.labels(type(result).__name__.lower()).inc()

@@ -134,6 +134,7 @@ async def create_call(request: web.Request) -> web.Response:
             talk_seconds=config.talk_seconds,
             long_talk_seconds=config.long_talk_seconds,
             long_ring_seconds=config.long_ring_seconds,
+            earlier_calls=sum(1 for call in store.calls.values() if call.to == to),
         )
         if isinstance(outcome, Rejection):
             rejection = outcome
@@ -269,6 +270,8 @@ def _sim_call(call: CallRecord) -> dict[str, Any]:
         "from": call.from_,
         "status": call.status,
         "created_at": call.created_at,
+        # when the call reached a terminal status (None while it is live)
+        "end_time": call.end_time,
         "status_callback": call.status_callback,
         "answered_by": call.answered_by,
         "recording_sid": call.recording_sid,

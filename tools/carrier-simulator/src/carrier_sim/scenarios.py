@@ -19,6 +19,9 @@ LONG_CALL_NUMBER = "+15005550007"
 # rings for `long_ring_seconds`, then no-answer; the number with up to three digits appended
 # does the same, so one batch (which dials each number once) can hold several such calls
 LONG_RING_NUMBER = "+15005550008"
+# busy the first N times it is called (N the digit after the prefix), answered after that; up to
+# four more digits make numbers of their own: +15005550093… is busy twice, then answers
+BUSY_THEN_ANSWER_PREFIX = "+1500555009"
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _ADDRESS_PREFIXES = ("sip:", "client:")
@@ -83,14 +86,24 @@ def is_long_ring(to: str) -> bool:
     return to.startswith(LONG_RING_NUMBER) and len(to) <= len(LONG_RING_NUMBER) + 3
 
 
+def busy_times(to: str) -> int | None:
+    """How many times a busy-then-answer number is busy before it answers (None: not one)."""
+    rest = to.removeprefix(BUSY_THEN_ANSWER_PREFIX)
+    if rest == to or not rest.isdigit() or not 1 <= len(rest) <= 5:
+        return None
+    return int(rest[0])
+
+
 def scenario_for(
     to: str,
     *,
     talk_seconds: float,
     long_talk_seconds: float = 60.0,
     long_ring_seconds: float = 60.0,
+    earlier_calls: int = 0,
 ) -> Scenario | Rejection:
-    """Return the scenario for a ``To`` value, or the rejection the create request gets."""
+    """Return the scenario for a ``To`` value, or the rejection the create request gets.
+    ``earlier_calls``: how many calls to that number were created before this one."""
     if to == INVALID_NUMBER or not is_valid_destination(to):
         return Rejection(400, 21211, f"The 'To' number {to} is not a valid phone number.")
     if to == UNREACHABLE_NUMBER:
@@ -105,6 +118,9 @@ def scenario_for(
         return Scenario(Outcome.COMPLETED, Answerer.MACHINE, talk_seconds, rings=True)
     if to == LONG_CALL_NUMBER:
         return Scenario(Outcome.COMPLETED, Answerer.HUMAN, long_talk_seconds, rings=True)
+    busy = busy_times(to)
+    if busy is not None and earlier_calls < busy:
+        return Scenario(Outcome.BUSY, None, 0.0, rings=True)
     if is_long_ring(to):
         return Scenario(Outcome.NO_ANSWER, None, 0.0, rings=True, ring_seconds=long_ring_seconds)
     return Scenario(Outcome.COMPLETED, Answerer.HUMAN, talk_seconds, rings=True)

@@ -1,0 +1,242 @@
+"""The dialer's campaign state and what its decisions do to dials, each change with its event
+in the same commit: calls put off (window, start, daily cap), expired, skipped (do-not-call)
+or retried; and the projections of the campaign events it consumes (paused batches, the
+do-not-call lists, calling policies), each row guarded by the position of the last event
+applied to it, so a redelivered older event changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from calls_events import (
+    BatchPaused,
+    BatchResumed,
+    CallExpired,
+    CallingPolicySet,
+    CallRequested,
+    CallRetryScheduled,
+    CallScheduled,
+    CallSkipped,
+    DoNotCallAdded,
+    DoNotCallRemoved,
+    Envelope,
+    Event,
+    Schedule,
+    call_stream,
+)
+from calls_platform import eventstore
+from calls_platform.db import Conn
+
+from . import campaigns
+from .campaigns import Defer, DialNow, Expire, Skip
+
+DAY: Final = timedelta(hours=24)
+
+
+def request_of(row: Mapping[str, Any]) -> CallRequested | None:
+    data = row.get("request")
+    return CallRequested.model_validate(data) if data else None
+
+
+def _on_call(row: Mapping[str, Any], event: Event, event_id: uuid.UUID) -> Envelope:
+    return Envelope.wrap(
+        event,
+        stream_id=call_stream(row["call_id"]),
+        organization_id=row["organization_id"],
+        correlation_id=row.get("correlation_id"),
+        causation_id=str(row["requested_event_id"]) if row.get("requested_event_id") else None,
+        event_id=event_id,
+    )
+
+
+async def _cap_frees_at(conn: Conn, head: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When the number may be called again under the organization's daily cap (None: now)."""
+    cap = head.get("daily_cap_per_number")
+    if not cap:
+        return None
+    cur = await conn.execute(
+        "SELECT dial_started_at FROM dialer.dials WHERE organization_id = %s AND to_number = %s"
+        " AND dial_started_at > %s ORDER BY dial_started_at DESC OFFSET %s LIMIT 1",
+        (head["organization_id"], head["to_number"], now - DAY, cap - 1),
+    )
+    row = await cur.fetchone()
+    return row["dial_started_at"] + DAY if row else None
+
+
+async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
+    """Apply the campaign rules to the dial about to be claimed. False: dial it now. True: it
+    was put off, expired or skipped (recorded with its event); claim another."""
+    request = request_of(head)
+    schedule: Schedule | None = request.schedule if request else None
+    decision = campaigns.decide(
+        to_number=head["to_number"],
+        schedule=schedule,
+        now=now,
+        do_not_call=bool(head.get("do_not_call")),
+        cap_frees_at=await _cap_frees_at(conn, head, now),
+    )
+    call_id = head["call_id"]
+    match decision:
+        case DialNow():
+            return False
+        case Defer(until=until, reason=reason):
+            await conn.execute(
+                "UPDATE dialer.dials SET not_before = %s WHERE call_id = %s AND state = 'pending'",
+                (until, call_id),
+            )
+            event: Event = CallScheduled(call_id=call_id, not_before=until, reason=reason)
+            kind = f"scheduled-{until.isoformat()}"
+        case Expire(end_at=end_at):
+            await _end(conn, call_id, "expired")
+            event, kind = CallExpired(call_id=call_id, end_at=end_at), "expired"
+        case Skip(reason=reason):
+            await _end(conn, call_id, "skipped")
+            event, kind = CallSkipped(call_id=call_id, reason=reason), "skipped"
+    await eventstore.append(
+        conn, [_on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
+    )
+    return True
+
+
+# how long a call to a number that has a call in flight waits before it is looked at again
+NUMBER_BUSY_WAIT: Final = timedelta(seconds=3)
+
+
+async def wait_for_number(conn: Conn, call_id: uuid.UUID, now: datetime) -> None:
+    """Another call to the same number of the organization is in flight: look again shortly
+    (no event: it is the dialer's pacing, not a decision about the call)."""
+    await conn.execute(
+        "UPDATE dialer.dials SET not_before = %s WHERE call_id = %s AND state = 'pending'",
+        (now + NUMBER_BUSY_WAIT, call_id),
+    )
+
+
+async def _end(conn: Conn, call_id: uuid.UUID, state: str) -> None:
+    await conn.execute(
+        "UPDATE dialer.dials SET state = %s, finished_at = now()"
+        " WHERE call_id = %s AND state = 'pending'",
+        (state, call_id),
+    )
+
+
+async def schedule_retry(
+    conn: Conn,
+    call_id: uuid.UUID,
+    *,
+    answered_by: str | None,
+    now: datetime,
+) -> list[tuple[Envelope, CallRequested]]:
+    """A call ended: if its retry policy says so, request the next attempt (a new call, linked
+    to this one, due after the delay and inside the window), once however often this runs.
+    Not for a canceled batch. Returns the next attempt's request as recorded, to be enqueued
+    (nothing when there is none, or it was requested before)."""
+    cur = await conn.execute(
+        "SELECT d.call_id, d.organization_id, d.correlation_id, d.requested_event_id, d.request,"
+        " d.carrier_status, b.batch_id IS NOT NULL AS batch_canceled FROM dialer.dials d"
+        " LEFT JOIN dialer.canceled_batches b ON b.batch_id = d.batch_id WHERE d.call_id = %s",
+        (call_id,),
+    )
+    row = await cur.fetchone()
+    request = request_of(row) if row else None
+    if row is None or request is None or row["batch_canceled"] or not row["carrier_status"]:
+        return []
+    retry = campaigns.retry_after(
+        request.retry,
+        attempt=request.attempt,
+        # how the call ended as the dialer knows it (never moves back), not as one report says
+        carrier_status=row["carrier_status"],
+        answered_by=answered_by,
+        now=now,
+    )
+    if retry is None:
+        return []
+    next_id = campaigns.retry_call_id(call_id)
+    schedule = request.schedule or Schedule()
+    start_at = max(schedule.start_at or retry.not_before, retry.not_before)
+    follow_up = request.model_copy(
+        update={
+            "call_id": next_id,
+            "attempt": retry.attempt,
+            "previous_call_id": call_id,
+            "first_call_id": request.first_call_id or call_id,
+            "schedule": schedule.model_copy(update={"start_at": start_at}),
+        }
+    )
+    scheduled = CallRetryScheduled(
+        call_id=call_id,
+        retry_call_id=next_id,
+        attempt=retry.attempt,
+        not_before=retry.not_before,
+        because=retry.because,
+    )
+    scheduled_id = eventstore.deterministic_event_id("retry-scheduled", str(call_id))
+    requested = Envelope.wrap(
+        follow_up,
+        stream_id=call_stream(next_id),
+        organization_id=row["organization_id"],
+        correlation_id=row["correlation_id"],
+        causation_id=str(scheduled_id),
+        event_id=eventstore.deterministic_event_id("retry-requested", str(next_id)),
+    )
+    recorded = await eventstore.append(conn, [_on_call(row, scheduled, scheduled_id), requested])
+    return [(e, follow_up) for e in recorded if e.event_type == CallRequested.TYPE]
+
+
+# --- projections of the campaign events -----------------------------------------------------
+
+
+async def apply_campaign_event(conn: Conn, envelope: Envelope, event: Event) -> bool:
+    """Fold one campaign event into the dialer's tables; True if dialing may now proceed
+    where it could not before (a resume, a number taken off the list, a higher limit)."""
+    position = envelope.position or 0
+    org = envelope.organization_id
+    if isinstance(event, BatchPaused | BatchResumed):
+        paused = isinstance(event, BatchPaused)
+        await conn.execute(
+            "INSERT INTO dialer.batch_pauses (batch_id, organization_id, paused, last_position)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id) DO UPDATE"
+            " SET paused = excluded.paused, last_position = excluded.last_position"
+            " WHERE dialer.batch_pauses.last_position < excluded.last_position",
+            (event.batch_id, org, paused, position),
+        )
+        return not paused
+    if isinstance(event, DoNotCallAdded | DoNotCallRemoved):
+        listed = isinstance(event, DoNotCallAdded)
+        await conn.execute(
+            "INSERT INTO dialer.do_not_call (organization_id, number, listed, last_position)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (organization_id, number) DO UPDATE"
+            " SET listed = excluded.listed, last_position = excluded.last_position"
+            " WHERE dialer.do_not_call.last_position < excluded.last_position",
+            (org, event.number, listed, position),
+        )
+        return not listed
+    if isinstance(event, CallingPolicySet):
+        await conn.execute(
+            "INSERT INTO dialer.calling_policies (organization_id, max_concurrency,"
+            " daily_cap_per_number, last_position) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (organization_id) DO UPDATE SET max_concurrency ="
+            " excluded.max_concurrency, daily_cap_per_number = excluded.daily_cap_per_number,"
+            " last_position = excluded.last_position"
+            " WHERE dialer.calling_policies.last_position < excluded.last_position",
+            (org, event.max_concurrency, event.daily_cap_per_number, position),
+        )
+        return True
+    return False
+
+
+CAMPAIGN_EVENTS: Final = (
+    BatchPaused,
+    BatchResumed,
+    DoNotCallAdded,
+    DoNotCallRemoved,
+    CallingPolicySet,
+)
+# placed (or being placed) and not yet ended: what holds a concurrency slot, and what keeps a
+# number from being called twice at once (the predicate of the dials_in_flight index)
+IN_FLIGHT: Final = (
+    "(state = 'dialing' OR (state = 'initiated' AND (carrier_status IS NULL"
+    " OR carrier_status NOT IN ('completed', 'busy', 'failed', 'no-answer', 'canceled'))))"
+)

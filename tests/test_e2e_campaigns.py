@@ -1,0 +1,291 @@
+"""Campaigns through every service as a real process, with the carrier simulator recording
+every dial: variables in the TwiML, calling windows in the recipient's own zone, retries,
+max_concurrency, pause and resume, and the do-not-call list."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from tests.conftest import get_call
+
+pytestmark = pytest.mark.integration
+
+CALLER = "+14155550199"
+
+
+def new_org() -> str:
+    return f"org_{uuid.uuid4().hex[:8]}"
+
+
+def numbers(n: int, area: str = "650") -> list[str]:
+    """Fresh numbers of one area (+1650: America/Los_Angeles)."""
+    prefix = str(uuid.uuid4().int)[:4]
+    return [f"+1{area}{prefix}{i:03d}" for i in range(n)]
+
+
+async def post(
+    http: aiohttp.ClientSession, system: Any, org: str, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    async with http.post(f"{system.gateway}{path}", json=body, headers=system.auth(org)) as r:
+        assert r.status == 202, await r.text()
+        answer: dict[str, Any] = await r.json()
+        return answer
+
+
+async def dials_to(
+    http: aiohttp.ClientSession, system: Any, wanted: list[str]
+) -> list[dict[str, Any]]:
+    async with http.get(f"{system.simulator}/_sim/calls") as r:
+        calls: list[dict[str, Any]] = (await r.json())["calls"]
+    return sorted((c for c in calls if c["to"] in set(wanted)), key=lambda c: c["created_at"])
+
+
+async def batch_of(
+    http: aiohttp.ClientSession, system: Any, org: str, batch_id: str
+) -> dict[str, Any]:
+    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
+        assert r.status == 200, await r.text()
+        batch: dict[str, Any] = await r.json()
+        return batch
+
+
+async def until(check: Any, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {within} s waiting for {what}")
+
+
+def window_opening_in(seconds: float, zone: str, *, hours: float = 1.0) -> dict[str, Any]:
+    """A window in `zone`'s local time that opens `seconds` from now (every day)."""
+    local = datetime.now(UTC).astimezone(ZoneInfo(zone)) + timedelta(seconds=seconds)
+    end = local + timedelta(hours=hours)
+    return {"start": local.strftime("%H:%M:%S"), "end": end.strftime("%H:%M:%S")}
+
+
+async def test_variables_reach_the_agent_in_the_twiml_and_metadata_the_detail(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    [to] = numbers(1)
+    accepted = await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {
+            "recipients": [
+                {"to_number": to, "variables": {"first_name": "Ada"}, "metadata": {"crm_id": 42}}
+            ],
+            "from_number": CALLER,
+        },
+    )
+    [dialed] = await until(lambda: dials_to(http, system, [to]), 15, "the dial")
+    twiml = dialed["params"]["Twiml"]
+    assert '<Parameter name="first_name" value="Ada"/>' in twiml
+    batch = await batch_of(http, system, org, accepted["batch_id"])
+    call = await get_call(http, system, org, batch["calls"][0]["call_id"])
+    assert call["variables"] == {"first_name": "Ada"}
+    assert call["metadata"] == {"crm_id": 42}
+    assert f'<Parameter name="call_id" value="{call["call_id"]}"/>' in twiml
+
+
+async def test_a_window_opening_in_seconds_in_the_recipients_zone_dials_only_once_open(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    to = numbers(1)
+    window = window_opening_in(4, "America/Los_Angeles")
+    opens_at = time.time() + 4
+    await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {"to_numbers": to, "from_number": CALLER, "schedule": {"window": window}},
+    )
+    await asyncio.sleep(2.5)
+    assert await dials_to(http, system, to) == []  # closed: nothing dialed
+    [dialed] = await until(lambda: dials_to(http, system, to), 10, "the dial once open")
+    # HH:MM:SS has whole seconds: the window opens at most a second before opens_at
+    assert dialed["created_at"] >= opens_at - 1.0
+    assert dialed["created_at"] - opens_at < 3.0  # dialed within seconds of opening
+
+
+async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_window(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    suffix = str(uuid.uuid4().int)[:4]
+    chicago, london = f"+1312555{suffix}", f"+44207946{suffix}"  # 6 h apart (UTC-6, UTC+0)
+    # the window opens in 3 s in London; in Chicago, 6 hours later
+    six_hours = timedelta(hours=6)
+    in_chicago = datetime.now(UTC).astimezone(ZoneInfo("America/Chicago"))
+    in_london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
+    if in_london.utcoffset() - in_chicago.utcoffset() != six_hours:  # type: ignore[operator]
+        pytest.skip("the zones are not 6 hours apart this week (DST changes on other dates)")
+    window = window_opening_in(3, "Europe/London", hours=0.5)
+    accepted = await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {"to_numbers": [chicago, london], "from_number": CALLER, "schedule": {"window": window}},
+    )
+    opens_at = time.time() + 3
+    [dialed] = await until(lambda: dials_to(http, system, [london]), 10, "London's dial")
+    assert dialed["created_at"] >= opens_at - 1.0
+    await asyncio.sleep(2)
+    assert await dials_to(http, system, [chicago]) == []  # Chicago's window is 6 hours away
+    batch = await batch_of(http, system, org, accepted["batch_id"])
+    waiting = await get_call(http, system, org, batch["calls"][0]["call_id"])
+    assert waiting["status"] == "queued"
+    not_before = datetime.fromisoformat(waiting["not_before"])
+    expected = datetime.fromtimestamp(opens_at, UTC) + six_hours
+    assert abs((not_before - expected).total_seconds()) < 2
+
+
+async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    to = f"+15005550092{str(uuid.uuid4().int)[:4]}"  # the simulator: busy twice, then answers
+    accepted = await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {
+            "to_numbers": [to],
+            "from_number": CALLER,
+            "retry": {"max_attempts": 3, "on": ["busy"], "delay_seconds": 2},
+        },
+    )
+
+    async def three_ended() -> bool:
+        batch = await batch_of(http, system, org, accepted["batch_id"])
+        entry = batch["calls"][0]
+        return bool(entry["attempts"] == 3 and entry["status"] == "completed")
+
+    await until(three_ended, 30, "the third attempt to complete")
+    await asyncio.sleep(3)  # a fourth attempt would be due by now
+    dialed = await dials_to(http, system, [to])
+    assert [d["status"] for d in dialed] == ["busy", "busy", "completed"]
+    for earlier, later in itertools.pairwise(dialed):
+        assert later["created_at"] - earlier["end_time"] >= 2.0  # at least the delay after
+    batch = await batch_of(http, system, org, accepted["batch_id"])
+    [entry] = batch["calls"]
+    assert (entry["attempt"], entry["attempts"]) == (3, 3)
+    last = await get_call(http, system, org, entry["call_id"])
+    assert last["attempt"] == 3
+    second = await get_call(http, system, org, last["previous_call_id"])
+    first = await get_call(http, system, org, second["previous_call_id"])
+    assert (first["attempt"], first["outcome"], first["next_call_id"]) == (
+        1,
+        "busy",
+        second["call_id"],
+    )
+    assert last["first_call_id"] == first["call_id"]
+    assert len({first["call_sid"], second["call_sid"], last["call_sid"]}) == 3
+
+
+async def test_max_concurrency_two_never_has_more_than_two_calls_at_the_carrier(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    to = numbers(8)
+    accepted = await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {"to_numbers": to, "from_number": CALLER, "max_concurrency": 2},
+    )
+
+    async def all_ended() -> list[dict[str, Any]] | None:
+        dialed = await dials_to(http, system, to)
+        return dialed if len(dialed) == 8 and all(d["end_time"] for d in dialed) else None
+
+    dialed = await until(all_ended, 40, "every call to end")
+    edges = sorted(
+        [(d["created_at"], 1) for d in dialed] + [(d["end_time"], -1) for d in dialed],
+        key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same instant
+    )
+    in_flight, most = 0, 0
+    for _, step in edges:
+        in_flight += step
+        most = max(most, in_flight)
+    assert most == 2  # never more, and the limit was used
+    assert (await batch_of(http, system, org, accepted["batch_id"]))["status"] == "completed"
+
+
+async def test_pause_stops_dials_within_a_second_and_resume_continues(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    to = numbers(60)  # 3 s of dialing at 20 CPS
+    accepted = await post(
+        http, system, org, "/calls/batch", {"to_numbers": to, "from_number": CALLER}
+    )
+    batch_id = accepted["batch_id"]
+    await until(lambda: _at_least(http, system, to, 5), 10, "the first dials")
+    paused = await post(http, system, org, f"/calls/batch/{batch_id}/pause", {})
+    assert paused["paused"] is True
+    paused_at = time.time()
+    await asyncio.sleep(1.0)
+    after_a_second = len(await dials_to(http, system, to))
+    await asyncio.sleep(2.0)
+    dialed = await dials_to(http, system, to)
+    assert len(dialed) == after_a_second < 60  # nothing dialed from a second after the pause
+    assert all(d["created_at"] < paused_at + 1.0 for d in dialed)
+    assert (await batch_of(http, system, org, batch_id))["paused"] is True
+
+    await post(http, system, org, f"/calls/batch/{batch_id}/resume", {})
+    await until(lambda: _at_least(http, system, to, 60), 20, "the rest of the batch")
+    assert len({d["to"] for d in await dials_to(http, system, to)}) == 60  # each number once
+
+
+async def _at_least(http: aiohttp.ClientSession, system: Any, to: list[str], n: int) -> bool:
+    return len(await dials_to(http, system, to)) >= n
+
+
+async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
+    system: Any, http: aiohttp.ClientSession
+) -> None:
+    org = new_org()
+    to = numbers(4)
+    listed = to[2]
+    window = window_opening_in(3, "America/Los_Angeles")
+    accepted = await post(
+        http,
+        system,
+        org,
+        "/calls/batch",
+        {"to_numbers": to, "from_number": CALLER, "schedule": {"window": window}},
+    )
+    async with http.put(f"{system.gateway}/do-not-call/{listed}", headers=system.auth(org)) as r:
+        assert r.status == 201, await r.text()
+    await until(lambda: _at_least(http, system, to, 3), 15, "the other numbers' dials")
+
+    async def settled() -> dict[str, Any] | None:
+        batch = await batch_of(http, system, org, accepted["batch_id"])
+        return batch if batch["calls"][2]["status"] == "failed" else None
+
+    batch = await until(settled, 10, "the listed number's call to end")
+    await asyncio.sleep(1)
+    assert listed not in {d["to"] for d in await dials_to(http, system, to)}
+    call = await get_call(http, system, org, batch["calls"][2]["call_id"])
+    assert (call["status"], call["outcome"]) == ("failed", "do_not_call")
+    assert call["start_time"] is None  # never placed
