@@ -39,10 +39,11 @@ async def stored(database_url: str, org: str) -> list[Envelope]:
         database_url, autocommit=True, row_factory=dict_row
     )
     async with conn:
-        events, after = [], 0
+        events: list[Envelope] = []
+        after = eventstore.START
         while batch := await eventstore.read_all(conn, after=after):
             events.extend(e for e in batch if e.organization_id == org)
-            after = batch[-1].position or after
+            after = batch.checkpoint
         return events
 
 
