@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from calls_platform.http import json_error
 
-from . import agents, api_keys, calls, conversations, reads, recordings, webhooks
+from . import agents, api_keys, calls, carrier_callbacks, conversations, reads, recordings
 from .auth import READ, WRITE, Principal, Unauthenticated
 from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
@@ -90,7 +90,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/calls/{call_id}/conversation", conversations.report_conversation)
     r.add_get("/calls/{call_id}/recording", recordings.get_recording)
     r.add_delete("/calls/{call_id}/recording", recordings.delete_recording)
-    r.add_post("/webhooks/twilio/status", webhooks.call_status)
-    r.add_post("/webhooks/twilio/recording", webhooks.recording_status)
-    r.add_post("/webhooks/twilio/voice", webhooks.incoming_call)
+    r.add_post("/webhooks/twilio/status", carrier_callbacks.call_status)
+    r.add_post("/webhooks/twilio/recording", carrier_callbacks.recording_status)
+    r.add_post("/webhooks/twilio/voice", carrier_callbacks.incoming_call)
     setup_docs(app)  # GET /openapi.json, GET /docs
