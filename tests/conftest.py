@@ -140,10 +140,17 @@ def system_env(
         "CALL_LOG_PORT": str(ports["call_log"]),
         "DIALER_PORT": str(ports["dialer"]),
         "RECORDINGS_PORT": str(ports["recordings"]),
+        "WEBHOOKS_PORT": str(ports["webhooks"]),
         "SIM_PORT": str(ports["simulator"]),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
         "CALL_LOG_URL": f"http://127.0.0.1:{ports['call_log']}",
         "RECORDINGS_URL": f"http://127.0.0.1:{ports['recordings']}",
+        "WEBHOOKS_URL": f"http://127.0.0.1:{ports['webhooks']}",
+        # the tests' receivers listen on 127.0.0.1, over plain HTTP
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
+        # retries after about 0.5 s, 1 s, 2 s, ... up to 4 s (5 s, doubling to an hour, by default)
+        "WEBHOOKS_RETRY_BASE_SECONDS": "0.5",
+        "WEBHOOKS_RETRY_MAX_SECONDS": "4",
         "RECORDINGS_DIR": recordings_dir,
         "RECORDINGS_RETRY_BASE_SECONDS": "0.1",
         "RECORDINGS_RETRY_MAX_SECONDS": "0.5",
@@ -172,7 +179,10 @@ def start_system(
 ) -> System:
     """Every service as a real process on free ports: migrated first, as `make up` does, so
     services don't race to create schemas. Stop it with `stop_system`."""
-    ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
+    ports = {
+        n: free_port()
+        for n in ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
+    }
     env = system_env(database_url, amqp_url, ports, recordings_dir)
     modules = {
         "simulator": ("carrier_sim", "simulator"),
@@ -180,6 +190,7 @@ def start_system(
         "gateway": ("gateway", "gateway"),
         "dialer": ("dialer", "dialer"),
         "recordings": ("recordings", "recordings"),
+        "webhooks": ("webhooks", "webhooks"),
     }
     system = System(
         {
@@ -187,7 +198,7 @@ def start_system(
             for name, (module, port) in modules.items()
         }
     )
-    for module in ("gateway", "dialer", "call_log", "recordings"):
+    for module in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
         )

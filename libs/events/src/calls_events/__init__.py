@@ -21,10 +21,19 @@ from .recordings import (
     RecordingStatus,
     RecordingStored,
 )
+from .webhooks import (
+    BATCH_WEBHOOK_EVENT_TYPES,
+    WEBHOOK_EVENT_DESCRIPTIONS,
+    WEBHOOK_EVENT_TYPES,
+    WebhookEventType,
+)
 
 __all__ = [
+    "BATCH_WEBHOOK_EVENT_TYPES",
     "E164",
     "RECORDING_SID",
+    "WEBHOOK_EVENT_DESCRIPTIONS",
+    "WEBHOOK_EVENT_TYPES",
     "BatchCancelRequested",
     "BatchRequested",
     "CallCanceled",
@@ -45,6 +54,7 @@ __all__ = [
     "RecordingStored",
     "TranscriptTurn",
     "UnknownEventType",
+    "WebhookEventType",
     "call_stream",
     "event_class",
     "event_types",

@@ -7,8 +7,17 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from calls_platform.http import json_error
 
-from . import agents, api_keys, calls, carrier_callbacks, conversations, reads, recordings
-from .auth import READ, WRITE, Principal, Unauthenticated
+from . import (
+    agents,
+    api_keys,
+    calls,
+    carrier_callbacks,
+    conversations,
+    reads,
+    recordings,
+    webhook_endpoints,
+)
+from .auth import READ, WEBHOOKS_MANAGE, WRITE, Principal, Unauthenticated
 from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
 from .validation import BadRequest
@@ -45,7 +54,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except Unauthenticated as exc:
         return json_error(401, "unauthorized", str(exc), headers=_CHALLENGE)
     is_write = request.method not in _READ_METHODS
-    needed = WRITE if is_write else READ
+    if request.path.startswith(webhook_endpoints.PREFIX):
+        needed = WEBHOOKS_MANAGE
+    else:
+        needed = WRITE if is_write else READ
     if needed not in who.scopes:
         return json_error(403, "insufficient_scope", f"this API key lacks the {needed} scope")
     if is_write:
@@ -90,6 +102,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/calls/{call_id}/conversation", conversations.report_conversation)
     r.add_get("/calls/{call_id}/recording", recordings.get_recording)
     r.add_delete("/calls/{call_id}/recording", recordings.delete_recording)
+    webhook_endpoints.setup_routes(app)
     r.add_post("/webhooks/twilio/status", carrier_callbacks.call_status)
     r.add_post("/webhooks/twilio/recording", carrier_callbacks.recording_status)
     r.add_post("/webhooks/twilio/voice", carrier_callbacks.incoming_call)

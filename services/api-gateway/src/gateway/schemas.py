@@ -32,7 +32,7 @@ Outcome = Literal[
     "failed",
 ]
 BatchState = Literal["queued", "in-progress", "completed", "canceled"]
-Scope = Literal["calls:read", "calls:write"]
+Scope = Literal["calls:read", "calls:write", "webhooks:manage"]
 
 BATCH_ID_PATTERN: Final = r"^batch-[0-9a-f]{32}$"
 BatchId = Annotated[
