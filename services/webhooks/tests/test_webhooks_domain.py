@@ -137,7 +137,8 @@ def test_the_end_of_a_batch_call_counts_towards_the_batch() -> None:
 def test_batch_events() -> None:
     accepted = BatchRequested(batch_id=BATCH, total=2, from_number="+14155550199", requested_by="u")
     t = translate(StreamState(), stored(accepted, 1, stream=BATCH))
-    assert t.batch_total == (BATCH, 2) and t.messages == ()
+    assert t.batch_total == (BATCH, 2)
+    assert t.messages == ()
     cancel = BatchCancelRequested(batch_id=BATCH, requested_by="u")
     t = translate(t.state, stored(cancel, 2, stream=BATCH))
     assert [m.type for m in t.messages] == ["batch.canceled"]
@@ -145,7 +146,8 @@ def test_batch_events() -> None:
     assert not is_batch_complete(2, 1)
     assert is_batch_complete(2, 2)
     done = batch_completed(BATCH, "org_a", position=9, at=T0)
-    assert done.sequence_key == BATCH and done.type == "batch.completed"
+    assert done.sequence_key == BATCH
+    assert done.type == "batch.completed"
 
 
 def test_what_is_retried() -> None:

@@ -66,7 +66,7 @@ async def test_a_name_resolving_to_a_private_address_is_refused() -> None:
     resolver = SafeResolver(allow_private=False, inner=FixedResolver("93.184.216.34", "10.0.0.5"))
     with pytest.raises(UnsafeUrl, match=r"10\.0\.0\.5"):
         await check_url("https://hooks.example.com/x", resolver, allow_private=False)
-    with pytest.raises(UnsafeUrl, match="127.0.0.1"):
+    with pytest.raises(UnsafeUrl, match=r"127\.0\.0\.1"):
         await check_url("https://127.0.0.1/x", resolver, allow_private=False)
 
 
