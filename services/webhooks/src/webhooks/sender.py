@@ -171,6 +171,11 @@ class Sender:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def send_due_now(self) -> None:
+        """Send what is due now and wait until those attempts are recorded (tests, tools)."""
+        await self._send_due()
+        await asyncio.gather(*self._tasks)
+
     async def _send_due(self) -> None:
         free = self._settings.max_in_flight - sum(self._in_flight.values())
         if free <= 0:
