@@ -9,78 +9,20 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import System, free_port, unique_number
+from tests.conftest import Received, Receiver, System, unique_number
 
 pytestmark = pytest.mark.integration
 
 CALL_EVENTS = ["call.queued", "call.initiated", "call.answered", "call.ended"]
 # how long the receiver stays down in the outage test (the issue's figure)
 DOWN_SECONDS = 60
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-    @property
-    def json(self) -> dict[str, Any]:
-        import json
-
-        data: dict[str, Any] = json.loads(self.body)
-        return data
-
-
-@dataclass
-class Receiver:
-    """A customer's endpoint: records every request; `answer` decides each response (by the
-    number of the request, from 1) as (status, seconds to wait first)."""
-
-    port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    answer: Callable[[int], tuple[int, float]] = lambda n: (200, 0.0)
-    _runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.received.append(Received(dict(request.headers), body, time.monotonic()))
-        status, delay = self.answer(len(self.received))
-        if delay:
-            await asyncio.sleep(delay)
-        return web.Response(status=status, text=f"answer {status}")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def of_call(self, call_id: str) -> list[Received]:
-        def of(r: Received) -> Any:
-            data = r.json.get("data") or {}
-            return data.get("call_id", data.get("id"))
-
-        return [r for r in self.received if of(r) == call_id]
 
 
 @pytest.fixture

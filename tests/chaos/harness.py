@@ -317,7 +317,7 @@ def _prepare(services: dict[str, Service], env: dict[str, str], log_dir: Path) -
     """Open each service's log, and migrate first, as `make up` does."""
     for service in services.values():
         service.log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (Service.close)
-    for module in ("gateway", "dialer", "call_log", "recordings"):
+    for module in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"],
             env={**os.environ, **env},
@@ -335,7 +335,7 @@ async def start_system(
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> ChaosSystem:
-    names = ("gateway", "call_log", "dialer", "recordings", "simulator")
+    names = ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
     ports = {name: free_port() for name in names}
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -348,6 +348,7 @@ async def start_system(
         "call-log": Service("call-log", "call_log", ports["call_log"], env),
         "gateway": Service("gateway", "gateway", ports["gateway"], env),
         "recordings": Service("recordings", "recordings", ports["recordings"], env),
+        "webhooks": Service("webhooks", "webhooks", ports["webhooks"], env),
     }
     for index in range(dialers):
         name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"
