@@ -68,8 +68,9 @@ token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}
 
 .PHONY: openapi
-openapi: install ## regenerate docs/openapi.json from the gateway's models
+openapi: install ## regenerate docs/openapi.json (and docs/events/webhooks/*.schema.json) from the gateway's models
 	@$(UV) run python -m gateway.openapi docs/openapi.json
+	@$(UV) run python -m gateway.openapi --webhook-schemas docs/events/webhooks
 
 .PHONY: event-schemas
 event-schemas: install ## regenerate docs/events/*.schema.json from libs/events
