@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,9 @@ from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.notify import Listener
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import DEFAULT_DATABASE_URL, run_command, serve, stop_tasks
 
-from . import api, store
+from . import admin, api, store
 from .calllog import CallLog
 from .config import Settings
 from .intake import BINDINGS, QUEUE, Intake
@@ -135,6 +136,10 @@ def create_app(settings: Settings) -> web.Application:
 
 def main() -> None:
     if run_command(sys.argv[1:], {"migrate": migrate}):
+        return
+    if sys.argv[1:2] == ["admin"]:
+        database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+        asyncio.run(admin.run(database_url, sys.argv[2:]))
         return
     settings = Settings.from_env()
     configure_logging("webhooks", json_logs=settings.json_logs, level=settings.log_level)

@@ -19,6 +19,7 @@ KNOWN_QUEUES: Final = (
     "dialer.requests",
     "dialer.control",
     "recordings.requests",
+    "webhooks.events",
     "gateway.inbox",
     amqp.DEAD_LETTER_QUEUE,
 )
