@@ -9,6 +9,8 @@ export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${GATEWAY_PORT}}"
 export PYTHONUNBUFFERED=1
+# webhook endpoints on this machine (http://127.0.0.1:…) are allowed locally, never in production
+export WEBHOOKS_ALLOW_PRIVATE="${WEBHOOKS_ALLOW_PRIVATE:-true}"
 
 procfile=deploy/local/Procfile
 if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then
