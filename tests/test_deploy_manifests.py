@@ -40,7 +40,8 @@ SERVICES = {
     "webhooks": (8084, "calls-webhooks", "services/webhooks", "webhooks"),
 }
 SIMULATOR = ("carrier-sim", (8090, "carrier-sim", "tools/carrier-simulator", "carrier_sim"))
-MIGRATING = ["gateway", "dialer", "call-log", "recordings", "webhooks"]  # images with migrations, in order
+# images with migrations, in order
+MIGRATING = ["gateway", "dialer", "call-log", "recordings", "webhooks"]
 AUTOSCALED = {"api-gateway", "call-log"}
 
 requires_kubectl = pytest.mark.skipif(
