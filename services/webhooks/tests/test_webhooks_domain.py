@@ -233,3 +233,15 @@ def test_choose_keeps_each_endpoint_within_its_slots() -> None:
     assert [d.endpoint_id for d in chosen].count(slow) == 1
     assert [d.endpoint_id for d in chosen].count(fast) == 3
     assert len(choose(due, {}, per_endpoint=5, free=2)) == 2
+
+
+def test_a_huge_retry_after_waits_until_the_deadline_at_most() -> None:
+    decision = decide(
+        POLICY,
+        outcome="retryable",
+        attempts=1,
+        first_attempt_at=T0,
+        now=T0,
+        retry_after_seconds=parse_retry_after("9" * 30, T0),
+    )
+    assert decision.retry_at == T0 + timedelta(days=1)

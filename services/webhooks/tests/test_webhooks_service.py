@@ -222,7 +222,8 @@ async def test_an_endpoint_failing_for_a_day_is_disabled_and_says_so(
     pool: Pool, call_log: CallLog
 ) -> None:
     async def fail(request: web.Request) -> web.Response:
-        return web.Response(status=503, text="down for maintenance")
+        # a NUL, which a text column cannot hold, must not stop the attempt being recorded
+        return web.Response(status=503, text="down for maintenance\x00")
 
     app = web.Application()
     app.router.add_post("/hook", fail)
@@ -273,7 +274,7 @@ async def test_an_endpoint_failing_for_a_day_is_disabled_and_says_so(
             (item,) = items
             assert item["status"] == "failed"  # its 24 h are up too
             assert [a["response_status"] for a in item["attempts"]] == [503, 503]
-            assert item["attempts"][0]["response_body_excerpt"] == "down for maintenance"
+            assert item["attempts"][0]["response_body_excerpt"] == "down for maintenance\\u0000"
     finally:
         await receiver.close()
 

@@ -256,7 +256,8 @@ def decide(
     wait = backoff_seconds(policy, attempts, rand)
     if retry_after_seconds is not None:
         wait = max(wait * (1 - policy.jitter), retry_after_seconds)
-    return Decision("retry", retry_at=min(now + timedelta(seconds=wait), deadline))
+    remaining = (deadline - now).total_seconds()
+    return Decision("retry", retry_at=now + timedelta(seconds=min(wait, remaining)))
 
 
 def should_disable(failing_since: datetime | None, now: datetime, after_seconds: float) -> bool:

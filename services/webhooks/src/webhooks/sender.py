@@ -32,6 +32,8 @@ USER_AGENT: Final = "calls-webhooks/1"
 POLL_SECONDS: Final = 1.0
 # a delivery whose call view could not be fetched is tried again this much later
 VIEW_RETRY_SECONDS: Final = 5.0
+# how long stopping waits for requests under way
+DRAIN_SECONDS: Final = 10.0
 
 DELIVERIES = Counter(
     "webhook_deliveries_total",
@@ -98,7 +100,9 @@ async def post(
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
             allow_redirects=False,
         ) as resp:
-            excerpt = (await resp.content.read(excerpt_bytes)).decode("utf-8", "replace")
+            raw = await resp.content.read(excerpt_bytes)
+            # kept in a text column: PostgreSQL takes no NUL
+            excerpt = raw.decode("utf-8", "replace").replace("\x00", "\\u0000")
             return Response(
                 resp.status,
                 excerpt,
@@ -167,6 +171,10 @@ class Sender:
                     log.exception("webhook_sender_failed")
                 await wait_for(self._wakeup, POLL_SECONDS)
         finally:
+            # stopping: let the requests under way finish and be recorded (a delivery cut off
+            # is sent again once its lease runs out)
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=DRAIN_SECONDS)
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
