@@ -361,3 +361,45 @@ async def test_endpoints_are_scoped_to_the_organization_and_the_scope(
     ) as r:
         assert r.status == 422
         assert (await r.json())["error"]["details"][0]["field"].startswith("events")
+
+
+async def test_a_batch_completes_once_and_a_transcript_is_announced(
+    system: System, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    org = new_org()
+    endpoint = await create_endpoint(
+        http, system, org, receiver.url, ["call.ended", "batch.completed", "transcript.ready"]
+    )
+    async with http.post(
+        f"{system.gateway}/calls/batch",
+        json={"to_numbers": [unique_number(), unique_number()], "from_number": "+14155550199"},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        batch_id = (await r.json())["batch_id"]
+
+    def types() -> list[str]:
+        return [m.json["type"] for m in receiver.received]
+
+    await until(lambda: "batch.completed" in types(), 60, "batch.completed")
+    await asyncio.sleep(1.0)
+    assert sorted(types()) == ["batch.completed", "call.ended", "call.ended"]
+    completed = next(m for m in receiver.received if m.json["type"] == "batch.completed")
+    verify(endpoint["secret"], completed)
+    assert completed.json["data"]["batch_id"] == batch_id
+    assert completed.json["data"]["total"] == 2
+    # (ordered within the batch's own messages, not against its calls': its data has them all)
+    assert {c["status"] for c in completed.json["data"]["calls"]} <= {"completed", "failed"}
+
+    call_id = next(
+        m.json["data"]["call_id"] for m in receiver.received if m.json["type"] == "call.ended"
+    )
+    async with http.post(
+        f"{system.gateway}/calls/{call_id}/conversation",
+        json={"transcript": [{"role": "agent", "content": "Hello!"}]},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+    await until(lambda: "transcript.ready" in types(), 30, "transcript.ready")
+    ready = next(m for m in receiver.received if m.json["type"] == "transcript.ready")
+    assert ready.json["data"]["transcript"] == [{"role": "agent", "content": "Hello!"}]
