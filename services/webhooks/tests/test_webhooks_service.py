@@ -97,7 +97,9 @@ async def new_endpoint(pool: Pool, org: str, url: str, events: list[str]) -> uui
     return endpoint_id
 
 
-async def append_call(pool: Pool, org: str, call_id: uuid.UUID) -> list[Envelope]:
+async def append_call(
+    pool: Pool, org: str, call_id: uuid.UUID, at: list[datetime] | None = None
+) -> list[Envelope]:
     events: list[Event] = [
         CallRequested(
             call_id=call_id,
@@ -121,14 +123,13 @@ async def append_call(pool: Pool, org: str, call_id: uuid.UUID) -> list[Envelope
             reported_at=T0,
         ),
     ]
+    times = at or [T0] * len(events)
     async with pool.connection() as conn:
         return await eventstore.append(
             conn,
             [
-                Envelope.wrap(
-                    e, stream_id=call_stream(call_id), organization_id=org, occurred_at=T0
-                )
-                for e in events
+                Envelope.wrap(e, stream_id=call_stream(call_id), organization_id=org, occurred_at=t)
+                for e, t in zip(events, times, strict=True)
             ],
         )
 
@@ -180,6 +181,36 @@ async def test_an_event_taken_ahead_of_its_stream_brings_the_earlier_ones_in_ord
         row = await cur.fetchone()
     assert row is not None
     assert row["payload"]["data"] == {"call_id": str(call_id), "status": "queued"}
+
+
+async def test_an_endpoint_created_mid_call_gets_what_happens_after(
+    pool: Pool, call_log: CallLog
+) -> None:
+    org, call_id = f"org_{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    minute = timedelta(minutes=1)
+    stored = await append_call(pool, org, call_id, at=[T0, T0, T0 + 2 * minute, T0 + 3 * minute])
+    intake = Intake(pool, call_log, Clock(T0))
+    await intake(stored[0])  # no endpoint yet: nothing kept
+    await intake(stored[1])
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM webhooks.streams WHERE stream_id = %s",
+            (call_stream(call_id),),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        assert row["n"] == 0
+        created = await store.create_endpoint(
+            conn,
+            organization_id=org,
+            url="http://127.0.0.1:9/",
+            events=["call.queued", "call.initiated", "call.answered", "call.ended"],
+            description=None,
+            secret_sealed=box().seal(new_secret()),
+            now=T0 + minute,
+        )
+    await intake(stored[3])  # the gap (1 to 3) is filled from the store and folded
+    assert [t for t, _ in await queued(pool, created["id"])] == ["call.answered", "call.ended"]
 
 
 async def test_a_call_s_next_delivery_waits_for_the_previous_one(

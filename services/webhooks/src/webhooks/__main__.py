@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> web.Application:
             log.warning("webhooks_private_addresses_allowed")
         async with contextlib.AsyncExitStack() as stack:
             pool = await open_pool(
-                settings.database_url, name="webhooks", max_size=settings.prefetch + 10
+                settings.database_url, name="webhooks", max_size=settings.prefetch + 5
             )
             stack.push_async_callback(pool.close)
             resolver = SafeResolver(allow_private=settings.allow_private)

@@ -52,6 +52,13 @@ class Intake:
         if envelope.stream_version is None or not stream.startswith(("call-", "batch-")):
             EVENTS_TAKEN.labels("ignored").inc()
             return
+        # An organization without an enabled endpoint cannot be sent anything from this event
+        # (an endpoint gets what happens after it is created): nothing is written. Should it
+        # create one later, its streams' next events find their gap and fold what came before.
+        async with self._pool.connection() as conn:
+            if not await store.has_enabled_endpoint(conn, envelope.organization_id):
+                EVENTS_TAKEN.labels("ignored").inc()
+                return
         # the call's (or batch's) view, fetched once per sequence, only for a message that
         # some endpoint is subscribed to
         views: dict[str, dict[str, Any] | None] = {}

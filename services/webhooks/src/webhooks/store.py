@@ -160,6 +160,16 @@ async def subscribers(
     return [row["id"] for row in await cur.fetchall()]
 
 
+async def has_enabled_endpoint(conn: Conn, organization_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM webhooks.endpoints"
+        " WHERE organization_id = %s AND enabled) AS found",
+        (organization_id,),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["found"])
+
+
 # --- streams and batches ----------------------------------------------------------------
 
 
