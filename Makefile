@@ -48,7 +48,7 @@ fuzz: install services ## fuzz the gateway's served OpenAPI document at length (
 lint: install promtool ## ruff, mypy, and promtool on the alert rules
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
-	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src tools/callsctl/src
+	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src services/webhooks/src tools/carrier-simulator/src tools/callsctl/src
 	@"$$(scripts/ensure-promtool.sh)" check rules deploy/monitoring/alerts.rules.yaml >/dev/null
 
 .PHONY: manifests
@@ -77,8 +77,9 @@ token: install ## print a development JWT (ORG=org_demo)
 	@$(UV) run calls-dev-token --org $${ORG:-org_demo}
 
 .PHONY: openapi
-openapi: install ## regenerate docs/openapi.json from the gateway's models
+openapi: install ## regenerate docs/openapi.json (and docs/events/webhooks/*.schema.json) from the gateway's models
 	@$(UV) run python -m gateway.openapi docs/openapi.json
+	@$(UV) run python -m gateway.openapi --webhook-schemas docs/events/webhooks
 
 .PHONY: monitoring
 monitoring: install ## regenerate deploy/monitoring/prometheusrule.yaml from deploy/monitoring/alerts.rules.yaml

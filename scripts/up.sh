@@ -12,6 +12,8 @@ export PYTHONUNBUFFERED=1
 # the outbox relay runs as a process of its own (the Procfile's `relay`, on :8085)
 export RELAY_IN_PROCESS="${RELAY_IN_PROCESS:-false}"
 export RELAY_PORT="${RELAY_PORT:-8085}"
+# webhook endpoints on this machine (http://127.0.0.1:…) are allowed locally, never in production
+export WEBHOOKS_ALLOW_PRIVATE="${WEBHOOKS_ALLOW_PRIVATE:-true}"
 
 procfile=deploy/local/Procfile
 if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then

@@ -4,6 +4,7 @@ runs), on free ports, against this run's private database and RabbitMQ vhost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,13 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from gateway.auth import issue_token
 
 SIM_ACCOUNT_SID = "ACf00df00df00df00df00df00df00df00d"
@@ -116,6 +118,65 @@ async def set_faults(http: aiohttp.ClientSession, system: System, **faults: Any)
         assert r.status == 200, await r.text()
 
 
+# A customer's webhook endpoint, for the webhooks tests (e2e and chaos).
+
+
+@dataclass
+class Received:
+    """One request a Receiver took."""
+
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+@dataclass
+class Receiver:
+    """A customer's endpoint: records every request; `answer` decides each response (by the
+    number of the request, from 1) as (status, seconds to wait first)."""
+
+    port: int = field(default_factory=free_port)
+    received: list[Received] = field(default_factory=list)
+    answer: Callable[[int], tuple[int, float]] = lambda n: (200, 0.0)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(dict(request.headers), body, time.monotonic()))
+        status, delay = self.answer(len(self.received))
+        if delay:
+            await asyncio.sleep(delay)
+        return web.Response(status=status, text=f"answer {status}")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def of_call(self, call_id: str) -> list[Received]:
+        def of(r: Received) -> Any:
+            data = r.json.get("data") or {}
+            return data.get("call_id", data.get("id"))
+
+        return [r for r in self.received if of(r) == call_id]
+
+
 async def wait_ready(url: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as http:
@@ -140,10 +201,17 @@ def system_env(
         "CALL_LOG_PORT": str(ports["call_log"]),
         "DIALER_PORT": str(ports["dialer"]),
         "RECORDINGS_PORT": str(ports["recordings"]),
+        "WEBHOOKS_PORT": str(ports["webhooks"]),
         "SIM_PORT": str(ports["simulator"]),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
         "CALL_LOG_URL": f"http://127.0.0.1:{ports['call_log']}",
         "RECORDINGS_URL": f"http://127.0.0.1:{ports['recordings']}",
+        "WEBHOOKS_URL": f"http://127.0.0.1:{ports['webhooks']}",
+        # the tests' receivers listen on 127.0.0.1, over plain HTTP
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
+        # retries after about 0.5 s, 1 s, 2 s, ... up to 4 s (5 s, doubling to an hour, by default)
+        "WEBHOOKS_RETRY_BASE_SECONDS": "0.5",
+        "WEBHOOKS_RETRY_MAX_SECONDS": "4",
         "RECORDINGS_DIR": recordings_dir,
         "RECORDINGS_RETRY_BASE_SECONDS": "0.1",
         "RECORDINGS_RETRY_MAX_SECONDS": "0.5",
@@ -175,7 +243,10 @@ def start_system(
 ) -> System:
     """Every service as a real process on free ports: migrated first, as `make up` does, so
     services don't race to create schemas. Stop it with `stop_system`."""
-    ports = {n: free_port() for n in ("gateway", "call_log", "dialer", "recordings", "simulator")}
+    ports = {
+        n: free_port()
+        for n in ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
+    }
     env = system_env(database_url, amqp_url, ports, recordings_dir)
     modules = {
         "simulator": ("carrier_sim", "simulator"),
@@ -183,6 +254,7 @@ def start_system(
         "gateway": ("gateway", "gateway"),
         "dialer": ("dialer", "dialer"),
         "recordings": ("recordings", "recordings"),
+        "webhooks": ("webhooks", "webhooks"),
     }
     system = System(
         {
@@ -190,7 +262,7 @@ def start_system(
             for name, (module, port) in modules.items()
         }
     )
-    for module in ("gateway", "dialer", "call_log", "recordings"):
+    for module in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"], env={**os.environ, **env}, check=True
         )

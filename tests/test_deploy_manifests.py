@@ -37,9 +37,11 @@ SERVICES = {
     "call-log": (8081, "calls-call-log", "services/call-log", "call_log"),
     "dialer": (8082, "calls-dialer", "services/dialer", "dialer"),
     "recordings": (8083, "calls-recordings", "services/recordings", "recordings"),
+    "webhooks": (8084, "calls-webhooks", "services/webhooks", "webhooks"),
 }
 SIMULATOR = ("carrier-sim", (8090, "carrier-sim", "tools/carrier-simulator", "carrier_sim"))
-MIGRATING = ["gateway", "dialer", "call-log", "recordings"]  # images with migrations, in order
+# images with migrations, in order
+MIGRATING = ["gateway", "dialer", "call-log", "recordings", "webhooks"]
 AUTOSCALED = {"api-gateway", "call-log"}
 # Secrets the database and broker operators write, by the custom resource that makes them
 OPERATOR_SECRETS = {

@@ -7,6 +7,7 @@ data: not in lists, details, batches or recordings."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ class Tenant:
     call_id: str = ""
     call_sid: str = ""
     batch_id: str = ""
+    webhook_endpoint_id: str = ""
     # strings that identify this tenant's data; none may appear in another tenant's answers
     secrets: set[str] = field(default_factory=set)
 
@@ -88,7 +90,16 @@ async def _tenant(http: aiohttp.ClientSession, system: Any) -> Tenant:
         f"{gateway}/calls/batch", json={"to_numbers": batch_numbers}, headers=t.jwt
     ) as r:
         t.batch_id = (await _json(r, 202))["batch_id"]
+    async with http.post(
+        f"{gateway}/webhook-endpoints",
+        # a type nothing in the matrix causes: no delivery is ever attempted
+        json={"url": f"http://127.0.0.1:9/{org}", "events": ["batch.canceled"]},
+        headers=t.jwt,
+    ) as r:
+        webhook = await _json(r, 201)
+    t.webhook_endpoint_id = webhook["id"]
     t.secrets |= {org, t.agent_id, agent_number, callee, t.call_id, t.batch_id, *batch_numbers}
+    t.secrets |= {t.webhook_endpoint_id, webhook["secret"]}
     return t
 
 
@@ -135,6 +146,17 @@ def endpoints(t: Tenant) -> Iterator[tuple[str, str, Any]]:
     yield "GET", "/api-keys", None
     yield "POST", "/api-keys", {"name": "x"}
     yield "DELETE", f"/api-keys/{uuid.uuid4()}", None
+    hooks = f"/webhook-endpoints/{t.webhook_endpoint_id}"
+    yield "GET", "/webhook-endpoints", None
+    yield "POST", "/webhook-endpoints", {"url": "http://127.0.0.1:9/x", "events": ["call.ended"]}
+    yield "GET", hooks, None
+    yield "PATCH", hooks, {"enabled": False}
+    yield "GET", f"{hooks}/deliveries", None
+    yield "POST", f"{hooks}/deliveries/{uuid.uuid4()}/redeliver", None
+    yield "POST", f"{hooks}/rotate-secret", None
+    yield "POST", f"{hooks}/test", None
+    yield "POST", f"{hooks}/replay", {"since": "2026-01-01T00:00:00Z"}
+    yield "DELETE", hooks, None
 
 
 ENDPOINTS = [(m, p) for m, p, _ in endpoints(Tenant(org="", jwt={}))]
@@ -238,11 +260,24 @@ OTHER_ORG: dict[tuple[str, str], tuple[int, int]] = {
     ("GET", "/api-keys"): (200, 403),
     ("POST", "/api-keys"): (201, 403),
     ("DELETE", "/api-keys/{id}"): (404, 403),
+    # webhook endpoints need webhooks:manage, which the tenants' keys were not given
+    ("GET", "/webhook-endpoints"): (200, 403),
+    ("POST", "/webhook-endpoints"): (201, 403),
+    ("GET", "/webhook-endpoints/{id}"): (404, 403),
+    ("PATCH", "/webhook-endpoints/{id}"): (404, 403),
+    ("GET", "/webhook-endpoints/{id}/deliveries"): (404, 403),
+    ("POST", "/webhook-endpoints/{id}/deliveries/{delivery}/redeliver"): (404, 403),
+    ("POST", "/webhook-endpoints/{id}/rotate-secret"): (404, 403),
+    ("POST", "/webhook-endpoints/{id}/test"): (404, 403),
+    ("POST", "/webhook-endpoints/{id}/replay"): (404, 403),
+    ("DELETE", "/webhook-endpoints/{id}"): (404, 403),
 }
 
 
 def _kind(a: Tenant, path: str) -> str:
     path = path.replace(a.call_id, "{id}").replace(a.batch_id, "{id}")
+    path = path.replace(a.webhook_endpoint_id, "{id}")
+    path = re.sub(r"/deliveries/[0-9a-f-]{36}/", "/deliveries/{delivery}/", path)
     if path.startswith("/calls?search"):
         return "/calls?search"
     if path.startswith("/api-keys/"):
@@ -251,7 +286,13 @@ def _kind(a: Tenant, path: str) -> str:
 
 
 def test_the_matrix_covers_every_endpoint() -> None:
-    t = Tenant(org="o", jwt={}, call_id=str(uuid.uuid4()), batch_id=f"batch-{uuid.uuid4().hex}")
+    t = Tenant(
+        org="o",
+        jwt={},
+        call_id=str(uuid.uuid4()),
+        batch_id=f"batch-{uuid.uuid4().hex}",
+        webhook_endpoint_id=str(uuid.uuid4()),
+    )
     assert {(m, _kind(t, p)) for m, p, _ in endpoints(t)} == set(OTHER_ORG)
 
 
@@ -307,7 +348,7 @@ async def test_read_only_key_reads_but_every_write_is_403_and_appends_nothing(
         for method, path, body in endpoints(a):
             status, raw = await _call(http, system, method, path, body, a.read_only_key)
             if method in ("GET", "HEAD"):
-                expected = 403 if path.startswith("/api-keys") else 200
+                expected = 403 if path.startswith(("/api-keys", "/webhook-endpoints")) else 200
             else:
                 expected = 403
             assert status == expected, (method, path, raw)

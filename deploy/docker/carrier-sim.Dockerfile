@@ -33,6 +33,7 @@ COPY services/api-gateway/pyproject.toml services/api-gateway/
 COPY services/call-log/pyproject.toml services/call-log/
 COPY services/dialer/pyproject.toml services/dialer/
 COPY services/recordings/pyproject.toml services/recordings/
+COPY services/webhooks/pyproject.toml services/webhooks/
 COPY tools/carrier-simulator/pyproject.toml tools/carrier-simulator/
 COPY tools/callsctl/pyproject.toml tools/callsctl/
 # --- per service ------------------------------------------------------------------------------

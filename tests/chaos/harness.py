@@ -339,7 +339,7 @@ def _prepare(
         service.log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (Service.close)
     if not migrate:
         return
-    for module in ("gateway", "dialer", "call_log", "recordings"):
+    for module in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
         subprocess.run(
             [sys.executable, "-m", module, "migrate"],
             env={**os.environ, **env},
@@ -363,7 +363,7 @@ async def prepare_system(
     start them with `start_system`, or one by one with `chaos.restart(name)`. With
     `relay_process`, the outbox relay runs as a process of its own (`relay`, python -m
     calls_platform.relay) instead of inside the services."""
-    names = ("gateway", "call_log", "dialer", "recordings", "simulator")
+    names = ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
     ports = {name: free_port() for name in names}
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -378,6 +378,7 @@ async def prepare_system(
         "call-log": Service("call-log", "call_log", ports["call_log"], env),
         "gateway": Service("gateway", "gateway", ports["gateway"], env),
         "recordings": Service("recordings", "recordings", ports["recordings"], env),
+        "webhooks": Service("webhooks", "webhooks", ports["webhooks"], env),
     }
     for index in range(dialers):
         name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"

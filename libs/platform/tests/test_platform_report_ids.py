@@ -12,7 +12,7 @@ RECORDING = "RE" + "0123456789abcdef" * 2
 
 
 def test_a_recording_report_id_is_the_gateways_callback_id() -> None:
-    # what services/api-gateway/src/gateway/webhooks.py derives for a recording callback:
+    # what services/api-gateway/src/gateway/carrier_callbacks.py derives for a recording callback:
     # deterministic_event_id("recording", str(call_id), recording_sid, status)
     assert recording_reported_id(CALL_ID, RECORDING, "completed") == deterministic_event_id(
         "recording", str(CALL_ID), RECORDING, "completed"

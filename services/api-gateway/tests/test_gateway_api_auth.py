@@ -40,6 +40,28 @@ PROTECTED = [
     ("POST", "/calls/{call_id}/conversation", f"/calls/{CALL_ID}/conversation"),
     ("GET", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
     ("DELETE", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
+    ("POST", "/webhook-endpoints", "/webhook-endpoints"),
+    ("GET", "/webhook-endpoints", "/webhook-endpoints"),
+    ("GET", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
+    ("PATCH", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
+    ("DELETE", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
+    (
+        "POST",
+        "/webhook-endpoints/{endpoint_id}/rotate-secret",
+        f"/webhook-endpoints/{CALL_ID}/rotate-secret",
+    ),
+    ("POST", "/webhook-endpoints/{endpoint_id}/test", f"/webhook-endpoints/{CALL_ID}/test"),
+    (
+        "GET",
+        "/webhook-endpoints/{endpoint_id}/deliveries",
+        f"/webhook-endpoints/{CALL_ID}/deliveries",
+    ),
+    (
+        "POST",
+        "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+        f"/webhook-endpoints/{CALL_ID}/deliveries/{CALL_ID}/redeliver",
+    ),
+    ("POST", "/webhook-endpoints/{endpoint_id}/replay", f"/webhook-endpoints/{CALL_ID}/replay"),
 ]
 PUBLIC_PREFIXES = (
     "/healthz",
@@ -107,7 +129,7 @@ async def test_route_answers_401_json_without_a_valid_token(
     gateway: Any, method: str, path: str, kind: str
 ) -> None:
     authorization = bad_authorization(kind, gateway.settings.jwt_secret)
-    body: Any = {"to_number": "+14155550100"} if method in ("POST", "PUT") else None
+    body: Any = {"to_number": "+14155550100"} if method in ("POST", "PUT", "PATCH") else None
     head = await gateway.head()
     response = await gateway.client.request(method, path, json=body, headers=authorization)
     assert response.status == 401

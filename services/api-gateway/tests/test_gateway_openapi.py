@@ -11,10 +11,23 @@ from typing import Any
 import pytest
 from aiohttp import web
 from call_log.queries import ListQuery
-from calls_events import BATCH_CALL_STATUSES, CALL_STATUSES, CARRIER_STATUSES, OUTCOMES
+from calls_events import (
+    BATCH_CALL_STATUSES,
+    CALL_STATUSES,
+    CARRIER_STATUSES,
+    OUTCOMES,
+    WEBHOOK_EVENT_TYPES,
+)
 from calls_platform import asyncapi
 from gateway import campaign_models, models, schemas
-from gateway.openapi import OPERATIONS, REF, build_openapi, parameter_schema, render
+from gateway.openapi import (
+    OPERATIONS,
+    REF,
+    build_openapi,
+    parameter_schema,
+    render,
+    webhook_payload_schemas,
+)
 from openapi_spec_validator import validate
 from pydantic import BaseModel
 
@@ -75,6 +88,9 @@ def test_every_request_body_is_the_json_schema_of_the_model_that_validates_it() 
         models.CreateApiKey,
         campaign_models.DoNotCallBody,
         campaign_models.CallingPolicyBody,
+        models.CreateWebhookEndpoint,
+        models.UpdateWebhookEndpoint,
+        models.ReplayWebhooks,
     }
     for op in bodies:
         assert op.body is not None
@@ -237,3 +253,26 @@ async def test_docs_page_is_served_without_credentials_and_needs_nothing_from_ou
         body = await fetched.read()
         assert fetched.status == 200, asset
         assert len(body) > 0, asset
+
+
+def test_committed_webhook_message_schemas_are_current() -> None:
+    directory = REPO / "docs" / "events" / "webhooks"
+    committed = {p.name.removesuffix(".schema.json") for p in directory.glob("*.schema.json")}
+    schemas_now = webhook_payload_schemas()
+    assert committed == set(schemas_now), "run `make openapi`"
+    for event_type, schema in schemas_now.items():
+        on_disk = json.loads((directory / f"{event_type}.schema.json").read_text())
+        assert on_disk == schema, f"{event_type}.schema.json is stale: run `make openapi`"
+
+
+def test_every_webhook_message_type_is_in_the_webhooks_section() -> None:
+    document = build_openapi()
+    assert set(document["webhooks"]) == set(WEBHOOK_EVENT_TYPES)
+    for event_type, item in document["webhooks"].items():
+        body = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        model = body.rsplit("/", 1)[1]
+        assert model in document["components"]["schemas"]
+        expected = (
+            "WebhookBatchMessage" if event_type.startswith("batch.") else "WebhookCallMessage"
+        )
+        assert model == expected

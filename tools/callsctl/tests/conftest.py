@@ -24,7 +24,7 @@ ORG = "org_callsctl"
 def ctl_database_url(database_factory: Callable[[str], str], ctl_amqp_url: str) -> str:
     """One database for the CLI tests, migrated by `python -m <service> migrate` for each."""
     url = database_factory("callsctl")
-    for package in ("gateway", "dialer", "call_log", "recordings"):
+    for package in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
         subprocess.run(
             [sys.executable, "-m", package, "migrate"],
             env={**os.environ, "DATABASE_URL": url, "AMQP_URL": ctl_amqp_url},

@@ -1,6 +1,6 @@
 """The operator CLI against the real PostgreSQL and RabbitMQ (this run's own database and
 vhost): every command's help, migrations, status figures, projection rebuild, dead letters,
-tailing a call's events, creating API keys."""
+tailing a call's events, creating API keys, webhooks."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from calls_platform import amqp, eventstore, topology
 from calls_platform.db import connect
 from callsctl.cli import cli
 from click.testing import CliRunner
+from webhooks import store as webhooks_store
+from webhooks.domain import Message
 
 from .conftest import ORG, Invoke, call_events, parse_json
 
@@ -43,6 +45,10 @@ COMMANDS = [
     ["replay"],
     ["api-keys"],
     ["api-keys", "create"],
+    ["webhooks"],
+    ["webhooks", "list"],
+    ["webhooks", "backlog"],
+    ["webhooks", "redeliver"],
 ]
 
 
@@ -448,3 +454,65 @@ def test_callsctl_replay_refills_a_recreated_queue_with_what_its_bindings_select
     taken = asyncio.run(_take_all(vhost, topology.DIALER_REQUESTS))
     # the window (position 3), then the recent ones (3 and 5)
     assert [m.message_id for m in taken] == [str(e.event_id) for e in [requests[1], *requests[1:]]]
+
+
+async def _webhook_endpoint_with_a_failed_delivery(url: str, org: str) -> tuple[str, str]:
+    """An endpoint (made the way the webhooks service makes them) whose one delivery failed."""
+    now = datetime.now(UTC)
+    conn = await connect(url)
+    async with conn:
+        endpoint = await webhooks_store.create_endpoint(
+            conn,
+            organization_id=org,
+            url="https://hooks.example.com/calls",
+            events=["call.queued"],
+            description=None,
+            secret_sealed="sealed",
+            now=now - timedelta(minutes=5),
+        )
+        message = Message(
+            id="msg_" + uuid.uuid4().hex,
+            type="call.queued",
+            sequence_key=f"call-{uuid.uuid4()}",
+            position=1,
+            created_at=now - timedelta(minutes=2),
+            organization_id=org,
+        )
+        await webhooks_store.add_deliveries(
+            conn, message, [endpoint["id"]], {"x": 1}, now=now - timedelta(minutes=2)
+        )
+        await conn.execute(
+            "UPDATE webhooks.deliveries SET state = 'failed' WHERE endpoint_id = %s",
+            (endpoint["id"],),
+        )
+        cur = await conn.execute(
+            "SELECT id FROM webhooks.deliveries WHERE endpoint_id = %s", (endpoint["id"],)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+    return str(endpoint["id"]), str(row["id"])
+
+
+def test_callsctl_webhooks_lists_endpoints_backlog_and_redelivers(
+    callsctl: Invoke, ctl_database_url: str
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    endpoint_id, delivery_id = asyncio.run(
+        _webhook_endpoint_with_a_failed_delivery(ctl_database_url, org)
+    )
+    listed = parse_json(callsctl("webhooks", "list", "--json"))
+    mine = [e for e in listed if e["id"] == endpoint_id]
+    assert [(e["organization_id"], e["url"]) for e in mine] == [
+        (org, "https://hooks.example.com/calls")
+    ]
+    assert "sealed" not in json.dumps(mine)  # the stored secret never leaves
+    assert "secret" not in mine[0]
+    backlog = {r["endpoint_id"]: r for r in parse_json(callsctl("webhooks", "backlog", "--json"))}
+    assert backlog[endpoint_id]["pending"] == 0  # given up: not pending
+    again = parse_json(callsctl("webhooks", "redeliver", delivery_id))
+    assert again["status"] == "pending"
+    backlog = {r["endpoint_id"]: r for r in parse_json(callsctl("webhooks", "backlog", "--json"))}
+    assert backlog[endpoint_id]["pending"] == 1
+    assert backlog[endpoint_id]["oldest_pending_age_seconds"] >= 100
+    assert org in callsctl("webhooks", "backlog").stdout
+    callsctl("webhooks", "redeliver", str(uuid.uuid4()), expect=1)

@@ -51,10 +51,17 @@ from .vocabulary import (
     is_placeholder_call_sid,
     placeholder_call_sid,
 )
+from .webhooks import (
+    BATCH_WEBHOOK_EVENT_TYPES,
+    WEBHOOK_EVENT_DESCRIPTIONS,
+    WEBHOOK_EVENT_TYPES,
+    WebhookEventType,
+)
 
 __all__ = [
     "BATCH_CALL_STATUSES",
     "BATCH_STATUSES",
+    "BATCH_WEBHOOK_EVENT_TYPES",
     "CALL_STATUSES",
     "CARRIER_PROGRESS",
     "CARRIER_STATUSES",
@@ -63,6 +70,8 @@ __all__ = [
     "RECORDING_SID",
     "TERMINAL_CALL_STATUSES",
     "TERMINAL_CARRIER_STATUSES",
+    "WEBHOOK_EVENT_DESCRIPTIONS",
+    "WEBHOOK_EVENT_TYPES",
     "WEEKDAYS",
     "BatchCallStatus",
     "BatchCancelRequested",
@@ -101,6 +110,7 @@ __all__ = [
     "Schedule",
     "TranscriptTurn",
     "UnknownEventType",
+    "WebhookEventType",
     "Weekday",
     "call_stream",
     "calling_policy_stream",

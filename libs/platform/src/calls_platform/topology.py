@@ -31,6 +31,7 @@ from calls_events import (
     DoNotCallAdded,
     DoNotCallRemoved,
     RecordingReported,
+    event_types,
 )
 
 from . import amqp
@@ -65,6 +66,7 @@ DIALER_REQUESTS: Final = "dialer.requests"
 DIALER_CONTROL: Final = "dialer.control"
 RECORDINGS_REQUESTS: Final = "recordings.requests"
 GATEWAY_INBOX: Final = "gateway.inbox"
+WEBHOOKS_EVENTS: Final = "webhooks.events"
 
 QUEUES: Final[tuple[QueueSpec, ...]] = (
     # calls to dial, carrier reports that reveal a lost answer's SID (and that a recorded call
@@ -93,6 +95,11 @@ QUEUES: Final[tuple[QueueSpec, ...]] = (
     QueueSpec(
         GATEWAY_INBOX, (ConversationReported.TYPE,), exchange=INBOX_EXCHANGE, owner="gateway"
     ),
+    # every event type: the webhooks service follows each call's stream version by version
+    # (a missing one is a gap the stream waits on). Note that this queue takes every event, so
+    # the broker never returns one: a deleted consumer queue is made up for by that consumer's
+    # intake watchdog (or `callsctl replay`), not by the relay holding.
+    QueueSpec(WEBHOOKS_EVENTS, tuple(sorted(event_types())), owner="webhooks"),
 )
 
 

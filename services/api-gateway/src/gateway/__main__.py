@@ -46,6 +46,7 @@ from .context import (
     SETTINGS,
     TWILIO_VALIDATORS,
     VERIFIER,
+    WEBHOOKS,
 )
 from .models import CreateApiKey
 from .ratelimit import Limit, RateLimiter
@@ -132,6 +133,10 @@ def create_app(settings: Settings) -> web.Application:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
             auto_decompress=False,
         )
+        # a test message waits for the customer's endpoint (up to its delivery timeout)
+        app[WEBHOOKS] = aiohttp.ClientSession(
+            base_url=settings.webhooks_url, timeout=aiohttp.ClientTimeout(total=30)
+        )
         broker = await amqp.connect(settings.amqp_url)
         broker_health.watch(broker)
         channel = await broker.channel()
@@ -151,6 +156,7 @@ def create_app(settings: Settings) -> web.Application:
         await broker.close()
         await app[CALL_LOG].close()
         await app[RECORDINGS].close()
+        await app[WEBHOOKS].close()
         await limiter_pool.close()
         await auth_pool.close()
         await pool.close()

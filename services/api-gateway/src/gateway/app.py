@@ -13,13 +13,14 @@ from . import (
     batch_control,
     calling_policy,
     calls,
+    carrier_callbacks,
     conversations,
     do_not_call,
     reads,
     recordings,
-    webhooks,
+    webhook_endpoints,
 )
-from .auth import READ, WRITE, Principal, Unauthenticated
+from .auth import READ, WEBHOOKS_MANAGE, WRITE, Principal, Unauthenticated
 from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
 from .validation import BadRequest
@@ -64,7 +65,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except Unauthenticated as exc:
         return json_error(401, "unauthorized", str(exc), headers=_CHALLENGE)
     is_write = request.method not in _READ_METHODS
-    needed = WRITE if is_write else READ
+    if request.path.startswith(webhook_endpoints.PREFIX):
+        needed = WEBHOOKS_MANAGE
+    else:
+        needed = WRITE if is_write else READ
     if needed not in who.scopes:
         return json_error(403, "insufficient_scope", f"this API key lacks the {needed} scope")
     if is_write:
@@ -116,7 +120,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/calls/{call_id}/conversation", conversations.report_conversation)
     r.add_get("/calls/{call_id}/recording", recordings.get_recording)
     r.add_delete("/calls/{call_id}/recording", recordings.delete_recording)
-    r.add_post("/webhooks/twilio/status", webhooks.call_status)
-    r.add_post("/webhooks/twilio/recording", webhooks.recording_status)
-    r.add_post("/webhooks/twilio/voice", webhooks.incoming_call)
+    webhook_endpoints.setup_routes(app)
+    r.add_post("/webhooks/twilio/status", carrier_callbacks.call_status)
+    r.add_post("/webhooks/twilio/recording", carrier_callbacks.recording_status)
+    r.add_post("/webhooks/twilio/voice", carrier_callbacks.incoming_call)
     setup_docs(app)  # GET /openapi.json, GET /docs

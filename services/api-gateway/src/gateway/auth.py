@@ -17,7 +17,10 @@ import jwt
 
 READ: Final = "calls:read"
 WRITE: Final = "calls:write"
-SCOPES: Final = frozenset({READ, WRITE})
+# the /webhook-endpoints routes, reads and writes alike (a key that reads calls need not see
+# or change where they are pushed)
+WEBHOOKS_MANAGE: Final = "webhooks:manage"
+SCOPES: Final = frozenset({READ, WRITE, WEBHOOKS_MANAGE})
 
 ALGORITHMS: Final = ("HS256", "RS256", "ES256")
 

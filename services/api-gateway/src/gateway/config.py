@@ -31,6 +31,7 @@ class Settings:
     agent_stream_url: str = "wss://agent-runtime.invalid/stream"
     # the recordings service's internal API (recordings are streamed through the gateway)
     recordings_url: str = "http://127.0.0.1:8083"
+    webhooks_url: str = "http://127.0.0.1:8084"
     # JWT verification (see docs/security.md): HS256 with jwt_secret (and a previous secret
     # while rotating), or RS256/ES256 with a PEM public key or a JWKS.
     jwt_algorithm: str = "HS256"
@@ -70,6 +71,7 @@ class Settings:
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             agent_stream_url=env.get("AGENT_STREAM_URL", "wss://agent-runtime.invalid/stream"),
             recordings_url=env.get("RECORDINGS_URL", "http://127.0.0.1:8083").rstrip("/"),
+            webhooks_url=env.get("WEBHOOKS_URL", "http://127.0.0.1:8084").rstrip("/"),
             jwt_algorithm=env.get("JWT_ALGORITHM", "HS256"),
             jwt_previous_secret=env.get("JWT_PREVIOUS_SECRET", ""),
             jwt_public_key=_value_or_file(env, "JWT_PUBLIC_KEY"),

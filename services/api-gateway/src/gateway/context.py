@@ -19,6 +19,7 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier")
 CALL_LOG: web.AppKey[aiohttp.ClientSession] = web.AppKey("call_log_client")
 RECORDINGS: web.AppKey[aiohttp.ClientSession] = web.AppKey("recordings_client")
+WEBHOOKS: web.AppKey[aiohttp.ClientSession] = web.AppKey("webhooks_client")
 # the current auth token first, then the previous one while a rotation is under way
 TWILIO_VALIDATORS: web.AppKey[tuple[RequestValidator, ...]] = web.AppKey("twilio_validators")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")

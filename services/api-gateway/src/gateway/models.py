@@ -5,10 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from calls_events import E164, ProviderUse, TranscriptTurn
+from calls_events import (
+    E164,
+    WEBHOOK_EVENT_TYPES,
+    ProviderUse,
+    TranscriptTurn,
+    WebhookEventType,
+)
 from calls_events.conversations import Name as ProviderName
 from calls_events.schedules import zone_checked
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -116,7 +123,7 @@ class ReportConversation(_Body):
     ended_by: Literal["caller", "agent"] | None = None
 
 
-Scope = Literal["calls:read", "calls:write"]
+Scope = Literal["calls:read", "calls:write", "webhooks:manage"]
 
 
 def _every_scope() -> list[Scope]:
@@ -128,5 +135,40 @@ class CreateApiKey(_Body):
     scopes: list[Scope] = Field(
         default_factory=_every_scope,
         min_length=1,
-        description="what the key may do: calls:read (GET) and/or calls:write (POST, PUT, DELETE)",
+        description="what the key may do: calls:read (GET), calls:write (POST, PUT, DELETE),"
+        " webhooks:manage (the /webhook-endpoints routes; not given unless asked for)",
+    )
+
+
+# --- webhook endpoints (validated here for a clear 4xx, and again by the webhooks service,
+# which also checks where the URL resolves) ---
+
+WebhookUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+WebhookEvents = Annotated[
+    list[WebhookEventType], Field(min_length=1, max_length=len(WEBHOOK_EVENT_TYPES))
+]
+WebhookDescription = Annotated[str, StringConstraints(max_length=500)]
+
+
+class CreateWebhookEndpoint(_Body):
+    url: WebhookUrl = Field(
+        description="where to POST the messages: https, and a public address (private, "
+        "loopback and link-local addresses are refused)"
+    )
+    events: WebhookEvents = Field(description="the event types to receive")
+    description: WebhookDescription | None = None
+
+
+class UpdateWebhookEndpoint(_Body):
+    url: WebhookUrl | None = None
+    events: WebhookEvents | None = None
+    description: WebhookDescription | None = None
+    enabled: StrictBool | None = Field(
+        default=None, description="false stops deliveries (they wait); true resumes them"
+    )
+
+
+class ReplayWebhooks(_Body):
+    since: AwareDatetime = Field(
+        description="queue again every message of the endpoint's types since this moment"
     )

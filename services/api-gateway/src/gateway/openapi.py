@@ -6,7 +6,7 @@ the gateway serves its result at GET /openapi.json, `make openapi` writes it to
 docs/openapi.json, and test_gateway_openapi*.py keeps the table, the app's routes and the
 committed file in step.
 
-Carrier webhooks are documented too, tagged as carrier-facing: Twilio calls them with form
+Carrier callbacks are documented too, tagged as carrier-facing: Twilio calls them with form
 bodies and an `X-Twilio-Signature`, never with the client credentials.
 """
 
@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from calls_events import E164
+from calls_events import (
+    BATCH_WEBHOOK_EVENT_TYPES,
+    E164,
+    WEBHOOK_EVENT_DESCRIPTIONS,
+    WEBHOOK_EVENT_TYPES,
+)
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
@@ -76,6 +81,8 @@ PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
     "key_id": {"type": "string", "format": "uuid"},
     "batch_id": {"type": "string", "pattern": schemas.BATCH_ID_PATTERN},
     "number": {"type": "string", "pattern": E164, "description": "E.164; `%2B` for the `+`"},
+    "endpoint_id": {"type": "string", "format": "uuid"},
+    "delivery_id": {"type": "string", "format": "uuid"},
 }
 
 IDEMPOTENCY_KEY: Final = {
@@ -176,7 +183,28 @@ CAMPAIGNS: Final = "Campaign rules"
 RECORDINGS: Final = "Recordings"
 SETUP: Final = "Agents and caller ID"
 KEYS: Final = "API keys"
-CARRIER: Final = "Carrier webhooks"
+WEBHOOKS: Final = "Webhooks"
+CARRIER: Final = "Carrier callbacks"
+
+DELIVERY_QUERY: Final = (
+    _query(
+        "status",
+        "only deliveries in this state",
+        {"type": "string", "enum": ["pending", "delivered", "failed"]},
+    ),
+    _query(
+        "event_type",
+        "only messages of this type",
+        {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)},
+    ),
+    _query("call_id", "only this call's messages", {"type": "string", "format": "uuid"}),
+    _query("page", "page number", {"type": "integer", "minimum": 1, "default": 1}),
+    _query(
+        "page_size",
+        "deliveries per page",
+        {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    ),
+)
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
@@ -461,6 +489,142 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     ),
     Operation(
         "post",
+        "/webhook-endpoints",
+        "createWebhookEndpoint",
+        "Create a webhook endpoint",
+        WEBHOOKS,
+        body=models.CreateWebhookEndpoint,
+        replies=(
+            Reply(
+                201,
+                "The endpoint and its signing secret, shown this once.",
+                schemas.WebhookEndpointWithSecret,
+            ),
+        ),
+        errors=_write(502),
+        description="The URL must be https and resolve only to public addresses (a private, "
+        "loopback, link-local or metadata address is a `422` naming `url`), unless the "
+        "deployment sets `WEBHOOKS_ALLOW_PRIVATE=true`. Needs the `webhooks:manage` scope.",
+    ),
+    Operation(
+        "get",
+        "/webhook-endpoints",
+        "listWebhookEndpoints",
+        "List the organization's webhook endpoints",
+        WEBHOOKS,
+        replies=(Reply(200, "Every endpoint, oldest first.", schemas.WebhookEndpointList),),
+        errors=(502,),
+    ),
+    Operation(
+        "get",
+        "/webhook-endpoints/{endpoint_id}",
+        "getWebhookEndpoint",
+        "Get a webhook endpoint",
+        WEBHOOKS,
+        replies=(Reply(200, "The endpoint.", schemas.WebhookEndpoint),),
+        errors=(404, 502),
+    ),
+    Operation(
+        "patch",
+        "/webhook-endpoints/{endpoint_id}",
+        "updateWebhookEndpoint",
+        "Change a webhook endpoint",
+        WEBHOOKS,
+        body=models.UpdateWebhookEndpoint,
+        replies=(Reply(200, "The endpoint as changed.", schemas.WebhookEndpoint),),
+        errors=_write(404, 502),
+        description="Change `url`, `events`, `description`, or `enabled`: `false` holds its "
+        "deliveries (they wait), `true` resumes them and clears why it was disabled.",
+    ),
+    Operation(
+        "delete",
+        "/webhook-endpoints/{endpoint_id}",
+        "deleteWebhookEndpoint",
+        "Delete a webhook endpoint",
+        WEBHOOKS,
+        replies=(Reply(204, "Deleted, with its deliveries and their log."),),
+        errors=(404, 429, 502),
+    ),
+    Operation(
+        "post",
+        "/webhook-endpoints/{endpoint_id}/rotate-secret",
+        "rotateWebhookSecret",
+        "Rotate an endpoint's signing secret",
+        WEBHOOKS,
+        replies=(
+            Reply(
+                200,
+                "The endpoint and its new secret, shown this once.",
+                schemas.WebhookEndpointWithSecret,
+            ),
+        ),
+        errors=(404, 429, 502),
+        description="Messages are signed with the new secret from now on, and with the old "
+        "one too (two signatures in `webhook-signature`) until `previous_secret_expires_at` "
+        "(24 h by default), so a receiver can switch without refusing a message.",
+    ),
+    Operation(
+        "post",
+        "/webhook-endpoints/{endpoint_id}/test",
+        "testWebhookEndpoint",
+        "Send a test message",
+        WEBHOOKS,
+        replies=(Reply(200, "How the endpoint answered.", schemas.WebhookTestResult),),
+        errors=(404, 429, 502),
+        description="Sends one signed `webhook.test` message now (not retried, not logged).",
+    ),
+    Operation(
+        "get",
+        "/webhook-endpoints/{endpoint_id}/deliveries",
+        "listWebhookDeliveries",
+        "The endpoint's delivery log",
+        WEBHOOKS,
+        parameters=DELIVERY_QUERY,
+        replies=(
+            Reply(
+                200,
+                "Deliveries, newest first, each with its attempts.",
+                schemas.WebhookDeliveryPage,
+            ),
+        ),
+        errors=(404, 422, 502),
+    ),
+    Operation(
+        "post",
+        "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+        "redeliverWebhook",
+        "Send a delivery again",
+        WEBHOOKS,
+        replies=(
+            Reply(
+                202,
+                "Queued again (same message id); its earlier attempts stay in the log.",
+                schemas.WebhookDelivery,
+            ),
+        ),
+        errors=(404, 429, 502),
+    ),
+    Operation(
+        "post",
+        "/webhook-endpoints/{endpoint_id}/replay",
+        "replayWebhooks",
+        "Send the messages since a moment again",
+        WEBHOOKS,
+        body=models.ReplayWebhooks,
+        replies=(
+            Reply(
+                202,
+                "The replay started; deliveries appear in the log as they are queued.",
+                schemas.WebhookReplayStarted,
+            ),
+        ),
+        errors=_write(404, 502),
+        description="Re-reads the event store from the start and queues every message of the "
+        "endpoint's types whose event happened since `since`: one the endpoint never got is "
+        "queued, one it got is sent again (same message id). `batch.completed` is not replayed.",
+    ),
+    Operation(
+        "post",
         "/webhooks/twilio/status",
         "twilioCallStatus",
         "Twilio call status callback",
@@ -514,6 +678,11 @@ TAGS: Final = (
     {"name": RECORDINGS, "description": "Dual-channel call audio (WAV)."},
     {"name": SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
     {"name": KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},
+    {
+        "name": WEBHOOKS,
+        "description": "Signed, durable webhooks: where to push call and batch events (the "
+        "`webhooks` section lists the messages). Scope `webhooks:manage`.",
+    },
     {
         "name": CARRIER,
         "description": "Called by Twilio, not by clients: form bodies, authenticated by "
@@ -651,8 +820,88 @@ def _error_responses() -> dict[str, Any]:
     return out
 
 
+# The Standard Webhooks headers every message carries.
+WEBHOOK_HEADERS: Final = (
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "description": "The message id (`msg_…`), the same on every attempt, redelivery and "
+        "replay: deduplicate on it.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "description": "When this attempt was signed, in Unix seconds (refuse old ones).",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "description": "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, keyed with the "
+        "endpoint's secret; during a secret rotation two, space-separated (new and old).",
+        "schema": {"type": "string"},
+    },
+)
+
+
+def _message_model(event_type: str) -> type[BaseModel]:
+    if event_type in BATCH_WEBHOOK_EVENT_TYPES:
+        return schemas.WebhookBatchMessage
+    return schemas.WebhookCallMessage
+
+
+def _webhooks() -> dict[str, Any]:
+    """The OpenAPI 3.1 `webhooks` section: one operation per message type we send."""
+    out: dict[str, Any] = {}
+    for event_type in WEBHOOK_EVENT_TYPES:
+        model = _message_model(event_type)
+        out[event_type] = {
+            "post": {
+                "operationId": "webhook_" + event_type.replace(".", "_"),
+                "summary": event_type,
+                "description": WEBHOOK_EVENT_DESCRIPTIONS[event_type],
+                "tags": [WEBHOOKS],
+                "parameters": [dict(h) for h in WEBHOOK_HEADERS],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": {"$ref": REF.format(model=_name(model))}}},
+                },
+                "responses": {
+                    "2XX": {"description": "Delivered: it is not sent again."},
+                    "default": {
+                        "description": "408, 429 (with `Retry-After`) and 5xx, like a timeout "
+                        "or a refused connection, are retried with back-off for 24 h, in "
+                        "order per call; any other status gives the message up."
+                    },
+                },
+                "security": [],
+            }
+        }
+    return out
+
+
+def webhook_payload_schemas() -> dict[str, dict[str, Any]]:
+    """A standalone JSON Schema per message type (docs/events/webhooks/<type>.schema.json)."""
+    out: dict[str, dict[str, Any]] = {}
+    for event_type in WEBHOOK_EVENT_TYPES:
+        schema = _message_model(event_type).model_json_schema(mode="serialization")
+        schema["properties"]["type"] = {"const": event_type, "type": "string"}
+        schema["title"] = event_type
+        schema["description"] = WEBHOOK_EVENT_DESCRIPTIONS[event_type]
+        out[event_type] = schema
+    return out
+
+
 def _component_schemas(operations: Sequence[Operation]) -> dict[str, Any]:
-    wanted: dict[type[BaseModel], JsonSchemaMode] = {schemas.Error: "serialization"}
+    wanted: dict[type[BaseModel], JsonSchemaMode] = {
+        schemas.Error: "serialization",
+        schemas.WebhookCallMessage: "serialization",
+        schemas.WebhookBatchMessage: "serialization",
+    }
     for op in operations:
         if op.body is not None:
             wanted[op.body] = "validation"
@@ -679,6 +928,7 @@ def build_openapi(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any
         "tags": [dict(t) for t in TAGS],
         "security": _security("client"),
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _component_schemas(operations),
             "responses": responses,
@@ -706,8 +956,20 @@ def render() -> str:
     return json.dumps(build_openapi(), indent=2, ensure_ascii=False) + "\n"
 
 
+def write_webhook_schemas(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for event_type, schema in webhook_payload_schemas().items():
+        (directory / f"{event_type}.schema.json").write_text(
+            json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+
+
 def main() -> None:
-    """`python -m gateway.openapi [FILE]`: write the document to FILE, or print it."""
+    """`python -m gateway.openapi [FILE]`: write the document to FILE, or print it;
+    `python -m gateway.openapi --webhook-schemas DIR`: write each webhook message's schema."""
+    if len(sys.argv) > 2 and sys.argv[1] == "--webhook-schemas":
+        write_webhook_schemas(Path(sys.argv[2]))
+        return
     text = render()
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(text, encoding="utf-8")

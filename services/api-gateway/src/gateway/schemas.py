@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from calls_events import (
     BatchCallStatus,
@@ -22,12 +22,13 @@ from calls_events import (
     Outcome,
     ProviderUse,
     TranscriptTurn,
+    WebhookEventType,
 )
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from .models import PhoneNumber
 
-Scope = Literal["calls:read", "calls:write"]
+Scope = Literal["calls:read", "calls:write", "webhooks:manage"]
 
 BATCH_ID_PATTERN: Final = r"^batch-[0-9a-f]{32}$"
 BatchId = Annotated[
@@ -276,6 +277,111 @@ class ApiKeyCreated(_Response):
     prefix: str
     scopes: list[Scope]
     created_at: datetime
+
+
+class WebhookEndpoint(_Response):
+    """Where an organization's webhook messages are sent (never the signing secret)."""
+
+    id: uuid.UUID
+    url: str
+    description: str | None
+    events: list[WebhookEventType]
+    enabled: bool
+    disabled_reason: str | None = Field(
+        description="why the service disabled it (every attempt failing for 24 h); null when "
+        "enabled or disabled by a PATCH"
+    )
+    disabled_at: datetime | None
+    failing_since: datetime | None = Field(
+        description="the first failed attempt since the last success; null when not failing"
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        description="after a rotation: until then, messages are signed with the old secret too"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointWithSecret(WebhookEndpoint):
+    secret: str = Field(
+        description="the Standard Webhooks signing secret (`whsec_…`): shown this once, never again"
+    )
+
+
+class WebhookEndpointList(_Response):
+    items: list[WebhookEndpoint] = Field(description="oldest first")
+
+
+class WebhookAttempt(_Response):
+    number: int = Field(ge=1)
+    attempted_at: datetime
+    response_status: int | None = Field(description="null: no response (timeout, refused)")
+    latency_ms: int = Field(ge=0)
+    response_body_excerpt: str | None = Field(description="the first KiB of the response")
+    error: str | None = Field(description="why no response came")
+
+
+class WebhookDelivery(_Response):
+    """One message to one endpoint, with every attempt."""
+
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    message_id: str = Field(description="the `webhook-id` header and the payload's `id`")
+    event_type: WebhookEventType
+    call_id: uuid.UUID | None
+    batch_id: BatchId | None
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="failed: given up (refused with a 4xx, or failing for 24 h)"
+    )
+    attempt_count: int = Field(ge=0)
+    next_attempt_at: datetime | None = Field(description="when pending: the next attempt")
+    last_error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    payload: dict[str, Any] = Field(description="the message as sent (`data` as frozen)")
+    attempts: list[WebhookAttempt]
+
+
+class WebhookDeliveryPage(_Response):
+    items: list[WebhookDelivery] = Field(description="newest first")
+    total: int = Field(ge=0)
+    page: int = Field(ge=1)
+    page_size: int = Field(ge=1, le=100)
+
+
+class WebhookTestResult(_Response):
+    message_id: str
+    delivered: bool = Field(description="the endpoint answered 2xx")
+    response_status: int | None
+    latency_ms: int = Field(ge=0)
+    response_body_excerpt: str | None
+    error: str | None
+
+
+class WebhookReplayStarted(_Response):
+    endpoint_id: uuid.UUID
+    since: datetime
+    status: Literal["started"]
+
+
+class WebhookCallMessage(_Response):
+    """A call's webhook message: `data` is the call as GET /calls/{call_id} showed it when
+    the event was turned into a message (frozen: every attempt sends the same)."""
+
+    id: str = Field(description="the message id, also the `webhook-id` header: deduplicate on it")
+    type: WebhookEventType
+    created_at: datetime = Field(description="when the event happened")
+    data: Call
+
+
+class WebhookBatchMessage(_Response):
+    """A batch's webhook message (`batch.completed`, `batch.canceled`): `data` is the batch
+    as GET /calls/batch/{batch_id} showed it."""
+
+    id: str = Field(description="the message id, also the `webhook-id` header")
+    type: Literal["batch.completed", "batch.canceled"]
+    created_at: datetime
+    data: Batch
 
 
 class ListCallsQuery(BaseModel):

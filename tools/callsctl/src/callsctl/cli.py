@@ -37,6 +37,7 @@ from .migrate import migrate_all
 from .replay import NotReplayable, replay
 from .status import KNOWN_QUEUES, Status, gather_status
 from .tail import tail_call
+from .webhooks import WebhooksError, webhooks_admin
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -69,8 +70,8 @@ def _json(value: Any) -> None:
 )
 @click.pass_context
 def cli(ctx: click.Context, database_url: str, amqp_url: str) -> None:
-    """Operate the Calls backend: migrations, projections, lag, dead letters, event streams
-    and API keys."""
+    """Operate the Calls backend: migrations, projections, lag, dead letters, event streams,
+    API keys and webhooks."""
     ctx.obj = Settings(database_url=database_url, amqp_url=amqp_url)
 
 
@@ -393,6 +394,70 @@ def api_keys_create(settings: Settings, org: str, name: str, scopes: tuple[str, 
     except ApiKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     _json(created)
+
+
+@cli.group("webhooks")
+def webhooks() -> None:
+    """Customer webhooks (kept by the webhooks service): endpoints, backlog, redelivery."""
+
+
+def _webhooks(settings: Settings, *args: str) -> Any:
+    try:
+        return webhooks_admin(settings.database_url, *args)
+    except WebhooksError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def webhooks_list(settings: Settings, as_json: bool) -> None:
+    """Every organization's webhook endpoints (never their secrets)."""
+    endpoints = _webhooks(settings, "endpoints")
+    if as_json:
+        _json(endpoints)
+        return
+    table = Table("organization", "endpoint", "url", "events", "enabled", "failing since")
+    for e in endpoints:
+        enabled = "yes" if e["enabled"] else f"no: {e['disabled_reason'] or 'by the customer'}"
+        table.add_row(
+            e["organization_id"],
+            e["id"],
+            e["url"],
+            ", ".join(e["events"]),
+            enabled,
+            e["failing_since"] or "",
+        )
+    Console().print(table)
+
+
+@webhooks.command("backlog")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def webhooks_backlog(settings: Settings, as_json: bool) -> None:
+    """Deliveries not yet delivered or given up, and the oldest one's age, per endpoint."""
+    rows = _webhooks(settings, "backlog")
+    if as_json:
+        _json(rows)
+        return
+    table = Table("organization", "endpoint", "enabled", "pending", "oldest pending (s)")
+    for r in rows:
+        table.add_row(
+            r["organization_id"],
+            r["endpoint_id"],
+            "yes" if r["enabled"] else "no",
+            str(r["pending"]),
+            f"{r['oldest_pending_age_seconds']:.1f}",
+        )
+    Console().print(table)
+
+
+@webhooks.command("redeliver")
+@click.argument("delivery_id", type=click.UUID)
+@click.pass_obj
+def webhooks_redeliver(settings: Settings, delivery_id: uuid.UUID) -> None:
+    """Send a delivery again (same message id; a new retry period starts)."""
+    _json(_webhooks(settings, "redeliver", str(delivery_id)))
 
 
 def main() -> None:

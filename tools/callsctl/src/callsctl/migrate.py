@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Final
 
-SERVICE_PACKAGES: Final = ("gateway", "dialer", "call_log", "recordings")
+SERVICE_PACKAGES: Final = ("gateway", "dialer", "call_log", "recordings", "webhooks")
 
 
 def migrate_all(

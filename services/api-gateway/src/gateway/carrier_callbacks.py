@@ -1,4 +1,4 @@
-"""Carrier webhooks: status callbacks become CallStatusReported events, recording callbacks
+"""Carrier callbacks: status callbacks become CallStatusReported events, recording callbacks
 RecordingReported events; an incoming call to an agent's number becomes InboundCallReceived and
 is answered with TwiML that connects the caller to the voice-agent runtime.
 

@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1.7
+# Image of the webhooks service (workspace package calls-webhooks, module webhooks, port 8084).
+# Build from the repository root (the build context must be the uv workspace):
+#   docker build -f deploy/docker/webhooks.Dockerfile -t ghcr.io/example/calls-webhooks:dev .
+# Every *.Dockerfile in this directory follows the same pattern; only the block marked
+# "per service" differs. Keep them in step (tests/test_deploy_manifests.py checks the pattern).
+
+ARG PYTHON_IMAGE=python:3.11-slim
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
+
+# ---------------------------------------------------------------------------------------------
+# builder: resolve exactly what uv.lock pins for this one package, without dev dependencies,
+# into /app/.venv; workspace packages are installed as regular wheels (--no-editable), so the
+# runtime stage needs the virtual environment and nothing else from the source tree.
+FROM ${PYTHON_IMAGE} AS builder
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+
+# 1. Third-party dependencies only: this layer is rebuilt only when uv.lock or a pyproject.toml
+#    changes. uv needs every workspace member's pyproject.toml to read the workspace.
+COPY pyproject.toml uv.lock ./
+COPY libs/events/pyproject.toml libs/events/
+COPY libs/platform/pyproject.toml libs/platform/
+COPY services/api-gateway/pyproject.toml services/api-gateway/
+COPY services/call-log/pyproject.toml services/call-log/
+COPY services/dialer/pyproject.toml services/dialer/
+COPY services/recordings/pyproject.toml services/recordings/
+COPY services/webhooks/pyproject.toml services/webhooks/
+COPY tools/carrier-simulator/pyproject.toml tools/carrier-simulator/
+COPY tools/callsctl/pyproject.toml tools/callsctl/
+# --- per service ------------------------------------------------------------------------------
+ARG PACKAGE=calls-webhooks
+ARG PACKAGE_DIR=services/webhooks
+# -----------------------------------------------------------------------------------------------
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-workspace --package "${PACKAGE}"
+
+# 2. The shared libraries and this service's own source (not the other services').
+COPY libs/ libs/
+COPY ${PACKAGE_DIR}/ ${PACKAGE_DIR}/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the same Python base image, the virtual environment (owned by root, so the service
+# cannot modify its own code), and an unprivileged numeric user (Kubernetes' runAsNonRoot
+# can verify a numeric UID).
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 calls \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin calls
+COPY --from=builder /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LOG_FORMAT=json
+WORKDIR /app
+USER 10001:10001
+
+# --- per service ------------------------------------------------------------------------------
+ENV WEBHOOKS_HOST=0.0.0.0 \
+    WEBHOOKS_PORT=8084
+EXPOSE 8084
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('WEBHOOKS_PORT', '8084'), timeout=2)"]
+# `python -m webhooks` serves; `python -m webhooks migrate` applies its migrations.
+ENTRYPOINT ["python", "-m", "webhooks"]
+# -----------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Customer webhooks: signed, durable, in-order deliveries of call events."""
