@@ -389,7 +389,7 @@ async def test_a_batch_completes_once_and_a_transcript_is_announced(
     assert completed.json["data"]["batch_id"] == batch_id
     assert completed.json["data"]["total"] == 2
     # (ordered within the batch's own messages, not against its calls': its data has them all)
-    assert {c["status"] for c in completed.json["data"]["calls"]} <= {"completed", "failed"}
+    assert {c["call_status"] for c in completed.json["data"]["calls"]} <= {"completed", "failed"}
 
     call_id = next(
         m.json["data"]["call_id"] for m in receiver.received if m.json["type"] == "call.ended"
