@@ -22,8 +22,8 @@ from calls_platform.db import Pool, open_pool
 from calls_platform.notify import Listener
 from carrier_sim import SimConfig, create_app
 from dialer.__main__ import migrate
-from dialer.carrier import TwilioCarrier, TwilioSettings
 from dialer.dials import WORK_CHANNEL, enqueue
+from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"
 CARRIER_TIMEOUT_SECONDS = 2.0

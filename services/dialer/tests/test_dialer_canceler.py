@@ -20,7 +20,8 @@ from carrier_sim import SimConfig, create_app
 from carrier_sim.scenarios import LONG_CALL_NUMBER, LONG_RING_NUMBER
 from dialer import dials
 from dialer.canceler import CarrierCanceler
-from dialer.carrier import CancelRefused, DialRequest, Placed, TwilioCarrier
+from dialer.carrier import CancelRefused, DialRequest, Placed
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
 
 pytestmark = pytest.mark.integration

@@ -11,17 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from dialer.carrier import (
-    Ambiguous,
-    DialRequest,
-    Placed,
-    Rejected,
-    Throttled,
-    TwilioCarrier,
-    Unsent,
-    carrier_message,
-    classify_rest_error,
-)
+from dialer.carrier import Ambiguous, DialRequest, Placed, Rejected, Throttled, Unsent
+from dialer.twilio_carrier import TwilioCarrier, carrier_message, classify_rest_error
 
 FROM_NUMBER = "+15017122661"
 

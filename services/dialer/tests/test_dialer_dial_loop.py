@@ -12,8 +12,8 @@ from calls_events import CallFailed, CallInitiated
 from calls_platform.db import Pool, open_pool
 from calls_platform.leader import run_as_leader
 from calls_platform.notify import Listener
-from dialer.carrier import TwilioCarrier
 from dialer.scheduler import DialLoop
+from dialer.twilio_carrier import TwilioCarrier
 from psycopg import sql
 
 pytestmark = pytest.mark.integration

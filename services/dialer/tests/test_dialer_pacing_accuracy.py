@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from calls_platform.db import Conn, Pool
 from calls_platform.notify import Listener
-from dialer.carrier import TwilioCarrier
 from dialer.scheduler import DialLoop
+from dialer.twilio_carrier import TwilioCarrier
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,8 @@ from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
 from dialer import dials
-from dialer.carrier import (
-    CarrierCall,
-    CarrierRecording,
-    DialRequest,
-    Placed,
-    TwilioCarrier,
-)
+from dialer.carrier import CarrierCall, CarrierRecording, DialRequest, Placed
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
 
 pytestmark = pytest.mark.integration

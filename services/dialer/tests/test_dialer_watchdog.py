@@ -10,7 +10,8 @@ import pytest
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
 from dialer import dials
-from dialer.carrier import DialRequest, Placed, TwilioCarrier
+from dialer.carrier import DialRequest, Placed
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
 
 pytestmark = pytest.mark.integration

@@ -23,11 +23,11 @@ from calls_platform.relay import start_relay
 from calls_platform.service import run_command, serve, stop_tasks
 
 from .canceler import CarrierCanceler
-from .carrier import TwilioCarrier
 from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import CANCEL_CHANNEL, WORK_CHANNEL
 from .scheduler import DialLoop
+from .twilio_carrier import TwilioCarrier
 from .watchdog import StaleCallWatchdog
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from calls_platform.service import DEFAULT_DATABASE_URL
 
-from .carrier import TwilioSettings
+from .twilio_carrier import TwilioSettings
 
 
 class ConfigError(Exception):
