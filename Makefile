@@ -40,7 +40,7 @@ fuzz: install services ## fuzz the gateway's served OpenAPI document at length (
 lint: install ## ruff and mypy
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
-	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src tools/callsctl/src
+	@$(UV) run mypy libs/events/src libs/platform/src libs/testing/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src tools/carrier-simulator/src tools/callsctl/src
 
 .PHONY: manifests
 manifests: install ## render every Kubernetes overlay and validate it offline (needs kubectl)

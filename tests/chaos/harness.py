@@ -27,9 +27,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import psycopg
+from calls_testing.system import Service, System, free_port
+from calls_testing.system import start_system as start_processes
+from carrier_sim.client import SimState
 from psycopg.rows import dict_row
 
-from tests.conftest import Service, System, free_port, system_env, wait_ready
+from tests.conftest import gateway_token
 
 CPS = 20  # DIALER_CPS of every chaos system: 200 calls take 10 s to dial
 BATCH_SIZE = 200
@@ -286,44 +289,24 @@ class ChaosSystem:
 
     def kill(self, name: str) -> float:
         """kill -9 a service; returns when it happened (time.time())."""
-        process = self.service(name).process
-        assert process is not None, f"{name} was never started"
-        assert process.poll() is None, f"{name} is not running"
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        return time.time()
+        return self.system.kill(name)
 
     async def restart(self, name: str) -> None:
-        self.service(name).start()
-        await self.ready(name)
+        await self.system.restart(name)
 
     async def ready(self, name: str) -> None:
-        await wait_ready(self.service(name).url)
+        await self.system.ready(name)
 
     def stop(self, name: str) -> None:
-        self.service(name).stop()
+        self.system.stop(name)
 
     def log_lines(self, name: str) -> list[str]:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace").splitlines() if path.exists() else []
+        return self.system.log_lines(name)
 
     def close(self) -> None:
         for service in self.system.services.values():
             service.stop(timeout=10)
             service.close()
-
-
-def _prepare(services: dict[str, Service], env: dict[str, str], log_dir: Path) -> None:
-    """Open each service's log, and migrate first, as `make up` does."""
-    for service in services.values():
-        service.log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (Service.close)
-    for module in ("gateway", "dialer", "call_log", "recordings"):
-        subprocess.run(
-            [sys.executable, "-m", module, "migrate"],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
 
 
 async def start_system(
@@ -335,31 +318,26 @@ async def start_system(
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> ChaosSystem:
-    names = ("gateway", "call_log", "dialer", "recordings", "simulator")
-    ports = {name: free_port() for name in names}
+    """The whole system for a scenario (calls_testing.system), with the chaos settings, its
+    logs in a directory of the scenario's own, every service ready."""
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
     recordings = log_dir / "recordings"
     recordings.mkdir()
-    env = {**system_env(database_url, amqp_url, ports, str(recordings)), **chaos_env()}
-    env.update(extra_env or {})
-    services = {
-        "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
-        "call-log": Service("call-log", "call_log", ports["call_log"], env),
-        "gateway": Service("gateway", "gateway", ports["gateway"], env),
-        "recordings": Service("recordings", "recordings", ports["recordings"], env),
-    }
-    for index in range(dialers):
-        name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"
-        port = ports["dialer"] if index == 0 else free_port()
-        services[name] = Service(name, "dialer", port, {**env, "DIALER_PORT": str(port)})
-    await asyncio.to_thread(_prepare, services, env, log_dir)
-    chaos = ChaosSystem(System(services), database_url, queues, env, log_dir)
+    system = await asyncio.to_thread(
+        start_processes,
+        database_url,
+        amqp_url,
+        str(recordings),
+        extra_env={**chaos_env(), **(extra_env or {})},
+        dialers=dialers,
+        log_dir=log_dir,
+        quiet_migrate=True,
+        issue_token=gateway_token,
+    )
+    chaos = ChaosSystem(system, database_url, queues, system.env, log_dir)
     try:
-        for service in services.values():
-            service.start()
-        for service in services.values():
-            await wait_ready(service.url)
+        await system.ready()
     except BaseException:
         chaos.close()
         raise
@@ -440,17 +418,14 @@ class Workload:
         return str(accepted["call_id"])
 
 
-async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> dict[str, Any]:
-    async with http.get(f"{chaos.simulator}/_sim/calls") as r:
-        body: dict[str, Any] = await r.json()
-        return body
+async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> SimState:
+    return await chaos.system.sim(http).state()
 
 
 async def set_faults(
     http: aiohttp.ClientSession, chaos: ChaosSystem, faults: dict[str, Any]
 ) -> None:
-    async with http.post(f"{chaos.simulator}/_sim/faults", json=faults) as r:
-        assert r.status == 200, await r.text()
+    await chaos.system.sim(http).set_faults(**faults)
 
 
 async def wait_for_dials(

@@ -19,6 +19,7 @@ from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import CHECKPOINT, OutboxRelay
+from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +139,7 @@ async def wait_for_checkpoint(store: Store, position: int) -> None:
 async def test_relay_publishes_each_event_once_and_resumes_from_its_checkpoint(
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     before = await store.append(events(org, 3))
 
     async with running_relay(store, broker):
@@ -163,7 +164,7 @@ async def test_relay_publishes_each_event_once_and_resumes_from_its_checkpoint(
 async def test_relayed_messages_are_persistent_routed_by_type_and_carry_the_envelope(
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     recorded = await store.append(events(org, 2))
 
     async with running_relay(store, broker):
@@ -211,7 +212,7 @@ async def drop_connection(vhost: str, name: str) -> None:
 async def test_relay_keeps_relaying_after_the_broker_drops_its_connection(
     store: Store, amqp_url: str, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     name = f"test-relay-{org}"
     vhost = urlsplit(amqp_url).path.removeprefix("/") or "/"
     appended: list[Envelope] = []

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from yarl import URL
 
 pytestmark = pytest.mark.integration
 
@@ -38,21 +37,13 @@ def callback(gateway: Any, status: str = "completed", **extra: str) -> dict[str,
     return params
 
 
-async def deliver(
-    gateway: Any, path: str, params: Any, headers: dict[str, str] | None = None
-) -> Any:
-    if headers is None:
-        headers = gateway.signed(path, params)
-    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
-
-
 async def test_signed_completed_callback_appends_recording_reported(gateway: Any, org: str) -> None:
     call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
     params = callback(gateway)
     head = await gateway.head()
 
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
 
     assert response.status == 204, await response.text()
     [event] = await gateway.events_after(head)
@@ -78,7 +69,7 @@ async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, 
     params = callback(gateway)
     head = await gateway.head()
     for _ in range(2):
-        response = await deliver(gateway, recording_path(call_id, org), params)
+        response = await gateway.deliver(recording_path(call_id, org), params)
         assert response.status == 204
     assert [e.event_type for e in await gateway.events_after(head)] == ["RecordingReported"]
 
@@ -88,7 +79,7 @@ async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: 
     params = callback(gateway, "absent", RecordingDuration="0")
     del params["RecordingUrl"]
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     assert (event.data["status"], event.data["recording_url"]) == ("absent", None)
@@ -97,9 +88,7 @@ async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: 
 async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
-    response = await deliver(
-        gateway, recording_path(call_id, org), callback(gateway, "in-progress")
-    )
+    response = await gateway.deliver(recording_path(call_id, org), callback(gateway, "in-progress"))
     assert response.status == 204
     assert await gateway.head() == head
 
@@ -121,7 +110,7 @@ async def test_forged_recording_callback_is_403_and_records_nothing(
         "signed for another call": gateway.signed(recording_path(str(uuid.uuid4()), org), params),
     }[forgery]
     head = await gateway.head()
-    response = await deliver(gateway, path, params, headers)
+    response = await gateway.deliver(path, params, headers)
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
     assert await gateway.head() == head
@@ -133,7 +122,7 @@ async def test_validly_signed_recording_callback_for_another_account_is_403(
     call_id = await gateway.place_call(org)
     params = callback(gateway, AccountSid="AC" + "0" * 32)
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 403
     assert await gateway.head() == head
 
@@ -144,7 +133,7 @@ async def test_recording_callback_for_an_unknown_call_is_404(
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (recording_path(str(uuid.uuid4()), org), recording_path(call_id, other_org)):
-        response = await deliver(gateway, path, callback(gateway))
+        response = await gateway.deliver(path, callback(gateway))
         assert response.status == 404
     assert await gateway.head() == head
 
@@ -169,7 +158,7 @@ async def test_unusable_recording_callback_is_422_and_records_nothing(
     call_id = await gateway.place_call(org)
     params = {**callback(gateway), **change}
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 422, await response.text()
     assert (await response.json())["error"]["code"] == "validation_error"
     assert await gateway.head() == head

@@ -14,7 +14,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
 from twilio.request_validator import RequestValidator
-from yarl import URL
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +42,6 @@ def callback(
     return params
 
 
-async def deliver(
-    gateway: Any, path: str, params: Any, headers: dict[str, str] | None = None
-) -> Any:
-    """POST the form to `path` byte for byte (no client-side re-encoding of the query)."""
-    if headers is None:
-        headers = gateway.signed(path, params)
-    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
-
-
 async def test_signed_callback_is_204_and_appends_call_status_reported(
     gateway: Any, org: str
 ) -> None:
@@ -66,7 +56,7 @@ async def test_signed_callback_is_204_and_appends_call_status_reported(
         SipResponseCode="200",
     )
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204, await response.text()
 
     [event] = await gateway.events_after(head)
@@ -95,7 +85,7 @@ async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) 
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for _ in range(2):
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     assert [e.event_type for e in await gateway.events_after(head)] == ["CallStatusReported"]
 
@@ -106,7 +96,7 @@ async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> 
     head = await gateway.head()
     for sequence, status in enumerate(["initiated", "ringing", "in-progress", "completed"]):
         params = callback(gateway, status, sequence, CallSid=call_sid)
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     events = await gateway.events_after(head)
     assert [e.data["carrier_status"] for e in events] == [
@@ -156,7 +146,7 @@ async def test_bad_signature_is_403_and_records_nothing(
     path = status_path(call_id, org)
     params = callback(gateway, "completed", 9, CallDuration="5")
     head = await gateway.head()
-    response = await deliver(gateway, path, params, _forgeries(gateway, path, params)[forgery])
+    response = await gateway.deliver(path, params, _forgeries(gateway, path, params)[forgery])
     assert response.status == 403
     error = (await response.json())["error"]
     assert error == {"code": "forbidden", "message": "invalid Twilio signature"}
@@ -174,7 +164,7 @@ async def test_validly_signed_callback_for_another_account_is_403(
     else:
         params["AccountSid"] = account_sid
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
     assert await gateway.head() == head
@@ -184,7 +174,7 @@ async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (status_path(str(uuid.uuid4()), org), status_path(call_id, other_org)):
-        response = await deliver(gateway, path, callback(gateway))
+        response = await gateway.deliver(path, callback(gateway))
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "not_found"
     assert await gateway.head() == head
@@ -204,8 +194,8 @@ async def test_signed_but_unusable_callback_is_422(
 ) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
-    response = await deliver(
-        gateway, path or status_path(call_id, org), {**callback(gateway), **params}
+    response = await gateway.deliver(
+        path or status_path(call_id, org), {**callback(gateway), **params}
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "validation_error"
@@ -216,7 +206,7 @@ async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
     gateway: Any, org: str
 ) -> None:
     head = await gateway.head()
-    response = await deliver(gateway, "/webhooks/twilio/status", callback(gateway))
+    response = await gateway.deliver("/webhooks/twilio/status", callback(gateway))
     assert response.status == 404
     assert await gateway.head() == head
 
@@ -227,7 +217,7 @@ async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org:
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for call_id in (first, second):
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     events = await gateway.events_after(head)
     assert [e.stream_id for e in events] == [f"call-{first}", f"call-{second}"]
@@ -252,7 +242,7 @@ async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: 
         gateway.settings.public_base_url + path, MultiValued(signing)
     )
     head = await gateway.head()
-    response = await deliver(gateway, path, fields, {"X-Twilio-Signature": signature})
+    response = await gateway.deliver(path, fields, {"X-Twilio-Signature": signature})
     assert response.status == 204, await response.text()
     assert len(await gateway.events_after(head)) == 1
 
@@ -264,7 +254,7 @@ async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
     path = status_path(call_id, org)
     assert "%3A" in path
     assert "%2F" in path
-    response = await deliver(gateway, path, callback(gateway))
+    response = await gateway.deliver(path, callback(gateway))
     assert response.status == 204, await response.text()
     call = await (await gateway.get(f"/calls/{call_id}", org)).json()
     assert call["status"] == "ringing"
@@ -274,7 +264,7 @@ async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> 
     call_id = await gateway.place_call(org)
     params = callback(gateway, Timestamp="Wed, 01 May 2024 12:00:00 -0000")
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     reported_at = datetime.fromisoformat(event.data["reported_at"])
@@ -285,7 +275,7 @@ async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> Non
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="-1")
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 422
     error = (await response.json())["error"]
     assert [d["field"] for d in error["details"]] == ["duration_seconds"]
@@ -297,7 +287,7 @@ async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any,
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="soon", SipResponseCode="")
     params["SequenceNumber"] = "x"
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     assert event.data["duration_seconds"] is None
@@ -317,7 +307,7 @@ async def test_signature_over_the_url_with_its_default_port_is_accepted(
         with_port, params
     )
     head = await gateway.head()
-    response = await deliver(gateway, path, params, {"X-Twilio-Signature": signature})
+    response = await gateway.deliver(path, params, {"X-Twilio-Signature": signature})
     assert response.status == 204
     assert len(await gateway.events_after(head)) == 1
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
 from calls_platform.notify import Listener
-from carrier_sim import SimConfig, create_app
+from calls_testing.simulator import LocalSimulator, local_simulator
+from carrier_sim import SimConfig
 from carrier_sim.scenarios import LONG_CALL_NUMBER, LONG_RING_NUMBER
 from dialer import dials
 from dialer.canceler import CarrierCanceler
@@ -143,36 +141,19 @@ async def test_the_carrier_refuses_to_cancel_an_ended_call(
 # --- calls the carrier keeps queued ------------------------------------------------------------
 
 
-@dataclass
-class QueueingSim:
+@pytest.fixture
+async def queueing_sim() -> AsyncIterator[LocalSimulator]:
     """A simulator that keeps every call queued for a minute (as Twilio does with calls
     created faster than the account's rate)."""
-
-    url: str
-    session: aiohttp.ClientSession
-
-    async def calls(self) -> list[dict[str, Any]]:
-        async with self.session.get(f"{self.url}/_sim/calls") as response:
-            calls: list[dict[str, Any]] = (await response.json())["calls"]
-            return calls
-
-
-@pytest.fixture
-async def queueing_sim() -> AsyncIterator[QueueingSim]:
     config = SimConfig(ring_seconds=0.05, talk_seconds=0.1, initiate_delay_seconds=60)
-    server = TestServer(create_app(config), host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield QueueingSim(str(server.make_url("")).rstrip("/"), session)
-    finally:
-        await server.close()
+    async with local_simulator(config) as sim:
+        yield sim
 
 
 async def test_a_call_queued_at_the_carrier_beyond_the_limit_is_canceled_there(
     pool: Pool,
     calls: Any,
-    queueing_sim: QueueingSim,
+    queueing_sim: LocalSimulator,
     make_carrier: Callable[..., TwilioCarrier],
 ) -> None:
     sim = queueing_sim

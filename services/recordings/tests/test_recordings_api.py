@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from calls_events import RecordingDeleted, RecordingStored
+from calls_testing import new_org_id
 from recordings.__main__ import create_app
 from recordings.config import Settings
 from recordings.domain import RetryPolicy
@@ -81,7 +82,7 @@ def store_recording(service: Service, reports: Any, sim: Any, wait: Any) -> Stor
 
     async def store() -> Stored:
         callback = await sim.recorded_call(channels="dual")
-        org = reports.new_org()
+        org = new_org_id()
         report = await reports.report(
             org,
             recording_url=callback["RecordingUrl"],
@@ -204,7 +205,7 @@ async def test_another_organizations_recording_is_not_found(
 
 
 async def test_an_absent_recording_is_not_found(service: Service, reports: Any, wait: Any) -> None:
-    org = reports.new_org()
+    org = new_org_id()
     report = await reports.report(org, recording_url=None, status="absent")
     sid = report.event().recording_sid
 
@@ -252,7 +253,7 @@ async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(
     service: Service, reports: Any, flaky: Any, wait: Any
 ) -> None:
     audio = flaky.wav_bytes(seconds=30)  # ~1 MB: many chunks
-    org = reports.new_org()
+    org = new_org_id()
     report = await reports.report(org, recording_url=flaky.plan(flaky.wav(audio)))
     path = service.path(org, report.event().call_id)
 

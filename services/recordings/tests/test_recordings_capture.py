@@ -18,6 +18,7 @@ import pytest
 from calls_events import CallCanceled, Envelope, RecordingFailed, RecordingStored, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool
+from calls_testing import new_org_id
 from prometheus_client import REGISTRY
 from recordings.consumer import RecordingCapture, UnexpectedEvent
 from recordings.domain import RetryPolicy, storage_key
@@ -72,7 +73,7 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
     capture: RecordingCapture, reports: Any, storage: LocalStorage, sim: Any, tmp_path: Path
 ) -> None:
     callback = await sim.recorded_call(channels="dual")
-    org = reports.new_org()
+    org = new_org_id()
     stored_before = downloads("stored")
     report = await reports.report(
         org,
@@ -111,7 +112,7 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
 async def test_the_stored_event_follows_the_report_in_its_call_stream(
     capture: RecordingCapture, reports: Any, pool: Pool, flaky: Any
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=flaky.plan(flaky.wav()))
+    report = await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav()))
 
     await capture(report)
 
@@ -128,7 +129,7 @@ async def test_the_stored_event_follows_the_report_in_its_call_stream(
 async def test_the_download_uses_the_accounts_basic_auth(
     capture: RecordingCapture, reports: Any, flaky: Any, sim: Any
 ) -> None:
-    await capture(await reports.report(reports.new_org(), recording_url=flaky.plan(flaky.wav())))
+    await capture(await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav())))
     assert flaky.authorizations[-1] == sim.auth["Authorization"]
 
 
@@ -136,7 +137,7 @@ async def test_the_same_report_twice_stores_once(
     capture: RecordingCapture, reports: Any, storage: LocalStorage, flaky: Any
 ) -> None:
     url = flaky.plan(flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
     await capture(report)
@@ -150,7 +151,7 @@ async def test_the_same_report_delivered_twice_at_once_is_downloaded_once(
     capture: RecordingCapture, reports: Any, flaky: Any
 ) -> None:
     url = flaky.plan(flaky.slowly(0.3))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await asyncio.gather(capture(report), capture(report))
 
@@ -163,7 +164,7 @@ async def test_another_report_of_a_stored_recording_changes_nothing(
 ) -> None:
     url = flaky.plan(flaky.wav())
     sid = url.rsplit("/", 1)[-1]
-    first = await reports.report(reports.new_org(), recording_url=url, recording_sid=sid)
+    first = await reports.report(new_org_id(), recording_url=url, recording_sid=sid)
     await capture(first)
     again = await reports.report(
         first.organization_id,
@@ -182,7 +183,7 @@ async def test_another_report_of_a_stored_recording_changes_nothing(
 async def test_an_absent_recording_is_recorded_absent_and_nothing_is_downloaded(
     capture: RecordingCapture, reports: Any, storage: LocalStorage
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=None, status="absent")
+    report = await reports.report(new_org_id(), recording_url=None, status="absent")
 
     await capture(report)
 
@@ -197,7 +198,7 @@ async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_downl
     capture: RecordingCapture, reports: Any, flaky: Any
 ) -> None:
     url = flaky.plan(flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url, status="failed")
+    report = await reports.report(new_org_id(), recording_url=url, status="failed")
 
     await capture(report)
     await capture(report)
@@ -225,7 +226,7 @@ async def test_transient_failures_are_retried_until_the_recording_is_stored(
     failing = flaky.cut_short() if kind == "cut short" else flaky.status(int(kind))
     retried_before = downloads("retried")
     url = flaky.plan(*[failing] * failures, flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
@@ -243,7 +244,7 @@ async def test_a_download_failing_every_time_ends_recording_failed_after_the_las
 ) -> None:
     failed_before = downloads("failed")
     url = flaky.plan(flaky.status(503))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
     await capture(report)  # redelivered: already settled, not tried again
@@ -270,7 +271,7 @@ async def test_a_recording_the_carrier_does_not_have_fails_at_once(
     capture: RecordingCapture, reports: Any, flaky: Any
 ) -> None:
     url = flaky.plan(flaky.status(404))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
@@ -285,7 +286,7 @@ async def test_an_unreachable_carrier_is_tried_again_then_given_up_on(
     with socket.socket() as refusing:  # bound, not listening: connections are refused
         refusing.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{refusing.getsockname()[1]}/Recordings/RE{'0' * 32}"
-        report = await reports.report(reports.new_org(), recording_url=url)
+        report = await reports.report(new_org_id(), recording_url=url)
         await capture(report)
     row = await reports.row(report.event().recording_sid)
     assert (row["state"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
@@ -307,7 +308,7 @@ async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
 ) -> None:
     refused_before = downloads("refused")
     url = flaky.plan(flaky.wav(body))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
@@ -328,7 +329,7 @@ async def test_a_recording_larger_than_the_limit_is_refused(
     big = flaky.wav_bytes(seconds=3.0)  # 8 kHz, 16-bit, 2 channels: 96 kB
     assert len(big) > MAX_BYTES
     url = flaky.plan(flaky.wav(big, chunked=chunked))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
@@ -345,7 +346,7 @@ async def test_a_recording_within_the_limit_is_stored_even_without_content_lengt
     body = flaky.wav_bytes(seconds=1.0)  # 32 kB
     assert len(body) <= MAX_BYTES
     url = flaky.plan(flaky.wav(body, chunked=True))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
@@ -356,7 +357,7 @@ async def test_a_recording_within_the_limit_is_stored_even_without_content_lengt
 async def test_a_completed_report_without_a_url_ends_failed(
     capture: RecordingCapture, reports: Any
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=None, status="completed")
+    report = await reports.report(new_org_id(), recording_url=None, status="completed")
 
     await capture(report)
 

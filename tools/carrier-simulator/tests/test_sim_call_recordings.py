@@ -13,7 +13,7 @@ from twilio.base.exceptions import TwilioException
 
 async def _ended(sim: Any, call_sid: str) -> dict[str, Any]:
     for _ in range(200):
-        [call] = [c for c in (await sim.calls())["calls"] if c["sid"] == call_sid]
+        call = await sim.call(call_sid)
         if call["status"] in ("completed", "busy", "no-answer", "failed", "canceled"):
             return dict(call)
         await asyncio.sleep(0.02)
@@ -22,7 +22,7 @@ async def _ended(sim: Any, call_sid: str) -> dict[str, Any]:
 
 async def _recording_made(sim: Any, call_sid: str) -> str:
     for _ in range(200):
-        [call] = [c for c in (await sim.calls())["calls"] if c["sid"] == call_sid]
+        call = await sim.call(call_sid)
         if call["recording_sid"]:
             return str(call["recording_sid"])
         await asyncio.sleep(0.02)

@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
+from carrier_sim.client import basic_auth
 from twilio.base.exceptions import TwilioRestException
 
 FROM = "+15017122661"
@@ -171,7 +172,7 @@ async def test_rejected_numbers(sim: Any, dial: Any, to: str, code: int) -> None
         await dial(to)
     assert excinfo.value.status == 400
     assert excinfo.value.code == code
-    state = await sim.calls()
+    state = await sim.state()
     assert state["calls"] == []
     assert state["create_requests"] == 1
 
@@ -210,7 +211,7 @@ async def test_missing_parameters(sim: Any, data: dict[str, str], code: int) -> 
 async def test_authentication_and_account_checks(sim: Any, twilio: Any) -> None:
     url = f"{sim.account_uri}/Calls.json"
     no_auth: dict[str, str] = {}
-    for headers in (no_auth, sim.basic(sim.config.account_sid, "wrong")):
+    for headers in (no_auth, basic_auth(sim.config.account_sid, "wrong")):
         async with sim.session.get(url, headers=headers) as response:
             assert response.status == 401
             body = await response.json()

@@ -20,7 +20,7 @@ async def test_only_the_recording_callbacks_are_dropped(
     )
     await receiver.wait_status(call.sid, "completed")
     for _ in range(100):  # until the simulator has finished the recording
-        [made] = [c for c in (await sim.calls())["calls"] if c["sid"] == call.sid]
+        made = await sim.call(call.sid)
         if made["recording_sid"]:
             break
         await asyncio.sleep(0.02)

@@ -12,7 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 async def test_healthz_and_control_api(sim: Any, receiver: Any, dial: Any) -> None:
     assert await sim.control("GET", "/healthz") == {"status": "ok"}
     call = await dial(machine_detection="Enable")
-    state = await sim.calls()
+    state = await sim.state()
     assert state["create_requests"] == 1
     [record] = state["calls"]
     assert record["sid"] == call.sid
@@ -29,7 +29,7 @@ async def test_healthz_and_control_api(sim: Any, receiver: Any, dial: Any) -> No
     ]
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     assert await sim.control("POST", "/_sim/reset") == {"status": "ok"}
-    assert await sim.calls() == {"calls": [], "create_requests": 0}
+    assert await sim.state() == {"calls": [], "create_requests": 0}
     assert (await sim.control("GET", "/_sim/faults"))["drop_callbacks"] is False
 
 
@@ -50,7 +50,7 @@ async def test_429_then_success(sim: Any, dial: Any) -> None:
     assert (excinfo.value.status, excinfo.value.code) == (429, 20429)
     assert "Too Many Requests" in excinfo.value.msg
     call = await dial()
-    state = await sim.calls()
+    state = await sim.state()
     assert state["create_requests"] == 2
     assert [c["sid"] for c in state["calls"]] == [call.sid]
     assert (await sim.control("GET", "/_sim/faults"))["create_responses"] == []
@@ -63,7 +63,7 @@ async def test_500_with_call_created_is_ambiguous(sim: Any, receiver: Any, dial:
     with pytest.raises(TwilioRestException) as excinfo:
         await dial()
     assert excinfo.value.status == 500
-    [record] = (await sim.calls())["calls"]
+    [record] = (await sim.state())["calls"]
     await receiver.wait_status(record["sid"], "completed")  # the call really happened
 
 
@@ -71,7 +71,7 @@ async def test_timeout_creates_the_call_anyway(sim: Any, receiver: Any, dial: An
     await sim.control("POST", "/_sim/faults", {"create_responses": [{"timeout_seconds": 0.5}]})
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(dial(), timeout=0.2)
-    [record] = (await sim.calls())["calls"]
+    [record] = (await sim.state())["calls"]
     await receiver.wait_status(record["sid"], "completed")
 
 

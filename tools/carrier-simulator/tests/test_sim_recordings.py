@@ -86,5 +86,5 @@ async def test_no_recording_without_record(sim: Any, receiver: Any, dial: Any) -
     await receiver.wait_status(call.sid, "completed")
     await asyncio.sleep(0.05)
     assert receiver.for_call(call.sid, "/recording") == []
-    [record] = (await sim.calls())["calls"]
+    [record] = (await sim.state())["calls"]
     assert record["recording_sid"] is None
