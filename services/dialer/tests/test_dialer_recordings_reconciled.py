@@ -18,6 +18,7 @@ from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
 from dialer import dials
 from dialer.carrier import CarrierCall, CarrierRecording, DialRequest, Placed
+from dialer.fake_carrier import FakeCarrier
 from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
 
@@ -41,29 +42,6 @@ def listed(status: str, sid: str | None = None) -> CarrierRecording:
         channels=2,
         source="OutboundAPI",
     )
-
-
-class FakeCarrier:
-    """The Carrier port in memory: each call's status and recordings as scripted; counts
-    what it was asked."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, CarrierCall] = {}
-        self.recordings: dict[str, list[CarrierRecording] | Exception] = {}
-        self.listed: list[str] = []
-
-    async def fetch_call(self, call_sid: str) -> CarrierCall:
-        return self.calls[call_sid]
-
-    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]:
-        self.listed.append(call_sid)
-        found = self.recordings.get(call_sid, [])
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    async def close(self) -> None:
-        pass
 
 
 async def placed(pool: Pool, calls: Any, *, record: bool, sid: str | None = None) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -17,14 +16,13 @@ from calls_platform.notify import Listener
 from dialer import dials
 from dialer.carrier import (
     Ambiguous,
-    CarrierCall,
-    DialRequest,
     DialResult,
     Placed,
     Rejected,
     Throttled,
     Unsent,
 )
+from dialer.fake_carrier import FakeCarrier
 from dialer.scheduler import DialLoop
 
 pytestmark = pytest.mark.integration
@@ -32,36 +30,6 @@ pytestmark = pytest.mark.integration
 
 def new_sid() -> str:
     return "CA" + uuid.uuid4().hex
-
-
-class FakeCarrier:
-    """The Carrier port in memory: answers creates from a script (then places), and lists the
-    calls it is told it has, newest first like Twilio."""
-
-    def __init__(self, *results: DialResult) -> None:
-        self.results: deque[DialResult] = deque(results)
-        self.requests: list[DialRequest] = []
-        self.searches: list[tuple[str, str, datetime]] = []
-        self.calls: list[tuple[str, str, CarrierCall]] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    def has_call(self, to_number: str, from_number: str, sid: str) -> None:
-        self.calls.insert(0, (to_number, from_number, CarrierCall(sid=sid, status="queued")))
-
-    async def create_call(self, request: DialRequest) -> DialResult:
-        self.requests.append(request)
-        await self.gate.wait()
-        return self.results.popleft() if self.results else Placed(new_sid())
-
-    async def find_calls(
-        self, *, to_number: str, from_number: str, since: datetime
-    ) -> list[CarrierCall]:
-        self.searches.append((to_number, from_number, since))
-        return [c for to, frm, c in self.calls if (to, frm) == (to_number, from_number)]
-
-    async def close(self) -> None:
-        pass
 
 
 def dial_loop(pool: Pool, carrier: FakeCarrier, work: Listener, **options: Any) -> DialLoop:
