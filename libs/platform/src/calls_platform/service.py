@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from .logging import configure_logging
+from .settings import DEFAULT_DATABASE_URL, service_env
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
+__all__ = ["DEFAULT_DATABASE_URL", "run_command", "serve", "stop_tasks"]
 
 Command = Callable[[str], Coroutine[Any, Any, None]]
 
@@ -22,8 +22,9 @@ def run_command(argv: list[str], commands: Mapping[str, Command]) -> bool:
     """Run `<service> <command>` (e.g. migrate) against DATABASE_URL; False if argv names none."""
     if len(argv) != 1 or argv[0] not in commands:
         return False
-    configure_logging(argv[0], json_logs=os.environ.get("LOG_FORMAT") == "json")
-    asyncio.run(commands[argv[0]](os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    settings = service_env()
+    configure_logging(argv[0], json_logs=settings["json_logs"])
+    asyncio.run(commands[argv[0]](settings["database_url"]))
     return True
 
 
