@@ -48,6 +48,7 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema
 
 
+@pytest.mark.integration  # the running gateway (its database)
 async def test_every_route_is_documented_and_every_documented_operation_is_routed(
     gateway: Any,
 ) -> None:
@@ -195,6 +196,7 @@ def test_committed_document_is_current() -> None:
     assert committed == render(), "docs/openapi.json is stale: run `make openapi`"
 
 
+@pytest.mark.integration  # the running gateway (its database)
 async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
     response = await gateway.client.get("/openapi.json")
 
@@ -203,6 +205,7 @@ async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
     assert await response.json() == json.loads(render())
 
 
+@pytest.mark.integration  # the running gateway (its database)
 async def test_docs_page_is_served_without_credentials_and_needs_nothing_from_outside(
     gateway: Any,
 ) -> None:
