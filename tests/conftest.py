@@ -45,21 +45,36 @@ async def download_recording(
         return await r.read()
 
 
+def e2e_system(
+    label: str,
+    database_factory: DatabaseFactory,
+    amqp_factory: AmqpFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    **options: Any,
+) -> Iterator[System]:
+    """A whole system of its own database, vhost (the in-process suites' relays must not feed
+    its services) and recordings directory, all named `label`; stopped after. `options` go to
+    calls_testing.system.start_system."""
+    system = start_system(
+        database_factory(label),
+        amqp_factory(label),
+        str(tmp_path_factory.mktemp(f"{label}-recordings")),
+        issue_token=gateway_token,
+        **options,
+    )
+    try:
+        yield system
+    finally:
+        stop_system(system)
+
+
 @pytest.fixture(scope="session")
 def system_services(
     database_factory: DatabaseFactory,
     amqp_factory: AmqpFactory,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[System]:
-    # a vhost of its own: the in-process suites' relays must not feed these services
-    system = start_system(
-        database_factory("e2e"),
-        amqp_factory("e2e"),
-        str(tmp_path_factory.mktemp("recordings")),
-        issue_token=gateway_token,
-    )
-    yield system
-    stop_system(system)
+    yield from e2e_system("e2e", database_factory, amqp_factory, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,11 @@ from calls_testing.system import (
     Service,
     System,
     free_port,
-    start_system,
-    stop_system,
     wait_ready,
 )
 from psycopg.rows import dict_row
 
-from tests.conftest import gateway_token
+from tests.conftest import e2e_system
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +52,9 @@ def shutdown_services(
     amqp_factory: AmqpFactory,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[System]:
-    system = start_system(
-        database_factory("shutdown"),
-        amqp_factory("shutdown"),
-        str(tmp_path_factory.mktemp("shutdown-recordings")),
-        name_prefix="shutdown-",
-        issue_token=gateway_token,
+    yield from e2e_system(
+        "shutdown", database_factory, amqp_factory, tmp_path_factory, name_prefix="shutdown-"
     )
-    yield system
-    stop_system(system)
 
 
 @pytest.fixture

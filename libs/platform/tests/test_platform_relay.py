@@ -19,6 +19,7 @@ from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import CHECKPOINT, OutboxRelay
+from calls_platform.service import stop_tasks
 from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
@@ -76,11 +77,7 @@ async def running_relay(store: Store, broker: AbstractRobustConnection) -> Async
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
 
 
 def events(org: str, calls: int) -> list[Envelope]:

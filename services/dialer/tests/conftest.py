@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from calls_events import CallRequested, Envelope, Event
-from calls_platform.db import Pool, open_pool
+from calls_platform.db import Pool
 from calls_platform.notify import Listener
+from calls_platform.service import stop_tasks
 from calls_testing import unique_number
 from calls_testing.events import append_as_gateway, read_call_events
 from calls_testing.receiver import Receiver, webhook_receiver
+from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
 from carrier_sim import SimConfig
 from dialer.__main__ import migrate
@@ -43,12 +45,8 @@ async def dialer_db(database_factory: Callable[[str], str]) -> str:
 
 @pytest.fixture
 async def pool(dialer_db: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(dialer_db, name="dialer-test", max_size=20)
-    await pool.wait()
-    try:
+    async with pooled(dialer_db, name="dialer-test", max_size=20) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture
@@ -199,11 +197,7 @@ async def background(pool: Pool, work: Listener) -> AsyncIterator[Callable[..., 
     try:
         yield start
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
 
 
 async def stop(task: asyncio.Task[Any]) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from calls_events import Envelope, Event, RecordingReported, RecordingStatus
-from calls_platform.db import Pool, open_pool
+from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
 from calls_testing import new_recording_sid
 from calls_testing.events import append_as_gateway, read_call_events
 from calls_testing.receiver import Receiver, webhook_receiver
+from calls_testing.serving import base_url, pooled, served
 from calls_testing.simulator import LocalSimulator, local_simulator
 from carrier_sim import SimConfig
 from carrier_sim.wav import sine_wav
@@ -43,12 +43,8 @@ async def recordings_db(database_factory: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="module")
 async def pool(recordings_db: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(recordings_db, name="recordings-test", max_size=10)
-    await pool.wait()
-    try:
+    async with pooled(recordings_db, name="recordings-test") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @dataclass
@@ -243,10 +239,6 @@ async def flaky() -> AsyncIterator[FlakyCarrier]:
 
     app = web.Application()
     app.router.add_get("/Recordings/{sid}.wav", recording)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    state.url = str(server.make_url("")).rstrip("/")
-    try:
+    async with served(app) as server:
+        state.url = base_url(server)
         yield state
-    finally:
-        await server.close()

@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import MultiDict
+
+from calls_testing.serving import base_url, served
 
 
 @dataclass
@@ -95,10 +96,6 @@ async def webhook_receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    state.url = str(server.make_url("")).rstrip("/")
-    try:
+    async with served(app) as server:
+        state.url = base_url(server)
         yield state
-    finally:
-        await server.close()

@@ -9,6 +9,8 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from carrier_sim import SimConfig, SimulatorClient, create_app
 
+from calls_testing.serving import served
+
 
 class LocalSimulator(SimulatorClient):
     """A simulator running in this process: its control client, plus its config and server."""
@@ -31,10 +33,5 @@ async def local_simulator(config: SimConfig | None = None) -> AsyncIterator[Loca
     """Serve the simulator with `config` until exit. Open it after the receiver of its
     callbacks, so that its play-outs stop before the receiver goes away."""
     config = config or SimConfig()
-    server = TestServer(create_app(config), host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield LocalSimulator(session, server, config)
-    finally:
-        await server.close()
+    async with served(create_app(config)) as server, aiohttp.ClientSession() as session:
+        yield LocalSimulator(session, server, config)
