@@ -163,7 +163,7 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
         gateway.stop(signal.SIGTERM)
         stopped_at = time.time()
 
-        async def all_ended() -> list[dict[str, Any]] | None:
+        async def all_ended() -> list[SimCall] | None:
             placed = [await dialed(http, system, call_id) for call_id in ids.values()]
             if all(
                 len(p) == 1 and p[0]["status"] in TERMINAL | {"busy", "no-answer"} for p in placed

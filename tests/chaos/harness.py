@@ -29,7 +29,7 @@ import aiohttp
 import psycopg
 from calls_testing.system import Service, System, free_port
 from calls_testing.system import start_system as start_processes
-from carrier_sim.client import SimState
+from carrier_sim.client import SimCall, SimState
 from psycopg.rows import dict_row
 
 from tests.conftest import gateway_token
@@ -430,11 +430,11 @@ async def set_faults(
 
 async def wait_for_dials(
     http: aiohttp.ClientSession, chaos: ChaosSystem, count: int, seconds: float = 60
-) -> list[dict[str, Any]]:
+) -> list[SimCall]:
     """Wait until the simulator has seen at least `count` calls created."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        calls: list[dict[str, Any]] = (await sim_calls(http, chaos))["calls"]
+        calls = (await sim_calls(http, chaos))["calls"]
         if len(calls) >= count:
             return calls
         await asyncio.sleep(0.1)
@@ -456,7 +456,7 @@ async def until(
 # --- the checks ---------------------------------------------------------------------------
 
 
-def _call_id_of(dial: dict[str, Any]) -> str | None:
+def _call_id_of(dial: SimCall) -> str | None:
     callback = dial.get("status_callback") or ""
     values = parse_qs(urlsplit(callback).query).get("call_id")
     return values[0] if values else None
@@ -468,7 +468,7 @@ class Report:
 
     calls: dict[str, dict[str, Any]]
     events: list[dict[str, Any]]
-    dials: list[dict[str, Any]]
+    dials: list[SimCall]
     create_requests: int
     settle_seconds: float
 
@@ -596,7 +596,7 @@ async def verify(
     )
     calls = {str(row["call_id"]): row for row in await _fetch(url, "SELECT * FROM call_log.calls")}
     simulator = await sim_calls(http, chaos)
-    dials: list[dict[str, Any]] = simulator["calls"]
+    dials = simulator["calls"]
 
     # every accepted call is known, once
     requested = [e["data"]["call_id"] for e in events if e["event_type"] == "CallRequested"]

@@ -12,12 +12,13 @@ from calls_events import CallCanceled, CallInitiated, CallRequested, Envelope, c
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
+from calls_testing.plugin import DatabaseFactory
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool(database_factory) -> AsyncIterator[Pool]:  # type: ignore[no-untyped-def]
+async def pool(database_factory: DatabaseFactory) -> AsyncIterator[Pool]:
     pool = await open_pool(database_factory("eventstore"), name="test", max_size=20)
     await pool.wait()
     async with pool.connection() as conn:

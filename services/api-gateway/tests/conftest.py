@@ -96,7 +96,7 @@ class Gateway:
         return {"X-Twilio-Signature": signature}
 
     async def deliver(
-        self, path: str, params: Mapping[str, Any], headers: dict[str, str] | None = None
+        self, path: str, params: Any, headers: dict[str, str] | None = None
     ) -> aiohttp.ClientResponse:
         """POST a carrier callback's form to `path` byte for byte (no client-side re-encoding
         of the query), signed as Twilio signs it unless `headers` are given."""

@@ -4,10 +4,13 @@ the public URL by our account, and only once per callback; the recording routes'
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +20,7 @@ def recording_path(call_id: str, org: str) -> str:
     return f"/webhooks/twilio/recording?call_id={call_id}&org={quote(org, safe='')}"
 
 
-def callback(gateway: Any, status: str = "completed", **extra: str) -> dict[str, str]:
+def callback(gateway: Gateway, status: str = "completed", **extra: str) -> dict[str, str]:
     """The form of a Twilio recording callback for a new recording of a new call SID."""
     recording_sid = "RE" + uuid.uuid4().hex
     params = {
@@ -37,7 +40,9 @@ def callback(gateway: Any, status: str = "completed", **extra: str) -> dict[str,
     return params
 
 
-async def test_signed_completed_callback_appends_recording_reported(gateway: Any, org: str) -> None:
+async def test_signed_completed_callback_appends_recording_reported(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
     params = callback(gateway)
@@ -64,7 +69,9 @@ async def test_signed_completed_callback_appends_recording_reported(gateway: Any
     }
 
 
-async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
+async def test_the_same_recording_callback_twice_is_recorded_once(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway)
     head = await gateway.head()
@@ -74,7 +81,7 @@ async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, 
     assert [e.event_type for e in await gateway.events_after(head)] == ["RecordingReported"]
 
 
-async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: str) -> None:
+async def test_an_absent_recording_is_reported_without_a_url(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, "absent", RecordingDuration="0")
     del params["RecordingUrl"]
@@ -85,7 +92,7 @@ async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: 
     assert (event.data["status"], event.data["recording_url"]) == ("absent", None)
 
 
-async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) -> None:
+async def test_an_in_progress_recording_records_nothing(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     response = await gateway.deliver(recording_path(call_id, org), callback(gateway, "in-progress"))
@@ -97,7 +104,7 @@ async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) 
     "forgery", ["missing", "signed for other params", "signed for another call"]
 )
 async def test_forged_recording_callback_is_403_and_records_nothing(
-    gateway: Any, org: str, forgery: str
+    gateway: Gateway, org: str, forgery: str
 ) -> None:
     call_id = await gateway.place_call(org)
     path = recording_path(call_id, org)
@@ -117,7 +124,7 @@ async def test_forged_recording_callback_is_403_and_records_nothing(
 
 
 async def test_validly_signed_recording_callback_for_another_account_is_403(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, AccountSid="AC" + "0" * 32)
@@ -128,7 +135,7 @@ async def test_validly_signed_recording_callback_for_another_account_is_403(
 
 
 async def test_recording_callback_for_an_unknown_call_is_404(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
@@ -153,7 +160,7 @@ async def test_recording_callback_for_an_unknown_call_is_404(
     ids=lambda change: ",".join(f"{k}={v[:12]}" for k, v in change.items()),
 )
 async def test_unusable_recording_callback_is_422_and_records_nothing(
-    gateway: Any, org: str, change: dict[str, str]
+    gateway: Gateway, org: str, change: dict[str, str]
 ) -> None:
     call_id = await gateway.place_call(org)
     params = {**callback(gateway), **change}
@@ -166,7 +173,7 @@ async def test_unusable_recording_callback_is_422_and_records_nothing(
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_recording_of_a_call_id_that_is_not_a_uuid_is_404(
-    gateway: Any, org: str, method: str
+    gateway: Gateway, org: str, method: str
 ) -> None:
     response = await gateway.client.request(
         method, "/calls/not-a-uuid/recording", headers=gateway.auth(org)
@@ -177,7 +184,7 @@ async def test_recording_of_a_call_id_that_is_not_a_uuid_is_404(
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_recording_while_the_recordings_service_is_down_is_502_json(
-    gateway: Any, org: str, method: str
+    gateway: Gateway, org: str, method: str
 ) -> None:
     call_id = await gateway.place_call(org)
     response = await gateway.client.request(

@@ -7,13 +7,16 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
 from twilio.request_validator import RequestValidator
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +27,7 @@ def status_path(call_id: str, org: str) -> str:
 
 
 def callback(
-    gateway: Any, status: str = "ringing", sequence: int = 1, **extra: str
+    gateway: Gateway, status: str = "ringing", sequence: int = 1, **extra: str
 ) -> dict[str, str]:
     """The form of a Twilio status callback for a new call SID (override with CallSid=...)."""
     params = {
@@ -43,7 +46,7 @@ def callback(
 
 
 async def test_signed_callback_is_204_and_appends_call_status_reported(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
@@ -80,7 +83,7 @@ async def test_signed_callback_is_204_and_appends_call_status_reported(
     assert (call["status"], call["outcome"], call["duration"]) == ("completed", "completed", 42)
 
 
-async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
+async def test_the_same_callback_twice_is_recorded_once(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
@@ -90,7 +93,7 @@ async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) 
     assert [e.event_type for e in await gateway.events_after(head)] == ["CallStatusReported"]
 
 
-async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> None:
+async def test_successive_statuses_are_each_recorded(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     call_sid = "CA" + uuid.uuid4().hex
     head = await gateway.head()
@@ -107,7 +110,7 @@ async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> 
     ]
 
 
-def _forgeries(gateway: Any, path: str, params: dict[str, str]) -> dict[str, dict[str, str]]:
+def _forgeries(gateway: Gateway, path: str, params: dict[str, str]) -> dict[str, dict[str, str]]:
     host_url = str(gateway.client.make_url("")).rstrip("/") + path
     wrong_token = RequestValidator("not-our-auth-token").compute_signature(
         gateway.settings.public_base_url + path, params
@@ -140,7 +143,7 @@ FORGERIES = [
 
 @pytest.mark.parametrize("forgery", FORGERIES)
 async def test_bad_signature_is_403_and_records_nothing(
-    gateway: Any, org: str, forgery: str
+    gateway: Gateway, org: str, forgery: str
 ) -> None:
     call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
@@ -155,7 +158,7 @@ async def test_bad_signature_is_403_and_records_nothing(
 
 @pytest.mark.parametrize("account_sid", ["AC" + "0" * 32, None])
 async def test_validly_signed_callback_for_another_account_is_403(
-    gateway: Any, org: str, account_sid: str | None
+    gateway: Gateway, org: str, account_sid: str | None
 ) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway)
@@ -170,7 +173,7 @@ async def test_validly_signed_callback_for_another_account_is_403(
     assert await gateway.head() == head
 
 
-async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org: str) -> None:
+async def test_unknown_call_for_the_org_is_404(gateway: Gateway, org: str, other_org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (status_path(str(uuid.uuid4()), org), status_path(call_id, other_org)):
@@ -190,7 +193,7 @@ UNUSABLE = {
 
 @pytest.mark.parametrize(("path", "params"), UNUSABLE.values(), ids=UNUSABLE.keys())
 async def test_signed_but_unusable_callback_is_422(
-    gateway: Any, org: str, path: str | None, params: dict[str, str]
+    gateway: Gateway, org: str, path: str | None, params: dict[str, str]
 ) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
@@ -203,7 +206,7 @@ async def test_signed_but_unusable_callback_is_422(
 
 
 async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     head = await gateway.head()
     response = await gateway.deliver("/webhooks/twilio/status", callback(gateway))
@@ -211,7 +214,7 @@ async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
     assert await gateway.head() == head
 
 
-async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org: str) -> None:
+async def test_reports_on_different_calls_are_never_conflated(gateway: Gateway, org: str) -> None:
     """Deduplication is per call: identical report fields on two calls are two events."""
     first, second = await gateway.place_call(org), await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
@@ -223,7 +226,7 @@ async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org:
     assert [e.stream_id for e in events] == [f"call-{first}", f"call-{second}"]
 
 
-async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: str) -> None:
+async def test_repeated_parameter_is_signed_over_every_value(gateway: Gateway, org: str) -> None:
     """Twilio appends each value of a repeated parameter, sorted, after its name."""
     call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
@@ -247,7 +250,7 @@ async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: 
     assert len(await gateway.events_after(head)) == 1
 
 
-async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
+async def test_org_needing_percent_encoding_round_trips(gateway: Gateway) -> None:
     """The signature covers the query exactly as sent, escapes included."""
     org = f"acme:eu/{uuid.uuid4().hex[:8]} & co"
     call_id = await gateway.place_call(org)
@@ -260,7 +263,7 @@ async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
     assert call["status"] == "ringing"
 
 
-async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> None:
+async def test_timestamp_without_zone_is_read_as_utc(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, Timestamp="Wed, 01 May 2024 12:00:00 -0000")
     head = await gateway.head()
@@ -271,7 +274,7 @@ async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> 
     assert reported_at == datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
-async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> None:
+async def test_negative_duration_is_422_naming_it(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="-1")
@@ -282,7 +285,9 @@ async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> Non
     assert await gateway.head() == head
 
 
-async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any, org: str) -> None:
+async def test_non_numeric_optional_numbers_are_recorded_as_absent(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="soon", SipResponseCode="")
@@ -296,7 +301,7 @@ async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any,
 
 
 async def test_signature_over_the_url_with_its_default_port_is_accepted(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     """Twilio may sign https://host:443/…; the validator accepts either form."""
     call_id = await gateway.place_call(org)
@@ -312,7 +317,7 @@ async def test_signature_over_the_url_with_its_default_port_is_accepted(
     assert len(await gateway.events_after(head)) == 1
 
 
-async def _gateway_with(gateway: Any, **settings: str) -> TestClient[Any, Any]:
+async def _gateway_with(gateway: Gateway, **settings: Any) -> TestClient[Any, Any]:
     client: TestClient[Any, Any] = TestClient(
         TestServer(
             create_app(dataclasses.replace(gateway.settings, **settings)),
@@ -324,7 +329,7 @@ async def _gateway_with(gateway: Any, **settings: str) -> TestClient[Any, Any]:
     return client
 
 
-async def test_without_an_auth_token_no_callback_verifies(gateway: Any, org: str) -> None:
+async def test_without_an_auth_token_no_callback_verifies(gateway: Gateway, org: str) -> None:
     """An empty key is one anybody can sign with: a gateway with no token trusts no callback."""
     client = await _gateway_with(gateway, twilio_auth_token="")
     try:
@@ -341,7 +346,7 @@ async def test_without_an_auth_token_no_callback_verifies(gateway: Any, org: str
         await client.close()
 
 
-async def test_the_previous_auth_token_verifies_while_rotating(gateway: Any, org: str) -> None:
+async def test_the_previous_auth_token_verifies_while_rotating(gateway: Gateway, org: str) -> None:
     new_token = "rotated-" + uuid.uuid4().hex
     client = await _gateway_with(
         gateway,

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from call_log import domain as call_log_domain
 from call_log.queries import ListQuery
 from gateway import models, schemas
 from gateway.openapi import OPERATIONS, REF, build_openapi, parameter_schema, render
 from openapi_spec_validator import validate
 from pydantic import BaseModel
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 REPO = Path(__file__).resolve().parents[3]
 # Served by every service and not part of the public API; the docs describe themselves.
@@ -50,9 +54,11 @@ def test_document_is_valid_openapi_3_1() -> None:
 
 @pytest.mark.integration  # the running gateway (its database)
 async def test_every_route_is_documented_and_every_documented_operation_is_routed(
-    gateway: Any,
+    gateway: Gateway,
 ) -> None:
-    app: web.Application = gateway.client.server.app
+    server = gateway.client.server
+    assert isinstance(server, TestServer)
+    app: web.Application = server.app
     routes = _app_routes(app)
     documented = _documented(build_openapi())
     # aiohttp answers HEAD on every GET route by itself; only the recording's is worth a word
@@ -197,7 +203,7 @@ def test_committed_document_is_current() -> None:
 
 
 @pytest.mark.integration  # the running gateway (its database)
-async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
+async def test_openapi_json_is_served_without_credentials(gateway: Gateway) -> None:
     response = await gateway.client.get("/openapi.json")
 
     assert response.status == 200
@@ -207,7 +213,7 @@ async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
 
 @pytest.mark.integration  # the running gateway (its database)
 async def test_docs_page_is_served_without_credentials_and_needs_nothing_from_outside(
-    gateway: Any,
+    gateway: Gateway,
 ) -> None:
     response = await gateway.client.get("/docs")
     page = await response.text()

@@ -10,7 +10,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import pytest
 from calls_events import CallRequested, Envelope, Event
@@ -18,7 +18,7 @@ from calls_platform.db import Pool
 from calls_platform.notify import Listener
 from calls_platform.service import stop_tasks
 from calls_testing import unique_number
-from calls_testing.events import append_as_gateway, read_call_events
+from calls_testing.events import E, append_as_gateway, of_kind, read_call_events
 from calls_testing.receiver import Receiver, webhook_receiver
 from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
@@ -28,6 +28,11 @@ from dialer.dials import WORK_CHANNEL, enqueue
 from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"
+
+Background = Callable[[Awaitable[Any]], "asyncio.Task[Any]"]
+"""The `background` fixture: `background(coro)` runs it as a task stopped after the test."""
+StopTask = Callable[["asyncio.Task[Any]"], Awaitable[None]]
+"""The `stop_task` fixture: cancel a dial loop the way shutdown does and wait for it."""
 CARRIER_TIMEOUT_SECONDS = 2.0
 
 
@@ -111,10 +116,16 @@ class Calls:
     async def state(self, call_id: uuid.UUID) -> str:
         return str((await self.dial(call_id))["state"])
 
-    async def events(self, call_id: uuid.UUID, kind: type[Event] | None = None) -> list[Event]:
-        """The call's events after its CallRequested (optionally only those of `kind`)."""
+    @overload
+    async def events(self, call_id: uuid.UUID) -> list[Event]: ...
+
+    @overload
+    async def events(self, call_id: uuid.UUID, kind: type[E]) -> list[E]: ...
+
+    async def events(self, call_id: uuid.UUID, kind: type[Event] | None = None) -> list[Any]:
+        """The call's events after its CallRequested (only those of `kind`, if given)."""
         events = await read_call_events(self.pool, call_id, after=CallRequested)
-        return [e for e in events if kind is None or isinstance(e, kind)]
+        return events if kind is None else of_kind(events, kind)
 
 
 @pytest.fixture
@@ -181,7 +192,7 @@ async def carrier(make_carrier: Callable[..., TwilioCarrier]) -> TwilioCarrier:
 
 
 @pytest.fixture
-async def background(pool: Pool, work: Listener) -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
+async def background(pool: Pool, work: Listener) -> AsyncIterator[Background]:
     """`background(coro)` runs it as a task that is cancelled (and awaited) at the end of the
     test, before the pool and the work listener close."""
     tasks: list[asyncio.Task[Any]] = []
@@ -208,5 +219,5 @@ async def stop(task: asyncio.Task[Any]) -> None:
 
 
 @pytest.fixture
-def stop_task() -> Callable[[asyncio.Task[Any]], Awaitable[None]]:
+def stop_task() -> StopTask:
     return stop

@@ -79,12 +79,19 @@ class Reports:
         event_id = recording_reported_id(event.call_id, event.recording_sid, status)
         return await append_as_gateway(self.pool, event, org, event_id=event_id)
 
-    async def row(self, recording_sid: str) -> dict[str, Any] | None:
+    async def find_row(self, recording_sid: str) -> dict[str, Any] | None:
+        """The service's row for the recording, if it has one yet."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM recordings.recordings WHERE recording_sid = %s", (recording_sid,)
             )
             return await cur.fetchone()
+
+    async def row(self, recording_sid: str) -> dict[str, Any]:
+        """The service's row for the recording, which must exist."""
+        row = await self.find_row(recording_sid)
+        assert row is not None, f"no row for {recording_sid}"
+        return row
 
     async def events(self, call_id: uuid.UUID) -> list[Event]:
         """What the service appended to the call's stream (after the report)."""

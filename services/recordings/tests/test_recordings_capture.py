@@ -11,19 +11,30 @@ import uuid
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from calls_events import CallCanceled, Envelope, RecordingFailed, RecordingStored, call_stream
+from calls_events import (
+    CallCanceled,
+    Envelope,
+    RecordingFailed,
+    RecordingReported,
+    RecordingStored,
+    call_stream,
+)
 from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_testing import new_org_id
+from calls_testing.events import event_of
 from prometheus_client import REGISTRY
 from recordings.consumer import RecordingCapture, UnexpectedEvent
 from recordings.domain import RetryPolicy, storage_key
 from recordings.download import RecordingDownloader
 from recordings.storage import LocalStorage
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import FlakyCarrier, Reports, Sim
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +59,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 @pytest.fixture
 def capture(
-    pool: Pool, storage: LocalStorage, http: aiohttp.ClientSession, sim: Any, tmp_path: Path
+    pool: Pool, storage: LocalStorage, http: aiohttp.ClientSession, sim: Sim, tmp_path: Path
 ) -> RecordingCapture:
     (tmp_path / "spool").mkdir()
     downloader = RecordingDownloader(
@@ -70,7 +81,7 @@ def spooled(tmp_path: Path) -> list[Path]:
 
 
 async def test_a_completed_recording_is_downloaded_verified_and_stored(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage, sim: Any, tmp_path: Path
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage, sim: Sim, tmp_path: Path
 ) -> None:
     callback = await sim.recorded_call(channels="dual")
     org = new_org_id()
@@ -82,7 +93,7 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
         call_sid=callback["CallSid"],
         duration_seconds=int(callback["RecordingDuration"]),
     )
-    call_id = report.event().call_id
+    call_id = event_of(report, RecordingReported).call_id
 
     await capture(report)
 
@@ -110,14 +121,16 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
 
 
 async def test_the_stored_event_follows_the_report_in_its_call_stream(
-    capture: RecordingCapture, reports: Any, pool: Pool, flaky: Any
+    capture: RecordingCapture, reports: Reports, pool: Pool, flaky: FlakyCarrier
 ) -> None:
     report = await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav()))
 
     await capture(report)
 
     async with pool.connection() as conn:
-        _, stored = await eventstore.read_stream(conn, call_stream(report.event().call_id))
+        _, stored = await eventstore.read_stream(
+            conn, call_stream(event_of(report, RecordingReported).call_id)
+        )
     assert stored.event_type == "RecordingStored"
     assert (stored.correlation_id, stored.causation_id) == (
         report.correlation_id,
@@ -127,14 +140,14 @@ async def test_the_stored_event_follows_the_report_in_its_call_stream(
 
 
 async def test_the_download_uses_the_accounts_basic_auth(
-    capture: RecordingCapture, reports: Any, flaky: Any, sim: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier, sim: Sim
 ) -> None:
     await capture(await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav())))
     assert flaky.authorizations[-1] == sim.auth["Authorization"]
 
 
 async def test_the_same_report_twice_stores_once(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage, flaky: Any
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
     report = await reports.report(new_org_id(), recording_url=url)
@@ -144,11 +157,12 @@ async def test_the_same_report_twice_stores_once(
 
     assert flaky.downloads(url) == 1
     assert len(stored_files(storage)) == 1
-    assert [type(e) for e in await reports.events(report.event().call_id)] == [RecordingStored]
+    call_id = event_of(report, RecordingReported).call_id
+    assert [type(e) for e in await reports.events(call_id)] == [RecordingStored]
 
 
 async def test_the_same_report_delivered_twice_at_once_is_downloaded_once(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.slowly(0.3))
     report = await reports.report(new_org_id(), recording_url=url)
@@ -156,11 +170,12 @@ async def test_the_same_report_delivered_twice_at_once_is_downloaded_once(
     await asyncio.gather(capture(report), capture(report))
 
     assert flaky.downloads(url) == 1
-    assert [type(e) for e in await reports.events(report.event().call_id)] == [RecordingStored]
+    call_id = event_of(report, RecordingReported).call_id
+    assert [type(e) for e in await reports.events(call_id)] == [RecordingStored]
 
 
 async def test_another_report_of_a_stored_recording_changes_nothing(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
     sid = url.rsplit("/", 1)[-1]
@@ -171,7 +186,7 @@ async def test_another_report_of_a_stored_recording_changes_nothing(
         recording_url=None,
         recording_sid=sid,
         status="absent",
-        call_id=first.event().call_id,
+        call_id=event_of(first, RecordingReported).call_id,
     )
 
     await capture(again)
@@ -181,13 +196,13 @@ async def test_another_report_of_a_stored_recording_changes_nothing(
 
 
 async def test_an_absent_recording_is_recorded_absent_and_nothing_is_downloaded(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage
 ) -> None:
     report = await reports.report(new_org_id(), recording_url=None, status="absent")
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"], row["storage_key"]) == ("absent", 0, None)
     assert await reports.events(event.call_id) == []
@@ -195,7 +210,7 @@ async def test_an_absent_recording_is_recorded_absent_and_nothing_is_downloaded(
 
 
 async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_download(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
     report = await reports.report(new_org_id(), recording_url=url, status="failed")
@@ -203,7 +218,7 @@ async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_downl
     await capture(report)
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert (await reports.row(event.recording_sid))["state"] == "failed"
     assert flaky.downloads(url) == 0
     assert await reports.events(event.call_id) == [
@@ -221,7 +236,7 @@ async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_downl
     [(2, "503"), (1, "429"), (2, "cut short")],
 )
 async def test_transient_failures_are_retried_until_the_recording_is_stored(
-    capture: RecordingCapture, reports: Any, flaky: Any, failures: int, kind: str
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier, failures: int, kind: str
 ) -> None:
     failing = flaky.cut_short() if kind == "cut short" else flaky.status(int(kind))
     retried_before = downloads("retried")
@@ -230,7 +245,7 @@ async def test_transient_failures_are_retried_until_the_recording_is_stored(
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"]) == ("stored", failures + 1)
     assert row["size_bytes"] == len(flaky.wav_bytes())
@@ -240,7 +255,11 @@ async def test_transient_failures_are_retried_until_the_recording_is_stored(
 
 
 async def test_a_download_failing_every_time_ends_recording_failed_after_the_last_attempt(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, tmp_path: Path
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    tmp_path: Path,
 ) -> None:
     failed_before = downloads("failed")
     url = flaky.plan(flaky.status(503))
@@ -249,7 +268,7 @@ async def test_a_download_failing_every_time_ends_recording_failed_after_the_las
     await capture(report)
     await capture(report)  # redelivered: already settled, not tried again
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert flaky.downloads(url) == MAX_ATTEMPTS
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
@@ -268,7 +287,7 @@ async def test_a_download_failing_every_time_ends_recording_failed_after_the_las
 
 
 async def test_a_recording_the_carrier_does_not_have_fails_at_once(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.status(404))
     report = await reports.report(new_org_id(), recording_url=url)
@@ -276,19 +295,19 @@ async def test_a_recording_the_carrier_does_not_have_fails_at_once(
     await capture(report)
 
     assert flaky.downloads(url) == 1
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "carrier answered HTTP 404")
 
 
 async def test_an_unreachable_carrier_is_tried_again_then_given_up_on(
-    capture: RecordingCapture, reports: Any
+    capture: RecordingCapture, reports: Reports
 ) -> None:
     with socket.socket() as refusing:  # bound, not listening: connections are refused
         refusing.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{refusing.getsockname()[1]}/Recordings/RE{'0' * 32}"
         report = await reports.report(new_org_id(), recording_url=url)
         await capture(report)
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
     assert row["failure_reason"].startswith("download broke off")
 
@@ -304,7 +323,11 @@ async def test_an_unreachable_carrier_is_tried_again_then_given_up_on(
     ids=["html", "avi", "too short", "empty"],
 )
 async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, body: bytes
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    body: bytes,
 ) -> None:
     refused_before = downloads("refused")
     url = flaky.plan(flaky.wav(body))
@@ -312,7 +335,7 @@ async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert flaky.downloads(url) == 1  # never retried
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "not a WAV file")
@@ -324,7 +347,11 @@ async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_a_recording_larger_than_the_limit_is_refused(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, chunked: bool
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    chunked: bool,
 ) -> None:
     big = flaky.wav_bytes(seconds=3.0)  # 8 kHz, 16-bit, 2 channels: 96 kB
     assert len(big) > MAX_BYTES
@@ -333,7 +360,7 @@ async def test_a_recording_larger_than_the_limit_is_refused(
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert row["state"] == "failed"
     assert row["failure_reason"].startswith(f"recording is larger than the limit of {MAX_BYTES}")
     assert flaky.downloads(url) == 1
@@ -341,7 +368,7 @@ async def test_a_recording_larger_than_the_limit_is_refused(
 
 
 async def test_a_recording_within_the_limit_is_stored_even_without_content_length(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     body = flaky.wav_bytes(seconds=1.0)  # 32 kB
     assert len(body) <= MAX_BYTES
@@ -350,20 +377,20 @@ async def test_a_recording_within_the_limit_is_stored_even_without_content_lengt
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["size_bytes"]) == ("stored", len(body))
 
 
 async def test_a_completed_report_without_a_url_ends_failed(
-    capture: RecordingCapture, reports: Any
+    capture: RecordingCapture, reports: Reports
 ) -> None:
     report = await reports.report(new_org_id(), recording_url=None, status="completed")
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "no recording URL")
-    [failed] = await reports.events(report.event().call_id)
+    [failed] = await reports.events(event_of(report, RecordingReported).call_id)
     assert isinstance(failed, RecordingFailed)
 
 

@@ -7,7 +7,7 @@ deprecates; the tests in this directory ignore exactly those two DeprecationWarn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,14 @@ async def twilio(sim: Sim) -> AsyncIterator[Client]:
         await http_client.close()
 
 
+Dial = Callable[..., Awaitable[Any]]
+"""The `dial` fixture: `await dial(to, **create_kwargs)` creates a call (a CallInstance)."""
 ALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 FROM_NUMBER = "+15017122661"
 
 
 @pytest.fixture
-def dial(twilio: Client, receiver: Receiver) -> Callable[..., Any]:
+def dial(twilio: Client, receiver: Receiver) -> Dial:
     """``await dial(to, **create_kwargs)``: create a call with status callbacks to ``receiver``."""
 
     async def _dial(to: str = "+14155551212", **kwargs: Any) -> Any:

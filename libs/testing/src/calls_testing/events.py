@@ -4,10 +4,13 @@ take them from there (the dialer, the recordings service, the call log)."""
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 from calls_events import Envelope, Event, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool
+
+E = TypeVar("E", bound=Event)
 
 
 def wrap_as_gateway(
@@ -44,3 +47,15 @@ async def read_call_events(
     async with pool.connection() as conn:
         stream = await eventstore.read_stream(conn, call_stream(call_id))
     return [e.event() for e in stream if after is None or e.event_type != after.TYPE]
+
+
+def event_of(envelope: Envelope, kind: type[E]) -> E:
+    """The event `envelope` carries, which must be a `kind`."""
+    event = envelope.event()
+    assert isinstance(event, kind), f"{envelope.event_type}, not {kind.TYPE}"
+    return event
+
+
+def of_kind(events: list[Event], kind: type[E]) -> list[E]:
+    """Those of `events` that are `kind`s, typed as such."""
+    return [e for e in events if isinstance(e, kind)]

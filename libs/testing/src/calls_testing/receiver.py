@@ -49,7 +49,7 @@ class Receiver:
         return [r for r in self.requests if r.path == path and r.get("CallSid") == call_sid]
 
     async def wait_for(
-        self, predicate: Callable[[list[Received]], bool], within: float = 5.0
+        self, predicate: Callable[[list[Received]], object], within: float = 5.0
     ) -> list[Received]:
         deadline = time.monotonic() + within
         while not predicate(self.requests):
