@@ -32,11 +32,15 @@ def test_unset_variables_give_the_local_defaults() -> None:
 
 
 def test_set_variables_are_read_by_their_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://db.internal/calls")
-    monkeypatch.setenv("AMQP_URL", "amqp://mq.internal/")
-    monkeypatch.setenv("LOG_FORMAT", "json")
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("MIGRATE_ON_START", "false")
+    given = {
+        "DATABASE_URL": "postgresql://db.internal/calls",
+        "AMQP_URL": "amqp://mq.internal/",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+        "MIGRATE_ON_START": "false",
+    }
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
 
     assert broker_env() == {
         "database_url": "postgresql://db.internal/calls",
