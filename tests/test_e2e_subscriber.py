@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from calls_events import Envelope, event_types
 from calls_platform import eventstore, topology
+from calls_testing import unique_number
+from calls_testing.system import System
 from callsctl.replay import replay
 from psycopg.rows import dict_row
-
-from tests.conftest import System, unique_number
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -39,7 +39,8 @@ async def stored(database_url: str, org: str) -> list[Envelope]:
         database_url, autocommit=True, row_factory=dict_row
     )
     async with conn:
-        events, after = [], 0
+        events: list[Envelope] = []
+        after: eventstore.Checkpoint | int = 0
         while batch := await eventstore.read_all(conn, after=after):
             events.extend(e for e in batch if e.organization_id == org)
             after = batch[-1].position or after
