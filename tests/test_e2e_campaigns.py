@@ -174,7 +174,7 @@ async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
     async def three_ended() -> bool:
         batch = await batch_of(http, system, org, accepted["batch_id"])
         entry = batch["calls"][0]
-        return bool(entry["attempts"] == 3 and entry["status"] == "completed")
+        return bool(entry["attempts"] == 3 and entry["call_status"] == "completed")
 
     await until(three_ended, 30, "the third attempt to complete")
     await asyncio.sleep(3)  # a fourth attempt would be due by now
@@ -285,4 +285,6 @@ async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     assert listed not in {d["to"] for d in await dials_to(http, system, to)}
     call = await get_call(http, system, org, batch["calls"][2]["call_id"])
     assert (call["status"], call["outcome"]) == ("failed", "do_not_call")
-    assert call["start_time"] is None  # never placed
+    # never placed: no carrier status, and its start_time is when it was queued (never null)
+    assert call["carrier_status"] is None
+    assert call["start_time"] == call["created_at"]

@@ -40,10 +40,10 @@ async def stored(database_url: str, org: str) -> list[Envelope]:
     )
     async with conn:
         events: list[Envelope] = []
-        after: eventstore.Checkpoint | int = 0
+        after = eventstore.START
         while batch := await eventstore.read_all(conn, after=after):
             events.extend(e for e in batch if e.organization_id == org)
-            after = batch[-1].position or after
+            after = batch.checkpoint
         return events
 
 

@@ -52,6 +52,14 @@ LONG_RING = "+15005550008"  # rings 60 s (digits may be appended)
 DETAIL_ONLY = frozenset(CALL_DETAIL.fields) - frozenset(CALL_LOG_ITEM.fields) | {
     "error_code",
     "answered_by",
+    # extensions of campaigns (#17)
+    "variables",
+    "metadata",
+    "attempt",
+    "previous_call_id",
+    "first_call_id",
+    "next_call_id",
+    "not_before",
 }
 
 CONVERSATION = {

@@ -148,7 +148,8 @@ def changed(example: dict[str, Any], path: tuple[str | int, ...], value: Any) ->
             "hung_up",
             [
                 "items[0].outcome: 'hung_up' is not one of caller_hangup, completed, "
-                "invalid_number, voicemail (extensions: busy, canceled, failed, no_answer)"
+                "invalid_number, voicemail (extensions: busy, canceled, do_not_call, expired, "
+                "failed, no_answer)"
             ],
         ),
         (("items", 0, "id"), "550e8400", ["items[0].id: expected uuid, got '550e8400'"]),
