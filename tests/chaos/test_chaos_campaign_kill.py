@@ -99,7 +99,7 @@ async def test_dialer_killed_mid_campaign_keeps_every_campaign_rule(
             return bool(
                 batch["status"] == "completed"
                 and last["attempts"] == 3
-                and last["status"] == "completed"
+                and last["call_status"] == "completed"
             )
 
         await until(campaign_done, 90, "the campaign to finish")
