@@ -32,6 +32,14 @@ promtool: ## make sure promtool is there (unpacked from Debian's prometheus pack
 test: install services promtool ## run every test (unit, integration, end to end)
 	@$(UV) run pytest -q
 
+.PHONY: unit
+unit: install ## the fast lane: unit tests only (no database, broker or processes; about a minute)
+	@$(UV) run pytest -q -m "not integration and not chaos"
+
+.PHONY: members
+members: install ## each workspace member synced and unit-tested on its own (an undeclared import fails)
+	@scripts/members.sh
+
 .PHONY: chaos
 chaos: install services ## fault-injection suite: kills, broker and database restarts, carrier faults (docs/chaos.md)
 	@$(UV) run pytest -q -m chaos tests/chaos
@@ -45,10 +53,12 @@ fuzz: install services ## fuzz the gateway's served OpenAPI document at length (
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(UV) run pytest -q --timeout=1800 tests/test_e2e_fuzz_gateway.py
 
 .PHONY: lint
-lint: install promtool ## ruff, mypy, and promtool on the alert rules
+lint: install promtool ## ruff, mypy (sources strict, tests relaxed), the import boundaries (import-linter), promtool on the alert rules
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
-	@$(UV) run mypy libs/events/src libs/platform/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src services/webhooks/src tools/carrier-simulator/src tools/callsctl/src
+	@$(UV) run lint-imports --no-cache
+	@$(UV) run mypy libs/events/src libs/platform/src libs/testing/src services/api-gateway/src services/dialer/src services/call-log/src services/recordings/src services/webhooks/src tools/carrier-simulator/src tools/callsctl/src
+	@scripts/mypy-tests.sh
 	@"$$(scripts/ensure-promtool.sh)" check rules deploy/monitoring/alerts.rules.yaml >/dev/null
 
 .PHONY: manifests

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from calls_testing.system import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN
 from gateway.auth import issue_token
 from harness import JWT_SECRET, percentile, prepare_database, private_vhost, start, wait_ready
 
@@ -126,8 +127,8 @@ def main() -> None:
         "CALL_LOG_URL": "http://127.0.0.1:18081",
         "PUBLIC_BASE_URL": GATEWAY,
         "TWILIO_API_URL": SIMULATOR,
-        "TWILIO_ACCOUNT_SID": "ACf00df00df00df00df00df00df00df00d",
-        "TWILIO_AUTH_TOKEN": "simulator-auth-token",
+        "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
         "SIM_RING_SECONDS": "0.2",
         "SIM_TALK_SECONDS": "0.5",
     }

@@ -1,6 +1,7 @@
 """What the benchmarks share: a database and a RabbitMQ vhost of their own, the whole system
-started as real processes, readiness, percentiles, memory readings, the machine description
-and the results file.
+started as real processes (migration, readiness and the simulator's credentials from
+calls_testing.system), percentiles, memory readings, the machine description and the results
+file.
 
     with System("load", port_base=19200, env={"DIALER_CPS": "1"}) as system:
         system.start("carrier_sim", "call_log", "gateway", "dialer")
@@ -24,14 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import psycopg
+from calls_testing.system import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, migrate, wait_ready
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 JWT_SECRET = "bench-secret-bench-secret-bench-secret-0000"
-ACCOUNT_SID = "ACf00df00df00df00df00df00df00df00d"
-AUTH_TOKEN = "simulator-auth-token"
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/"
 
 # port offsets from a system's port base, and the module each port belongs to
@@ -43,7 +42,6 @@ PORTS = {
     "calls_platform.relay": 6,
     "carrier_sim": 10,
 }
-MIGRATED = ("gateway", "dialer", "call_log", "recordings")
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -65,19 +63,6 @@ def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=output,
         stderr=output,
     )
-
-
-async def wait_ready(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(url)
 
 
 @contextlib.contextmanager
@@ -197,8 +182,8 @@ class System:
             "RECORDINGS_DIR": self._spool,
             "PUBLIC_BASE_URL": self.url("gateway"),
             "TWILIO_API_URL": self.url("carrier_sim"),
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
             "SIM_RING_SECONDS": "0.2",
             "SIM_TALK_SECONDS": "0.5",
             **(env or {}),
@@ -215,13 +200,7 @@ class System:
         self._stack.callback(drop_database, self.database_url)
         self._stack.callback(shutil.rmtree, self._spool, True)
         self.env["AMQP_URL"] = self._stack.enter_context(private_vhost(f"calls_bench_{self.name}"))
-        for module in MIGRATED:
-            subprocess.run(
-                [sys.executable, "-m", module, "migrate"],
-                env={**os.environ, **self.env},
-                check=True,
-                capture_output=True,
-            )
+        migrate(self.env, quiet=True)
         return self
 
     def start(self, *modules: str) -> None:

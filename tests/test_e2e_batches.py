@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
+from calls_testing import new_org_id
+from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +25,7 @@ def numbers(n: int) -> list[str]:
 
 
 async def post_batch(
-    http: aiohttp.ClientSession, system: Any, org: str, to_numbers: list[str]
+    http: aiohttp.ClientSession, system: System, org: str, to_numbers: list[str]
 ) -> dict[str, Any]:
     async with http.post(
         f"{system.gateway}/calls/batch",
@@ -36,7 +38,7 @@ async def post_batch(
 
 
 async def get_batch(
-    http: aiohttp.ClientSession, system: Any, org: str, batch_id: str
+    http: aiohttp.ClientSession, system: System, org: str, batch_id: str
 ) -> dict[str, Any]:
     async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
         assert r.status == 200, await r.text()
@@ -44,13 +46,7 @@ async def get_batch(
         return body
 
 
-async def dials(http: aiohttp.ClientSession, system: Any) -> list[dict[str, Any]]:
-    async with http.get(f"{system.simulator}/_sim/calls") as r:
-        calls: list[dict[str, Any]] = (await r.json())["calls"]
-        return calls
-
-
-async def cancel(http: aiohttp.ClientSession, system: Any, org: str, batch_id: str) -> int:
+async def cancel(http: aiohttp.ClientSession, system: System, org: str, batch_id: str) -> int:
     async with http.post(
         f"{system.gateway}/calls/batch/{batch_id}/cancel", headers=system.auth(org)
     ) as r:
@@ -63,9 +59,9 @@ def assert_counts_sum(batch: dict[str, Any]) -> None:
 
 
 async def test_batch_runs_to_completion_with_the_carriers_errors(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     good = numbers(5)
     to_numbers = [good[0], "+15005550001", *good[1:], good[0]]  # one invalid, one duplicate
     accepted = await post_batch(http, system, org, to_numbers)
@@ -89,7 +85,7 @@ async def test_batch_runs_to_completion_with_the_carriers_errors(
     assert "not a valid phone number" in invalid["error"]
     sids = {c["call_sid"] for c in batch["calls"] if c["status"] != "failed"}
     assert all(sid.startswith("CA") for sid in sids)
-    dialed = [d for d in await dials(http, system) if d["to"] in set(good)]
+    dialed = [d for d in await system.sim(http).calls() if d["to"] in set(good)]
     assert sorted(d["sid"] for d in dialed) == sorted(sids)  # each number dialed exactly once
 
     async with http.get(f"{system.gateway}/calls?page_size=100", headers=system.auth(org)) as r:
@@ -98,14 +94,14 @@ async def test_batch_runs_to_completion_with_the_carriers_errors(
 
 
 async def test_batch_is_dialed_at_the_configured_rate(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     to_numbers = numbers(30)
     accepted = await post_batch(http, system, org, to_numbers)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        mine = [d for d in await dials(http, system) if d["to"] in set(to_numbers)]
+        mine = [d for d in await system.sim(http).calls() if d["to"] in set(to_numbers)]
         if len(mine) == len(to_numbers):
             break
         await asyncio.sleep(0.2)
@@ -120,9 +116,9 @@ async def test_batch_is_dialed_at_the_configured_rate(
 
 
 async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     batch = await post_batch(http, system, org, numbers(300))  # 15 s of dialing at 20 cps
     await asyncio.sleep(1.0)
     single = numbers(1)[0]
@@ -138,7 +134,7 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
     while dialed_at is None and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
         dialed_at = next(
-            (d["created_at"] for d in await dials(http, system) if d["to"] == single), None
+            (d["created_at"] for d in await system.sim(http).calls() if d["to"] == single), None
         )
     assert dialed_at is not None
     assert dialed_at - placed_at < 3.0
@@ -147,15 +143,19 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
 
 
 async def test_two_organizations_batches_share_the_dial_rate(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    first_org, second_org = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    first_org, second_org = new_org_id(), new_org_id()
     first_numbers, second_numbers = numbers(200), numbers(200)
     first = await post_batch(http, system, first_org, first_numbers)
     second = await post_batch(http, system, second_org, second_numbers)  # posted after
     await asyncio.sleep(4.0)
     mine = sorted(
-        (d for d in await dials(http, system) if d["to"] in set(first_numbers + second_numbers)),
+        (
+            d
+            for d in await system.sim(http).calls()
+            if d["to"] in set(first_numbers + second_numbers)
+        ),
         key=lambda d: d["created_at"],
     )
     # from the moment both batches are waiting at the dialer, they take turns: round robin,
@@ -171,17 +171,17 @@ async def test_two_organizations_batches_share_the_dial_rate(
 
 
 async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     to_numbers = numbers(200)
     accepted = await post_batch(http, system, org, to_numbers)
     await asyncio.sleep(1.5)
     assert await cancel(http, system, org, accepted["batch_id"]) == 202
     await asyncio.sleep(1.0)
-    dialed_soon_after = sum(d["to"] in set(to_numbers) for d in await dials(http, system))
+    dialed_soon_after = sum(d["to"] in set(to_numbers) for d in await system.sim(http).calls())
     await asyncio.sleep(2.0)
-    dialed_later = sum(d["to"] in set(to_numbers) for d in await dials(http, system))
+    dialed_later = sum(d["to"] in set(to_numbers) for d in await system.sim(http).calls())
     assert dialed_later == dialed_soon_after  # nothing dialed from a second after the cancel
     assert dialed_later < 200
 
@@ -195,7 +195,7 @@ async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
         batch = await get_batch(http, system, org, accepted["batch_id"])
     assert batch["status"] == "canceled"
     assert batch["queued"] == 0
-    mine = [d for d in await dials(http, system) if d["to"] in set(to_numbers)]
+    mine = [d for d in await system.sim(http).calls() if d["to"] in set(to_numbers)]
     canceled_at_carrier = sum(d["status"] == "canceled" for d in mine)
     assert batch["canceled"] == 200 - dialed_later + canceled_at_carrier
     assert_counts_sum(batch)
@@ -203,9 +203,9 @@ async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
 
 
 async def test_batch_of_another_organization_or_unknown_is_404(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org, other = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    org, other = new_org_id(), new_org_id()
     accepted = await post_batch(http, system, org, numbers(1))
     for who, batch_id in ((other, accepted["batch_id"]), (org, f"batch-{uuid.uuid4().hex}")):
         async with http.get(

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
-
-from tests.conftest import unique_number
+from calls_testing import new_org_id, unique_number
+from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ TERMINAL = TERMINAL_CALL_STATUSES
 
 
 async def poll_call(
-    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, until: set[str]
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, until: Collection[str]
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
@@ -33,16 +34,10 @@ async def poll_call(
         await asyncio.sleep(0.2)
 
 
-async def sim_calls_to(http: aiohttp.ClientSession, system: Any, number: str) -> list[Any]:
-    async with http.get(f"{system.simulator}/_sim/calls") as r:
-        calls: list[Any] = (await r.json())["calls"]
-    return [c for c in calls if c["to"] == number]
-
-
 async def test_call_is_dialed_once_and_completes_with_carrier_details(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     agent_number, to_number = unique_number(), unique_number()
     async with http.post(
         f"{system.gateway}/agents",
@@ -79,14 +74,14 @@ async def test_call_is_dialed_once_and_completes_with_carrier_details(
     assert call["end_time"]
     assert call["duration"] is not None
     assert call["duration"] >= 0
-    dialed = await sim_calls_to(http, system, to_number)
+    dialed = await system.sim(http).calls(to_number)
     assert [c["sid"] for c in dialed] == [call["call_sid"]]
 
 
 async def test_invalid_number_fails_with_the_carriers_error(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": "+15005550001", "from_number": unique_number()},
@@ -101,9 +96,9 @@ async def test_invalid_number_fails_with_the_carriers_error(
 
 
 async def test_busy_line_ends_failed_with_outcome_busy(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": "+15005550003", "from_number": unique_number()},
@@ -115,9 +110,9 @@ async def test_busy_line_ends_failed_with_outcome_busy(
 
 
 async def test_another_organizations_call_is_not_found(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    owner, other = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    owner, other = new_org_id(), new_org_id()
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": unique_number(), "from_number": unique_number()},
@@ -132,9 +127,9 @@ async def test_another_organizations_call_is_not_found(
 
 
 async def test_bad_requests_are_4xx_json_and_dial_nothing(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     to_number = unique_number()
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, 400, ""),
@@ -155,12 +150,12 @@ async def test_bad_requests_are_4xx_json_and_dial_nothing(
     async with http.get(f"{system.gateway}/calls", headers=system.auth(org)) as r:
         assert (await r.json())["total"] == 0
     await asyncio.sleep(0.5)
-    assert await sim_calls_to(http, system, to_number) == []
-    assert await sim_calls_to(http, system, to_number[1:]) == []
+    assert await system.sim(http).calls(to_number) == []
+    assert await system.sim(http).calls(to_number[1:]) == []
 
 
 async def test_requests_without_a_valid_token_are_401(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
         async with http.get(f"{system.gateway}/calls", headers=headers) as r:
@@ -169,10 +164,10 @@ async def test_requests_without_a_valid_token_are_401(
 
 
 async def test_call_whose_callbacks_are_lost_still_ends_completed_with_its_duration(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
-    await http.post(f"{system.simulator}/_sim/faults", json={"drop_callbacks": True})
+    org = new_org_id()
+    await system.sim(http).set_faults(drop_callbacks=True)
     try:
         async with http.post(
             f"{system.gateway}/calls",
@@ -182,7 +177,7 @@ async def test_call_whose_callbacks_are_lost_still_ends_completed_with_its_durat
             call_id = (await r.json())["call_id"]
         call = await poll_call(http, system, org, call_id, TERMINAL)
     finally:
-        await http.post(f"{system.simulator}/_sim/faults", json={"drop_callbacks": False})
+        await system.sim(http).set_faults(drop_callbacks=False)
     assert call["status"] == "completed"
     assert call["duration"] is not None
     assert call["end_time"] is not None

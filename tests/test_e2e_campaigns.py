@@ -14,16 +14,13 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from calls_testing import new_org_id
 
 from tests.conftest import get_call
 
 pytestmark = pytest.mark.integration
 
 CALLER = "+14155550199"
-
-
-def new_org() -> str:
-    return f"org_{uuid.uuid4().hex[:8]}"
 
 
 def numbers(n: int, area: str = "650") -> list[str]:
@@ -78,7 +75,7 @@ def window_opening_in(seconds: float, zone: str, *, hours: float = 1.0) -> dict[
 async def test_variables_reach_the_agent_in_the_twiml_and_metadata_the_detail(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     [to] = numbers(1)
     accepted = await post(
         http,
@@ -105,7 +102,7 @@ async def test_variables_reach_the_agent_in_the_twiml_and_metadata_the_detail(
 async def test_a_window_opening_in_seconds_in_the_recipients_zone_dials_only_once_open(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     to = numbers(1)
     window = window_opening_in(4, "America/Los_Angeles")
     opens_at = time.time() + 4
@@ -127,7 +124,7 @@ async def test_a_window_opening_in_seconds_in_the_recipients_zone_dials_only_onc
 async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_window(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     suffix = str(uuid.uuid4().int)[:4]
     chicago, london = f"+1312555{suffix}", f"+44207946{suffix}"  # 6 h apart (UTC-6, UTC+0)
     # the window opens in 3 s in London; in Chicago, 6 hours later
@@ -160,7 +157,7 @@ async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_
 async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     to = f"+15005550092{str(uuid.uuid4().int)[:4]}"  # the simulator: busy twice, then answers
     accepted = await post(
         http,
@@ -204,7 +201,7 @@ async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
 async def test_max_concurrency_two_never_has_more_than_two_calls_at_the_carrier(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     to = numbers(8)
     accepted = await post(
         http,
@@ -234,7 +231,7 @@ async def test_max_concurrency_two_never_has_more_than_two_calls_at_the_carrier(
 async def test_pause_stops_dials_within_a_second_and_resume_continues(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     to = numbers(60)  # 3 s of dialing at 20 CPS
     accepted = await post(
         http, system, org, "/calls/batch", {"to_numbers": to, "from_number": CALLER}
@@ -264,7 +261,7 @@ async def _at_least(http: aiohttp.ClientSession, system: Any, to: list[str], n: 
 async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org()
+    org = new_org_id()
     to = numbers(4)
     listed = to[2]
     window = window_opening_in(3, "America/Los_Angeles")

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from calls_testing import new_org_id
+from calls_testing.system import System
 from gateway.openapi import OPERATIONS
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
@@ -55,8 +57,8 @@ def _wait_for(url: str, headers: dict[str, str], done: Any, seconds: float = 30)
 
 
 @pytest.fixture(scope="module")
-def seeded(system: Any) -> Seeded:
-    org = f"org_fuzz_{uuid.uuid4().hex[:8]}"
+def seeded(system: System) -> Seeded:
+    org = new_org_id("org_fuzz")
     base, headers = system.gateway, system.auth(org)
     suffix = str(uuid.uuid4().int)[:7]
     put = requests.put(

@@ -7,10 +7,7 @@ once (the dialer used its event id)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import uuid
-import wave
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -19,23 +16,26 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from calls_testing import new_org_id, unique_number
+from calls_testing.audio import assert_wav
+from calls_testing.system import System
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import get_call, set_faults, unique_number
+from tests.conftest import download_recording, get_call
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def callbacks_dropped(system: Any, http: aiohttp.ClientSession) -> AsyncIterator[None]:
+async def callbacks_dropped(system: System, http: aiohttp.ClientSession) -> AsyncIterator[None]:
     """The carrier sends no callback while the test runs (lifted afterwards, whatever
     happened)."""
-    await set_faults(http, system, drop_callbacks=True)
+    await system.sim(http).set_faults(drop_callbacks=True)
     yield
-    await set_faults(http, system, drop_callbacks=False)
+    await system.sim(http).set_faults(drop_callbacks=False)
 
 
-async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> Any:
+async def carrier_call(http: aiohttp.ClientSession, system: System, sid: str) -> Any:
     """The call as the carrier's REST API shows it."""
     env = system.services["simulator"].env
     auth = aiohttp.BasicAuth(env["SIM_ACCOUNT_SID"], env["SIM_AUTH_TOKEN"]).encode()
@@ -45,13 +45,7 @@ async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> An
         return await r.json()
 
 
-async def simulated_call(http: aiohttp.ClientSession, system: Any, sid: str) -> Any:
-    async with http.get(f"{system.simulator}/_sim/calls") as r:
-        [call] = [c for c in (await r.json())["calls"] if c["sid"] == sid]
-    return call
-
-
-async def recording_reports(system: Any, call_id: str) -> list[dict[str, Any]]:
+async def recording_reports(system: System, call_id: str) -> list[dict[str, Any]]:
     """The RecordingReported events in the call's stream, as stored."""
     url = system.services["gateway"].env["DATABASE_URL"]
     async with await psycopg.AsyncConnection.connect(url) as conn:
@@ -63,9 +57,9 @@ async def recording_reports(system: Any, call_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_recorded_call_whose_callbacks_were_lost_still_gets_its_recording(
-    system: Any, http: aiohttp.ClientSession, callbacks_dropped: None
+    system: System, http: aiohttp.ClientSession, callbacks_dropped: None
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
@@ -92,18 +86,10 @@ async def test_a_recorded_call_whose_callbacks_were_lost_still_gets_its_recordin
 
     [report] = await recording_reports(system, call_id)
     assert report["reported_via"] == "reconciliation"  # its callback really was lost
-    made = await simulated_call(http, system, call["call_sid"])
+    made = await system.sim(http).call(call["call_sid"])
     assert report["recording_sid"] == made["recording_sid"]
 
-    async with http.get(
-        f"{system.gateway}/calls/{call_id}/recording", headers=system.auth(org)
-    ) as r:
-        assert r.status == 200
-        assert r.headers["Content-Type"] == "audio/wav"
-        body = await r.read()
-    with wave.open(io.BytesIO(body)) as audio:
-        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
-        assert audio.getnframes() > 0
+    assert_wav(await download_recording(http, system, org, call_id))
 
     # the recording callback arrives after all, late: the report is stored once
     env = system.services["gateway"].env

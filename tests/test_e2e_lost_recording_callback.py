@@ -7,34 +7,35 @@ a call whose recording callback does arrive is never listed at the carrier."""
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 import uuid
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import psycopg
 import pytest
+from calls_testing import new_org_id, unique_number
+from calls_testing.audio import assert_wav
+from calls_testing.system import System
 
-from tests.conftest import get_call, set_faults, unique_number
+from tests.conftest import download_recording, get_call
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def recording_callbacks_dropped(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> AsyncIterator[None]:
     """The carrier sends no recording callback while the test runs; status callbacks come
     (lifted afterwards, whatever happened)."""
-    await set_faults(http, system, drop_recording_callbacks=True)
+    await system.sim(http).set_faults(drop_recording_callbacks=True)
     yield
-    await set_faults(http, system, drop_recording_callbacks=False)
+    await system.sim(http).set_faults(drop_recording_callbacks=False)
 
 
-async def place_recorded_call(http: aiohttp.ClientSession, system: Any, org: str) -> str:
+async def place_recorded_call(http: aiohttp.ClientSession, system: System, org: str) -> str:
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
@@ -44,7 +45,9 @@ async def place_recorded_call(http: aiohttp.ClientSession, system: Any, org: str
         return str((await r.json())["call_id"])
 
 
-async def recording_stored(http: aiohttp.ClientSession, system: Any, org: str, call_id: str) -> Any:
+async def recording_stored(
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str
+) -> Any:
     deadline = time.monotonic() + 40
     call = await get_call(http, system, org, call_id)
     while not call["recording_url"]:
@@ -54,14 +57,14 @@ async def recording_stored(http: aiohttp.ClientSession, system: Any, org: str, c
     return call
 
 
-async def query(system: Any, sql: str, *params: Any) -> list[Any]:
+async def query(system: System, sql: str, *params: Any) -> list[Any]:
     url = system.services["gateway"].env["DATABASE_URL"]
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute(sql, params)
         return list(await cur.fetchall())
 
 
-async def events(system: Any, call_id: str, event_type: str) -> list[dict[str, Any]]:
+async def events(system: System, call_id: str, event_type: str) -> list[dict[str, Any]]:
     rows = await query(
         system,
         "SELECT data FROM eventstore.events WHERE stream_id = %s AND event_type = %s"
@@ -72,7 +75,7 @@ async def events(system: Any, call_id: str, event_type: str) -> list[dict[str, A
     return [row[0] for row in rows]
 
 
-async def dial_row(system: Any, call_id: str) -> tuple[Any, Any, int]:
+async def dial_row(system: System, call_id: str) -> tuple[Any, Any, int]:
     [row] = await query(
         system,
         "SELECT recordings_due_at, recording_reported_at, recordings_checks"
@@ -83,9 +86,9 @@ async def dial_row(system: Any, call_id: str) -> tuple[Any, Any, int]:
 
 
 async def test_a_recording_whose_callback_alone_was_lost_is_still_fetched(
-    system: Any, http: aiohttp.ClientSession, recording_callbacks_dropped: None
+    system: System, http: aiohttp.ClientSession, recording_callbacks_dropped: None
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     call_id = await place_recorded_call(http, system, org)
 
     call = await recording_stored(http, system, org, call_id)
@@ -101,21 +104,13 @@ async def test_a_recording_whose_callback_alone_was_lost_is_still_fetched(
     due_at, reported_at, checks = await dial_row(system, call_id)
     assert (due_at, reported_at, checks) == (None, None, 1)
 
-    async with http.get(
-        f"{system.gateway}/calls/{call_id}/recording", headers=system.auth(org)
-    ) as r:
-        assert r.status == 200
-        assert r.headers["Content-Type"] == "audio/wav"
-        body = await r.read()
-    with wave.open(io.BytesIO(body)) as audio:
-        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
-        assert audio.getnframes() > 0
+    assert_wav(await download_recording(http, system, org, call_id))
 
 
 async def test_a_recording_whose_callback_came_is_never_listed_at_the_carrier(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     call_id = await place_recorded_call(http, system, org)
 
     await recording_stored(http, system, org, call_id)

@@ -22,6 +22,7 @@ import aio_pika
 import aiohttp
 import pytest
 from calls_platform import topology
+from calls_testing.plugin import AmqpFactory, DatabaseFactory
 from callsctl.replay import replay
 
 from tests.chaos.harness import (
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+def databases(database_factory: DatabaseFactory) -> Iterator[Callable[[str], str]]:
     with private_databases(database_factory) as create:
         yield create
 
@@ -103,7 +104,7 @@ async def dialed(http: aiohttp.ClientSession, chaos: ChaosSystem, seconds: float
 
 
 async def system(
-    databases: Callable[[str], str], amqp_factory: Any, name: str, grace: str
+    databases: Callable[[str], str], amqp_factory: AmqpFactory, name: str, grace: str
 ) -> ChaosSystem:
     label = f"{name}_{uuid.uuid4().hex[:6]}"
     return await prepare_system(
@@ -116,7 +117,7 @@ async def system(
 
 
 async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
-    databases: Callable[[str], str], amqp_factory: Any
+    databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
     chaos = await system(databases, amqp_factory, "lost-requests-replay", "3600")
     try:
@@ -141,7 +142,7 @@ async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
 
 
 async def test_the_intake_watchdog_alone_takes_in_requests_that_never_arrived(
-    databases: Callable[[str], str], amqp_factory: Any
+    databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
     chaos = await system(databases, amqp_factory, "lost-requests-watchdog", "2")
     try:

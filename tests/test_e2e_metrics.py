@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from typing import Any
 
 import aiohttp
 import pytest
+from calls_testing import new_org_id, unique_number
+from calls_testing.system import System
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -48,13 +48,13 @@ def http_latency_routes(samples: Samples) -> set[tuple[str, str]]:
     }
 
 
-async def one_recorded_call(http: aiohttp.ClientSession, system: Any) -> tuple[str, str]:
-    org = f"org_metrics_{uuid.uuid4().hex[:8]}"
+async def one_recorded_call(http: aiohttp.ClientSession, system: System) -> tuple[str, str]:
+    org = new_org_id("org_metrics")
     async with http.post(
         f"{system.gateway}/calls",
         json={
-            "to_number": "+1415" + str(uuid.uuid4().int)[:7],
-            "from_number": "+1415" + str(uuid.uuid4().int)[:7],
+            "to_number": unique_number(),
+            "from_number": unique_number(),
             "record": True,
         },
         headers=system.auth(org),
@@ -72,7 +72,7 @@ async def one_recorded_call(http: aiohttp.ClientSession, system: Any) -> tuple[s
 
 
 async def test_every_service_shows_its_named_series_after_one_call(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
     await one_recorded_call(http, system)
     urls = {name: service.url for name, service in system.services.items()}

@@ -9,15 +9,17 @@ import asyncio
 import base64
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
+from calls_testing import new_org_id, unique_number
+from calls_testing.system import System
+from carrier_sim.client import SimCall
 
-from tests.conftest import get_call, set_faults, unique_number
+from tests.conftest import get_call
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +27,13 @@ TERMINAL = TERMINAL_CALL_STATUSES
 LONG_RING = "+15005550008"  # rings for SIM_LONG_RING_SECONDS (60 s), then no-answer
 
 
-async def sim_state(http: aiohttp.ClientSession, system: Any) -> dict[str, Any]:
-    async with http.get(f"{system.simulator}/_sim/calls") as r:
-        state: dict[str, Any] = await r.json()
-        return state
-
-
-async def dialed(http: aiohttp.ClientSession, system: Any, call_id: str) -> list[dict[str, Any]]:
+async def dialed(http: aiohttp.ClientSession, system: System, call_id: str) -> list[SimCall]:
     """The carrier's calls placed for our call (its id is in the status-callback URL)."""
-    calls = (await sim_state(http, system))["calls"]
+    calls = await system.sim(http).calls()
     return [c for c in calls if f"call_id={call_id}&" in (c["status_callback"] or "")]
 
 
-async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> dict[str, Any]:
+async def carrier_call(http: aiohttp.ClientSession, system: System, sid: str) -> dict[str, Any]:
     """The call as the carrier's REST API shows it (status, duration, answered_by)."""
     env = system.services["simulator"].env
     token = base64.b64encode(f"{env['SIM_ACCOUNT_SID']}:{env['SIM_AUTH_TOKEN']}".encode())
@@ -49,7 +45,7 @@ async def carrier_call(http: aiohttp.ClientSession, system: Any, sid: str) -> di
 
 
 async def until_terminal(
-    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, within: float
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, within: float
 ) -> dict[str, Any]:
     deadline = time.monotonic() + within
     call = await get_call(http, system, org, call_id)
@@ -59,7 +55,7 @@ async def until_terminal(
     return call
 
 
-async def post_call(http: aiohttp.ClientSession, system: Any, org: str, to_number: str) -> str:
+async def post_call(http: aiohttp.ClientSession, system: System, org: str, to_number: str) -> str:
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": to_number, "from_number": unique_number()},
@@ -80,7 +76,7 @@ async def wait_for(what: str, within: float, check: Any) -> Any:
         await asyncio.sleep(0.1)
 
 
-async def ensure_running(system: Any, name: str) -> None:
+async def ensure_running(system: System, name: str) -> None:
     """Leave the shared system as it was found: the service up and ready."""
     service = system.services[name]
     if service.process is None or service.process.poll() is not None:
@@ -97,12 +93,10 @@ async def ensure_running(system: Any, name: str) -> None:
 
 
 @pytest.fixture
-async def sim_faults(system: Any, http: aiohttp.ClientSession) -> AsyncIterator[None]:
+async def sim_faults(system: System, http: aiohttp.ClientSession) -> AsyncIterator[None]:
     """Faults set by the test are lifted afterwards, whatever happened."""
     yield
-    await set_faults(
-        http,
-        system,
+    await system.sim(http).set_faults(
         drop_callbacks=False,
         create_delay_seconds=0,
         create_responses=[],
@@ -110,12 +104,14 @@ async def sim_faults(system: Any, http: aiohttp.ClientSession) -> AsyncIterator[
 
 
 async def test_dialer_killed_while_the_carrier_creates_the_call_dials_it_exactly_once(
-    system: Any, http: aiohttp.ClientSession, sim_faults: None
+    system: System, http: aiohttp.ClientSession, sim_faults: None
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     # the carrier creates the next call but answers only 20 s later, and no callback will
     # tell the dialer its SID: only asking the carrier can
-    await set_faults(http, system, drop_callbacks=True, create_responses=[{"timeout_seconds": 20}])
+    await system.sim(http).set_faults(
+        drop_callbacks=True, create_responses=[{"timeout_seconds": 20}]
+    )
     dialer = system.services["dialer"]
     try:
         call_id = await post_call(http, system, org, unique_number())
@@ -142,9 +138,9 @@ async def test_dialer_killed_while_the_carrier_creates_the_call_dials_it_exactly
 
 
 async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_state(
-    system: Any, http: aiohttp.ClientSession, sim_faults: None
+    system: System, http: aiohttp.ClientSession, sim_faults: None
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     expected = {  # to_number → (status, outcome)
         unique_number(): ("completed", "completed"),
         "+15005550003": ("failed", "busy"),
@@ -155,20 +151,20 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
     gateway = system.services["gateway"]
     # the carrier holds each create request 4 s: the calls are placed, ring and end while the
     # gateway is down, so every status callback for them fails (Twilio does not retry)
-    await set_faults(http, system, create_delay_seconds=4)
-    before = (await sim_state(http, system))["create_requests"]
+    await system.sim(http).set_faults(create_delay_seconds=4)
+    before = (await system.sim(http).state())["create_requests"]
     try:
         ids = {to: await post_call(http, system, org, to) for to in expected}
 
         async def all_requested() -> bool:
-            return (await sim_state(http, system))["create_requests"] >= before + len(ids)
+            return (await system.sim(http).state())["create_requests"] >= before + len(ids)
 
         await wait_for("the dialer to ask the carrier for every call", 10, all_requested)
-        await set_faults(http, system, create_delay_seconds=0)  # for later requests
+        await system.sim(http).set_faults(create_delay_seconds=0)  # for later requests
         gateway.stop(signal.SIGTERM)
         stopped_at = time.time()
 
-        async def all_ended() -> list[dict[str, Any]] | None:
+        async def all_ended() -> list[SimCall] | None:
             placed = [await dialed(http, system, call_id) for call_id in ids.values()]
             if all(
                 len(p) == 1 and p[0]["status"] in TERMINAL | {"busy", "no-answer"} for p in placed
@@ -195,9 +191,9 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
 
 
 async def test_canceled_batch_calls_still_ringing_are_canceled_at_the_carrier(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     ringing = [LONG_RING + str(i) for i in range(3)]
     # ordinary numbers after them keep the batch dialing (a fully dialed batch is `completed`
     # and can no longer be canceled)

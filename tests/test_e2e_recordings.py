@@ -6,22 +6,22 @@ call-log projector sets `recording_url` → GET /calls/{id}/recording streams it
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import uuid
-import wave
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from calls_testing import new_org_id, unique_number
+from calls_testing.audio import assert_wav
+from calls_testing.system import System
 
-from tests.conftest import get_call, unique_number
+from tests.conftest import get_call
 
 pytestmark = pytest.mark.integration
 
 
-async def place_call(http: aiohttp.ClientSession, system: Any, org: str, **body: Any) -> str:
+async def place_call(http: aiohttp.ClientSession, system: System, org: str, **body: Any) -> str:
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": unique_number(), **body},
@@ -33,7 +33,7 @@ async def place_call(http: aiohttp.ClientSession, system: Any, org: str, **body:
 
 
 async def wait_for_call(
-    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, done: Any
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, done: Any
 ) -> Any:
     deadline = time.monotonic() + 20
     while True:
@@ -44,15 +44,8 @@ async def wait_for_call(
         await asyncio.sleep(0.1)
 
 
-async def simulated_call(http: aiohttp.ClientSession, system: Any, call_sid: str) -> Any:
-    async with http.get(f"{system.simulator}/_sim/calls") as r:
-        calls = (await r.json())["calls"]
-    [call] = [c for c in calls if c["sid"] == call_sid]
-    return call
-
-
 async def recording(
-    http: aiohttp.ClientSession, system: Any, org: str, call_id: str, **headers: str
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, **headers: str
 ) -> tuple[int, Any, bytes]:
     async with http.get(
         f"{system.gateway}/calls/{call_id}/recording", headers={**system.auth(org), **headers}
@@ -61,16 +54,16 @@ async def recording(
 
 
 async def test_a_recorded_call_gets_its_recording_stored_served_and_seekable(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org, other = f"org_{uuid.uuid4().hex[:8]}", f"org_{uuid.uuid4().hex[:8]}"
+    org, other = new_org_id(), new_org_id()
     call_id = await place_call(http, system, org, from_number=unique_number())
 
     # recording_url appears only once the recording is stored, and names the call's SID
     call = await wait_for_call(http, system, org, call_id, lambda c: c["recording_url"])
     assert call["status"] == "completed"
     assert call["recording_url"] == f"call-{call['call_sid']}.wav"
-    asked = (await simulated_call(http, system, call["call_sid"]))["params"]
+    asked = (await system.sim(http).call(call["call_sid"]))["params"]
     assert (asked["Record"], asked["RecordingChannels"]) == ("true", "dual")
     assert asked["RecordingStatusCallbackEvent"] == ["completed", "absent"]
     assert urlsplit(asked["RecordingStatusCallback"]).path == "/webhooks/twilio/recording"
@@ -80,9 +73,7 @@ async def test_a_recorded_call_gets_its_recording_stored_served_and_seekable(
     assert headers["Content-Type"] == "audio/wav"
     assert int(headers["Content-Length"]) == len(body)
     assert headers["Accept-Ranges"] == "bytes"
-    with wave.open(io.BytesIO(body)) as audio:
-        assert (audio.getnchannels(), audio.getframerate()) == (2, 8000)
-        assert audio.getnframes() > 0
+    assert_wav(body)
 
     async with http.head(
         f"{system.gateway}/calls/{call_id}/recording", headers=system.auth(org)
@@ -119,9 +110,9 @@ async def test_a_recorded_call_gets_its_recording_stored_served_and_seekable(
 
 
 async def test_an_agent_with_recording_off_gets_no_recording(
-    system: Any, http: aiohttp.ClientSession
+    system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     async with http.post(
         f"{system.gateway}/agents",
         json={"name": "Quiet", "phone_number": unique_number(), "recording_enabled": False},
@@ -136,7 +127,7 @@ async def test_an_agent_with_recording_off_gets_no_recording(
 
     loud = await wait_for_call(http, system, org, recorded, lambda c: c["recording_url"])
     call = await wait_for_call(http, system, org, quiet, lambda c: c["status"] == "completed")
-    asked = (await simulated_call(http, system, call["call_sid"]))["params"]
+    asked = (await system.sim(http).call(call["call_sid"]))["params"]
     assert "Record" not in asked
     assert "RecordingStatusCallback" not in asked
     assert loud["recording_url"] == f"call-{loud['call_sid']}.wav"

@@ -18,8 +18,8 @@ import aiohttp
 import jwt
 import psycopg
 import pytest
-
-from tests.conftest import unique_number
+from calls_testing import new_org_id, unique_number
+from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +54,9 @@ async def _key(http: aiohttp.ClientSession, gateway: str, t: Tenant, **body: Any
     return str(issued["key"])
 
 
-async def _tenant(http: aiohttp.ClientSession, system: Any) -> Tenant:
+async def _tenant(http: aiohttp.ClientSession, system: System) -> Tenant:
     gateway = system.gateway
-    org = f"org_{uuid.uuid4().hex[:10]}"
+    org = new_org_id()
     t = Tenant(org=org, jwt=system.auth(org))
     t.key = {"X-API-Key": await _key(http, gateway, t)}
     t.read_only_key = {"X-API-Key": await _key(http, gateway, t, scopes=["calls:read"])}
@@ -103,7 +103,7 @@ async def _tenant(http: aiohttp.ClientSession, system: Any) -> Tenant:
     return t
 
 
-async def _wait_for_recording(http: aiohttp.ClientSession, system: Any, t: Tenant) -> None:
+async def _wait_for_recording(http: aiohttp.ClientSession, system: System, t: Tenant) -> None:
     deadline = time.monotonic() + 30
     while True:
         async with http.get(f"{system.gateway}/calls/{t.call_id}", headers=t.jwt) as r:
@@ -117,7 +117,7 @@ async def _wait_for_recording(http: aiohttp.ClientSession, system: Any, t: Tenan
 
 
 @pytest.fixture(scope="module")
-async def tenants(system: Any) -> tuple[Tenant, Tenant]:
+async def tenants(system: System) -> tuple[Tenant, Tenant]:
     async with aiohttp.ClientSession() as http:
         a, b = await _tenant(http, system), await _tenant(http, system)
         await asyncio.gather(
@@ -174,13 +174,13 @@ CREDENTIALS = [
 ]
 
 
-def _unauthenticated(system: Any, a: Tenant, kind: str) -> dict[str, str]:
+def _unauthenticated(system: System, a: Tenant, kind: str) -> dict[str, str]:
     now = int(time.time())
     secret = system.services["gateway"].env["JWT_SECRET"]
     claims = {"sub": "x", "org_id": a.org, "exp": now + 60}
     expired = jwt.encode({**claims, "exp": now - 3600}, secret, algorithm="HS256")
     forged = jwt.encode(claims, "not-our-secret-" + "x" * 40, algorithm="HS256")
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]  # "none" takes no key
     return {
         "none": {},
         "malformed bearer": {"Authorization": "Bearer not.a.jwt"},
@@ -194,7 +194,7 @@ def _unauthenticated(system: Any, a: Tenant, kind: str) -> dict[str, str]:
 
 
 async def _call(
-    http: aiohttp.ClientSession, system: Any, method: str, path: str, body: Any, headers: Any
+    http: aiohttp.ClientSession, system: System, method: str, path: str, body: Any, headers: Any
 ) -> tuple[int, bytes]:
     async with http.request(
         method, f"{system.gateway}{path}", json=body, headers=headers
@@ -202,7 +202,7 @@ async def _call(
         return response.status, await response.read()
 
 
-async def _stream_lengths(system: Any, *tenants: Tenant) -> dict[str, int]:
+async def _stream_lengths(system: System, *tenants: Tenant) -> dict[str, int]:
     """How many events each tenant's call and batch streams hold (the store is the truth)."""
     streams = [s for t in tenants for s in (f"call-{t.call_id}", t.batch_id)]
     async with await psycopg.AsyncConnection.connect(
@@ -222,7 +222,7 @@ def _leaks(raw: bytes, owner: Tenant) -> list[str]:
 
 @pytest.mark.parametrize("credential", CREDENTIALS)
 async def test_no_usable_credential_is_401_everywhere_and_changes_nothing(
-    system: Any, tenants: tuple[Tenant, Tenant], credential: str
+    system: System, tenants: tuple[Tenant, Tenant], credential: str
 ) -> None:
     a, _ = tenants
     headers = _unauthenticated(system, a, credential)
@@ -298,7 +298,7 @@ def test_the_matrix_covers_every_endpoint() -> None:
 
 @pytest.mark.parametrize("credential", ["jwt", "key"])
 async def test_another_organization_gets_404_and_not_a_byte_of_its_data(
-    system: Any, tenants: tuple[Tenant, Tenant], credential: str
+    system: System, tenants: tuple[Tenant, Tenant], credential: str
 ) -> None:
     a, b = tenants
     headers = b.jwt if credential == "jwt" else b.key
@@ -321,7 +321,7 @@ async def test_another_organization_gets_404_and_not_a_byte_of_its_data(
 
 @pytest.mark.parametrize("credential", ["jwt", "key"])
 async def test_own_credentials_see_own_data(
-    system: Any, tenants: tuple[Tenant, Tenant], credential: str
+    system: System, tenants: tuple[Tenant, Tenant], credential: str
 ) -> None:
     """The control for the tests above: the same requests with a's own credentials succeed."""
     a, b = tenants
@@ -340,7 +340,7 @@ async def test_own_credentials_see_own_data(
 
 
 async def test_read_only_key_reads_but_every_write_is_403_and_appends_nothing(
-    system: Any, tenants: tuple[Tenant, Tenant]
+    system: System, tenants: tuple[Tenant, Tenant]
 ) -> None:
     a, _ = tenants
     before = await _stream_lengths(system, a)

@@ -25,9 +25,17 @@ from aiohttp import web
 from calls_events import Envelope, InboundCallReceived, RecordingReported
 from calls_platform import amqp, eventstore
 from calls_platform.db import connect
+from calls_testing import new_org_id, unique_number
+from calls_testing.plugin import AmqpFactory, DatabaseFactory
+from calls_testing.system import (
+    Service,
+    System,
+    free_port,
+    wait_ready,
+)
 from psycopg.rows import dict_row
 
-from tests.conftest import Service, System, free_port, start_system, stop_system, wait_ready
+from tests.conftest import e2e_system
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +47,13 @@ SLACK_SECONDS = 8
 
 @pytest.fixture(scope="module")
 def shutdown_services(
-    database_factory: Any, amqp_factory: Any, tmp_path_factory: pytest.TempPathFactory
+    database_factory: DatabaseFactory,
+    amqp_factory: AmqpFactory,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[System]:
-    system = start_system(
-        database_factory("shutdown"),
-        amqp_factory("shutdown"),
-        str(tmp_path_factory.mktemp("shutdown-recordings")),
-        name_prefix="shutdown-",
+    yield from e2e_system(
+        "shutdown", database_factory, amqp_factory, tmp_path_factory, name_prefix="shutdown-"
     )
-    yield system
-    stop_system(system)
 
 
 @pytest.fixture
@@ -133,7 +138,7 @@ async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_s
 ) -> None:
     url = database_url(shutdown_system)
     gateway = shutdown_system.services["gateway"]
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     # block inserts into the event store (appends take no lock of their own): the request
     # commits only when we let it
     blocker = await connect(url)
@@ -183,34 +188,20 @@ async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_s
 # --- dialer --------------------------------------------------------------------------------
 
 
-async def set_faults(system: System, **faults: Any) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{system.simulator}/_sim/faults", json=faults) as r,
-    ):
-        assert r.status == 200, await r.text()
-
-
-async def sim_state(system: System) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{system.simulator}/_sim/calls") as r:
-        state: dict[str, Any] = await r.json()
-        return state
-
-
 async def test_dialer_finishes_and_records_a_dial_in_flight_at_sigterm(
-    shutdown_system: System,
+    shutdown_system: System, http: aiohttp.ClientSession
 ) -> None:
+    sim = shutdown_system.sim(http)
     url = database_url(shutdown_system)
     dialer = shutdown_system.services["dialer"]
-    org = f"org_{uuid.uuid4().hex[:8]}"
-    to_number = "+1415" + str(uuid.uuid4().int)[:7]
-    before = (await sim_state(shutdown_system))["create_requests"]
+    org = new_org_id()
+    to_number = unique_number()
+    before = await sim.create_requests()
     # slow creates keep the dial in flight; no callbacks, so nothing new reaches the dialer's
     # queue after it stops and whatever is left there was left by it
-    await set_faults(shutdown_system, create_delay_seconds=3.0, drop_callbacks=True)
+    await sim.set_faults(create_delay_seconds=3.0, drop_callbacks=True)
     try:
         async with (
-            aiohttp.ClientSession() as http,
             http.post(
                 f"{shutdown_system.gateway}/calls",
                 json={"to_number": to_number, "from_number": "+14155550199"},
@@ -221,13 +212,13 @@ async def test_dialer_finishes_and_records_a_dial_in_flight_at_sigterm(
             call_id = (await r.json())["call_id"]
 
         async def create_request_sent() -> bool:
-            return int((await sim_state(shutdown_system))["create_requests"]) > before
+            return int(await sim.create_requests()) > before
 
         await until(create_request_sent, what="the dialer to ask the carrier")
         terminated_at = datetime.now(UTC)
         code, took = await sigterm_and_wait(dialer, DRAIN_SECONDS["dialer"])
     finally:
-        await set_faults(shutdown_system, create_delay_seconds=0.0, drop_callbacks=False)
+        await sim.set_faults(create_delay_seconds=0.0, drop_callbacks=False)
 
     assert code == 0
     assert took >= 1.5, "the dialer did not wait for the create request it had in flight"
@@ -236,7 +227,7 @@ async def test_dialer_finishes_and_records_a_dial_in_flight_at_sigterm(
     assert "CallInitiated" in await stream_types(url, call_id)
     rows = await fetch(url, "SELECT state FROM dialer.dials WHERE call_id = %s", call_id)
     assert [r["state"] for r in rows] != ["dialing"]
-    calls = [c for c in (await sim_state(shutdown_system))["calls"] if c["to"] == to_number]
+    calls = await sim.calls(to_number)
     assert len(calls) == 1
     # nothing it was given was left unacked or unconsumed for the next dialer (events appended
     # after it stopped, such as a late report on an earlier test's call, wait there rightly)
@@ -270,7 +261,7 @@ async def test_call_log_stops_projecting_at_a_consistent_checkpoint_on_sigterm(
 ) -> None:
     url = database_url(shutdown_system)
     call_log = shutdown_system.services["call-log"]
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     conn = await connect(url)
     async with conn:
         start = await eventstore.head_position(conn)
@@ -379,7 +370,7 @@ async def test_recordings_finishes_and_stores_a_download_in_flight_at_sigterm(
 ) -> None:
     url = database_url(shutdown_system)
     recordings = shutdown_system.services["recordings"]
-    org = f"org_{uuid.uuid4().hex[:8]}"
+    org = new_org_id()
     call_id = uuid.uuid4()
     sid = "RE" + uuid.uuid4().hex
     async with SlowCarrier(seconds=3.0) as carrier:

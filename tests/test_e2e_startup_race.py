@@ -16,10 +16,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import aiohttp
 import pytest
+from calls_testing.plugin import AmqpFactory, DatabaseFactory
 
 from tests.chaos.harness import (
     FROM_NUMBER,
@@ -37,7 +37,7 @@ DELAY = float(os.environ.get("RACE_DELAY", "3"))
 
 
 @pytest.fixture(scope="module")
-def databases(database_factory: Any) -> Iterator[Callable[[str], str]]:
+def databases(database_factory: DatabaseFactory) -> Iterator[Callable[[str], str]]:
     with private_databases(database_factory) as create:
         yield create
 
@@ -55,7 +55,7 @@ async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
 
 @pytest.mark.parametrize("run", range(RUNS), ids=lambda n: f"run{n + 1}")
 async def test_calls_accepted_before_the_dialer_first_started_are_each_dialed_once(
-    run: int, databases: Callable[[str], str], amqp_factory: Any
+    run: int, databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
     label = f"race_{run}_{uuid.uuid4().hex[:6]}"
     chaos = await prepare_system(

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from calls_events import Envelope, event_types
 from calls_platform import eventstore, topology
+from calls_testing import unique_number
+from calls_testing.system import System
 from callsctl.replay import replay
 from psycopg.rows import dict_row
-
-from tests.conftest import System, unique_number
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

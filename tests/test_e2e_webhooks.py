@@ -14,9 +14,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from calls_testing import unique_number
+from calls_testing.system import System
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import Received, Receiver, System, unique_number
+from tests.conftest import Received, Receiver
 
 pytestmark = pytest.mark.integration
 

@@ -29,6 +29,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs/events/pyproject.toml libs/events/
 COPY libs/platform/pyproject.toml libs/platform/
+COPY libs/testing/pyproject.toml libs/testing/
 COPY services/api-gateway/pyproject.toml services/api-gateway/
 COPY services/call-log/pyproject.toml services/call-log/
 COPY services/dialer/pyproject.toml services/dialer/

@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from calls_testing.plugin import AmqpFactory, DatabaseFactory
 
 from tests.chaos.harness import (
     PG_BIN,
@@ -72,7 +72,9 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
 
 @pytest.fixture
 async def make_system(
-    database_factory: Any, amqp_factory: Any, chaos_postgres: PrivatePostgres | None
+    database_factory: DatabaseFactory,
+    amqp_factory: AmqpFactory,
+    chaos_postgres: PrivatePostgres | None,
 ) -> AsyncIterator[MakeSystem]:
     """Starts a whole system for a scenario: on the shared servers (a database and vhost of
     its own) unless given a private PostgreSQL or RabbitMQ."""

@@ -28,9 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import psycopg
 from calls_events import TERMINAL_CALL_STATUSES
+from calls_testing.system import Service, System, free_port, start_services
+from calls_testing.system import prepare_system as prepare_processes
+from carrier_sim.client import SimCall, SimState
 from psycopg.rows import dict_row
 
-from tests.conftest import Service, System, free_port, system_env, wait_ready
+from tests.conftest import gateway_token
 
 CPS = 20  # DIALER_CPS of every chaos system: 200 calls take 10 s to dial
 BATCH_SIZE = 200
@@ -303,49 +306,24 @@ class ChaosSystem:
 
     def kill(self, name: str) -> float:
         """kill -9 a service; returns when it happened (time.time())."""
-        process = self.service(name).process
-        assert process is not None, f"{name} was never started"
-        assert process.poll() is None, f"{name} is not running"
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        return time.time()
+        return self.system.kill(name)
 
     async def restart(self, name: str) -> None:
-        self.service(name).start()
-        await self.ready(name)
+        await self.system.restart(name)
 
     async def ready(self, name: str) -> None:
-        await wait_ready(self.service(name).url)
+        await self.system.ready(name)
 
     def stop(self, name: str) -> None:
-        self.service(name).stop()
+        self.system.stop(name)
 
     def log_lines(self, name: str) -> list[str]:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace").splitlines() if path.exists() else []
+        return self.system.log_lines(name)
 
     def close(self) -> None:
         for service in self.system.services.values():
             service.stop(timeout=10)
             service.close()
-
-
-def _prepare(
-    services: dict[str, Service], env: dict[str, str], log_dir: Path, *, migrate: bool = True
-) -> None:
-    """Open each service's log, and migrate first, as `make up` does (unless not `migrate`:
-    then each service migrates its own schema as it starts, MIGRATE_ON_START)."""
-    for service in services.values():
-        service.log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 (Service.close)
-    if not migrate:
-        return
-    for module in ("gateway", "dialer", "call_log", "recordings", "webhooks"):
-        subprocess.run(
-            [sys.executable, "-m", module, "migrate"],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
 
 
 async def prepare_system(
@@ -359,38 +337,29 @@ async def prepare_system(
     migrate: bool = True,
     relay_process: bool = False,
 ) -> ChaosSystem:
-    """The system's processes, configured and (with `migrate`) migrated, none started yet:
-    start them with `start_system`, or one by one with `chaos.restart(name)`. With
+    """The system for a scenario (calls_testing.system), with the chaos settings, its logs in
+    a directory of the scenario's own: configured and (with `migrate`) migrated, none started
+    yet: start them with `start_system`, or one by one with `chaos.restart(name)`. With
     `relay_process`, the outbox relay runs as a process of its own (`relay`, python -m
     calls_platform.relay) instead of inside the services."""
-    names = ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
-    ports = {name: free_port() for name in names}
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
     recordings = log_dir / "recordings"
     recordings.mkdir()
-    env = {**system_env(database_url, amqp_url, ports, str(recordings)), **chaos_env()}
-    env.update(extra_env or {})
-    if relay_process:
-        env["RELAY_IN_PROCESS"] = "false"
-    services = {
-        "simulator": Service("simulator", "carrier_sim", ports["simulator"], env),
-        "call-log": Service("call-log", "call_log", ports["call_log"], env),
-        "gateway": Service("gateway", "gateway", ports["gateway"], env),
-        "recordings": Service("recordings", "recordings", ports["recordings"], env),
-        "webhooks": Service("webhooks", "webhooks", ports["webhooks"], env),
-    }
-    for index in range(dialers):
-        name = "dialer" if dialers == 1 else f"dialer-{'ab'[index]}"
-        port = ports["dialer"] if index == 0 else free_port()
-        services[name] = Service(name, "dialer", port, {**env, "DIALER_PORT": str(port)})
-    if relay_process:
-        port = free_port()
-        services["relay"] = Service(
-            "relay", "calls_platform.relay", port, {**env, "RELAY_PORT": str(port)}
-        )
-    await asyncio.to_thread(_prepare, services, env, log_dir, migrate=migrate)
-    return ChaosSystem(System(services), database_url, queues, env, log_dir)
+    system = await asyncio.to_thread(
+        prepare_processes,
+        database_url,
+        amqp_url,
+        str(recordings),
+        extra_env={**chaos_env(), **(extra_env or {})},
+        dialers=dialers,
+        relay_process=relay_process,
+        migrate_first=migrate,
+        log_dir=log_dir,
+        quiet_migrate=True,
+        issue_token=gateway_token,
+    )
+    return ChaosSystem(system, database_url, queues, system.env, log_dir)
 
 
 async def start_system(
@@ -403,6 +372,7 @@ async def start_system(
     extra_env: dict[str, str] | None = None,
     relay_process: bool = False,
 ) -> ChaosSystem:
+    """The whole system for a scenario, every service started and ready."""
     chaos = await prepare_system(
         database_url,
         amqp_url,
@@ -413,10 +383,8 @@ async def start_system(
         relay_process=relay_process,
     )
     try:
-        for service in chaos.system.services.values():
-            service.start()
-        for service in chaos.system.services.values():
-            await wait_ready(service.url)
+        await asyncio.to_thread(start_services, chaos.system)
+        await chaos.system.ready()
     except BaseException:
         chaos.close()
         raise
@@ -498,26 +466,23 @@ class Workload:
         return str(accepted["call_id"])
 
 
-async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> dict[str, Any]:
-    async with http.get(f"{chaos.simulator}/_sim/calls") as r:
-        body: dict[str, Any] = await r.json()
-        return body
+async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> SimState:
+    return await chaos.system.sim(http).state()
 
 
 async def set_faults(
     http: aiohttp.ClientSession, chaos: ChaosSystem, faults: dict[str, Any]
 ) -> None:
-    async with http.post(f"{chaos.simulator}/_sim/faults", json=faults) as r:
-        assert r.status == 200, await r.text()
+    await chaos.system.sim(http).set_faults(**faults)
 
 
 async def wait_for_dials(
     http: aiohttp.ClientSession, chaos: ChaosSystem, count: int, seconds: float = 60
-) -> list[dict[str, Any]]:
+) -> list[SimCall]:
     """Wait until the simulator has seen at least `count` calls created."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        calls: list[dict[str, Any]] = (await sim_calls(http, chaos))["calls"]
+        calls = (await sim_calls(http, chaos))["calls"]
         if len(calls) >= count:
             return calls
         await asyncio.sleep(0.1)
@@ -539,7 +504,7 @@ async def until(
 # --- the checks ---------------------------------------------------------------------------
 
 
-def _call_id_of(dial: dict[str, Any]) -> str | None:
+def _call_id_of(dial: SimCall) -> str | None:
     callback = dial.get("status_callback") or ""
     values = parse_qs(urlsplit(callback).query).get("call_id")
     return values[0] if values else None
@@ -551,7 +516,7 @@ class Report:
 
     calls: dict[str, dict[str, Any]]
     events: list[dict[str, Any]]
-    dials: list[dict[str, Any]]
+    dials: list[SimCall]
     create_requests: int
     settle_seconds: float
 
@@ -684,7 +649,7 @@ async def verify(
     )
     calls = {str(row["call_id"]): row for row in await _fetch(url, "SELECT * FROM call_log.calls")}
     simulator = await sim_calls(http, chaos)
-    dials: list[dict[str, Any]] = simulator["calls"]
+    dials = simulator["calls"]
 
     # every accepted call is known, once
     requested = [e["data"]["call_id"] for e in events if e["event_type"] == "CallRequested"]

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from carrier_sim.client import SimCall
 
 from tests.chaos.harness import MakeSystem, numbers, post_until_accepted, sim_calls, until
 
@@ -33,7 +34,7 @@ def window_opening_in(seconds: float) -> dict[str, Any]:
     return {"start": start.strftime("%H:%M:%S"), "end": end.strftime("%H:%M:%S")}
 
 
-def most_at_once(dials: list[dict[str, Any]]) -> int:
+def most_at_once(dials: list[SimCall]) -> int:
     edges = sorted(
         [(d["created_at"], 1) for d in dials] + [(d["end_time"] or 1e12, -1) for d in dials]
     )

@@ -21,16 +21,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from calls_testing import unique_number
+from calls_testing.system import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, System
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import (
-    SIM_ACCOUNT_SID,
-    SIM_AUTH_TOKEN,
-    System,
-    set_faults,
-    unique_number,
-    wait_ready,
-)
 from tests.contract.reference import (
     BATCH_ACCEPTED,
     BATCH_STATUS,
@@ -190,12 +184,6 @@ def assert_mapped(
         assert outcome in OUTCOMES | OUTCOME_EXTENSIONS
 
 
-async def sim_json(http: aiohttp.ClientSession, system: System, path: str) -> Any:
-    async with http.get(system.simulator + path) as r:
-        assert r.status == 200
-        return await r.json()
-
-
 async def wait_for(what: str, within: float, probe: Callable[[], Awaitable[bool]]) -> None:
     deadline = time.monotonic() + within
     while not await probe():
@@ -209,34 +197,33 @@ async def carrier_slow_to_accept(
 ) -> AsyncIterator[None]:
     """While inside, the carrier answers every create request only after `seconds`: a call
     being dialed stays queued (the carrier has not accepted it yet)."""
-    await set_faults(http, system, create_delay_seconds=seconds)
+    await system.sim(http).set_faults(create_delay_seconds=seconds)
     try:
         yield
     finally:
-        await set_faults(http, system, create_delay_seconds=0)
+        await system.sim(http).set_faults(create_delay_seconds=0)
 
 
 @asynccontextmanager
 async def dialer_stopped(system: System) -> AsyncIterator[None]:
     """While inside, the dialer is down: calls are accepted and stay queued."""
-    dialer = system.services["dialer"]
-    dialer.stop()
+    system.stop("dialer")
     try:
         yield
     finally:
-        dialer.start()
-        await wait_ready(dialer.url)
+        await system.restart("dialer")
 
 
 async def create_requests(http: aiohttp.ClientSession, system: System) -> int:
-    return int((await sim_json(http, system, "/_sim/calls"))["create_requests"])
+    return await system.sim(http).create_requests()
 
 
 async def sim_update(http: aiohttp.ClientSession, system: System, sid: str, status: str) -> None:
     """Hang up (completed) or cancel a call at the carrier, as Twilio's API does."""
-    url = f"{system.simulator}/2010-04-01/Accounts/{SIM_ACCOUNT_SID}/Calls/{sid}.json"
-    auth = aiohttp.BasicAuth(SIM_ACCOUNT_SID, SIM_AUTH_TOKEN)
-    async with http.post(url, data={"Status": status}, auth=auth) as r:
+    sim = system.sim(http)
+    async with http.post(
+        f"{sim.account_uri}/Calls/{sid}.json", data={"Status": status}, headers=sim.auth
+    ) as r:
         assert r.status == 200, await r.text()
 
 
@@ -359,13 +346,13 @@ async def test_a_ringing_call_is_in_progress_until_the_carrier_ends_it(api: Api)
 
 async def test_a_dialed_call_not_yet_reported_on_is_in_progress(api: Api) -> None:
     """Callbacks lost: the call shows what the dialer knows, the carrier's SID."""
-    await set_faults(api.http, api.system, drop_callbacks=True)
+    await api.system.sim(api.http).set_faults(drop_callbacks=True)
     try:
         accepted = await api.place(LONG_RING + "1", from_number=unique_number())
         dialed = await api.until(accepted["call_id"], lambda c: c["call_sid"].startswith("CA"))
         await api.listed(accepted["call_id"])
     finally:
-        await set_faults(api.http, api.system, drop_callbacks=False)
+        await api.system.sim(api.http).set_faults(drop_callbacks=False)
     # the carrier's resource says queued when created; asking the carrier may have found more
     assert dialed["status"] == "in-progress"
     assert dialed["carrier_status"] in ("queued", "initiated", "ringing")

@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from tests.conftest import System, unique_number
+from calls_testing import unique_number
+from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,13 @@ from calls_events import CallCanceled, CallInitiated, CallRequested, Envelope, c
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
+from calls_testing.plugin import DatabaseFactory
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool(database_factory) -> AsyncIterator[Pool]:  # type: ignore[no-untyped-def]
+async def pool(database_factory: DatabaseFactory) -> AsyncIterator[Pool]:
     pool = await open_pool(database_factory("eventstore"), name="test", max_size=20)
     await pool.wait()
     async with pool.connection() as conn:
@@ -371,8 +372,7 @@ def test_deterministic_event_id_differs_when_any_part_differs() -> None:
 
 
 async def test_pooled_sessions_end_a_transaction_left_idle(
-    database_factory,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    database_factory: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer that went quiet mid-transaction would hold every reader back: the services'
     pools have PostgreSQL end it (idle_in_transaction_session_timeout)."""

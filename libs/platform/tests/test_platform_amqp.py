@@ -14,6 +14,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from calls_events import CallCanceled, Envelope, call_stream
 from calls_platform import amqp
+from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ async def test_a_handler_that_returns_acks_each_message_once(
 ) -> None:
     name = f"test.acks.{uuid.uuid4().hex}"
     queue = await amqp.declare_consumer_queue(channel, name, ["CallCanceled"])
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     sent = [canceled(org) for _ in range(3)]
     sentinel = canceled(org, "sentinel")
     handler = Recorder()
@@ -97,7 +98,7 @@ async def test_a_handler_that_raises_gets_the_message_again(
     queue = await amqp.declare_consumer_queue(
         channel, f"test.retry.{uuid.uuid4().hex}", ["CallCanceled"]
     )
-    envelope = canceled(f"org_{uuid.uuid4().hex}")
+    envelope = canceled(new_org_id())
     handler = Recorder(failures=1)
     await amqp.consume(queue, handler)
 

@@ -19,6 +19,8 @@ from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
 from calls_platform.notify import AppendListener
 from calls_platform.relay import CHECKPOINT, OutboxRelay
+from calls_platform.service import stop_tasks
+from calls_testing import new_org_id
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -76,11 +78,7 @@ async def running_relay(store: Store, broker: AbstractRobustConnection) -> Async
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
 
 
 def events(org: str, calls: int) -> list[Envelope]:
@@ -140,7 +138,7 @@ async def wait_for_checkpoint(store: Store, position: int) -> None:
 async def test_relay_publishes_each_event_once_and_resumes_from_its_checkpoint(
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     before = await store.append(events(org, 3))
 
     async with running_relay(store, broker):
@@ -165,7 +163,7 @@ async def test_relay_publishes_each_event_once_and_resumes_from_its_checkpoint(
 async def test_relayed_messages_are_persistent_routed_by_type_and_carry_the_envelope(
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     recorded = await store.append(events(org, 2))
 
     async with running_relay(store, broker):
@@ -213,7 +211,7 @@ async def drop_connection(vhost: str, name: str) -> None:
 async def test_relay_keeps_relaying_after_the_broker_drops_its_connection(
     store: Store, amqp_url: str, spy: AbstractQueue
 ) -> None:
-    org = f"org_{uuid.uuid4().hex}"
+    org = new_org_id()
     name = f"test-relay-{org}"
     vhost = urlsplit(amqp_url).path.removeprefix("/") or "/"
     appended: list[Envelope] = []
@@ -312,7 +310,7 @@ async def test_an_unroutable_event_holds_the_checkpoint_until_its_binding_exists
         await wait_for_checkpoint(store, first[-1].position or 0)
         # someone removes the binding (a queue deleted and recreated bare, a broker reset)
         async with own_vhost.channel() as channel:
-            queue = await channel.declare_queue(spec.name, passive=True)
+            queue: AbstractQueue = await channel.declare_queue(spec.name, passive=True)
             await queue.unbind(topology.EVENTS_EXCHANGE, routing_key=CallRequested.TYPE)
         unroutable_before = unroutable_count(CallRequested.TYPE)
         held = await store.append(events("org_held", 1))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
 
-async def test_create_agent_answers_201_with_its_id(gateway: Any, org: str) -> None:
+async def test_create_agent_answers_201_with_its_id(gateway: Gateway, org: str) -> None:
     number = gateway.number()
     response = await gateway.post_json("/agents", org, {"name": " Ada ", "phone_number": number})
     assert response.status == 201
@@ -23,7 +26,7 @@ async def test_create_agent_answers_201_with_its_id(gateway: Any, org: str) -> N
     assert datetime.fromisoformat(agent["created_at"]).tzinfo is not None
 
 
-async def test_an_agent_may_turn_recording_off(gateway: Any, org: str) -> None:
+async def test_an_agent_may_turn_recording_off(gateway: Gateway, org: str) -> None:
     response = await gateway.post_json(
         "/agents",
         org,
@@ -36,7 +39,7 @@ async def test_an_agent_may_turn_recording_off(gateway: Any, org: str) -> None:
 
 
 async def test_list_agents_shows_only_the_callers_organization(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     mine = [gateway.number(), gateway.number()]
     for i, number in enumerate(mine):
@@ -59,7 +62,7 @@ async def test_list_agents_shows_only_the_callers_organization(
     assert [a["name"] for a in (await response.json())["items"]] == ["theirs"]
 
 
-async def test_list_agents_of_a_new_organization_is_empty(gateway: Any, org: str) -> None:
+async def test_list_agents_of_a_new_organization_is_empty(gateway: Gateway, org: str) -> None:
     response = await gateway.get("/agents", org)
     assert response.status == 200
     assert await response.json() == {"items": []}
@@ -67,7 +70,7 @@ async def test_list_agents_of_a_new_organization_is_empty(gateway: Any, org: str
 
 @pytest.mark.parametrize("same_org", [True, False], ids=["same org", "other org"])
 async def test_duplicate_phone_number_is_409_json(
-    gateway: Any, org: str, other_org: str, same_org: bool
+    gateway: Gateway, org: str, other_org: str, same_org: bool
 ) -> None:
     """A number rings one agent of one organization, so it is unique across organizations."""
     number = gateway.number()
@@ -99,7 +102,7 @@ async def test_duplicate_phone_number_is_409_json(
     ],
 )
 async def test_invalid_agent_is_422_naming_the_field(
-    gateway: Any, org: str, body: dict[str, Any], fields: list[str]
+    gateway: Gateway, org: str, body: dict[str, Any], fields: list[str]
 ) -> None:
     response = await gateway.post_json("/agents", org, body)
     assert response.status == 422
@@ -109,7 +112,7 @@ async def test_invalid_agent_is_422_naming_the_field(
     assert await (await gateway.get("/agents", org)).json() == {"items": []}
 
 
-async def test_agent_body_must_be_json(gateway: Any, org: str) -> None:
+async def test_agent_body_must_be_json(gateway: Gateway, org: str) -> None:
     response = await gateway.client.post(
         "/agents", data="name=Ada&phone_number=%2B14155550100", headers=gateway.auth(org)
     )
@@ -117,14 +120,14 @@ async def test_agent_body_must_be_json(gateway: Any, org: str) -> None:
     assert (await response.json())["error"]["code"] == "unsupported_media_type"
 
 
-async def test_sip_config_is_unset_until_put(gateway: Any, org: str) -> None:
+async def test_sip_config_is_unset_until_put(gateway: Gateway, org: str) -> None:
     response = await gateway.get("/sip-config", org)
     assert response.status == 200
     assert await response.json() == {"default_from_number": None}
 
 
 async def test_put_sip_config_sets_the_default_and_get_reads_it(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     first, second = gateway.number(), gateway.number()
     for number in (first, second):  # a second PUT replaces the first
@@ -151,7 +154,7 @@ async def test_put_sip_config_sets_the_default_and_get_reads_it(
     [({"default_from_number": "0800 100 100"}, "default_from_number"), ({}, "default_from_number")],
 )
 async def test_invalid_sip_config_is_422_and_keeps_the_default(
-    gateway: Any, org: str, body: dict[str, Any], field: str
+    gateway: Gateway, org: str, body: dict[str, Any], field: str
 ) -> None:
     number = gateway.number()
     await gateway.client.put(

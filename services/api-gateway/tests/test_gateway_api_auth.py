@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +85,7 @@ def bad_authorization(kind: str, secret: str) -> dict[str, str]:
         "garbage": "not-a-jwt",
         "wrong secret": jwt.encode(valid, "x" * len(secret), algorithm="HS256"),
         "expired": jwt.encode({**valid, "exp": now - 3600}, secret, algorithm="HS256"),
-        "alg none": jwt.encode(valid, None, algorithm="none"),
+        "alg none": jwt.encode(valid, None, algorithm="none"),  # type: ignore[arg-type]  # "none" takes no key
         "no org_id": jwt.encode({"sub": "u", "exp": now + 60}, secret, algorithm="HS256"),
     }
     if kind == "missing":
@@ -112,7 +115,7 @@ BAD = [
 ]
 
 
-def test_every_non_public_route_is_covered(gateway: Any) -> None:
+def test_every_non_public_route_is_covered(gateway: Gateway) -> None:
     registered = {
         (route.method, route.resource.canonical)
         for route in gateway.client.app.router.routes()
@@ -126,7 +129,7 @@ def test_every_non_public_route_is_covered(gateway: Any) -> None:
 @pytest.mark.parametrize("kind", BAD)
 @pytest.mark.parametrize(("method", "path"), [(m, p) for m, _, p in PROTECTED])
 async def test_route_answers_401_json_without_a_valid_token(
-    gateway: Any, method: str, path: str, kind: str
+    gateway: Gateway, method: str, path: str, kind: str
 ) -> None:
     authorization = bad_authorization(kind, gateway.settings.jwt_secret)
     body: Any = {"to_number": "+14155550100"} if method in ("POST", "PUT", "PATCH") else None
@@ -140,18 +143,18 @@ async def test_route_answers_401_json_without_a_valid_token(
     assert await gateway.head() == head
 
 
-async def test_unknown_route_does_not_reveal_itself_without_a_token(gateway: Any) -> None:
+async def test_unknown_route_does_not_reveal_itself_without_a_token(gateway: Gateway) -> None:
     response = await gateway.client.get("/admin")
     assert response.status == 401
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
-async def test_probes_need_no_token(gateway: Any, path: str) -> None:
+async def test_probes_need_no_token(gateway: Gateway, path: str) -> None:
     response = await gateway.client.get(path)
     assert response.status == 200
 
 
-async def test_readiness_reports_database_broker_and_relay(gateway: Any) -> None:
+async def test_readiness_reports_database_broker_and_relay(gateway: Gateway) -> None:
     response = await gateway.client.get("/readyz")
     assert await response.json() == {
         "status": "ready",
@@ -159,7 +162,7 @@ async def test_readiness_reports_database_broker_and_relay(gateway: Any) -> None
     }
 
 
-async def test_webhooks_are_not_behind_the_bearer_token(gateway: Any) -> None:
+async def test_webhooks_are_not_behind_the_bearer_token(gateway: Gateway) -> None:
     """They authenticate by carrier signature instead: unsigned is 403, not 401."""
     response = await gateway.client.post(
         f"/webhooks/twilio/status?call_id={CALL_ID}&org=org_x", data={"CallStatus": "ringing"}

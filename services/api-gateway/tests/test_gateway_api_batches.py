@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from calls_events import CallFailed, CallInitiated, Envelope, call_stream
 from calls_platform import eventstore
 
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
+
 pytestmark = pytest.mark.integration
 
 
-async def place_batch(gateway: Any, org: str, numbers: list[str]) -> dict[str, Any]:
+async def place_batch(gateway: Gateway, org: str, numbers: list[str]) -> dict[str, Any]:
     response = await gateway.post_json(
         "/calls/batch", org, {"to_numbers": numbers, "from_number": gateway.number()}
     )
@@ -23,7 +26,7 @@ async def place_batch(gateway: Any, org: str, numbers: list[str]) -> dict[str, A
     return batch
 
 
-async def test_batch_answers_202_and_drops_duplicates(gateway: Any, org: str) -> None:
+async def test_batch_answers_202_and_drops_duplicates(gateway: Gateway, org: str) -> None:
     a, b, c = gateway.number(), gateway.number(), gateway.number()
     caller = gateway.number()
     head = await gateway.head()
@@ -58,7 +61,7 @@ async def test_batch_answers_202_and_drops_duplicates(gateway: Any, org: str) ->
     assert len({e.correlation_id for e in events}) == 1
 
 
-async def test_batch_resolves_caller_id_like_a_single_call(gateway: Any, org: str) -> None:
+async def test_batch_resolves_caller_id_like_a_single_call(gateway: Gateway, org: str) -> None:
     agent = await (
         await gateway.post_json("/agents", org, {"name": "Ada", "phone_number": gateway.number()})
     ).json()
@@ -73,7 +76,7 @@ async def test_batch_resolves_caller_id_like_a_single_call(gateway: Any, org: st
     assert call_requested.data["agent_name"] == "Ada"
 
 
-async def assert_422(gateway: Any, response: Any, fields: list[str], head: object) -> None:
+async def assert_422(gateway: Gateway, response: Any, fields: list[str], head: object) -> None:
     assert response.status == 422, await response.text()
     error = (await response.json())["error"]
     assert error["code"] == "validation_error"
@@ -81,7 +84,7 @@ async def assert_422(gateway: Any, response: Any, fields: list[str], head: objec
     assert await gateway.head() == head, "a refused batch must append no event"
 
 
-async def test_invalid_entries_are_422_naming_each_index(gateway: Any, org: str) -> None:
+async def test_invalid_entries_are_422_naming_each_index(gateway: Gateway, org: str) -> None:
     head = await gateway.head()
     numbers = [gateway.number(), gateway.number(), "555-0100", gateway.number(), 15551230000, ""]
     response = await gateway.post_json(
@@ -93,7 +96,9 @@ async def test_invalid_entries_are_422_naming_each_index(gateway: Any, org: str)
 @pytest.mark.parametrize(
     "to_numbers", [[], "+14155550100", {"0": "+14155550100"}, None, 3], ids=repr
 )
-async def test_empty_or_non_list_to_numbers_is_422(gateway: Any, org: str, to_numbers: Any) -> None:
+async def test_empty_or_non_list_to_numbers_is_422(
+    gateway: Gateway, org: str, to_numbers: Any
+) -> None:
     head = await gateway.head()
     response = await gateway.post_json(
         "/calls/batch", org, {"to_numbers": to_numbers, "from_number": gateway.number()}
@@ -101,7 +106,7 @@ async def test_empty_or_non_list_to_numbers_is_422(gateway: Any, org: str, to_nu
     await assert_422(gateway, response, ["to_numbers"], head)
 
 
-async def test_more_than_max_batch_size_is_422(gateway: Any, org: str) -> None:
+async def test_more_than_max_batch_size_is_422(gateway: Gateway, org: str) -> None:
     limit = gateway.settings.max_batch_size
     head = await gateway.head()
     numbers = [gateway.number() for _ in range(limit + 1)]
@@ -111,14 +116,14 @@ async def test_more_than_max_batch_size_is_422(gateway: Any, org: str) -> None:
     await assert_422(gateway, response, ["to_numbers"], head)
 
 
-async def test_exactly_max_batch_size_is_accepted(gateway: Any, org: str) -> None:
+async def test_exactly_max_batch_size_is_accepted(gateway: Gateway, org: str) -> None:
     limit = gateway.settings.max_batch_size
     batch = await place_batch(gateway, org, [gateway.number() for _ in range(limit)])
     assert batch["total"] == limit
 
 
 async def test_batch_without_resolvable_caller_id_is_422_on_from_number(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     head = await gateway.head()
     response = await gateway.post_json("/calls/batch", org, {"to_numbers": [gateway.number()]})
@@ -126,7 +131,7 @@ async def test_batch_without_resolvable_caller_id_is_422_on_from_number(
 
 
 async def test_batch_with_another_orgs_agent_is_422_on_agent_id(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     theirs = await (
         await gateway.post_json(
@@ -147,7 +152,7 @@ async def test_batch_with_another_orgs_agent_is_422_on_agent_id(
 
 
 async def test_batch_reads_back_right_after_the_202_in_submission_order(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     numbers = [gateway.number() for _ in range(5)]
     batch = await place_batch(gateway, org, [*numbers, numbers[0]])
@@ -165,7 +170,7 @@ async def test_batch_reads_back_right_after_the_202_in_submission_order(
     assert {c["status"] for c in read["calls"]} == {"queued"}
 
 
-async def test_another_orgs_batch_is_404(gateway: Any, org: str, other_org: str) -> None:
+async def test_another_orgs_batch_is_404(gateway: Gateway, org: str, other_org: str) -> None:
     batch = await place_batch(gateway, org, [gateway.number()])
     response = await gateway.get(f"/calls/batch/{batch['batch_id']}", other_org)
     assert response.status == 404
@@ -173,14 +178,14 @@ async def test_another_orgs_batch_is_404(gateway: Any, org: str, other_org: str)
 
 
 @pytest.mark.parametrize("batch_id", [f"batch-{uuid.uuid4().hex}", "batch-nope", "x" * 40])
-async def test_unknown_or_malformed_batch_is_404(gateway: Any, org: str, batch_id: str) -> None:
+async def test_unknown_or_malformed_batch_is_404(gateway: Gateway, org: str, batch_id: str) -> None:
     response = await gateway.get(f"/calls/batch/{batch_id}", org)
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
 
 
 async def test_cancel_answers_202_and_appends_one_cancel_however_often_asked(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     batch = await place_batch(gateway, org, [gateway.number(), gateway.number()])
     batch_id = batch["batch_id"]
@@ -203,7 +208,7 @@ async def test_cancel_answers_202_and_appends_one_cancel_however_often_asked(
 
 @pytest.mark.parametrize("batch_id", [f"batch-{uuid.uuid4().hex}", "batch-nope"])
 async def test_cancel_unknown_batch_is_404_and_appends_nothing(
-    gateway: Any, org: str, batch_id: str
+    gateway: Gateway, org: str, batch_id: str
 ) -> None:
     head = await gateway.head()
     response = await gateway.client.post(
@@ -215,7 +220,7 @@ async def test_cancel_unknown_batch_is_404_and_appends_nothing(
 
 
 async def test_cancel_another_orgs_batch_is_404_and_appends_nothing(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     batch = await place_batch(gateway, org, [gateway.number()])
     head = await gateway.head()
@@ -226,7 +231,7 @@ async def test_cancel_another_orgs_batch_is_404_and_appends_nothing(
     assert await gateway.head() == head
 
 
-async def _dial_every_call(gateway: Any, org: str, start: Any, *, fail: bool) -> None:
+async def _dial_every_call(gateway: Gateway, org: str, start: Any, *, fail: bool) -> None:
     """Append what the dialer would: each call placed (still ringing), or refused (ended)."""
     calls = [e for e in await gateway.events_after(start) if e.event_type == "CallRequested"]
     assert len(calls) == 2
@@ -248,7 +253,7 @@ async def _dial_every_call(gateway: Any, org: str, start: Any, *, fail: bool) ->
         )
 
 
-async def test_cancel_of_a_batch_whose_calls_all_ended_is_409(gateway: Any, org: str) -> None:
+async def test_cancel_of_a_batch_whose_calls_all_ended_is_409(gateway: Gateway, org: str) -> None:
     start = await gateway.head()
     batch = await place_batch(gateway, org, [gateway.number(), gateway.number()])
     await _dial_every_call(gateway, org, start, fail=True)
@@ -262,7 +267,7 @@ async def test_cancel_of_a_batch_whose_calls_all_ended_is_409(gateway: Any, org:
 
 
 async def test_cancel_of_a_dialed_batch_whose_calls_still_ring_is_accepted(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     """Every call was dialed, none has ended: the dialer can still cancel them at the carrier."""
     start = await gateway.head()
@@ -276,7 +281,9 @@ async def test_cancel_of_a_dialed_batch_whose_calls_still_ring_is_accepted(
     assert [e.event_type for e in stream] == ["BatchRequested", "BatchCancelRequested"]
 
 
-async def test_batch_with_the_same_idempotency_key_is_queued_once(gateway: Any, org: str) -> None:
+async def test_batch_with_the_same_idempotency_key_is_queued_once(
+    gateway: Gateway, org: str
+) -> None:
     body = {"to_numbers": [gateway.number(), gateway.number()], "from_number": gateway.number()}
     headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
     before = await gateway.head()

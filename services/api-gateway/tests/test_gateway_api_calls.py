@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
 
-async def create_agent(gateway: Any, org: str, name: str = "Ada") -> dict[str, Any]:
+async def create_agent(gateway: Gateway, org: str, name: str = "Ada") -> dict[str, Any]:
     response = await gateway.post_json(
         "/agents", org, {"name": name, "phone_number": gateway.number()}
     )
@@ -21,14 +24,14 @@ async def create_agent(gateway: Any, org: str, name: str = "Ada") -> dict[str, A
     return agent
 
 
-async def set_sip_default(gateway: Any, org: str, number: str) -> None:
+async def set_sip_default(gateway: Gateway, org: str, number: str) -> None:
     response = await gateway.client.put(
         "/sip-config", json={"default_from_number": number}, headers=gateway.auth(org)
     )
     assert response.status == 200
 
 
-async def place(gateway: Any, org: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+async def place(gateway: Gateway, org: str, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """POST /calls expecting 202; returns the answer and the one event it appended."""
     head = await gateway.head()
     response = await gateway.post_json("/calls", org, body)
@@ -40,7 +43,7 @@ async def place(gateway: Any, org: str, body: dict[str, Any]) -> tuple[dict[str,
 
 
 async def test_place_call_answers_202_and_appends_exactly_one_call_requested(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     to, caller = gateway.number(), gateway.number()
     head = await gateway.head()
@@ -85,7 +88,7 @@ async def test_place_call_answers_202_and_appends_exactly_one_call_requested(
 
 
 async def test_an_agent_with_recording_off_makes_unrecorded_calls_unless_a_call_asks(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     response = await gateway.post_json(
         "/agents",
@@ -108,7 +111,9 @@ async def test_an_agent_with_recording_off_makes_unrecorded_calls_unless_a_call_
         assert event.data["record"] is recorded, body
 
 
-async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(gateway: Any, org: str) -> None:
+async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(
+    gateway: Gateway, org: str
+) -> None:
     response = await gateway.post_json(
         "/agents",
         org,
@@ -127,7 +132,7 @@ async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(gateway: Any,
         assert [e.data["record"] for e in calls] == [recorded, recorded]
 
 
-async def test_client_correlation_id_is_kept_on_the_event(gateway: Any, org: str) -> None:
+async def test_client_correlation_id_is_kept_on_the_event(gateway: Gateway, org: str) -> None:
     head = await gateway.head()
     response = await gateway.client.post(
         "/calls",
@@ -140,7 +145,7 @@ async def test_client_correlation_id_is_kept_on_the_event(gateway: Any, org: str
     assert event.correlation_id == "trace-123"
 
 
-async def test_explicit_from_number_wins_over_agent_and_default(gateway: Any, org: str) -> None:
+async def test_explicit_from_number_wins_over_agent_and_default(gateway: Gateway, org: str) -> None:
     agent = await create_agent(gateway, org)
     await set_sip_default(gateway, org, gateway.number())
     caller = gateway.number()
@@ -153,7 +158,7 @@ async def test_explicit_from_number_wins_over_agent_and_default(gateway: Any, or
     assert event.data["agent_id"] == agent["id"]  # the agent still handles the call
 
 
-async def test_agent_id_gives_the_agents_number_and_name(gateway: Any, org: str) -> None:
+async def test_agent_id_gives_the_agents_number_and_name(gateway: Gateway, org: str) -> None:
     agent = await create_agent(gateway, org, name="Grace")
     await set_sip_default(gateway, org, gateway.number())
     _, event = await place(gateway, org, {"to_number": gateway.number(), "agent_id": agent["id"]})
@@ -162,7 +167,7 @@ async def test_agent_id_gives_the_agents_number_and_name(gateway: Any, org: str)
     assert event.data["agent_name"] == "Grace"
 
 
-async def test_from_number_of_an_agent_selects_that_agent(gateway: Any, org: str) -> None:
+async def test_from_number_of_an_agent_selects_that_agent(gateway: Gateway, org: str) -> None:
     agent = await create_agent(gateway, org, name="Linus")
     await create_agent(gateway, org, name="someone else")
     _, event = await place(
@@ -174,7 +179,7 @@ async def test_from_number_of_an_agent_selects_that_agent(gateway: Any, org: str
 
 
 async def test_another_orgs_agent_number_as_from_number_selects_no_agent(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     theirs = await create_agent(gateway, other_org)
     _, event = await place(
@@ -185,7 +190,9 @@ async def test_another_orgs_agent_number_as_from_number_selects_no_agent(
     assert event.data["agent_name"] is None
 
 
-async def test_without_from_number_or_agent_the_sip_default_is_used(gateway: Any, org: str) -> None:
+async def test_without_from_number_or_agent_the_sip_default_is_used(
+    gateway: Gateway, org: str
+) -> None:
     default = gateway.number()
     await set_sip_default(gateway, org, default)
     _, event = await place(gateway, org, {"to_number": gateway.number()})
@@ -194,7 +201,7 @@ async def test_without_from_number_or_agent_the_sip_default_is_used(gateway: Any
 
 
 async def test_sip_default_that_is_an_agents_number_selects_that_agent(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     agent = await create_agent(gateway, org)
     await set_sip_default(gateway, org, agent["phone_number"])
@@ -204,7 +211,7 @@ async def test_sip_default_that_is_an_agents_number_selects_that_agent(
 
 
 async def assert_refused(
-    gateway: Any, response: Any, status: int, code: str, fields: list[str] | None, head: object
+    gateway: Gateway, response: Any, status: int, code: str, fields: list[str] | None, head: object
 ) -> dict[str, Any]:
     assert response.status == status, await response.text()
     assert response.content_type == "application/json"
@@ -218,7 +225,7 @@ async def assert_refused(
 
 
 async def test_nothing_to_resolve_the_caller_id_from_is_422_on_from_number(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     await create_agent(gateway, org)  # having agents is not enough: none was chosen
     head = await gateway.head()
@@ -227,7 +234,7 @@ async def test_nothing_to_resolve_the_caller_id_from_is_422_on_from_number(
     assert "sip-config" in error["message"]
 
 
-async def test_cleared_sip_default_no_longer_resolves(gateway: Any, org: str) -> None:
+async def test_cleared_sip_default_no_longer_resolves(gateway: Gateway, org: str) -> None:
     await set_sip_default(gateway, org, gateway.number())
     response = await gateway.client.put(
         "/sip-config", json={"default_from_number": None}, headers=gateway.auth(org)
@@ -240,7 +247,7 @@ async def test_cleared_sip_default_no_longer_resolves(gateway: Any, org: str) ->
 
 @pytest.mark.parametrize("whose", ["another org's", "unknown"])
 async def test_agent_id_not_of_this_org_is_422_on_agent_id(
-    gateway: Any, org: str, other_org: str, whose: str
+    gateway: Gateway, org: str, other_org: str, whose: str
 ) -> None:
     await set_sip_default(gateway, org, gateway.number())  # would resolve without the agent
     if whose == "unknown":
@@ -294,7 +301,7 @@ BAD_BODIES: dict[str, tuple[bytes, str, int, str, list[str] | None]] = {
     ids=BAD_BODIES.keys(),
 )
 async def test_unusable_body_is_refused_and_appends_nothing(
-    gateway: Any,
+    gateway: Gateway,
     org: str,
     body: bytes,
     content_type: str,
@@ -310,7 +317,7 @@ async def test_unusable_body_is_refused_and_appends_nothing(
     await assert_refused(gateway, response, status, code, fields, head)
 
 
-async def test_json_content_type_with_charset_is_accepted(gateway: Any, org: str) -> None:
+async def test_json_content_type_with_charset_is_accepted(gateway: Gateway, org: str) -> None:
     head = await gateway.head()
     response = await gateway.client.post(
         "/calls",
@@ -336,7 +343,7 @@ INVALID_FIELDS = {
 
 @pytest.mark.parametrize(("body", "fields"), INVALID_FIELDS.values(), ids=INVALID_FIELDS.keys())
 async def test_invalid_field_is_422_naming_it_and_appends_nothing(
-    gateway: Any, org: str, body: dict[str, Any], fields: list[str]
+    gateway: Gateway, org: str, body: dict[str, Any], fields: list[str]
 ) -> None:
     await set_sip_default(gateway, org, gateway.number())
     head = await gateway.head()
@@ -344,7 +351,7 @@ async def test_invalid_field_is_422_naming_it_and_appends_nothing(
     await assert_refused(gateway, response, 422, "validation_error", fields, head)
 
 
-async def test_oversized_body_is_413_json_and_appends_nothing(gateway: Any, org: str) -> None:
+async def test_oversized_body_is_413_json_and_appends_nothing(gateway: Gateway, org: str) -> None:
     await set_sip_default(gateway, org, gateway.number())
     body = {"to_number": gateway.number(), "padding": "x" * gateway.settings.max_body_bytes}
     head = await gateway.head()
@@ -355,7 +362,7 @@ async def test_oversized_body_is_413_json_and_appends_nothing(gateway: Any, org:
 # --- reading the call back -----------------------------------------------------------------
 
 
-async def test_call_reads_back_as_queued_right_after_the_202(gateway: Any, org: str) -> None:
+async def test_call_reads_back_as_queued_right_after_the_202(gateway: Gateway, org: str) -> None:
     agent = await create_agent(gateway, org, name="Hopper")
     to = gateway.number()
     answer, _ = await place(gateway, org, {"to_number": to, "agent_id": agent["id"]})
@@ -373,7 +380,7 @@ async def test_call_reads_back_as_queued_right_after_the_202(gateway: Any, org: 
     assert call["outcome"] is None
 
 
-async def test_another_orgs_call_is_404(gateway: Any, org: str, other_org: str) -> None:
+async def test_another_orgs_call_is_404(gateway: Gateway, org: str, other_org: str) -> None:
     answer, _ = await place(
         gateway, org, {"to_number": gateway.number(), "from_number": gateway.number()}
     )
@@ -386,14 +393,14 @@ async def test_another_orgs_call_is_404(gateway: Any, org: str, other_org: str) 
 
 @pytest.mark.parametrize("call_id", ["not-a-uuid", "12345", "batch-" + "0" * 32, str(uuid.uuid4())])
 async def test_malformed_or_unknown_call_id_is_404_json(
-    gateway: Any, org: str, call_id: str
+    gateway: Gateway, org: str, call_id: str
 ) -> None:
     response = await gateway.get(f"/calls/{call_id}", org)
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
 
 
-async def test_list_calls_shows_the_orgs_calls_newest_first(gateway: Any, org: str) -> None:
+async def test_list_calls_shows_the_orgs_calls_newest_first(gateway: Gateway, org: str) -> None:
     first, _ = await place(
         gateway, org, {"to_number": gateway.number(), "from_number": gateway.number()}
     )
@@ -408,7 +415,7 @@ async def test_list_calls_shows_the_orgs_calls_newest_first(gateway: Any, org: s
     assert {c["status"] for c in page["items"]} == {"queued"}
 
 
-async def test_list_calls_passes_its_query_to_the_call_log(gateway: Any, org: str) -> None:
+async def test_list_calls_passes_its_query_to_the_call_log(gateway: Gateway, org: str) -> None:
     to = gateway.number()
     await place(gateway, org, {"to_number": to, "from_number": gateway.number()})
     await place(gateway, org, {"to_number": gateway.number(), "from_number": gateway.number()})
@@ -423,7 +430,7 @@ async def test_list_calls_passes_its_query_to_the_call_log(gateway: Any, org: st
 
 
 async def test_same_idempotency_key_and_body_gets_the_same_202_and_queues_once(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     body = {"to_number": gateway.number(), "from_number": gateway.number()}
     headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
@@ -436,7 +443,7 @@ async def test_same_idempotency_key_and_body_gets_the_same_202_and_queues_once(
 
 
 async def test_idempotency_key_reused_with_another_body_is_422_and_queues_nothing(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
     sender = gateway.number()
@@ -454,7 +461,7 @@ async def test_idempotency_key_reused_with_another_body_is_422_and_queues_nothin
 
 
 async def test_idempotency_keys_are_per_organization(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     key = f"key-{uuid.uuid4()}"
     body = {"to_number": gateway.number(), "from_number": gateway.number()}
@@ -468,7 +475,9 @@ async def test_idempotency_keys_are_per_organization(
     assert (await first.json())["call_id"] != (await second.json())["call_id"]
 
 
-async def test_failed_request_does_not_consume_its_idempotency_key(gateway: Any, org: str) -> None:
+async def test_failed_request_does_not_consume_its_idempotency_key(
+    gateway: Gateway, org: str
+) -> None:
     headers = {**gateway.auth(org), "Idempotency-Key": f"key-{uuid.uuid4()}"}
     body = {"to_number": gateway.number()}  # no caller ID resolves yet
     assert (await gateway.client.post("/calls", json=body, headers=headers)).status == 422

@@ -7,14 +7,16 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
 from twilio.request_validator import RequestValidator
-from yarl import URL
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +27,7 @@ def status_path(call_id: str, org: str) -> str:
 
 
 def callback(
-    gateway: Any, status: str = "ringing", sequence: int = 1, **extra: str
+    gateway: Gateway, status: str = "ringing", sequence: int = 1, **extra: str
 ) -> dict[str, str]:
     """The form of a Twilio status callback for a new call SID (override with CallSid=...)."""
     params = {
@@ -43,17 +45,8 @@ def callback(
     return params
 
 
-async def deliver(
-    gateway: Any, path: str, params: Any, headers: dict[str, str] | None = None
-) -> Any:
-    """POST the form to `path` byte for byte (no client-side re-encoding of the query)."""
-    if headers is None:
-        headers = gateway.signed(path, params)
-    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
-
-
 async def test_signed_callback_is_204_and_appends_call_status_reported(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
@@ -66,7 +59,7 @@ async def test_signed_callback_is_204_and_appends_call_status_reported(
         SipResponseCode="200",
     )
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204, await response.text()
 
     [event] = await gateway.events_after(head)
@@ -90,23 +83,23 @@ async def test_signed_callback_is_204_and_appends_call_status_reported(
     assert (call["status"], call["outcome"], call["duration"]) == ("completed", "completed", 42)
 
 
-async def test_the_same_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
+async def test_the_same_callback_twice_is_recorded_once(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for _ in range(2):
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     assert [e.event_type for e in await gateway.events_after(head)] == ["CallStatusReported"]
 
 
-async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> None:
+async def test_successive_statuses_are_each_recorded(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     call_sid = "CA" + uuid.uuid4().hex
     head = await gateway.head()
     for sequence, status in enumerate(["initiated", "ringing", "in-progress", "completed"]):
         params = callback(gateway, status, sequence, CallSid=call_sid)
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     events = await gateway.events_after(head)
     assert [e.data["carrier_status"] for e in events] == [
@@ -117,7 +110,7 @@ async def test_successive_statuses_are_each_recorded(gateway: Any, org: str) -> 
     ]
 
 
-def _forgeries(gateway: Any, path: str, params: dict[str, str]) -> dict[str, dict[str, str]]:
+def _forgeries(gateway: Gateway, path: str, params: dict[str, str]) -> dict[str, dict[str, str]]:
     host_url = str(gateway.client.make_url("")).rstrip("/") + path
     wrong_token = RequestValidator("not-our-auth-token").compute_signature(
         gateway.settings.public_base_url + path, params
@@ -150,13 +143,13 @@ FORGERIES = [
 
 @pytest.mark.parametrize("forgery", FORGERIES)
 async def test_bad_signature_is_403_and_records_nothing(
-    gateway: Any, org: str, forgery: str
+    gateway: Gateway, org: str, forgery: str
 ) -> None:
     call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     params = callback(gateway, "completed", 9, CallDuration="5")
     head = await gateway.head()
-    response = await deliver(gateway, path, params, _forgeries(gateway, path, params)[forgery])
+    response = await gateway.deliver(path, params, _forgeries(gateway, path, params)[forgery])
     assert response.status == 403
     error = (await response.json())["error"]
     assert error == {"code": "forbidden", "message": "invalid Twilio signature"}
@@ -165,7 +158,7 @@ async def test_bad_signature_is_403_and_records_nothing(
 
 @pytest.mark.parametrize("account_sid", ["AC" + "0" * 32, None])
 async def test_validly_signed_callback_for_another_account_is_403(
-    gateway: Any, org: str, account_sid: str | None
+    gateway: Gateway, org: str, account_sid: str | None
 ) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway)
@@ -174,17 +167,17 @@ async def test_validly_signed_callback_for_another_account_is_403(
     else:
         params["AccountSid"] = account_sid
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
     assert await gateway.head() == head
 
 
-async def test_unknown_call_for_the_org_is_404(gateway: Any, org: str, other_org: str) -> None:
+async def test_unknown_call_for_the_org_is_404(gateway: Gateway, org: str, other_org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (status_path(str(uuid.uuid4()), org), status_path(call_id, other_org)):
-        response = await deliver(gateway, path, callback(gateway))
+        response = await gateway.deliver(path, callback(gateway))
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "not_found"
     assert await gateway.head() == head
@@ -200,12 +193,12 @@ UNUSABLE = {
 
 @pytest.mark.parametrize(("path", "params"), UNUSABLE.values(), ids=UNUSABLE.keys())
 async def test_signed_but_unusable_callback_is_422(
-    gateway: Any, org: str, path: str | None, params: dict[str, str]
+    gateway: Gateway, org: str, path: str | None, params: dict[str, str]
 ) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
-    response = await deliver(
-        gateway, path or status_path(call_id, org), {**callback(gateway), **params}
+    response = await gateway.deliver(
+        path or status_path(call_id, org), {**callback(gateway), **params}
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "validation_error"
@@ -213,27 +206,27 @@ async def test_signed_but_unusable_callback_is_422(
 
 
 async def test_callback_without_call_id_for_an_unknown_inbound_sid_is_404(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     head = await gateway.head()
-    response = await deliver(gateway, "/webhooks/twilio/status", callback(gateway))
+    response = await gateway.deliver("/webhooks/twilio/status", callback(gateway))
     assert response.status == 404
     assert await gateway.head() == head
 
 
-async def test_reports_on_different_calls_are_never_conflated(gateway: Any, org: str) -> None:
+async def test_reports_on_different_calls_are_never_conflated(gateway: Gateway, org: str) -> None:
     """Deduplication is per call: identical report fields on two calls are two events."""
     first, second = await gateway.place_call(org), await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
     for call_id in (first, second):
-        response = await deliver(gateway, status_path(call_id, org), params)
+        response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     events = await gateway.events_after(head)
     assert [e.stream_id for e in events] == [f"call-{first}", f"call-{second}"]
 
 
-async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: str) -> None:
+async def test_repeated_parameter_is_signed_over_every_value(gateway: Gateway, org: str) -> None:
     """Twilio appends each value of a repeated parameter, sorted, after its name."""
     call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
@@ -252,52 +245,54 @@ async def test_repeated_parameter_is_signed_over_every_value(gateway: Any, org: 
         gateway.settings.public_base_url + path, MultiValued(signing)
     )
     head = await gateway.head()
-    response = await deliver(gateway, path, fields, {"X-Twilio-Signature": signature})
+    response = await gateway.deliver(path, fields, {"X-Twilio-Signature": signature})
     assert response.status == 204, await response.text()
     assert len(await gateway.events_after(head)) == 1
 
 
-async def test_org_needing_percent_encoding_round_trips(gateway: Any) -> None:
+async def test_org_needing_percent_encoding_round_trips(gateway: Gateway) -> None:
     """The signature covers the query exactly as sent, escapes included."""
     org = f"acme:eu/{uuid.uuid4().hex[:8]} & co"
     call_id = await gateway.place_call(org)
     path = status_path(call_id, org)
     assert "%3A" in path
     assert "%2F" in path
-    response = await deliver(gateway, path, callback(gateway))
+    response = await gateway.deliver(path, callback(gateway))
     assert response.status == 204, await response.text()
     call = await (await gateway.get(f"/calls/{call_id}", org)).json()
     assert (call["status"], call["carrier_status"]) == ("in-progress", "ringing")
 
 
-async def test_timestamp_without_zone_is_read_as_utc(gateway: Any, org: str) -> None:
+async def test_timestamp_without_zone_is_read_as_utc(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, Timestamp="Wed, 01 May 2024 12:00:00 -0000")
     head = await gateway.head()
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     reported_at = datetime.fromisoformat(event.data["reported_at"])
     assert reported_at == datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
-async def test_negative_duration_is_422_naming_it(gateway: Any, org: str) -> None:
+async def test_negative_duration_is_422_naming_it(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="-1")
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 422
     error = (await response.json())["error"]
     assert [d["field"] for d in error["details"]] == ["duration_seconds"]
     assert await gateway.head() == head
 
 
-async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any, org: str) -> None:
+async def test_non_numeric_optional_numbers_are_recorded_as_absent(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     params = callback(gateway, "completed", 2, CallDuration="soon", SipResponseCode="")
     params["SequenceNumber"] = "x"
-    response = await deliver(gateway, status_path(call_id, org), params)
+    response = await gateway.deliver(status_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     assert event.data["duration_seconds"] is None
@@ -306,7 +301,7 @@ async def test_non_numeric_optional_numbers_are_recorded_as_absent(gateway: Any,
 
 
 async def test_signature_over_the_url_with_its_default_port_is_accepted(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     """Twilio may sign https://host:443/…; the validator accepts either form."""
     call_id = await gateway.place_call(org)
@@ -317,12 +312,12 @@ async def test_signature_over_the_url_with_its_default_port_is_accepted(
         with_port, params
     )
     head = await gateway.head()
-    response = await deliver(gateway, path, params, {"X-Twilio-Signature": signature})
+    response = await gateway.deliver(path, params, {"X-Twilio-Signature": signature})
     assert response.status == 204
     assert len(await gateway.events_after(head)) == 1
 
 
-async def _gateway_with(gateway: Any, **settings: str) -> TestClient[Any, Any]:
+async def _gateway_with(gateway: Gateway, **settings: Any) -> TestClient[Any, Any]:
     client: TestClient[Any, Any] = TestClient(
         TestServer(
             create_app(dataclasses.replace(gateway.settings, **settings)),
@@ -334,7 +329,7 @@ async def _gateway_with(gateway: Any, **settings: str) -> TestClient[Any, Any]:
     return client
 
 
-async def test_without_an_auth_token_no_callback_verifies(gateway: Any, org: str) -> None:
+async def test_without_an_auth_token_no_callback_verifies(gateway: Gateway, org: str) -> None:
     """An empty key is one anybody can sign with: a gateway with no token trusts no callback."""
     client = await _gateway_with(gateway, twilio_auth_token="")
     try:
@@ -351,7 +346,7 @@ async def test_without_an_auth_token_no_callback_verifies(gateway: Any, org: str
         await client.close()
 
 
-async def test_the_previous_auth_token_verifies_while_rotating(gateway: Any, org: str) -> None:
+async def test_the_previous_auth_token_verifies_while_rotating(gateway: Gateway, org: str) -> None:
     new_token = "rotated-" + uuid.uuid4().hex
     client = await _gateway_with(
         gateway,

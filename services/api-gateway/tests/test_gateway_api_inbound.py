@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import pytest
 from calls_events import ConversationReported, Envelope, InboundCallReceived
 from calls_platform import amqp
+from calls_platform.eventstore import Checkpoint
 from yarl import URL
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
 
-def incoming(gateway: Any, to_number: str, call_sid: str | None = None) -> dict[str, str]:
+def incoming(gateway: Gateway, to_number: str, call_sid: str | None = None) -> dict[str, str]:
     return {
         "AccountSid": gateway.settings.twilio_account_sid,
         "CallSid": call_sid or "CA" + uuid.uuid4().hex,
@@ -26,13 +30,13 @@ def incoming(gateway: Any, to_number: str, call_sid: str | None = None) -> dict[
     }
 
 
-async def ring(gateway: Any, params: dict[str, str], signed: bool = True) -> Any:
+async def ring(gateway: Gateway, params: dict[str, str], signed: bool = True) -> Any:
     path = "/webhooks/twilio/voice"
     headers = gateway.signed(path, params) if signed else {}
     return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
 
 
-async def make_agent(gateway: Any, org: str) -> dict[str, Any]:
+async def make_agent(gateway: Gateway, org: str) -> dict[str, Any]:
     response = await gateway.post_json(
         "/agents", org, {"name": "Front desk", "phone_number": gateway.number()}
     )
@@ -42,7 +46,7 @@ async def make_agent(gateway: Any, org: str) -> dict[str, Any]:
 
 
 async def test_incoming_call_to_an_agent_number_is_recorded_and_connected(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     agent = await make_agent(gateway, org)
     before = await gateway.head()
@@ -68,7 +72,7 @@ async def test_incoming_call_to_an_agent_number_is_recorded_and_connected(
     assert body["agent_name"] == "Front desk"
 
 
-async def test_the_same_incoming_webhook_twice_records_one_call(gateway: Any, org: str) -> None:
+async def test_the_same_incoming_webhook_twice_records_one_call(gateway: Gateway, org: str) -> None:
     agent = await make_agent(gateway, org)
     params = incoming(gateway, agent["phone_number"])
     before = await gateway.head()
@@ -78,7 +82,7 @@ async def test_the_same_incoming_webhook_twice_records_one_call(gateway: Any, or
 
 
 async def test_incoming_call_to_an_unknown_number_is_rejected_and_recorded_nowhere(
-    gateway: Any,
+    gateway: Gateway,
 ) -> None:
     before = await gateway.head()
     response = await ring(gateway, incoming(gateway, gateway.number()))
@@ -87,7 +91,7 @@ async def test_incoming_call_to_an_unknown_number_is_rejected_and_recorded_nowhe
     assert await gateway.head() == before
 
 
-async def test_unsigned_incoming_webhook_is_403(gateway: Any, org: str) -> None:
+async def test_unsigned_incoming_webhook_is_403(gateway: Gateway, org: str) -> None:
     agent = await make_agent(gateway, org)
     before = await gateway.head()
     response = await ring(gateway, incoming(gateway, agent["phone_number"]), signed=False)
@@ -96,7 +100,7 @@ async def test_unsigned_incoming_webhook_is_403(gateway: Any, org: str) -> None:
 
 
 async def test_status_callback_without_call_id_completes_an_inbound_call(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     agent = await make_agent(gateway, org)
     params = incoming(gateway, agent["phone_number"])
@@ -126,7 +130,7 @@ CONVERSATION = {
 
 
 async def test_conversation_report_is_recorded_and_shown_on_the_call(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
@@ -143,7 +147,9 @@ async def test_conversation_report_is_recorded_and_shown_on_the_call(
     assert call["provider_usage"] == CONVERSATION["provider_usage"]
 
 
-async def test_identical_conversation_report_twice_is_stored_once(gateway: Any, org: str) -> None:
+async def test_identical_conversation_report_twice_is_stored_once(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
     for _ in range(2):
@@ -153,7 +159,7 @@ async def test_identical_conversation_report_twice_is_stored_once(gateway: Any, 
 
 
 async def test_conversation_for_another_organizations_call_is_404(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
@@ -172,7 +178,7 @@ async def test_conversation_for_another_organizations_call_is_404(
     ],
 )
 async def test_invalid_conversation_report_is_422_naming_the_field(
-    gateway: Any, org: str, body: dict[str, Any], field: str
+    gateway: Gateway, org: str, body: dict[str, Any], field: str
 ) -> None:
     call_id = await gateway.place_call(org)
     response = await gateway.post_json(f"/calls/{call_id}/conversation", org, body)
@@ -194,7 +200,7 @@ async def publish_to_inbox(amqp_url: str, envelope: Envelope) -> None:
 
 
 async def wait_for_event(
-    gateway: Any, after: int, event_id: uuid.UUID, attempts: int = 100
+    gateway: Gateway, after: Checkpoint, event_id: uuid.UUID, attempts: int = 100
 ) -> list[Envelope]:
     for _ in range(attempts):
         events = [e for e in await gateway.events_after(after) if e.event_id == event_id]
@@ -205,7 +211,7 @@ async def wait_for_event(
 
 
 async def test_conversation_published_on_the_inbox_is_recorded_once(
-    gateway: Any, org: str, amqp_url: str
+    gateway: Gateway, org: str, amqp_url: str
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
@@ -224,7 +230,7 @@ async def test_conversation_published_on_the_inbox_is_recorded_once(
 
 
 async def test_inbox_report_for_another_organizations_call_is_not_recorded(
-    gateway: Any, org: str, other_org: str, amqp_url: str
+    gateway: Gateway, org: str, other_org: str, amqp_url: str
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()

@@ -10,17 +10,20 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
 from prometheus_client import REGISTRY
 
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
+
 pytestmark = pytest.mark.integration
 
 
-async def create_key(gateway: Any, org: str, **body: Any) -> dict[str, Any]:
+async def create_key(gateway: Gateway, org: str, **body: Any) -> dict[str, Any]:
     response = await gateway.post_json("/api-keys", org, {"name": "ci", **body})
     assert response.status == 201, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
@@ -32,7 +35,9 @@ def key_auth(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
 
 
-async def test_created_key_is_shown_once_and_stored_only_as_a_hash(gateway: Any, org: str) -> None:
+async def test_created_key_is_shown_once_and_stored_only_as_a_hash(
+    gateway: Gateway, org: str
+) -> None:
     issued = await create_key(gateway, org, name="  nightly batch  ")
     assert issued["name"] == "nightly batch"
     assert issued["key"].startswith("ck_")
@@ -64,7 +69,7 @@ async def test_created_key_is_shown_once_and_stored_only_as_a_hash(gateway: Any,
 
 
 async def test_a_key_places_and_lists_calls_in_its_organization(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     issued = await create_key(gateway, org)
     caller = gateway.number()
@@ -86,7 +91,7 @@ async def test_a_key_places_and_lists_calls_in_its_organization(
     assert keys[0]["last_used_at"] is not None
 
 
-async def test_revoked_key_is_refused_on_the_next_request(gateway: Any, org: str) -> None:
+async def test_revoked_key_is_refused_on_the_next_request(gateway: Gateway, org: str) -> None:
     issued = await create_key(gateway, org)
     assert (await gateway.client.get("/calls", headers=key_auth(issued["key"]))).status == 200
     revoked = await gateway.client.delete(f"/api-keys/{issued['id']}", headers=gateway.auth(org))
@@ -100,7 +105,7 @@ async def test_revoked_key_is_refused_on_the_next_request(gateway: Any, org: str
 
 
 async def test_another_organization_cannot_see_or_revoke_a_key(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     issued = await create_key(gateway, org)
     assert (await (await gateway.get("/api-keys", other_org)).json())["items"] == []
@@ -111,7 +116,7 @@ async def test_another_organization_cannot_see_or_revoke_a_key(
     assert (await gateway.client.get("/calls", headers=key_auth(issued["key"]))).status == 200
 
 
-async def test_keys_are_managed_with_a_jwt_only(gateway: Any, org: str) -> None:
+async def test_keys_are_managed_with_a_jwt_only(gateway: Gateway, org: str) -> None:
     issued = await create_key(gateway, org)
     for method, path in (
         ("POST", "/api-keys"),
@@ -126,7 +131,7 @@ async def test_keys_are_managed_with_a_jwt_only(gateway: Any, org: str) -> None:
     assert len((await (await gateway.get("/api-keys", org)).json())["items"]) == 1
 
 
-async def test_read_only_key_cannot_write_and_writes_nothing(gateway: Any, org: str) -> None:
+async def test_read_only_key_cannot_write_and_writes_nothing(gateway: Gateway, org: str) -> None:
     issued = await create_key(gateway, org, scopes=["calls:read"])
     head = await gateway.head()
     response = await gateway.client.post(
@@ -143,7 +148,7 @@ async def test_read_only_key_cannot_write_and_writes_nothing(gateway: Any, org: 
     assert (await gateway.client.get("/calls", headers=key_auth(issued["key"]))).status == 200
 
 
-async def test_write_only_key_cannot_read(gateway: Any, org: str) -> None:
+async def test_write_only_key_cannot_read(gateway: Gateway, org: str) -> None:
     issued = await create_key(gateway, org, scopes=["calls:write"])
     response = await gateway.client.get("/calls", headers=key_auth(issued["key"]))
     assert response.status == 403
@@ -162,7 +167,7 @@ async def test_write_only_key_cannot_read(gateway: Any, org: str) -> None:
     ],
 )
 async def test_bad_key_requests_are_422_and_create_nothing(
-    gateway: Any, org: str, body: dict[str, Any], field: str
+    gateway: Gateway, org: str, body: dict[str, Any], field: str
 ) -> None:
     response = await gateway.post_json("/api-keys", org, body)
     assert response.status == 422
@@ -171,7 +176,7 @@ async def test_bad_key_requests_are_422_and_create_nothing(
     assert (await (await gateway.get("/api-keys", org)).json())["items"] == []
 
 
-async def test_both_credentials_at_once_are_refused(gateway: Any, org: str) -> None:
+async def test_both_credentials_at_once_are_refused(gateway: Gateway, org: str) -> None:
     issued = await create_key(gateway, org)
     response = await gateway.client.get(
         "/calls", headers={**gateway.auth(org), **key_auth(issued["key"])}
@@ -180,7 +185,7 @@ async def test_both_credentials_at_once_are_refused(gateway: Any, org: str) -> N
     assert "not both" in (await response.json())["error"]["message"]
 
 
-async def test_malformed_key_id_is_404(gateway: Any, org: str) -> None:
+async def test_malformed_key_id_is_404(gateway: Gateway, org: str) -> None:
     response = await gateway.client.delete("/api-keys/not-a-uuid", headers=gateway.auth(org))
     assert response.status == 404
 
@@ -188,7 +193,7 @@ async def test_malformed_key_id_is_404(gateway: Any, org: str) -> None:
 CLI = (sys.executable, "-m", "gateway", "create-api-key")
 
 
-def test_operators_create_keys_from_the_command_line(gateway: Any, org: str) -> None:
+def test_operators_create_keys_from_the_command_line(gateway: Gateway, org: str) -> None:
     env = {**os.environ, "DATABASE_URL": gateway.settings.database_url}
     done = subprocess.run(
         [*CLI, "--org", org, "--name", "ops", "--scope", "calls:read"],
@@ -216,7 +221,7 @@ def test_operators_create_keys_from_the_command_line(gateway: Any, org: str) -> 
 
 
 @pytest.fixture
-async def strict(gateway: Any) -> AsyncIterator[TestClient[Any, Any]]:
+async def strict(gateway: Gateway) -> AsyncIterator[TestClient[Any, Any]]:
     """A second gateway on the same database with tiny write limits."""
     settings = dataclasses.replace(
         gateway.settings,
@@ -240,7 +245,7 @@ async def post_agent(client: TestClient[Any, Any], headers: dict[str, str], n: s
 
 
 async def test_writes_past_the_key_burst_get_429_with_retry_after(
-    gateway: Any, strict: TestClient[Any, Any], org: str
+    gateway: Gateway, strict: TestClient[Any, Any], org: str
 ) -> None:
     issued = await create_key(gateway, org)
     statuses = [
@@ -264,7 +269,7 @@ async def test_writes_past_the_key_burst_get_429_with_retry_after(
 
 
 async def test_organization_limit_spans_every_credential(
-    gateway: Any, strict: TestClient[Any, Any], org: str, other_org: str
+    gateway: Gateway, strict: TestClient[Any, Any], org: str, other_org: str
 ) -> None:
     first, second = await create_key(gateway, org), await create_key(gateway, org)
     results = []

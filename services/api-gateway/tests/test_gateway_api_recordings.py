@@ -4,11 +4,13 @@ the public URL by our account, and only once per callback; the recording routes'
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
-from yarl import URL
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +20,7 @@ def recording_path(call_id: str, org: str) -> str:
     return f"/webhooks/twilio/recording?call_id={call_id}&org={quote(org, safe='')}"
 
 
-def callback(gateway: Any, status: str = "completed", **extra: str) -> dict[str, str]:
+def callback(gateway: Gateway, status: str = "completed", **extra: str) -> dict[str, str]:
     """The form of a Twilio recording callback for a new recording of a new call SID."""
     recording_sid = "RE" + uuid.uuid4().hex
     params = {
@@ -38,21 +40,15 @@ def callback(gateway: Any, status: str = "completed", **extra: str) -> dict[str,
     return params
 
 
-async def deliver(
-    gateway: Any, path: str, params: Any, headers: dict[str, str] | None = None
-) -> Any:
-    if headers is None:
-        headers = gateway.signed(path, params)
-    return await gateway.client.post(URL(path, encoded=True), data=params, headers=headers)
-
-
-async def test_signed_completed_callback_appends_recording_reported(gateway: Any, org: str) -> None:
+async def test_signed_completed_callback_appends_recording_reported(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     [requested] = await gateway.stream(f"call-{call_id}")
     params = callback(gateway)
     head = await gateway.head()
 
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
 
     assert response.status == 204, await response.text()
     [event] = await gateway.events_after(head)
@@ -73,33 +69,33 @@ async def test_signed_completed_callback_appends_recording_reported(gateway: Any
     }
 
 
-async def test_the_same_recording_callback_twice_is_recorded_once(gateway: Any, org: str) -> None:
+async def test_the_same_recording_callback_twice_is_recorded_once(
+    gateway: Gateway, org: str
+) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway)
     head = await gateway.head()
     for _ in range(2):
-        response = await deliver(gateway, recording_path(call_id, org), params)
+        response = await gateway.deliver(recording_path(call_id, org), params)
         assert response.status == 204
     assert [e.event_type for e in await gateway.events_after(head)] == ["RecordingReported"]
 
 
-async def test_an_absent_recording_is_reported_without_a_url(gateway: Any, org: str) -> None:
+async def test_an_absent_recording_is_reported_without_a_url(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, "absent", RecordingDuration="0")
     del params["RecordingUrl"]
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 204
     [event] = await gateway.events_after(head)
     assert (event.data["status"], event.data["recording_url"]) == ("absent", None)
 
 
-async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) -> None:
+async def test_an_in_progress_recording_records_nothing(gateway: Gateway, org: str) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
-    response = await deliver(
-        gateway, recording_path(call_id, org), callback(gateway, "in-progress")
-    )
+    response = await gateway.deliver(recording_path(call_id, org), callback(gateway, "in-progress"))
     assert response.status == 204
     assert await gateway.head() == head
 
@@ -108,7 +104,7 @@ async def test_an_in_progress_recording_records_nothing(gateway: Any, org: str) 
     "forgery", ["missing", "signed for other params", "signed for another call"]
 )
 async def test_forged_recording_callback_is_403_and_records_nothing(
-    gateway: Any, org: str, forgery: str
+    gateway: Gateway, org: str, forgery: str
 ) -> None:
     call_id = await gateway.place_call(org)
     path = recording_path(call_id, org)
@@ -121,30 +117,30 @@ async def test_forged_recording_callback_is_403_and_records_nothing(
         "signed for another call": gateway.signed(recording_path(str(uuid.uuid4()), org), params),
     }[forgery]
     head = await gateway.head()
-    response = await deliver(gateway, path, params, headers)
+    response = await gateway.deliver(path, params, headers)
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "forbidden"
     assert await gateway.head() == head
 
 
 async def test_validly_signed_recording_callback_for_another_account_is_403(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     params = callback(gateway, AccountSid="AC" + "0" * 32)
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 403
     assert await gateway.head() == head
 
 
 async def test_recording_callback_for_an_unknown_call_is_404(
-    gateway: Any, org: str, other_org: str
+    gateway: Gateway, org: str, other_org: str
 ) -> None:
     call_id = await gateway.place_call(org)
     head = await gateway.head()
     for path in (recording_path(str(uuid.uuid4()), org), recording_path(call_id, other_org)):
-        response = await deliver(gateway, path, callback(gateway))
+        response = await gateway.deliver(path, callback(gateway))
         assert response.status == 404
     assert await gateway.head() == head
 
@@ -164,12 +160,12 @@ async def test_recording_callback_for_an_unknown_call_is_404(
     ids=lambda change: ",".join(f"{k}={v[:12]}" for k, v in change.items()),
 )
 async def test_unusable_recording_callback_is_422_and_records_nothing(
-    gateway: Any, org: str, change: dict[str, str]
+    gateway: Gateway, org: str, change: dict[str, str]
 ) -> None:
     call_id = await gateway.place_call(org)
     params = {**callback(gateway), **change}
     head = await gateway.head()
-    response = await deliver(gateway, recording_path(call_id, org), params)
+    response = await gateway.deliver(recording_path(call_id, org), params)
     assert response.status == 422, await response.text()
     assert (await response.json())["error"]["code"] == "validation_error"
     assert await gateway.head() == head
@@ -177,7 +173,7 @@ async def test_unusable_recording_callback_is_422_and_records_nothing(
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_recording_of_a_call_id_that_is_not_a_uuid_is_404(
-    gateway: Any, org: str, method: str
+    gateway: Gateway, org: str, method: str
 ) -> None:
     response = await gateway.client.request(
         method, "/calls/not-a-uuid/recording", headers=gateway.auth(org)
@@ -188,7 +184,7 @@ async def test_recording_of_a_call_id_that_is_not_a_uuid_is_404(
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 async def test_recording_while_the_recordings_service_is_down_is_502_json(
-    gateway: Any, org: str, method: str
+    gateway: Gateway, org: str, method: str
 ) -> None:
     call_id = await gateway.place_call(org)
     response = await gateway.client.request(

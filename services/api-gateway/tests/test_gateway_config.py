@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from gateway.__main__ import migrate
 from gateway.config import DEV_JWT_SECRET, Settings
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 
 def test_settings_from_env_strip_trailing_slashes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,7 +45,7 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.integration
-async def test_migrate_can_run_again(gateway: Any) -> None:
+async def test_migrate_can_run_again(gateway: Gateway) -> None:
     """Every replica migrates on start; a database already migrated is left as it is."""
     head = await gateway.head()
     await migrate(gateway.settings.database_url)

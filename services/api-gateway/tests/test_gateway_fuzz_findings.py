@@ -7,12 +7,15 @@ import dataclasses
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
 from gateway.schemas import Error
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +44,7 @@ async def _error(response: Any) -> dict[str, Any]:
     ids=["agent name", "transcript", "object key"],
 )
 async def test_a_nul_character_anywhere_in_a_body_is_a_422_naming_where(
-    gateway: Any, org: str, path: str, body: dict[str, Any], field: str
+    gateway: Gateway, org: str, path: str, body: dict[str, Any], field: str
 ) -> None:
     # PostgreSQL cannot store NUL in text or jsonb: this used to fail in the INSERT, a 500
     response = await gateway.post_json(path.format(call_id=uuid.uuid4()), org, body)
@@ -54,7 +57,7 @@ async def test_a_nul_character_anywhere_in_a_body_is_a_422_naming_where(
 
 
 async def test_an_empty_provider_name_in_a_conversation_report_is_a_422(
-    gateway: Any, org: str
+    gateway: Gateway, org: str
 ) -> None:
     # the body model took any key; the event it becomes does not: that was a 500
     response = await gateway.post_json(
@@ -79,7 +82,7 @@ async def test_an_empty_provider_name_in_a_conversation_report_is_a_422(
     ids=["NUL in search", "number as to", "date as from", "no offset"],
 )
 async def test_list_parameters_the_document_does_not_allow_are_a_422(
-    gateway: Any, org: str, query: dict[str, str], parameter: str
+    gateway: Gateway, org: str, query: dict[str, str], parameter: str
 ) -> None:
     response = await gateway.client.get("/calls", params=query, headers=gateway.auth(org))
     error = await _error(response)
@@ -88,7 +91,7 @@ async def test_list_parameters_the_document_does_not_allow_are_a_422(
     assert [d["field"] for d in error["error"]["details"]] == [parameter]
 
 
-async def test_list_takes_an_iso_date_time_with_an_offset(gateway: Any, org: str) -> None:
+async def test_list_takes_an_iso_date_time_with_an_offset(gateway: Gateway, org: str) -> None:
     response = await gateway.client.get(
         "/calls",
         params={"from": "2025-01-31T09:00:00Z", "to": "2025-02-01T09:00:00+02:00"},
@@ -100,7 +103,7 @@ async def test_list_takes_an_iso_date_time_with_an_offset(gateway: Any, org: str
 
 
 @pytest.fixture
-async def without_call_log(gateway: Any) -> AsyncIterator[TestClient[Any, Any]]:
+async def without_call_log(gateway: Gateway) -> AsyncIterator[TestClient[Any, Any]]:
     """A second gateway whose call log address refuses connections."""
     refusing = socket.socket()
     refusing.bind(("127.0.0.1", 0))
@@ -128,7 +131,7 @@ async def without_call_log(gateway: Any) -> AsyncIterator[TestClient[Any, Any]]:
     ],
 )
 async def test_reads_with_the_call_log_down_are_a_502_not_a_500(
-    gateway: Any, without_call_log: TestClient[Any, Any], org: str, method: str, path: str
+    gateway: Gateway, without_call_log: TestClient[Any, Any], org: str, method: str, path: str
 ) -> None:
     url = path.format(call_id=uuid.uuid4(), hex=uuid.uuid4().hex)
     response = await without_call_log.request(method, url, headers=gateway.auth(org))

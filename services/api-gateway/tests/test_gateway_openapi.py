@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from call_log.queries import ListQuery
 from calls_events import (
     BATCH_CALL_STATUSES,
@@ -30,6 +31,9 @@ from gateway.openapi import (
 )
 from openapi_spec_validator import validate
 from pydantic import BaseModel
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Gateway
 
 REPO = Path(__file__).resolve().parents[3]
 # Served by every service and not part of the public API; the docs describe themselves.
@@ -62,10 +66,13 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate(document)  # raises on any violation of the OpenAPI 3.1 schema
 
 
+@pytest.mark.integration  # the running gateway (its database)
 async def test_every_route_is_documented_and_every_documented_operation_is_routed(
-    gateway: Any,
+    gateway: Gateway,
 ) -> None:
-    app: web.Application = gateway.client.server.app
+    server = gateway.client.server
+    assert isinstance(server, TestServer)
+    app: web.Application = server.app
     routes = _app_routes(app)
     documented = _documented(build_openapi())
     # aiohttp answers HEAD on every GET route by itself; only the recording's is worth a word
@@ -219,7 +226,8 @@ def test_committed_document_is_current() -> None:
     assert committed == render(), "docs/openapi.json is stale: run `make openapi`"
 
 
-async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
+@pytest.mark.integration  # the running gateway (its database)
+async def test_openapi_json_is_served_without_credentials(gateway: Gateway) -> None:
     response = await gateway.client.get("/openapi.json")
 
     assert response.status == 200
@@ -227,7 +235,8 @@ async def test_openapi_json_is_served_without_credentials(gateway: Any) -> None:
     assert await response.json() == json.loads(render())
 
 
-async def test_asyncapi_json_is_served_beside_it_without_credentials(gateway: Any) -> None:
+@pytest.mark.integration  # the running gateway (its database)
+async def test_asyncapi_json_is_served_beside_it_without_credentials(gateway: Gateway) -> None:
     response = await gateway.client.get("/asyncapi.json")
 
     assert response.status == 200
@@ -235,8 +244,9 @@ async def test_asyncapi_json_is_served_beside_it_without_credentials(gateway: An
     assert await response.json() == json.loads(asyncapi.render())
 
 
+@pytest.mark.integration  # the running gateway (its database)
 async def test_docs_page_is_served_without_credentials_and_needs_nothing_from_outside(
-    gateway: Any,
+    gateway: Gateway,
 ) -> None:
     response = await gateway.client.get("/docs")
     page = await response.text()

@@ -4,6 +4,7 @@ exactly the event Envelope.wrap would have made of it."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from calls_events import CallingWindow, CallRequested, Envelope, Schedule, call_stream
 from gateway.calls import requested_calls
@@ -23,7 +24,7 @@ def test_bulk_built_requests_are_the_events_wrap_would_build() -> None:
         requested_by="tester",
     )
     schedule = Schedule(window=CallingWindow(start="09:00", end="20:00", time_zone="recipient"))
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"to_number": "+14155550001"},
         {"to_number": "+14155550002", "variables": {"name": "Ada"}, "metadata": {"crm": [1, 2]}},
         {"to_number": "+442071838750", "schedule": schedule.model_dump(mode="json")},
@@ -32,7 +33,7 @@ def test_bulk_built_requests_are_the_events_wrap_would_build() -> None:
     built = requested_calls(template, calls, organization_id="org_a", correlation_id="corr")
 
     assert len({e.event_id for e in built}) == len({e.stream_id for e in built}) == 3
-    expected = [
+    expected: list[dict[str, Any]] = [
         {"to_number": "+14155550001"},
         {"to_number": "+14155550002", "variables": {"name": "Ada"}, "metadata": {"crm": [1, 2]}},
         {"to_number": "+442071838750", "schedule": schedule},

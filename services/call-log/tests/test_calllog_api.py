@@ -15,6 +15,7 @@ from call_log.config import Settings
 from calls_events import CallInitiated, CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
+from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ async def store(api_database: str, client: Client) -> AsyncIterator[Pool]:
 
 @pytest.fixture
 def org() -> str:
-    return f"org_{uuid.uuid4().hex[:12]}"
+    return new_org_id()
 
 
 async def request_call(store: Pool, org: str, **fields: Any) -> uuid.UUID:

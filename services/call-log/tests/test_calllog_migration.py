@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib.resources import files
+from typing import Any
 
 import pytest
 from call_log.projector import Projector, apply_events, rebuild
@@ -18,6 +19,7 @@ from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
 from calls_platform.migrate import apply_migrations, migrate_event_store
 from calls_platform.relay import CHECKPOINT as RELAY
+from calls_testing.plugin import DatabaseFactory
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +109,7 @@ async def append_the_old_way(conn: Conn, events: list[Envelope]) -> list[Envelop
 
 
 @pytest.fixture
-async def pool(database_factory) -> AsyncIterator[Pool]:  # type: ignore[no-untyped-def]
+async def pool(database_factory: DatabaseFactory) -> AsyncIterator[Pool]:
     pool = await open_pool(database_factory("migration"), name="test", max_size=4)
     await pool.wait()
     yield pool
@@ -156,7 +158,7 @@ async def test_every_consumer_continues_where_it_was_after_the_migration(pool: P
     assert sum(row["calls"] for row in projected["call_counts"]) == 6
 
 
-async def models(conn: Conn) -> dict[str, list[dict[str, object]]]:
+async def models(conn: Conn) -> dict[str, list[dict[str, Any]]]:
     cur = await conn.execute("SELECT * FROM call_log.calls ORDER BY call_id")
     calls = await cur.fetchall()
     cur = await conn.execute(

@@ -40,6 +40,7 @@ from calls_events import (
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
 from calls_platform.migrate import migrate_event_store
+from calls_testing import new_org_id
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.integration
@@ -201,7 +202,7 @@ async def shared_db(
 
 @pytest.fixture
 def calls() -> Calls:
-    return Calls(f"org_{uuid.uuid4().hex[:12]}")
+    return Calls(new_org_id())
 
 
 # --- the projector ---------------------------------------------------------------------------

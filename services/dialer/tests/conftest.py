@@ -1,54 +1,39 @@
 """Fixtures for the dialer's tests: a freshly migrated database per test, the carrier
-simulator in-process on an ephemeral port, a TwilioCarrier (the real twilio library) pointed
-at it, and small helpers to request calls and read back what the dialer recorded."""
+simulator in-process on an ephemeral port (calls_testing), a TwilioCarrier (the real twilio
+library) pointed at it, and small helpers to request calls and read back what the dialer
+recorded."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, overload
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from calls_events import CallRequested, Envelope, Event, call_stream
-from calls_platform import eventstore
-from calls_platform.db import Pool, open_pool
+from calls_events import CallRequested, Envelope, Event
+from calls_platform.db import Pool
 from calls_platform.notify import Listener
-from carrier_sim import SimConfig, create_app
+from calls_platform.service import stop_tasks
+from calls_testing import unique_number
+from calls_testing.events import E, append_as_gateway, of_kind, read_call_events
+from calls_testing.receiver import Receiver, webhook_receiver
+from calls_testing.serving import pooled
+from calls_testing.simulator import LocalSimulator, local_simulator
+from carrier_sim import SimConfig
 from dialer.__main__ import migrate
-from dialer.carrier import TwilioCarrier, TwilioSettings
 from dialer.dials import WORK_CHANNEL, enqueue
+from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"
+
+Background = Callable[[Awaitable[Any]], "asyncio.Task[Any]"]
+"""The `background` fixture: `background(coro)` runs it as a task stopped after the test."""
+StopTask = Callable[["asyncio.Task[Any]"], Awaitable[None]]
+"""The `stop_task` fixture: cancel a dial loop the way shutdown does and wait for it."""
 CARRIER_TIMEOUT_SECONDS = 2.0
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture(autouse=True)
-def _no_twilio_edge(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the twilio client reads these from os.environ and would rewrite the simulator's host
-    monkeypatch.delenv("TWILIO_EDGE", raising=False)
-    monkeypatch.delenv("TWILIO_REGION", raising=False)
-
-
-@pytest.fixture
-def wait() -> Callable[..., Awaitable[None]]:
-    return wait_until
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -65,12 +50,8 @@ async def dialer_db(database_factory: Callable[[str], str]) -> str:
 
 @pytest.fixture
 async def pool(dialer_db: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(dialer_db, name="dialer-test", max_size=20)
-    await pool.wait()
-    try:
+    async with pooled(dialer_db, name="dialer-test", max_size=20) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture
@@ -102,8 +83,8 @@ class Calls:
         record: bool = False,
         **fields: Any,
     ) -> tuple[Envelope, CallRequested]:
-        """Append a CallRequested (`fields`: more of its fields, e.g. campaign rules); return
-        it as recorded (with its position)."""
+        """Append a CallRequested as the gateway does (`fields`: more of its fields, e.g.
+        campaign rules); return it as recorded (with its position)."""
         event = CallRequested(
             call_id=uuid.uuid4(),
             to_number=to_number or unique_number(),
@@ -113,14 +94,7 @@ class Calls:
             requested_by="test",
             **fields,
         )
-        envelope = Envelope.wrap(
-            event,
-            stream_id=call_stream(event.call_id),
-            organization_id=org,
-            correlation_id=f"corr-{event.call_id}",
-        )
-        async with self.pool.connection() as conn:
-            [recorded] = await eventstore.append(conn, [envelope])
+        recorded = await append_as_gateway(self.pool, event, org)
         return recorded, event
 
     async def enqueued(
@@ -146,12 +120,16 @@ class Calls:
     async def state(self, call_id: uuid.UUID) -> str:
         return str((await self.dial(call_id))["state"])
 
-    async def events(self, call_id: uuid.UUID, kind: type[Event] | None = None) -> list[Event]:
-        """The call's events after its CallRequested (optionally only those of `kind`)."""
-        async with self.pool.connection() as conn:
-            stream = await eventstore.read_stream(conn, call_stream(call_id))
-        events = [e.event() for e in stream if e.event_type != CallRequested.TYPE]
-        return [e for e in events if kind is None or isinstance(e, kind)]
+    @overload
+    async def events(self, call_id: uuid.UUID) -> list[Event]: ...
+
+    @overload
+    async def events(self, call_id: uuid.UUID, kind: type[E]) -> list[E]: ...
+
+    async def events(self, call_id: uuid.UUID, kind: type[Event] | None = None) -> list[Any]:
+        """The call's events after its CallRequested (only those of `kind`, if given)."""
+        events = await read_call_events(self.pool, call_id, after=CallRequested)
+        return events if kind is None else of_kind(events, kind)
 
 
 @pytest.fixture
@@ -159,81 +137,24 @@ def calls(pool: Pool) -> Calls:
     return Calls(pool)
 
 
-def unique_number() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
-
-
 # --- carrier simulator ------------------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """Stands in for the gateway's webhook endpoint: accepts and counts the callbacks."""
-
-    url: str = ""
-    paths: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        state.paths.append(request.path)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", accept)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    state.url = str(server.make_url("")).rstrip("/")
-    try:
-        yield state
-    finally:
-        await server.close()
-
-
-@dataclass
-class Sim:
-    url: str
-    config: SimConfig
-    session: aiohttp.ClientSession
-
-    async def control(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.session.request(method, f"{self.url}{path}", json=body) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-
-    async def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = await self.control("GET", "/_sim/calls")
-        return state
-
-    async def calls(self, to_number: str | None = None) -> list[dict[str, Any]]:
-        calls: list[dict[str, Any]] = (await self.state())["calls"]
-        return [c for c in calls if to_number is None or c["to"] == to_number]
-
-    async def create_requests(self) -> int:
-        return int((await self.state())["create_requests"])
-
-    async def fault_next_creates(self, *responses: dict[str, Any]) -> None:
-        await self.control("POST", "/_sim/faults", {"create_responses": list(responses)})
+    """Stands in for the gateway's webhook endpoint: accepts and records the callbacks."""
+    async with webhook_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture
-async def sim(receiver: Receiver) -> AsyncIterator[Sim]:
+async def sim(receiver: Receiver) -> AsyncIterator[LocalSimulator]:
     # depends on `receiver` so that play-outs stop before the receiver goes away
-    config = SimConfig(ring_seconds=0.05, talk_seconds=0.1)
-    server = TestServer(create_app(config), host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Sim(str(server.make_url("")).rstrip("/"), config, session)
-    finally:
-        await server.close()
+    async with local_simulator(SimConfig(ring_seconds=0.05, talk_seconds=0.1)) as sim:
+        yield sim
 
 
-def carrier_settings(sim: Sim, receiver: Receiver, **changes: Any) -> TwilioSettings:
+def carrier_settings(sim: LocalSimulator, receiver: Receiver, **changes: Any) -> TwilioSettings:
     settings: dict[str, Any] = {
         "account_sid": sim.config.account_sid,
         "auth_token": sim.config.auth_token,
@@ -248,7 +169,9 @@ def carrier_settings(sim: Sim, receiver: Receiver, **changes: Any) -> TwilioSett
 
 
 @pytest.fixture
-async def make_carrier(sim: Sim, receiver: Receiver) -> AsyncIterator[Callable[..., TwilioCarrier]]:
+async def make_carrier(
+    sim: LocalSimulator, receiver: Receiver
+) -> AsyncIterator[Callable[..., TwilioCarrier]]:
     """`make_carrier(**settings_changes)`: a TwilioCarrier at the simulator, closed after."""
     carriers: list[TwilioCarrier] = []
 
@@ -273,7 +196,7 @@ async def carrier(make_carrier: Callable[..., TwilioCarrier]) -> TwilioCarrier:
 
 
 @pytest.fixture
-async def background(pool: Pool, work: Listener) -> AsyncIterator[Callable[..., asyncio.Task[Any]]]:
+async def background(pool: Pool, work: Listener) -> AsyncIterator[Background]:
     """`background(coro)` runs it as a task that is cancelled (and awaited) at the end of the
     test, before the pool and the work listener close."""
     tasks: list[asyncio.Task[Any]] = []
@@ -289,11 +212,7 @@ async def background(pool: Pool, work: Listener) -> AsyncIterator[Callable[..., 
     try:
         yield start
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
 
 
 async def stop(task: asyncio.Task[Any]) -> None:
@@ -304,5 +223,5 @@ async def stop(task: asyncio.Task[Any]) -> None:
 
 
 @pytest.fixture
-def stop_task() -> Callable[[asyncio.Task[Any]], Awaitable[None]]:
+def stop_task() -> StopTask:
     return stop

@@ -74,7 +74,7 @@ async def report(
         CallStatusReported(
             call_id=call_id,
             call_sid=sid,
-            carrier_status=status,  # type: ignore[arg-type]
+            carrier_status=status,
             answered_by=answered_by,
             reported_at=NOW,
         ),

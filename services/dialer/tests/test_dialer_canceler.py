@@ -7,26 +7,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
 from calls_platform.notify import Listener
-from carrier_sim import SimConfig, create_app
+from calls_testing.simulator import LocalSimulator, local_simulator
+from carrier_sim import SimConfig
 from carrier_sim.scenarios import LONG_CALL_NUMBER, LONG_RING_NUMBER
 from dialer import dials
 from dialer.canceler import CarrierCanceler
-from dialer.carrier import CancelRefused, DialRequest, Placed, TwilioCarrier
+from dialer.carrier import CancelRefused, DialRequest, Placed
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
 
 pytestmark = pytest.mark.integration
 
 
-async def place(pool: Pool, calls: Any, carrier: TwilioCarrier, to: str, **kw: Any) -> Any:
+async def place(pool: Pool, calls: Calls, carrier: TwilioCarrier, to: str, **kw: Any) -> Any:
     """Request a call and dial it as the dial loop does; return (request, SID)."""
     event = await calls.enqueued("org_a", to, **kw)
     async with pool.connection() as conn:
@@ -42,12 +44,12 @@ async def place(pool: Pool, calls: Any, carrier: TwilioCarrier, to: str, **kw: A
     return event, result.call_sid
 
 
-async def status_at(sim: Any, sid: str) -> str:
+async def status_at(sim: LocalSimulator, sid: str) -> str:
     [call] = [c for c in await sim.calls() if c["sid"] == sid]
     return str(call["status"])
 
 
-async def until_status(sim: Any, sid: str, status: str) -> None:
+async def until_status(sim: LocalSimulator, sid: str, status: str) -> None:
     for _ in range(200):
         if await status_at(sim, sid) == status:
             return
@@ -61,7 +63,7 @@ async def cancel_batch(pool: Pool, batch_id: str) -> None:
 
 
 async def test_ringing_calls_of_a_canceled_batch_are_canceled_at_the_carrier_once(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     batch = f"batch-{uuid.uuid4().hex}"
     placed = [
@@ -96,7 +98,7 @@ async def test_ringing_calls_of_a_canceled_batch_are_canceled_at_the_carrier_onc
 
 
 async def test_a_conversation_of_a_canceled_batch_is_left_alone(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     batch = f"batch-{uuid.uuid4().hex}"
     event, sid = await place(pool, calls, carrier, LONG_CALL_NUMBER, batch_id=batch)
@@ -115,7 +117,7 @@ async def test_a_conversation_of_a_canceled_batch_is_left_alone(
 
 
 async def test_a_call_already_known_to_be_answered_is_not_even_fetched(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     batch = f"batch-{uuid.uuid4().hex}"
     event, _ = await place(pool, calls, carrier, LONG_CALL_NUMBER, batch_id=batch)
@@ -126,7 +128,7 @@ async def test_a_call_already_known_to_be_answered_is_not_even_fetched(
 
 
 async def test_the_carrier_refuses_to_cancel_an_ended_call(
-    carrier: TwilioCarrier, sim: Any
+    carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     placed = await carrier.create_call(
         DialRequest(str(uuid.uuid4()), "org_a", "+14155550100", "+15017122661", record=False)
@@ -142,36 +144,19 @@ async def test_the_carrier_refuses_to_cancel_an_ended_call(
 # --- calls the carrier keeps queued ------------------------------------------------------------
 
 
-@dataclass
-class QueueingSim:
+@pytest.fixture
+async def queueing_sim() -> AsyncIterator[LocalSimulator]:
     """A simulator that keeps every call queued for a minute (as Twilio does with calls
     created faster than the account's rate)."""
-
-    url: str
-    session: aiohttp.ClientSession
-
-    async def calls(self) -> list[dict[str, Any]]:
-        async with self.session.get(f"{self.url}/_sim/calls") as response:
-            calls: list[dict[str, Any]] = (await response.json())["calls"]
-            return calls
-
-
-@pytest.fixture
-async def queueing_sim() -> AsyncIterator[QueueingSim]:
     config = SimConfig(ring_seconds=0.05, talk_seconds=0.1, initiate_delay_seconds=60)
-    server = TestServer(create_app(config), host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield QueueingSim(str(server.make_url("")).rstrip("/"), session)
-    finally:
-        await server.close()
+    async with local_simulator(config) as sim:
+        yield sim
 
 
 async def test_a_call_queued_at_the_carrier_beyond_the_limit_is_canceled_there(
     pool: Pool,
-    calls: Any,
-    queueing_sim: QueueingSim,
+    calls: Calls,
+    queueing_sim: LocalSimulator,
     make_carrier: Callable[..., TwilioCarrier],
 ) -> None:
     sim = queueing_sim
@@ -195,7 +180,7 @@ async def test_a_call_queued_at_the_carrier_beyond_the_limit_is_canceled_there(
 
 
 async def test_a_canceled_batch_wakes_the_canceler(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any, dialer_db: str
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator, dialer_db: str
 ) -> None:
     listener = Listener(dialer_db, dials.CANCEL_CHANNEL)
     listening = asyncio.create_task(listener.run())
@@ -222,7 +207,7 @@ async def test_a_canceled_batch_wakes_the_canceler(
 
 
 async def test_calls_long_in_progress_do_not_hide_quiet_calls_from_the_watchdog(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     talking, talking_sid = await place(pool, calls, carrier, LONG_CALL_NUMBER)
     await until_status(sim, talking_sid, "in-progress")
@@ -245,7 +230,9 @@ async def test_calls_long_in_progress_do_not_hide_quiet_calls_from_the_watchdog(
     assert await calls.events(talking.call_id, CallStatusReported) == []
 
 
-async def test_the_remembered_carrier_status_never_moves_backwards(pool: Pool, calls: Any) -> None:
+async def test_the_remembered_carrier_status_never_moves_backwards(
+    pool: Pool, calls: Calls
+) -> None:
     event = await calls.enqueued("org_a")
     async with pool.connection() as conn:
         for status in ("ringing", "in-progress", "ringing", "initiated"):

@@ -7,18 +7,13 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from dialer.carrier import (
-    Ambiguous,
-    DialRequest,
-    Placed,
-    Rejected,
-    Throttled,
+from calls_testing.simulator import LocalSimulator
+from dialer.carrier import Ambiguous, DialRequest, Placed, Rejected, Throttled, Unsent
+from dialer.twilio_carrier import (
     TwilioCarrier,
-    Unsent,
     carrier_message,
     classify_rest_error,
     stream_twiml,
@@ -62,7 +57,9 @@ def test_server_errors_are_ambiguous(status: int) -> None:
 # --- TwilioCarrier against the simulator ------------------------------------------------------
 
 
-async def test_create_call_is_placed_with_a_call_sid(carrier: TwilioCarrier, sim: Any) -> None:
+async def test_create_call_is_placed_with_a_call_sid(
+    carrier: TwilioCarrier, sim: LocalSimulator
+) -> None:
     request = request_to("+14155550100", record=True)
     result = await carrier.create_call(request)
 
@@ -89,7 +86,7 @@ async def test_create_call_is_placed_with_a_call_sid(carrier: TwilioCarrier, sim
 
 
 async def test_a_call_not_to_be_recorded_asks_for_no_recording(
-    carrier: TwilioCarrier, sim: Any
+    carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     await carrier.create_call(request_to("+14155550109", record=False))
     [call] = await sim.calls("+14155550109")
@@ -110,7 +107,9 @@ async def test_unreachable_number_is_rejected_with_code_21214(carrier: TwilioCar
     assert result.code == 21214
 
 
-async def test_429_is_throttled_and_creates_nothing(carrier: TwilioCarrier, sim: Any) -> None:
+async def test_429_is_throttled_and_creates_nothing(
+    carrier: TwilioCarrier, sim: LocalSimulator
+) -> None:
     await sim.fault_next_creates({"status": 429, "code": 20429, "message": "Too Many Requests"})
     result = await carrier.create_call(request_to("+14155550101"))
     assert isinstance(result, Throttled)
@@ -118,7 +117,7 @@ async def test_429_is_throttled_and_creates_nothing(carrier: TwilioCarrier, sim:
 
 
 async def test_500_after_the_call_was_created_is_ambiguous(
-    carrier: TwilioCarrier, sim: Any
+    carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     await sim.fault_next_creates({"status": 500, "call_created": True})
     result = await carrier.create_call(request_to("+14155550102"))
@@ -127,7 +126,7 @@ async def test_500_after_the_call_was_created_is_ambiguous(
 
 
 async def test_no_answer_within_the_carrier_timeout_is_ambiguous(
-    make_carrier: Callable[..., TwilioCarrier], sim: Any
+    make_carrier: Callable[..., TwilioCarrier], sim: LocalSimulator
 ) -> None:
     carrier = make_carrier(timeout_seconds=0.5)
     await sim.fault_next_creates({"timeout_seconds": 5})
@@ -221,7 +220,7 @@ def test_the_stream_twiml_names_the_call_and_each_variable_escaped() -> None:
 
 @pytest.mark.integration
 async def test_a_calls_variables_reach_the_carrier_in_its_twiml(
-    carrier: TwilioCarrier, sim: Any
+    carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     request = DialRequest(
         call_id=str(uuid.uuid4()),

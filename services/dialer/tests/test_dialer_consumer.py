@@ -4,20 +4,24 @@ reach the dials table once."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from calls_events import Envelope
 from calls_platform import amqp, topology
 from calls_platform.db import Pool
+from calls_testing.waiting import Wait
 from dialer import dials
 from dialer.consumer import Handlers
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_redelivered_call_request_is_enqueued_once(
-    amqp_url: str, pool: Pool, calls: Any, wait: Any
+    amqp_url: str, pool: Pool, calls: Calls, wait: Wait
 ) -> None:
     envelope, event = await calls.requested("org_a")
     connection = await amqp.connect(amqp_url)

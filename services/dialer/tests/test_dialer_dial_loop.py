@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from calls_events import CallFailed, CallInitiated
 from calls_platform.db import Pool, open_pool
 from calls_platform.leader import run_as_leader
 from calls_platform.notify import Listener
-from dialer.carrier import TwilioCarrier
+from calls_testing.simulator import LocalSimulator
+from calls_testing.waiting import Wait
 from dialer.scheduler import DialLoop
+from dialer.twilio_carrier import TwilioCarrier
 from psycopg import sql
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Background, Calls, StopTask
 
 pytestmark = pytest.mark.integration
 
 
-async def all_in_state(calls: Any, call_ids: list[Any], state: str) -> bool:
+async def all_in_state(calls: Calls, call_ids: list[Any], state: str) -> bool:
     return all([await calls.state(c) == state for c in call_ids])
 
 
@@ -27,10 +32,10 @@ async def test_every_call_is_dialed_once_and_initiated_with_the_carriers_sid(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     requested = [await calls.enqueued(f"org_{i % 3}") for i in range(12)]
     background(DialLoop(pool, carrier, work, calls_per_second=10).run())
@@ -53,10 +58,10 @@ async def test_dials_never_exceed_the_configured_rate(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     requested = [await calls.enqueued("org_a", batch_id="batch-pace") for _ in range(10)]
     background(DialLoop(pool, carrier, work, calls_per_second=5).run())
@@ -73,10 +78,10 @@ async def test_an_invalid_number_fails_with_code_21211_and_is_not_retried(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     event = await calls.enqueued("org_a", "+15005550001")
     background(DialLoop(pool, carrier, work, calls_per_second=20).run())
@@ -95,10 +100,10 @@ async def test_a_throttled_dial_is_retried_and_the_call_created_once(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     await sim.fault_next_creates({"status": 429, "code": 20429, "message": "Too Many Requests"})
     event = await calls.enqueued("org_a")
@@ -117,11 +122,11 @@ async def test_an_ambiguous_dial_is_reconciled_by_adopting_the_carriers_call(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
-    stop_task: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
 ) -> None:
     await sim.fault_next_creates({"status": 500, "call_created": True})
     event = await calls.enqueued("org_a")
@@ -155,11 +160,11 @@ async def test_reconcile_finds_the_carriers_call_whatever_the_database_time_zone
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
-    stop_task: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
 ) -> None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT current_database() AS db")
@@ -203,11 +208,11 @@ async def test_an_ambiguous_dial_unknown_to_the_carrier_is_redialed_once_then_gi
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
-    stop_task: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
 ) -> None:
     await sim.fault_next_creates({"status": 500}, {"status": 500})
     event = await calls.enqueued("org_a")
@@ -250,10 +255,10 @@ async def test_two_loops_under_leadership_dial_at_the_global_rate(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     requested = [await calls.enqueued("org_a", batch_id="batch-lead") for _ in range(40)]
     loops = [DialLoop(pool, carrier, work, calls_per_second=5) for _ in range(2)]
@@ -275,10 +280,10 @@ async def test_cancelling_the_loop_records_the_results_of_dials_in_flight(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     await sim.control("POST", "/_sim/faults", {"create_delay_seconds": 0.5})
     requested = [await calls.enqueued("org_a") for _ in range(3)]
@@ -296,13 +301,13 @@ async def test_cancelling_the_loop_records_the_results_of_dials_in_flight(
         ]
 
 
-async def _state_is(calls: Any, call_id: Any, state: str) -> bool:
+async def _state_is(calls: Calls, call_id: Any, state: str) -> bool:
     return bool(await calls.state(call_id) == state)
 
 
-async def _created(sim: Any, n: int) -> bool:
+async def _created(sim: LocalSimulator, n: int) -> bool:
     return len(await sim.calls()) >= n
 
 
-async def _create_requests(sim: Any, n: int) -> bool:
+async def _create_requests(sim: LocalSimulator, n: int) -> bool:
     return bool(await sim.create_requests() >= n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from calls_events import (
@@ -23,6 +23,9 @@ from calls_platform.db import Pool
 from dialer import dials
 from dialer.consumer import Handlers
 
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
+
 pytestmark = pytest.mark.integration
 
 SID = "CA" + "a" * 32
@@ -33,7 +36,7 @@ async def claim(pool: Pool) -> dials.Dial | None:
         return await dials.claim_next(conn)
 
 
-async def test_enqueue_is_idempotent(pool: Pool, calls: Any) -> None:
+async def test_enqueue_is_idempotent(pool: Pool, calls: Calls) -> None:
     envelope, event = await calls.requested("org_a")
     async with pool.connection() as conn:
         assert await dials.enqueue(conn, envelope, event) is True
@@ -50,7 +53,7 @@ async def test_enqueue_is_idempotent(pool: Pool, calls: Any) -> None:
     assert await calls.events(event.call_id) == []
 
 
-async def test_enqueue_through_the_consumer_is_idempotent(pool: Pool, calls: Any) -> None:
+async def test_enqueue_through_the_consumer_is_idempotent(pool: Pool, calls: Calls) -> None:
     envelope, event = await calls.requested("org_a")
     handle = Handlers(pool)
     await handle(envelope)
@@ -61,7 +64,7 @@ async def test_enqueue_through_the_consumer_is_idempotent(pool: Pool, calls: Any
 
 
 async def test_claim_next_marks_the_dial_dialing_and_counts_the_attempt(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a")
     dial = await claim(pool)
@@ -78,7 +81,7 @@ async def test_claim_next_marks_the_dial_dialing_and_counts_the_attempt(
 
 
 async def test_claim_next_alternates_organizations_and_does_not_queue_a_single_call_behind_a_batch(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     batch_a = [await calls.enqueued("org_a", batch_id="batch-a") for _ in range(50)]
     single_a = await calls.enqueued("org_a")
@@ -96,7 +99,7 @@ async def test_claim_next_alternates_organizations_and_does_not_queue_a_single_c
     assert [i for i in ids if i in {c.call_id for c in batch_a}] == [c.call_id for c in batch_a[:3]]
 
 
-async def test_claim_next_skips_dials_put_back_for_later(pool: Pool, calls: Any) -> None:
+async def test_claim_next_skips_dials_put_back_for_later(pool: Pool, calls: Calls) -> None:
     later = await calls.enqueued("org_a")
     dial = await claim(pool)
     assert dial is not None
@@ -112,7 +115,7 @@ async def test_claim_next_skips_dials_put_back_for_later(pool: Pool, calls: Any)
 
 
 async def test_cancel_batch_cancels_pending_dials_with_one_call_canceled_each(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     batch = [await calls.enqueued("org_a", batch_id="batch-c") for _ in range(3)]
     other_org = await calls.enqueued("org_b", batch_id="batch-c-b")
@@ -134,7 +137,7 @@ async def test_cancel_batch_cancels_pending_dials_with_one_call_canceled_each(
     assert await calls.state(other_org.call_id) == "pending"
 
 
-async def test_call_canceled_carries_the_request_metadata(pool: Pool, calls: Any) -> None:
+async def test_call_canceled_carries_the_request_metadata(pool: Pool, calls: Calls) -> None:
     envelope, event = await calls.requested("org_a", batch_id="batch-m")
     async with pool.connection() as conn:
         await dials.enqueue(conn, envelope, event)
@@ -146,7 +149,7 @@ async def test_call_canceled_carries_the_request_metadata(pool: Pool, calls: Any
 
 
 async def test_a_call_of_an_already_canceled_batch_is_recorded_canceled(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     async with pool.connection() as conn:
         assert await dials.cancel_batch(conn, "org_a", "batch-d") == 0
@@ -162,7 +165,7 @@ async def test_a_call_of_an_already_canceled_batch_is_recorded_canceled(
 
 
 async def test_cancel_through_the_consumer_before_and_after_the_calls_arrive(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     handle = Handlers(pool)
     early, early_event = await calls.requested("org_a", batch_id="batch-e")
@@ -183,7 +186,7 @@ async def test_cancel_through_the_consumer_before_and_after_the_calls_arrive(
 
 
 async def test_claim_next_cancels_a_dial_whose_batch_was_canceled_after_it_was_enqueued(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a", batch_id="batch-f")
     async with pool.connection() as conn:
@@ -200,7 +203,7 @@ async def test_claim_next_cancels_a_dial_whose_batch_was_canceled_after_it_was_e
 
 
 async def test_mark_initiated_appends_one_call_initiated_however_often_it_runs(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a")
     await claim(pool)
@@ -230,7 +233,7 @@ def status_reported(org: str, call_id: uuid.UUID, sid: str) -> Envelope:
 
 
 async def test_mark_initiated_from_the_dial_and_a_callback_appends_one_call_initiated(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     handle = Handlers(pool)
     callback_first = await calls.enqueued("org_a")
@@ -255,7 +258,7 @@ async def test_mark_initiated_from_the_dial_and_a_callback_appends_one_call_init
 
 
 async def test_concurrent_dial_result_and_callback_append_one_call_initiated(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     events = [await calls.enqueued("org_a") for _ in range(5)]
     for _ in events:
@@ -278,7 +281,7 @@ async def test_concurrent_dial_result_and_callback_append_one_call_initiated(
 
 
 async def test_a_callback_for_a_pending_or_finished_dial_changes_nothing(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     handle = Handlers(pool)
     pending = await calls.enqueued("org_a")
@@ -287,7 +290,7 @@ async def test_a_callback_for_a_pending_or_finished_dial_changes_nothing(
     assert await calls.events(pending.call_id) == []
 
 
-async def test_mark_failed_records_the_carrier_code_and_message(pool: Pool, calls: Any) -> None:
+async def test_mark_failed_records_the_carrier_code_and_message(pool: Pool, calls: Calls) -> None:
     event = await calls.enqueued("org_a")
     await claim(pool)
     message = "The 'To' number +15005550001 is not a valid phone number."
@@ -307,7 +310,7 @@ async def test_mark_failed_records_the_carrier_code_and_message(pool: Pool, call
     ]
 
 
-async def test_redial_puts_an_ambiguous_dial_back_once(pool: Pool, calls: Any) -> None:
+async def test_redial_puts_an_ambiguous_dial_back_once(pool: Pool, calls: Calls) -> None:
     event = await calls.enqueued("org_a")
     await claim(pool)
     async with pool.connection() as conn:
@@ -322,7 +325,7 @@ async def test_redial_puts_an_ambiguous_dial_back_once(pool: Pool, calls: Any) -
     assert await calls.state(event.call_id) == "dialing"
 
 
-async def test_known_sids_names_only_sids_recorded_on_dials(pool: Pool, calls: Any) -> None:
+async def test_known_sids_names_only_sids_recorded_on_dials(pool: Pool, calls: Calls) -> None:
     event = await calls.enqueued("org_a")
     await claim(pool)
     async with pool.connection() as conn:
@@ -331,7 +334,7 @@ async def test_known_sids_names_only_sids_recorded_on_dials(pool: Pool, calls: A
 
 
 async def test_enqueue_many_records_a_bulk_once_and_cancels_calls_of_canceled_batches(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     async with pool.connection() as conn:
         await dials.cancel_batch(conn, "org_a", "batch-gone")
@@ -349,7 +352,7 @@ async def test_enqueue_many_records_a_bulk_once_and_cancels_calls_of_canceled_ba
     assert await calls.events(live[0][1].call_id) == []
 
 
-async def test_consumer_takes_a_mixed_delivery_in_one_call(pool: Pool, calls: Any) -> None:
+async def test_consumer_takes_a_mixed_delivery_in_one_call(pool: Pool, calls: Calls) -> None:
     requests = [await calls.requested("org_b") for _ in range(20)]
     await Handlers(pool).handle_many([envelope for envelope, _ in requests] * 2)
     async with pool.connection() as conn:

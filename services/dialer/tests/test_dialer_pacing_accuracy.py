@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from calls_platform.db import Conn, Pool
 from calls_platform.notify import Listener
-from dialer.carrier import TwilioCarrier
+from calls_testing.simulator import LocalSimulator
+from calls_testing.waiting import Wait
 from dialer.scheduler import DialLoop
+from dialer.twilio_carrier import TwilioCarrier
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Background, Calls
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +40,10 @@ async def test_the_time_a_claim_takes_does_not_stretch_the_interval(
     pool: Pool,
     work: Listener,
     carrier: TwilioCarrier,
-    sim: Any,
-    calls: Any,
-    background: Any,
-    wait: Any,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
 ) -> None:
     requested = [await calls.enqueued("org_a", batch_id="batch-steady") for _ in range(11)]
     slow = SlowPool(pool, 0.05)

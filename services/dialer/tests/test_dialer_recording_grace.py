@@ -6,39 +6,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 from calls_events import CallStatusReported, Envelope, RecordingReported, call_stream
 from calls_platform import topology
 from calls_platform.db import Pool
 from dialer import dials
-from dialer.carrier import CarrierCall, CarrierRecording
+from dialer.carrier import Carrier, CarrierRecording
 from dialer.consumer import QUEUES, Handlers
+from dialer.fake_carrier import FakeCarrier
 from dialer.watchdog import StaleCallWatchdog
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT_URL = "https://api.twilio.com/2010-04-01/Accounts/AC" + "1" * 32
-
-
-class ListingCarrier:
-    """The Carrier port in memory: every call's recordings as scripted; remembers which
-    calls' recordings it was asked to list."""
-
-    def __init__(self) -> None:
-        self.recordings: dict[str, list[CarrierRecording]] = {}
-        self.listed: list[str] = []
-
-    async def fetch_call(self, call_sid: str) -> CarrierCall:
-        raise AssertionError(f"not asked about in these tests: {call_sid}")
-
-    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]:
-        self.listed.append(call_sid)
-        return self.recordings.get(call_sid, [])
-
-    async def close(self) -> None:
-        pass
 
 
 def completed_recording() -> CarrierRecording:
@@ -53,7 +38,7 @@ def completed_recording() -> CarrierRecording:
     )
 
 
-async def placed(pool: Pool, calls: Any, *, record: bool = True) -> tuple[uuid.UUID, str]:
+async def placed(pool: Pool, calls: Calls, *, record: bool = True) -> tuple[uuid.UUID, str]:
     envelope, event = await calls.requested("org_a", record=record)
     sid = "CA" + uuid.uuid4().hex
     async with pool.connection() as conn:
@@ -98,7 +83,7 @@ def recording_report(
     )
 
 
-def the_watchdog(pool: Pool, carrier: Any) -> StaleCallWatchdog:
+def the_watchdog(pool: Pool, carrier: Carrier) -> StaleCallWatchdog:
     # asks no call's status (none is stale): lists the recordings of the calls due
     return StaleCallWatchdog(pool, carrier, stale_after_seconds=3600, recording_grace_seconds=0)
 
@@ -109,11 +94,11 @@ def test_the_dialers_queue_receives_recording_reports() -> None:
 
 
 async def test_a_completed_call_whose_recording_callback_never_came_is_listed_after_the_grace(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     call_id, sid = await placed(pool, calls)
     recording = completed_recording()
-    carrier = ListingCarrier()
+    carrier = FakeCarrier()
     carrier.recordings[sid] = [recording]
 
     await Handlers(pool, recording_grace_seconds=0).handle_many(
@@ -123,14 +108,15 @@ async def test_a_completed_call_whose_recording_callback_never_came_is_listed_af
 
     assert await the_watchdog(pool, carrier).check_recordings_once() == 1
     assert carrier.listed == [sid]
+    assert carrier.fetched == []  # asked no call\'s status
     [report] = await calls.events(call_id, RecordingReported)
     assert (report.recording_sid, report.reported_via) == (recording.sid, "reconciliation")
     assert (await calls.dial(call_id))["recordings_due_at"] is None
 
 
-async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Any) -> None:
+async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Calls) -> None:
     call_id, sid = await placed(pool, calls)
-    carrier = ListingCarrier()
+    carrier = FakeCarrier()
 
     await Handlers(pool, recording_grace_seconds=300).handle_many(
         [status_callback(call_id, sid, "completed")]
@@ -141,11 +127,14 @@ async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Any)
 
     assert await the_watchdog(pool, carrier).check_recordings_once() == 0
     assert carrier.listed == []
+    assert carrier.fetched == []  # asked no call\'s status
 
 
-async def test_a_recording_callback_that_came_calls_the_listing_off(pool: Pool, calls: Any) -> None:
+async def test_a_recording_callback_that_came_calls_the_listing_off(
+    pool: Pool, calls: Calls
+) -> None:
     call_id, sid = await placed(pool, calls)
-    carrier = ListingCarrier()
+    carrier = FakeCarrier()
     handle = Handlers(pool, recording_grace_seconds=0)
 
     await handle.handle_many([status_callback(call_id, sid, "completed")])
@@ -156,13 +145,14 @@ async def test_a_recording_callback_that_came_calls_the_listing_off(pool: Pool, 
     assert row["recording_reported_at"] is not None
     assert await the_watchdog(pool, carrier).check_recordings_once() == 0
     assert carrier.listed == []
+    assert carrier.fetched == []  # asked no call\'s status
 
 
 async def test_a_recording_callback_before_the_completed_one_means_no_listing(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     call_id, sid = await placed(pool, calls)
-    carrier = ListingCarrier()
+    carrier = FakeCarrier()
     handle = Handlers(pool, recording_grace_seconds=0)
 
     await handle.handle_many(
@@ -172,9 +162,10 @@ async def test_a_recording_callback_before_the_completed_one_means_no_listing(
     assert (await calls.dial(call_id))["recordings_due_at"] is None
     assert await the_watchdog(pool, carrier).check_recordings_once() == 0
     assert carrier.listed == []
+    assert carrier.fetched == []  # asked no call\'s status
 
 
-async def test_the_dialers_own_reports_do_not_count_as_a_callback(pool: Pool, calls: Any) -> None:
+async def test_the_dialers_own_reports_do_not_count_as_a_callback(pool: Pool, calls: Calls) -> None:
     call_id, sid = await placed(pool, calls)
     handle = Handlers(pool, recording_grace_seconds=0)
 
@@ -186,10 +177,12 @@ async def test_the_dialers_own_reports_do_not_count_as_a_callback(pool: Pool, ca
     assert row["recordings_due_at"] is not None
 
 
-async def test_calls_not_recorded_or_not_completed_are_never_listed(pool: Pool, calls: Any) -> None:
+async def test_calls_not_recorded_or_not_completed_are_never_listed(
+    pool: Pool, calls: Calls
+) -> None:
     unrecorded, unrecorded_sid = await placed(pool, calls, record=False)
     busy, busy_sid = await placed(pool, calls)
-    carrier = ListingCarrier()
+    carrier = FakeCarrier()
 
     await Handlers(pool, recording_grace_seconds=0).handle_many(
         [
@@ -202,3 +195,4 @@ async def test_calls_not_recorded_or_not_completed_are_never_listed(pool: Pool, 
     assert (await calls.dial(busy))["recordings_due_at"] is None
     assert await the_watchdog(pool, carrier).check_recordings_once() == 0
     assert carrier.listed == []
+    assert carrier.fetched == []  # asked no call\'s status

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -16,15 +16,16 @@ from calls_events import CallStatusReported, Envelope, RecordingReported, call_s
 from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
+from calls_testing.receiver import Receiver
+from calls_testing.simulator import LocalSimulator
 from dialer import dials
-from dialer.carrier import (
-    CarrierCall,
-    CarrierRecording,
-    DialRequest,
-    Placed,
-    TwilioCarrier,
-)
+from dialer.carrier import Carrier, CarrierCall, CarrierRecording, DialRequest, Placed
+from dialer.fake_carrier import FakeCarrier
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
 
 pytestmark = pytest.mark.integration
 
@@ -48,30 +49,7 @@ def listed(status: str, sid: str | None = None) -> CarrierRecording:
     )
 
 
-class FakeCarrier:
-    """The Carrier port in memory: each call's status and recordings as scripted; counts
-    what it was asked."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, CarrierCall] = {}
-        self.recordings: dict[str, list[CarrierRecording] | Exception] = {}
-        self.listed: list[str] = []
-
-    async def fetch_call(self, call_sid: str) -> CarrierCall:
-        return self.calls[call_sid]
-
-    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]:
-        self.listed.append(call_sid)
-        found = self.recordings.get(call_sid, [])
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    async def close(self) -> None:
-        pass
-
-
-async def placed(pool: Pool, calls: Any, *, record: bool, sid: str | None = None) -> Any:
+async def placed(pool: Pool, calls: Calls, *, record: bool, sid: str | None = None) -> Any:
     """A call the dialer placed (no callback since): its CallRequested and SID."""
     envelope, event = await calls.requested("org_a", record=record)
     async with pool.connection() as conn:
@@ -84,13 +62,13 @@ async def placed(pool: Pool, calls: Any, *, record: bool, sid: str | None = None
     return event, call_sid
 
 
-def watchdog(pool: Pool, carrier: Any, **options: Any) -> StaleCallWatchdog:
+def watchdog(pool: Pool, carrier: Carrier, **options: Any) -> StaleCallWatchdog:
     options.setdefault("stale_after_seconds", 0)
     return StaleCallWatchdog(pool, carrier, **options)
 
 
 async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     event, sid = await placed(pool, calls, record=True)
@@ -125,7 +103,7 @@ async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
 
 
 async def test_a_recording_whose_callback_got_through_is_not_stored_twice(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     event, sid = await placed(pool, calls, record=True)
@@ -160,7 +138,7 @@ async def test_a_recording_whose_callback_got_through_is_not_stored_twice(
 
 
 async def test_a_recording_still_processing_is_asked_about_again_until_it_is_done(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     event, sid = await placed(pool, calls, record=True)
@@ -188,7 +166,7 @@ async def test_a_recording_still_processing_is_asked_about_again_until_it_is_don
 
 
 async def test_listing_that_keeps_failing_is_given_up_after_the_last_check(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     event, sid = await placed(pool, calls, record=True)
@@ -211,7 +189,7 @@ async def test_listing_that_keeps_failing_is_given_up_after_the_last_check(
 
 
 async def test_only_recorded_calls_found_completed_have_their_recordings_listed(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     _, unrecorded = await placed(pool, calls, record=False)
@@ -226,7 +204,7 @@ async def test_only_recorded_calls_found_completed_have_their_recordings_listed(
 
 
 async def test_a_call_found_ended_is_reported_as_of_the_carriers_end_time(
-    pool: Pool, calls: Any
+    pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
     completed, completed_sid = await placed(pool, calls, record=False)
@@ -259,7 +237,7 @@ async def test_a_call_found_ended_is_reported_as_of_the_carriers_end_time(
 
 
 async def test_through_the_simulator_a_lost_recording_callback_is_made_up_for(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any, receiver: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator, receiver: Receiver
 ) -> None:
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     envelope, event = await calls.requested("org_a", record=True)

@@ -6,26 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from calls_events import CallFailed, CallInitiated
 from calls_platform.db import Pool
 from calls_platform.notify import Listener
+from calls_testing.waiting import Wait
 from dialer import dials
 from dialer.carrier import (
     Ambiguous,
-    CarrierCall,
-    DialRequest,
     DialResult,
     Placed,
     Rejected,
     Throttled,
     Unsent,
 )
+from dialer.fake_carrier import FakeCarrier
 from dialer.scheduler import DialLoop
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Background, Calls, StopTask
 
 pytestmark = pytest.mark.integration
 
@@ -34,43 +36,13 @@ def new_sid() -> str:
     return "CA" + uuid.uuid4().hex
 
 
-class FakeCarrier:
-    """The Carrier port in memory: answers creates from a script (then places), and lists the
-    calls it is told it has, newest first like Twilio."""
-
-    def __init__(self, *results: DialResult) -> None:
-        self.results: deque[DialResult] = deque(results)
-        self.requests: list[DialRequest] = []
-        self.searches: list[tuple[str, str, datetime]] = []
-        self.calls: list[tuple[str, str, CarrierCall]] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    def has_call(self, to_number: str, from_number: str, sid: str) -> None:
-        self.calls.insert(0, (to_number, from_number, CarrierCall(sid=sid, status="queued")))
-
-    async def create_call(self, request: DialRequest) -> DialResult:
-        self.requests.append(request)
-        await self.gate.wait()
-        return self.results.popleft() if self.results else Placed(new_sid())
-
-    async def find_calls(
-        self, *, to_number: str, from_number: str, since: datetime
-    ) -> list[CarrierCall]:
-        self.searches.append((to_number, from_number, since))
-        return [c for to, frm, c in self.calls if (to, frm) == (to_number, from_number)]
-
-    async def close(self) -> None:
-        pass
-
-
 def dial_loop(pool: Pool, carrier: FakeCarrier, work: Listener, **options: Any) -> DialLoop:
     options.setdefault("calls_per_second", 50)
     return DialLoop(pool, carrier, work, **options)
 
 
 async def test_a_placed_dial_is_recorded_initiated_with_its_sid(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any
+    pool: Pool, work: Listener, calls: Calls, background: Background, wait: Wait
 ) -> None:
     carrier = FakeCarrier(Placed("CA" + "1" * 32))
     event = await calls.enqueued("org_a")
@@ -89,7 +61,7 @@ async def test_a_placed_dial_is_recorded_initiated_with_its_sid(
 
 
 async def test_a_rejected_dial_fails_with_the_carrier_code_and_is_not_retried(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any
+    pool: Pool, work: Listener, calls: Calls, background: Background, wait: Wait
 ) -> None:
     carrier = FakeCarrier(Rejected(code=21211, message="invalid 'To'", http_status=400))
     event = await calls.enqueued("org_a")
@@ -109,10 +81,10 @@ async def test_a_rejected_dial_fails_with_the_carrier_code_and_is_not_retried(
 async def test_a_dial_the_carrier_certainly_did_not_create_goes_back_in_line_with_backoff(
     pool: Pool,
     work: Listener,
-    calls: Any,
-    background: Any,
-    wait: Any,
-    stop_task: Any,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
     result: DialResult,
 ) -> None:
     carrier = FakeCarrier(result)
@@ -131,7 +103,7 @@ async def test_a_dial_the_carrier_certainly_did_not_create_goes_back_in_line_wit
 
 
 async def test_a_dial_the_carrier_keeps_refusing_fails_after_max_attempts(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any
+    pool: Pool, work: Listener, calls: Calls, background: Background, wait: Wait
 ) -> None:
     carrier = FakeCarrier(Unsent("connection refused"))
     event = await calls.enqueued("org_a")
@@ -146,7 +118,12 @@ async def test_a_dial_the_carrier_keeps_refusing_fails_after_max_attempts(
 
 
 async def test_an_ambiguous_dial_stays_dialing(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any, stop_task: Any
+    pool: Pool,
+    work: Listener,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
 ) -> None:
     carrier = FakeCarrier(Ambiguous("HTTP 500"))
     event = await calls.enqueued("org_a")
@@ -159,7 +136,7 @@ async def test_an_ambiguous_dial_stays_dialing(
 
 
 async def test_reconcile_adopts_the_oldest_carrier_call_not_owned_by_another_dial(
-    pool: Pool, work: Listener, calls: Any
+    pool: Pool, work: Listener, calls: Calls
 ) -> None:
     number = "+14155550199"
     # three organizations: one organization never has two calls to a number in flight at once
@@ -189,7 +166,9 @@ async def test_reconcile_adopts_the_oldest_carrier_call_not_owned_by_another_dia
     assert all(since <= started for _, _, since in carrier.searches)
 
 
-async def test_reconcile_leaves_recent_dials_alone(pool: Pool, work: Listener, calls: Any) -> None:
+async def test_reconcile_leaves_recent_dials_alone(
+    pool: Pool, work: Listener, calls: Calls
+) -> None:
     event = await calls.enqueued("org_a")
     async with pool.connection() as conn:
         await dials.claim_next(conn)
@@ -200,7 +179,7 @@ async def test_reconcile_leaves_recent_dials_alone(pool: Pool, work: Listener, c
 
 
 async def test_reconcile_leaves_dials_in_flight_alone(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any
+    pool: Pool, work: Listener, calls: Calls, background: Background, wait: Wait
 ) -> None:
     carrier = FakeCarrier()
     carrier.gate.clear()
@@ -216,7 +195,7 @@ async def test_reconcile_leaves_dials_in_flight_alone(
 
 
 async def test_reconcile_waits_then_dials_again_once_then_gives_up(
-    pool: Pool, work: Listener, calls: Any
+    pool: Pool, work: Listener, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a")
     carrier = FakeCarrier()
@@ -251,7 +230,7 @@ async def test_reconcile_waits_then_dials_again_once_then_gives_up(
 
 
 async def test_cancelling_the_loop_still_records_the_results_of_dials_in_flight(
-    pool: Pool, work: Listener, calls: Any, background: Any, wait: Any
+    pool: Pool, work: Listener, calls: Calls, background: Background, wait: Wait
 ) -> None:
     carrier = FakeCarrier(Placed(new_sid()), Rejected(21214, "unreachable", 400), Placed(new_sid()))
     carrier.gate.clear()
@@ -272,7 +251,7 @@ async def test_cancelling_the_loop_still_records_the_results_of_dials_in_flight(
         assert len(await calls.events(e.call_id)) == 1
 
 
-async def _state_is(calls: Any, call_id: uuid.UUID, state: str) -> bool:
+async def _state_is(calls: Calls, call_id: uuid.UUID, state: str) -> bool:
     return bool(await calls.state(call_id) == state)
 
 
@@ -291,7 +270,7 @@ class Wakeups:
 
 
 async def test_cancelling_an_idle_loop_stops_it_even_when_work_is_notified_at_that_moment(
-    pool: Pool, background: Any
+    pool: Pool, background: Background
 ) -> None:
     wakeups = Wakeups()
     loop = DialLoop(pool, FakeCarrier(), wakeups, calls_per_second=50)  # type: ignore[arg-type]
@@ -333,7 +312,7 @@ class SwallowingWakeups:
 
 
 async def test_the_loop_stops_even_if_its_cancellation_is_lost_on_the_way(
-    pool: Pool, background: Any
+    pool: Pool, background: Background
 ) -> None:
     wakeups = SwallowingWakeups()
     loop = DialLoop(pool, FakeCarrier(), wakeups, calls_per_second=50)  # type: ignore[arg-type]

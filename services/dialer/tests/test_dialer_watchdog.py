@@ -4,19 +4,26 @@ whose callbacks never arrived still ends in its true state, recorded once."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
+from calls_testing.simulator import LocalSimulator
 from dialer import dials
-from dialer.carrier import DialRequest, Placed, TwilioCarrier
+from dialer.carrier import DialRequest, Placed
+from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Calls
 
 pytestmark = pytest.mark.integration
 
 
-async def dial_with_callbacks_lost(pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any) -> Any:
+async def dial_with_callbacks_lost(
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
+) -> Any:
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     event = await calls.enqueued("org_a")
     async with pool.connection() as conn:
@@ -31,7 +38,7 @@ async def dial_with_callbacks_lost(pool: Pool, calls: Any, carrier: TwilioCarrie
     return event, result.call_sid
 
 
-async def wait_until_the_carrier_ends(sim: Any, call_sid: str) -> None:
+async def wait_until_the_carrier_ends(sim: LocalSimulator, call_sid: str) -> None:
     for _ in range(100):
         if [c for c in await sim.calls() if c["sid"] == call_sid and c["status"] == "completed"]:
             return
@@ -40,7 +47,7 @@ async def wait_until_the_carrier_ends(sim: Any, call_sid: str) -> None:
 
 
 async def test_call_with_lost_callbacks_is_completed_from_the_carrier_once(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     event, call_sid = await dial_with_callbacks_lost(pool, calls, carrier, sim)
     await wait_until_the_carrier_ends(sim, call_sid)
@@ -59,7 +66,7 @@ async def test_call_with_lost_callbacks_is_completed_from_the_carrier_once(
 
 
 async def test_a_call_with_recent_news_is_not_asked_about(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     event, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
     watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=3600)
@@ -68,7 +75,7 @@ async def test_a_call_with_recent_news_is_not_asked_about(
 
 
 async def test_a_terminal_callback_takes_the_call_off_the_watch_list(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     event, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
     async with pool.connection() as conn:
@@ -80,7 +87,7 @@ async def test_a_terminal_callback_takes_the_call_off_the_watch_list(
 
 
 async def test_a_call_in_progress_whose_completion_callback_was_lost_is_asked_about_again(
-    pool: Pool, calls: Any, carrier: TwilioCarrier, sim: Any
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     # found by the chaos suite (gateway killed mid-batch): the answered callback got through,
     # the completed one did not, and the call stayed in progress until DIALER_MAX_CALL_SECONDS

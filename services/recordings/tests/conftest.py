@@ -7,49 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
-from calls_events import Envelope, Event, RecordingReported, RecordingStatus, call_stream
-from calls_platform import eventstore
-from calls_platform.db import Pool, open_pool
+from calls_events import Envelope, Event, RecordingReported, RecordingStatus
+from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
-from carrier_sim import SimConfig, create_app
+from calls_testing import new_recording_sid
+from calls_testing.events import append_as_gateway, read_call_events
+from calls_testing.receiver import Receiver, webhook_receiver
+from calls_testing.serving import base_url, pooled, served
+from calls_testing.simulator import LocalSimulator, local_simulator
+from carrier_sim import SimConfig
 from carrier_sim.wav import sine_wav
 from recordings.__main__ import migrate
-from recordings.download import basic_auth
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def wait() -> Callable[..., Awaitable[None]]:
-    return wait_until
-
-
-def new_org() -> str:
-    return f"org_{uuid.uuid4().hex[:12]}"
-
-
-def new_recording_sid() -> str:
-    return "RE" + uuid.uuid4().hex
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -66,12 +43,8 @@ async def recordings_db(database_factory: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="module")
 async def pool(recordings_db: str) -> AsyncIterator[Pool]:
-    pool = await open_pool(recordings_db, name="recordings-test", max_size=10)
-    await pool.wait()
-    try:
+    async with pooled(recordings_db, name="recordings-test") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @dataclass
@@ -79,10 +52,6 @@ class Reports:
     """Reports recordings as the gateway does, and reads back what the service recorded."""
 
     pool: Pool
-
-    @staticmethod
-    def new_org() -> str:
-        return new_org()
 
     async def report(
         self,
@@ -96,7 +65,7 @@ class Reports:
         duration_seconds: int | None = 1,
         channels: int | None = 2,
     ) -> Envelope:
-        """Append a RecordingReported; return it as recorded (with its position)."""
+        """Append a RecordingReported as the gateway does; return it as recorded."""
         event = RecordingReported(
             call_id=call_id or uuid.uuid4(),
             call_sid=call_sid or "CA" + uuid.uuid4().hex,
@@ -107,29 +76,26 @@ class Reports:
             channels=channels,
             source="OutboundAPI",
         )
-        envelope = Envelope.wrap(
-            event,
-            stream_id=call_stream(event.call_id),
-            organization_id=org,
-            correlation_id=f"corr-{event.call_id}",
-            event_id=recording_reported_id(event.call_id, event.recording_sid, status),
-        )
-        async with self.pool.connection() as conn:
-            recorded = await eventstore.append(conn, [envelope])
-        return recorded[0] if recorded else envelope
+        event_id = recording_reported_id(event.call_id, event.recording_sid, status)
+        return await append_as_gateway(self.pool, event, org, event_id=event_id)
 
-    async def row(self, recording_sid: str) -> dict[str, Any] | None:
+    async def find_row(self, recording_sid: str) -> dict[str, Any] | None:
+        """The service's row for the recording, if it has one yet."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM recordings.recordings WHERE recording_sid = %s", (recording_sid,)
             )
             return await cur.fetchone()
 
+    async def row(self, recording_sid: str) -> dict[str, Any]:
+        """The service's row for the recording, which must exist."""
+        row = await self.find_row(recording_sid)
+        assert row is not None, f"no row for {recording_sid}"
+        return row
+
     async def events(self, call_id: uuid.UUID) -> list[Event]:
         """What the service appended to the call's stream (after the report)."""
-        async with self.pool.connection() as conn:
-            stream = await eventstore.read_stream(conn, call_stream(call_id))
-        return [e.event() for e in stream if e.event_type != RecordingReported.TYPE]
+        return await read_call_events(self.pool, call_id, after=RecordingReported)
 
 
 @pytest.fixture(scope="module")
@@ -140,67 +106,41 @@ def reports(pool: Pool) -> Reports:
 # --- the carrier simulator --------------------------------------------------------------------
 
 
-@dataclass
-class Sim:
-    """The carrier simulator, and a receiver for the recording callbacks it sends."""
+class Sim(LocalSimulator):
+    """The carrier simulator, with a receiver for the recording callbacks it sends."""
 
-    url: str
-    config: SimConfig
-    session: aiohttp.ClientSession
-    callbacks: dict[str, dict[str, str]] = field(default_factory=dict)
-    receiver_url: str = ""
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": basic_auth(self.config.account_sid, self.config.auth_token)}
+    receiver: Receiver
 
     async def recorded_call(self, *, channels: str = "dual") -> dict[str, str]:
         """Place an answered, recorded call; return its signed recording callback's form."""
         async with self.session.post(
-            f"{self.url}/2010-04-01/Accounts/{self.config.account_sid}/Calls.json",
+            f"{self.account_uri}/Calls.json",
             data={
                 "To": "+14155550123",
                 "From": "+14155550100",
                 "Twiml": "<Response/>",
                 "Record": "true",
                 "RecordingChannels": channels,
-                "RecordingStatusCallback": f"{self.receiver_url}/recording",
+                "RecordingStatusCallback": f"{self.receiver.url}/recording",
             },
             headers=self.auth,
         ) as response:
             assert response.status == 201, await response.text()
             call_sid = (await response.json())["sid"]
-
-        async def arrived() -> bool:
-            return call_sid in self.callbacks
-
-        await wait_until(arrived, what="the recording callback")
-        return self.callbacks[call_sid]
+        callback = await self.receiver.wait_call(call_sid, "/recording")
+        return dict(callback.params)
 
 
 @pytest.fixture(scope="module")
 async def sim() -> AsyncIterator[Sim]:
-    async with aiohttp.ClientSession() as session:
-        state = Sim(url="", config=SimConfig(ring_seconds=0.05, talk_seconds=0.3), session=session)
-
-        async def receive(request: web.Request) -> web.Response:
-            form = {k: str(v) for k, v in (await request.post()).items()}
-            state.callbacks[form["CallSid"]] = form
-            return web.Response(status=204)
-
-        receiver_app = web.Application()
-        receiver_app.router.add_post("/recording", receive)
-        receiver = TestServer(receiver_app, host="127.0.0.1", port=0)
-        await receiver.start_server(shutdown_timeout=1)
-        state.receiver_url = str(receiver.make_url("")).rstrip("/")
-        server = TestServer(create_app(state.config), host="127.0.0.1", port=0)
-        await server.start_server(shutdown_timeout=1)
-        state.url = str(server.make_url("")).rstrip("/")
-        try:
-            yield state
-        finally:
-            await server.close()  # play-outs stop before the receiver goes away
-            await receiver.close()
+    async with (
+        webhook_receiver() as receiver,
+        local_simulator(SimConfig(ring_seconds=0.05, talk_seconds=0.3)) as local,
+    ):
+        # the simulator closes first: play-outs stop before the receiver goes away
+        sim = Sim(local.session, local.server, local.config)
+        sim.receiver = receiver
+        yield sim
 
 
 # --- a carrier that fails on demand -----------------------------------------------------------
@@ -306,10 +246,6 @@ async def flaky() -> AsyncIterator[FlakyCarrier]:
 
     app = web.Application()
     app.router.add_get("/Recordings/{sid}.wav", recording)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=1)
-    state.url = str(server.make_url("")).rstrip("/")
-    try:
+    async with served(app) as server:
+        state.url = base_url(server)
         yield state
-    finally:
-        await server.close()

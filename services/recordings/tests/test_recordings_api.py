@@ -11,14 +11,21 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from calls_events import RecordingDeleted, RecordingStored
+from calls_events import RecordingDeleted, RecordingReported, RecordingStored
+from calls_testing import new_org_id
+from calls_testing.events import event_of
+from calls_testing.plugin import AmqpFactory
+from calls_testing.waiting import Wait
 from recordings.__main__ import create_app
 from recordings.config import Settings
 from recordings.domain import RetryPolicy
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import FlakyCarrier, Reports, Sim
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +51,10 @@ class Stored:
 
 @pytest.fixture(scope="module")
 async def service(
-    recordings_db: str, amqp_factory: Any, sim: Any, tmp_path_factory: pytest.TempPathFactory
+    recordings_db: str,
+    amqp_factory: AmqpFactory,
+    sim: Sim,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Service]:
     root = tmp_path_factory.mktemp("recordings")
     settings = Settings(
@@ -76,19 +86,19 @@ StoreRecording = Callable[[], Awaitable[Stored]]
 
 
 @pytest.fixture(scope="module")
-def store_recording(service: Service, reports: Any, sim: Any, wait: Any) -> StoreRecording:
+def store_recording(service: Service, reports: Reports, sim: Sim, wait: Wait) -> StoreRecording:
     """Report a real recording of a simulated call, and wait until the service serves it."""
 
     async def store() -> Stored:
         callback = await sim.recorded_call(channels="dual")
-        org = reports.new_org()
+        org = new_org_id()
         report = await reports.report(
             org,
             recording_url=callback["RecordingUrl"],
             recording_sid=callback["RecordingSid"],
             call_sid=callback["CallSid"],
         )
-        call_id = report.event().call_id
+        call_id = event_of(report, RecordingReported).call_id
 
         async def served() -> bool:
             response = await service.client.get(service.path(org, call_id))
@@ -121,7 +131,7 @@ async def test_probes(service: Service) -> None:
 
 
 async def test_a_stored_recording_is_served_whole_as_wav(
-    service: Service, stored: Stored, reports: Any
+    service: Service, stored: Stored, reports: Reports
 ) -> None:
     response = await service.client.get(service.path(stored.org, stored.call_id))
 
@@ -203,22 +213,26 @@ async def test_another_organizations_recording_is_not_found(
         assert (await response.json())["error"]["code"] == "not_found"
 
 
-async def test_an_absent_recording_is_not_found(service: Service, reports: Any, wait: Any) -> None:
-    org = reports.new_org()
+async def test_an_absent_recording_is_not_found(
+    service: Service, reports: Reports, wait: Wait
+) -> None:
+    org = new_org_id()
     report = await reports.report(org, recording_url=None, status="absent")
-    sid = report.event().recording_sid
+    sid = event_of(report, RecordingReported).recording_sid
 
     async def settled() -> bool:
-        row = await reports.row(sid)
+        row = await reports.find_row(sid)
         return row is not None and row["state"] == "absent"
 
     await wait(settled, what="the absent report to be recorded")
-    response = await service.client.get(service.path(org, report.event().call_id))
+    response = await service.client.get(
+        service.path(org, event_of(report, RecordingReported).call_id)
+    )
     assert response.status == 404
 
 
 async def test_delete_removes_the_recording_for_good(
-    service: Service, store_recording: StoreRecording, reports: Any
+    service: Service, store_recording: StoreRecording, reports: Reports
 ) -> None:
     mine = await store_recording()
     path = service.path(mine.org, mine.call_id)
@@ -226,6 +240,7 @@ async def test_delete_removes_the_recording_for_good(
         await service.client.delete(service.path("org_someone_else", mine.call_id))
     ).status == 404
     [stored] = await reports.events(mine.call_id)
+    assert isinstance(stored, RecordingStored)
 
     response = await service.client.delete(path, headers={"X-Requested-By": "user_1"})
 
@@ -252,12 +267,12 @@ async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
 
 
 async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(
-    service: Service, reports: Any, flaky: Any, wait: Any
+    service: Service, reports: Reports, flaky: FlakyCarrier, wait: Wait
 ) -> None:
     audio = flaky.wav_bytes(seconds=30)  # ~1 MB: many chunks
-    org = reports.new_org()
+    org = new_org_id()
     report = await reports.report(org, recording_url=flaky.plan(flaky.wav(audio)))
-    path = service.path(org, report.event().call_id)
+    path = service.path(org, event_of(report, RecordingReported).call_id)
 
     async def served() -> bool:
         response = await service.client.get(path, headers={"Range": "bytes=0-0"})

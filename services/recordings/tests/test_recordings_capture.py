@@ -11,18 +11,30 @@ import uuid
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from calls_events import CallCanceled, Envelope, RecordingFailed, RecordingStored, call_stream
+from calls_events import (
+    CallCanceled,
+    Envelope,
+    RecordingFailed,
+    RecordingReported,
+    RecordingStored,
+    call_stream,
+)
 from calls_platform import eventstore
 from calls_platform.db import Pool
+from calls_testing import new_org_id
+from calls_testing.events import event_of
 from prometheus_client import REGISTRY
 from recordings.consumer import RecordingCapture, UnexpectedEvent
 from recordings.domain import RetryPolicy, storage_key
 from recordings.download import RecordingDownloader
 from recordings.storage import LocalStorage
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import FlakyCarrier, Reports, Sim
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +59,7 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 @pytest.fixture
 def capture(
-    pool: Pool, storage: LocalStorage, http: aiohttp.ClientSession, sim: Any, tmp_path: Path
+    pool: Pool, storage: LocalStorage, http: aiohttp.ClientSession, sim: Sim, tmp_path: Path
 ) -> RecordingCapture:
     (tmp_path / "spool").mkdir()
     downloader = RecordingDownloader(
@@ -69,10 +81,10 @@ def spooled(tmp_path: Path) -> list[Path]:
 
 
 async def test_a_completed_recording_is_downloaded_verified_and_stored(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage, sim: Any, tmp_path: Path
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage, sim: Sim, tmp_path: Path
 ) -> None:
     callback = await sim.recorded_call(channels="dual")
-    org = reports.new_org()
+    org = new_org_id()
     stored_before = downloads("stored")
     report = await reports.report(
         org,
@@ -81,7 +93,7 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
         call_sid=callback["CallSid"],
         duration_seconds=int(callback["RecordingDuration"]),
     )
-    call_id = report.event().call_id
+    call_id = event_of(report, RecordingReported).call_id
 
     await capture(report)
 
@@ -109,14 +121,16 @@ async def test_a_completed_recording_is_downloaded_verified_and_stored(
 
 
 async def test_the_stored_event_follows_the_report_in_its_call_stream(
-    capture: RecordingCapture, reports: Any, pool: Pool, flaky: Any
+    capture: RecordingCapture, reports: Reports, pool: Pool, flaky: FlakyCarrier
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=flaky.plan(flaky.wav()))
+    report = await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav()))
 
     await capture(report)
 
     async with pool.connection() as conn:
-        _, stored = await eventstore.read_stream(conn, call_stream(report.event().call_id))
+        _, stored = await eventstore.read_stream(
+            conn, call_stream(event_of(report, RecordingReported).call_id)
+        )
     assert stored.event_type == "RecordingStored"
     assert (stored.correlation_id, stored.causation_id) == (
         report.correlation_id,
@@ -126,51 +140,53 @@ async def test_the_stored_event_follows_the_report_in_its_call_stream(
 
 
 async def test_the_download_uses_the_accounts_basic_auth(
-    capture: RecordingCapture, reports: Any, flaky: Any, sim: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier, sim: Sim
 ) -> None:
-    await capture(await reports.report(reports.new_org(), recording_url=flaky.plan(flaky.wav())))
+    await capture(await reports.report(new_org_id(), recording_url=flaky.plan(flaky.wav())))
     assert flaky.authorizations[-1] == sim.auth["Authorization"]
 
 
 async def test_the_same_report_twice_stores_once(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage, flaky: Any
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
     await capture(report)
 
     assert flaky.downloads(url) == 1
     assert len(stored_files(storage)) == 1
-    assert [type(e) for e in await reports.events(report.event().call_id)] == [RecordingStored]
+    call_id = event_of(report, RecordingReported).call_id
+    assert [type(e) for e in await reports.events(call_id)] == [RecordingStored]
 
 
 async def test_the_same_report_delivered_twice_at_once_is_downloaded_once(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.slowly(0.3))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await asyncio.gather(capture(report), capture(report))
 
     assert flaky.downloads(url) == 1
-    assert [type(e) for e in await reports.events(report.event().call_id)] == [RecordingStored]
+    call_id = event_of(report, RecordingReported).call_id
+    assert [type(e) for e in await reports.events(call_id)] == [RecordingStored]
 
 
 async def test_another_report_of_a_stored_recording_changes_nothing(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
     sid = url.rsplit("/", 1)[-1]
-    first = await reports.report(reports.new_org(), recording_url=url, recording_sid=sid)
+    first = await reports.report(new_org_id(), recording_url=url, recording_sid=sid)
     await capture(first)
     again = await reports.report(
         first.organization_id,
         recording_url=None,
         recording_sid=sid,
         status="absent",
-        call_id=first.event().call_id,
+        call_id=event_of(first, RecordingReported).call_id,
     )
 
     await capture(again)
@@ -180,13 +196,13 @@ async def test_another_report_of_a_stored_recording_changes_nothing(
 
 
 async def test_an_absent_recording_is_recorded_absent_and_nothing_is_downloaded(
-    capture: RecordingCapture, reports: Any, storage: LocalStorage
+    capture: RecordingCapture, reports: Reports, storage: LocalStorage
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=None, status="absent")
+    report = await reports.report(new_org_id(), recording_url=None, status="absent")
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"], row["storage_key"]) == ("absent", 0, None)
     assert await reports.events(event.call_id) == []
@@ -194,15 +210,15 @@ async def test_an_absent_recording_is_recorded_absent_and_nothing_is_downloaded(
 
 
 async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_download(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url, status="failed")
+    report = await reports.report(new_org_id(), recording_url=url, status="failed")
 
     await capture(report)
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert (await reports.row(event.recording_sid))["state"] == "failed"
     assert flaky.downloads(url) == 0
     assert await reports.events(event.call_id) == [
@@ -220,16 +236,16 @@ async def test_a_recording_the_carrier_failed_is_recorded_failed_without_a_downl
     [(2, "503"), (1, "429"), (2, "cut short")],
 )
 async def test_transient_failures_are_retried_until_the_recording_is_stored(
-    capture: RecordingCapture, reports: Any, flaky: Any, failures: int, kind: str
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier, failures: int, kind: str
 ) -> None:
     failing = flaky.cut_short() if kind == "cut short" else flaky.status(int(kind))
     retried_before = downloads("retried")
     url = flaky.plan(*[failing] * failures, flaky.wav())
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"]) == ("stored", failures + 1)
     assert row["size_bytes"] == len(flaky.wav_bytes())
@@ -239,16 +255,20 @@ async def test_transient_failures_are_retried_until_the_recording_is_stored(
 
 
 async def test_a_download_failing_every_time_ends_recording_failed_after_the_last_attempt(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, tmp_path: Path
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    tmp_path: Path,
 ) -> None:
     failed_before = downloads("failed")
     url = flaky.plan(flaky.status(503))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
     await capture(report)  # redelivered: already settled, not tried again
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert flaky.downloads(url) == MAX_ATTEMPTS
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
@@ -267,27 +287,27 @@ async def test_a_download_failing_every_time_ends_recording_failed_after_the_las
 
 
 async def test_a_recording_the_carrier_does_not_have_fails_at_once(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     url = flaky.plan(flaky.status(404))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
     assert flaky.downloads(url) == 1
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "carrier answered HTTP 404")
 
 
 async def test_an_unreachable_carrier_is_tried_again_then_given_up_on(
-    capture: RecordingCapture, reports: Any
+    capture: RecordingCapture, reports: Reports
 ) -> None:
     with socket.socket() as refusing:  # bound, not listening: connections are refused
         refusing.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{refusing.getsockname()[1]}/Recordings/RE{'0' * 32}"
-        report = await reports.report(reports.new_org(), recording_url=url)
+        report = await reports.report(new_org_id(), recording_url=url)
         await capture(report)
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
     assert row["failure_reason"].startswith("download broke off")
 
@@ -303,15 +323,19 @@ async def test_an_unreachable_carrier_is_tried_again_then_given_up_on(
     ids=["html", "avi", "too short", "empty"],
 )
 async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, body: bytes
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    body: bytes,
 ) -> None:
     refused_before = downloads("refused")
     url = flaky.plan(flaky.wav(body))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
-    event = report.event()
+    event = event_of(report, RecordingReported)
     assert flaky.downloads(url) == 1  # never retried
     row = await reports.row(event.recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "not a WAV file")
@@ -323,16 +347,20 @@ async def test_a_body_that_is_not_a_wav_is_refused_and_not_stored(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_a_recording_larger_than_the_limit_is_refused(
-    capture: RecordingCapture, reports: Any, flaky: Any, storage: LocalStorage, chunked: bool
+    capture: RecordingCapture,
+    reports: Reports,
+    flaky: FlakyCarrier,
+    storage: LocalStorage,
+    chunked: bool,
 ) -> None:
     big = flaky.wav_bytes(seconds=3.0)  # 8 kHz, 16-bit, 2 channels: 96 kB
     assert len(big) > MAX_BYTES
     url = flaky.plan(flaky.wav(big, chunked=chunked))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert row["state"] == "failed"
     assert row["failure_reason"].startswith(f"recording is larger than the limit of {MAX_BYTES}")
     assert flaky.downloads(url) == 1
@@ -340,29 +368,29 @@ async def test_a_recording_larger_than_the_limit_is_refused(
 
 
 async def test_a_recording_within_the_limit_is_stored_even_without_content_length(
-    capture: RecordingCapture, reports: Any, flaky: Any
+    capture: RecordingCapture, reports: Reports, flaky: FlakyCarrier
 ) -> None:
     body = flaky.wav_bytes(seconds=1.0)  # 32 kB
     assert len(body) <= MAX_BYTES
     url = flaky.plan(flaky.wav(body, chunked=True))
-    report = await reports.report(reports.new_org(), recording_url=url)
+    report = await reports.report(new_org_id(), recording_url=url)
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["size_bytes"]) == ("stored", len(body))
 
 
 async def test_a_completed_report_without_a_url_ends_failed(
-    capture: RecordingCapture, reports: Any
+    capture: RecordingCapture, reports: Reports
 ) -> None:
-    report = await reports.report(reports.new_org(), recording_url=None, status="completed")
+    report = await reports.report(new_org_id(), recording_url=None, status="completed")
 
     await capture(report)
 
-    row = await reports.row(report.event().recording_sid)
+    row = await reports.row(event_of(report, RecordingReported).recording_sid)
     assert (row["state"], row["failure_reason"]) == ("failed", "no recording URL")
-    [failed] = await reports.events(report.event().call_id)
+    [failed] = await reports.events(event_of(report, RecordingReported).call_id)
     assert isinstance(failed, RecordingFailed)
 
 

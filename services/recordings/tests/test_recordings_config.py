@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from recordings.config import DEFAULT_MAX_BYTES, ConfigError, Settings
+from calls_platform.settings import ConfigError
+from recordings.config import DEFAULT_MAX_BYTES, Settings
 from recordings.domain import RetryPolicy
 from recordings.s3 import S3Settings
 

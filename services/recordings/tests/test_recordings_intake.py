@@ -7,17 +7,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
 from calls_platform.db import Pool
+from calls_testing import new_org_id
 from prometheus_client import REGISTRY
 from recordings.consumer import RecordingCapture
 from recordings.domain import RetryPolicy
 from recordings.download import RecordingDownloader
 from recordings.intake import intake_watchdog
 from recordings.storage import LocalStorage
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Reports, Sim
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +31,7 @@ def taken_in() -> float:
 
 
 @pytest.fixture
-async def capture(pool: Pool, sim: Any, tmp_path: Path) -> AsyncIterator[RecordingCapture]:
+async def capture(pool: Pool, sim: Sim, tmp_path: Path) -> AsyncIterator[RecordingCapture]:
     async with aiohttp.ClientSession() as http:
         downloader = RecordingDownloader(
             http,
@@ -40,9 +44,9 @@ async def capture(pool: Pool, sim: Any, tmp_path: Path) -> AsyncIterator[Recordi
 
 
 async def test_a_report_that_never_arrived_is_captured_after_the_grace(
-    pool: Pool, capture: RecordingCapture, reports: Any, sim: Any
+    pool: Pool, capture: RecordingCapture, reports: Reports, sim: Sim
 ) -> None:
-    org = reports.new_org()
+    org = new_org_id()
     callback = await sim.recorded_call(channels="dual")
     lost = await reports.report(
         org,
@@ -58,7 +62,7 @@ async def test_a_report_that_never_arrived_is_captured_after_the_grace(
     before = taken_in()
 
     await watchdog.check()  # within the grace: left for the queue
-    assert await reports.row(callback["RecordingSid"]) is None
+    assert await reports.find_row(callback["RecordingSid"]) is None
 
     clock["now"] = now + timedelta(seconds=61)
     await watchdog.check()

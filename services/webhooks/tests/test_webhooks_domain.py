@@ -48,7 +48,7 @@ def status(carrier_status: str, seq: int) -> CallStatusReported:
     return CallStatusReported(
         call_id=CALL,
         call_sid="CA" + "0" * 32,
-        carrier_status=carrier_status,  # type: ignore[arg-type]
+        carrier_status=carrier_status,
         sequence_number=seq,
         reported_at=T0,
     )

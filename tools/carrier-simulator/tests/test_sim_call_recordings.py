@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from calls_testing.receiver import Receiver
 from twilio.base.exceptions import TwilioException
+from twilio.rest import Client
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Dial, Sim
 
 
-async def _ended(sim: Any, call_sid: str) -> dict[str, Any]:
+async def _ended(sim: Sim, call_sid: str) -> dict[str, Any]:
     for _ in range(200):
-        [call] = [c for c in (await sim.calls())["calls"] if c["sid"] == call_sid]
+        call = await sim.call(call_sid)
         if call["status"] in ("completed", "busy", "no-answer", "failed", "canceled"):
             return dict(call)
         await asyncio.sleep(0.02)
     raise AssertionError(f"call {call_sid} never ended")
 
 
-async def _recording_made(sim: Any, call_sid: str) -> str:
+async def _recording_made(sim: Sim, call_sid: str) -> str:
     for _ in range(200):
-        [call] = [c for c in (await sim.calls())["calls"] if c["sid"] == call_sid]
+        call = await sim.call(call_sid)
         if call["recording_sid"]:
             return str(call["recording_sid"])
         await asyncio.sleep(0.02)
@@ -30,7 +35,7 @@ async def _recording_made(sim: Any, call_sid: str) -> str:
 
 
 async def test_a_recorded_calls_recording_is_listed_as_twilio_shows_it(
-    sim: Any, twilio: Any, receiver: Any, dial: Any
+    sim: Sim, twilio: Client, receiver: Receiver, dial: Dial
 ) -> None:
     call = await dial(
         record=True,
@@ -58,7 +63,7 @@ async def test_a_recorded_calls_recording_is_listed_as_twilio_shows_it(
 
 
 async def test_a_recording_whose_callback_was_dropped_is_still_listed(
-    sim: Any, twilio: Any, receiver: Any, dial: Any
+    sim: Sim, twilio: Client, receiver: Receiver, dial: Dial
 ) -> None:
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     call = await dial(record=True, recording_status_callback=f"{receiver.url}/recording")
@@ -70,7 +75,7 @@ async def test_a_recording_whose_callback_was_dropped_is_still_listed(
 
 
 async def test_only_the_recordings_made_for_that_call_are_listed(
-    sim: Any, twilio: Any, receiver: Any, dial: Any
+    sim: Sim, twilio: Client, receiver: Receiver, dial: Dial
 ) -> None:
     recorded = await dial(record=True, recording_status_callback=f"{receiver.url}/recording")
     unrecorded = await dial()
@@ -89,7 +94,7 @@ async def test_only_the_recordings_made_for_that_call_are_listed(
     assert await twilio.calls(unanswered.sid).recordings.list_async() == []
 
 
-async def test_listing_the_recordings_of_an_unknown_call_is_a_404(twilio: Any) -> None:
+async def test_listing_the_recordings_of_an_unknown_call_is_a_404(twilio: Client) -> None:
     # the library reads a list page's error as a TwilioException carrying the response
     with pytest.raises(TwilioException) as raised:
         await twilio.calls("CA" + "0" * 32).recordings.list_async()

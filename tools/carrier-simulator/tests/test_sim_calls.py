@@ -6,16 +6,22 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+from calls_testing.receiver import Receiver
+from carrier_sim.client import basic_auth
 from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Dial, Sim
 
 FROM = "+15017122661"
 
 
 async def test_call_plays_out_with_signed_ordered_callbacks(
-    sim: Any, receiver: Any, dial: Any
+    sim: Sim, receiver: Receiver, dial: Dial
 ) -> None:
     call = await dial("+14155550100")
     assert re.fullmatch(r"CA[0-9a-f]{32}", call.sid)
@@ -61,7 +67,7 @@ async def test_call_plays_out_with_signed_ordered_callbacks(
     assert not sim.signature_ok(forged)
 
 
-async def test_only_terminal_callback_without_events(receiver: Any, dial: Any) -> None:
+async def test_only_terminal_callback_without_events(receiver: Receiver, dial: Dial) -> None:
     call = await dial(status_callback_event=None)
     await receiver.wait_status(call.sid, "completed")
     await asyncio.sleep(0.05)
@@ -70,7 +76,7 @@ async def test_only_terminal_callback_without_events(receiver: Any, dial: Any) -
 
 
 async def test_get_callbacks_are_signed_over_the_query_string(
-    sim: Any, receiver: Any, dial: Any
+    sim: Sim, receiver: Receiver, dial: Dial
 ) -> None:
     call = await dial(
         status_callback=f"{receiver.url}/status?tenant=acme&x=1",
@@ -86,7 +92,7 @@ async def test_get_callbacks_are_signed_over_the_query_string(
         assert sim.signature_ok(request)
 
 
-async def test_fetch_reflects_progress(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_fetch_reflects_progress(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial()
     await receiver.wait_status(call.sid, "in-progress")
     live = await twilio.calls(call.sid).fetch_async()
@@ -112,7 +118,7 @@ async def test_fetch_reflects_progress(twilio: Any, receiver: Any, dial: Any) ->
     ],
 )
 async def test_unanswered_outcomes(
-    twilio: Any, receiver: Any, dial: Any, to: str, status: str, sip: str
+    twilio: Client, receiver: Receiver, dial: Dial, to: str, status: str, sip: str
 ) -> None:
     call = await dial(to)
     final = await receiver.wait_status(call.sid, status)
@@ -136,7 +142,12 @@ async def test_unanswered_outcomes(
     ],
 )
 async def test_answered_by(
-    twilio: Any, receiver: Any, dial: Any, to: str, detection: str | None, expected: str | None
+    twilio: Client,
+    receiver: Receiver,
+    dial: Dial,
+    to: str,
+    detection: str | None,
+    expected: str | None,
 ) -> None:
     call = await dial(to, machine_detection=detection)
     await receiver.wait_status(call.sid, "completed")
@@ -147,7 +158,7 @@ async def test_answered_by(
     assert (await twilio.calls(call.sid).fetch_async()).answered_by == expected
 
 
-async def test_async_amd_posts_result_separately(sim: Any, receiver: Any, dial: Any) -> None:
+async def test_async_amd_posts_result_separately(sim: Sim, receiver: Receiver, dial: Dial) -> None:
     call = await dial(
         "+15005550005",
         machine_detection="Enable",
@@ -166,17 +177,17 @@ async def test_async_amd_posts_result_separately(sim: Any, receiver: Any, dial: 
     ("to", "code"),
     [("+15005550001", 21211), ("+15005550002", 21214), ("555-0100", 21211)],
 )
-async def test_rejected_numbers(sim: Any, dial: Any, to: str, code: int) -> None:
+async def test_rejected_numbers(sim: Sim, dial: Dial, to: str, code: int) -> None:
     with pytest.raises(TwilioRestException) as excinfo:
         await dial(to)
     assert excinfo.value.status == 400
     assert excinfo.value.code == code
-    state = await sim.calls()
+    state = await sim.state()
     assert state["calls"] == []
     assert state["create_requests"] == 1
 
 
-async def test_21211_body_matches_twilio(sim: Any) -> None:
+async def test_21211_body_matches_twilio(sim: Sim) -> None:
     async with sim.session.post(
         f"{sim.account_uri}/Calls.json",
         data={"To": "+15005550001", "From": FROM, "Url": "https://example.com/t"},
@@ -199,7 +210,7 @@ async def test_21211_body_matches_twilio(sim: Any) -> None:
         ({"To": "+14155550100", "From": FROM}, 21205),
     ],
 )
-async def test_missing_parameters(sim: Any, data: dict[str, str], code: int) -> None:
+async def test_missing_parameters(sim: Sim, data: dict[str, str], code: int) -> None:
     async with sim.session.post(
         f"{sim.account_uri}/Calls.json", data=data, headers=sim.auth
     ) as response:
@@ -207,10 +218,10 @@ async def test_missing_parameters(sim: Any, data: dict[str, str], code: int) -> 
         assert (await response.json())["code"] == code
 
 
-async def test_authentication_and_account_checks(sim: Any, twilio: Any) -> None:
+async def test_authentication_and_account_checks(sim: Sim, twilio: Client) -> None:
     url = f"{sim.account_uri}/Calls.json"
     no_auth: dict[str, str] = {}
-    for headers in (no_auth, sim.basic(sim.config.account_sid, "wrong")):
+    for headers in (no_auth, basic_auth(sim.config.account_sid, "wrong")):
         async with sim.session.get(url, headers=headers) as response:
             assert response.status == 401
             body = await response.json()
@@ -225,7 +236,7 @@ async def test_authentication_and_account_checks(sim: Any, twilio: Any) -> None:
     assert (excinfo.value.status, excinfo.value.code) == (404, 20404)
 
 
-async def test_list_filters_and_paging(twilio: Any, dial: Any) -> None:
+async def test_list_filters_and_paging(twilio: Client, dial: Dial) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     target = await dial("+14155550111")
     other = await dial("+14155550122")
@@ -253,7 +264,7 @@ async def test_list_filters_and_paging(twilio: Any, dial: Any) -> None:
     assert await next_page.next_page_async() is None
 
 
-async def test_status_filter(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_status_filter(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial()
     await receiver.wait_status(call.sid, "in-progress")
     assert [c.sid for c in await twilio.calls.list_async(status="in-progress")] == [call.sid]
@@ -261,7 +272,7 @@ async def test_status_filter(twilio: Any, receiver: Any, dial: Any) -> None:
 
 
 async def test_a_busy_then_answer_number_is_busy_for_its_first_calls_then_answers(
-    sim: Any, receiver: Any, dial: Any
+    sim: Sim, receiver: Receiver, dial: Dial
 ) -> None:
     to = "+150055500926001"  # busy twice
     for status in ("busy", "busy", "completed"):

@@ -4,11 +4,17 @@ its status callbacks still come, and the recording is still made and listed."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
+
+from calls_testing.receiver import Receiver
+from twilio.rest import Client
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Dial, Sim
 
 
 async def test_only_the_recording_callbacks_are_dropped(
-    sim: Any, twilio: Any, receiver: Any, dial: Any
+    sim: Sim, twilio: Client, receiver: Receiver, dial: Dial
 ) -> None:
     faults = await sim.control("POST", "/_sim/faults", {"drop_recording_callbacks": True})
     assert faults["drop_recording_callbacks"] is True
@@ -20,7 +26,7 @@ async def test_only_the_recording_callbacks_are_dropped(
     )
     await receiver.wait_status(call.sid, "completed")
     for _ in range(100):  # until the simulator has finished the recording
-        [made] = [c for c in (await sim.calls())["calls"] if c["sid"] == call.sid]
+        made = await sim.call(call.sid)
         if made["recording_sid"]:
             break
         await asyncio.sleep(0.02)
@@ -33,7 +39,7 @@ async def test_only_the_recording_callbacks_are_dropped(
 
 
 async def test_lifting_the_fault_brings_recording_callbacks_back(
-    sim: Any, receiver: Any, dial: Any
+    sim: Sim, receiver: Receiver, dial: Dial
 ) -> None:
     await sim.control("POST", "/_sim/faults", {"drop_recording_callbacks": True})
     assert (await sim.control("POST", "/_sim/faults", {"drop_recording_callbacks": False}))[

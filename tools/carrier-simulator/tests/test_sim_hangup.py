@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+from calls_testing.receiver import Receiver
 from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Dial, Sim
 
 LONG = "+15005550007"
 LONG_RING = "+15005550008"
 
 
-async def test_cancel_a_queued_call(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_cancel_a_queued_call(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial(LONG)
     updated = await twilio.calls(call.sid).update_async(status="canceled")
     assert updated.status == "canceled"
@@ -24,7 +29,7 @@ async def test_cancel_a_queued_call(twilio: Any, receiver: Any, dial: Any) -> No
     assert (await twilio.calls(call.sid).fetch_async()).status == "canceled"
 
 
-async def test_cancel_a_ringing_call(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_cancel_a_ringing_call(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial(LONG)
     await receiver.wait_status(call.sid, "ringing")
     await twilio.calls(call.sid).update_async(status="canceled")
@@ -35,7 +40,7 @@ async def test_cancel_a_ringing_call(twilio: Any, receiver: Any, dial: Any) -> N
 
 
 async def test_a_long_ringing_call_rings_until_canceled(
-    twilio: Any, receiver: Any, dial: Any
+    twilio: Client, receiver: Receiver, dial: Dial
 ) -> None:
     call = await dial(LONG_RING + "1")
     await receiver.wait_status(call.sid, "ringing")
@@ -52,7 +57,9 @@ async def test_a_long_ringing_call_rings_until_canceled(
     ]
 
 
-async def test_complete_an_in_progress_long_call(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_complete_an_in_progress_long_call(
+    twilio: Client, receiver: Receiver, dial: Dial
+) -> None:
     call = await dial(LONG)
     await receiver.wait_status(call.sid, "in-progress")
     await asyncio.sleep(0.1)
@@ -72,7 +79,7 @@ async def test_complete_an_in_progress_long_call(twilio: Any, receiver: Any, dia
     assert fetched.end_time is not None
 
 
-async def test_updating_an_ended_call_fails(twilio: Any, receiver: Any, dial: Any) -> None:
+async def test_updating_an_ended_call_fails(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial()
     await receiver.wait_status(call.sid, "completed")
     for status in ("canceled", "completed"):
@@ -85,7 +92,7 @@ async def test_updating_an_ended_call_fails(twilio: Any, receiver: Any, dial: An
     assert missing.value.status == 404
 
 
-async def test_server_shutdown_cancels_live_calls(sim: Any, dial: Any) -> None:
+async def test_server_shutdown_cancels_live_calls(sim: Sim, dial: Dial) -> None:
     await dial(LONG)
     await dial(LONG)
     await asyncio.sleep(0.05)

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+from calls_testing.receiver import Receiver
+from twilio.rest import Client
+
+if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
+    from conftest import Dial, Sim
 
 
-async def _download(sim: Any, url: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+async def _download(sim: Sim, url: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
     async with sim.session.get(url, headers=headers) as response:
         return response.status, response.content_type, await response.read()
 
 
 @pytest.mark.parametrize(("channels", "expected"), [("mono", 1), ("dual", 2)])
 async def test_recording_callback_and_wav(
-    sim: Any, twilio: Any, receiver: Any, dial: Any, channels: str, expected: int
+    sim: Sim, twilio: Client, receiver: Receiver, dial: Dial, channels: str, expected: int
 ) -> None:
     call = await dial(
         record=True,
@@ -59,7 +64,7 @@ async def test_recording_callback_and_wav(
     assert recording.channels == expected
 
 
-async def test_recording_events_in_progress_and_absent(receiver: Any, dial: Any) -> None:
+async def test_recording_events_in_progress_and_absent(receiver: Receiver, dial: Dial) -> None:
     events = ["in-progress", "completed", "absent"]
     answered = await dial(
         record=True,
@@ -81,10 +86,10 @@ async def test_recording_events_in_progress_and_absent(receiver: Any, dial: Any)
     assert absent.get("RecordingUrl") is None
 
 
-async def test_no_recording_without_record(sim: Any, receiver: Any, dial: Any) -> None:
+async def test_no_recording_without_record(sim: Sim, receiver: Receiver, dial: Dial) -> None:
     call = await dial(recording_status_callback=f"{receiver.url}/recording")
     await receiver.wait_status(call.sid, "completed")
     await asyncio.sleep(0.05)
     assert receiver.for_call(call.sid, "/recording") == []
-    [record] = (await sim.calls())["calls"]
+    [record] = (await sim.state())["calls"]
     assert record["recording_sid"] is None

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from .logging import configure_logging
+from .settings import DEFAULT_DATABASE_URL, broker_env, service_env
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calls"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "amqp_url_from_env",
+    "run_command",
+    "serve",
+    "stop_if_cancelling",
+    "stop_tasks",
+]
 
 Command = Callable[[str], Coroutine[Any, Any, None]]
 
@@ -23,14 +29,16 @@ def run_command(argv: list[str], commands: Mapping[str, Command]) -> bool:
     """Run `<service> <command>` (e.g. migrate) against DATABASE_URL; False if argv names none."""
     if len(argv) != 1 or argv[0] not in commands:
         return False
-    configure_logging(argv[0], json_logs=os.environ.get("LOG_FORMAT") == "json")
-    asyncio.run(commands[argv[0]](os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)))
+    settings = service_env()
+    configure_logging(argv[0], json_logs=settings["json_logs"])
+    asyncio.run(commands[argv[0]](settings["database_url"]))
     return True
 
 
 def amqp_url_from_env() -> str:
     """AMQP_URL, as the services read it (for admin commands such as migrate)."""
-    return os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+    amqp_url: str = broker_env()["amqp_url"]
+    return amqp_url
 
 
 def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 20) -> None:

@@ -7,15 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from calls_platform.service import DEFAULT_DATABASE_URL
+from calls_platform.settings import BrokerSettings, broker_env
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"
 
 
 @dataclass(frozen=True)
-class Settings:
-    database_url: str
-    amqp_url: str
+class Settings(BrokerSettings):
     host: str
     port: int
     public_base_url: str
@@ -25,9 +23,6 @@ class Settings:
     call_log_url: str
     max_batch_size: int
     max_body_bytes: int
-    json_logs: bool
-    log_level: str
-    migrate_on_start: bool
     agent_stream_url: str = "wss://agent-runtime.invalid/stream"
     # the recordings service's internal API (recordings are streamed through the gateway)
     recordings_url: str = "http://127.0.0.1:8083"
@@ -55,8 +50,7 @@ class Settings:
         env = os.environ
         port = int(env.get("GATEWAY_PORT", "8080"))
         return cls(
-            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url=env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            **broker_env(),
             host=env.get("GATEWAY_HOST", "127.0.0.1"),
             port=port,
             public_base_url=env.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
@@ -66,9 +60,6 @@ class Settings:
             call_log_url=env.get("CALL_LOG_URL", "http://127.0.0.1:8081").rstrip("/"),
             max_batch_size=int(env.get("MAX_BATCH_SIZE", "10000")),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", str(1024 * 1024))),
-            json_logs=env.get("LOG_FORMAT", "console") == "json",
-            log_level=env.get("LOG_LEVEL", "INFO"),
-            migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             agent_stream_url=env.get("AGENT_STREAM_URL", "wss://agent-runtime.invalid/stream"),
             recordings_url=env.get("RECORDINGS_URL", "http://127.0.0.1:8083").rstrip("/"),
             webhooks_url=env.get("WEBHOOKS_URL", "http://127.0.0.1:8084").rstrip("/"),

@@ -26,12 +26,12 @@ from calls_platform.service import amqp_url_from_env, run_command, serve, stop_t
 
 from . import backlog
 from .canceler import CarrierCanceler
-from .carrier import TwilioCarrier
 from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import CANCEL_CHANNEL, WORK_CHANNEL
 from .intake import intake_watchdog
 from .scheduler import DialLoop
+from .twilio_carrier import TwilioCarrier
 from .watchdog import StaleCallWatchdog
 
 log = structlog.get_logger(__name__)

@@ -5,19 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from calls_platform.service import DEFAULT_DATABASE_URL
+from calls_platform.settings import BrokerSettings, ConfigError, broker_env
 
-from .carrier import TwilioSettings
-
-
-class ConfigError(Exception):
-    pass
+from .twilio_carrier import TwilioSettings
 
 
 @dataclass(frozen=True)
-class Settings:
-    database_url: str
-    amqp_url: str
+class Settings(BrokerSettings):
     host: str
     port: int
     calls_per_second: float
@@ -25,9 +19,6 @@ class Settings:
     max_attempts: int
     ambiguous_safe_delay_seconds: float
     twilio: TwilioSettings
-    json_logs: bool
-    log_level: str
-    migrate_on_start: bool
     stale_after_seconds: float = 120.0
     in_progress_check_seconds: float = 300.0
     # a call the carrier keeps queued this long is canceled there (Twilio keeps one 24 h)
@@ -52,8 +43,7 @@ class Settings:
         if cps <= 0:
             raise ConfigError("DIALER_CPS must be positive")
         return cls(
-            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url=env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            **broker_env(),
             host=env.get("DIALER_HOST", "127.0.0.1"),
             port=int(env.get("DIALER_PORT", "8082")),
             calls_per_second=cps,
@@ -71,9 +61,6 @@ class Settings:
                 machine_detection=env.get("DIALER_MACHINE_DETECTION", "Enable") or None,
                 timeout_seconds=float(env.get("TWILIO_TIMEOUT_SECONDS", "10")),
             ),
-            json_logs=env.get("LOG_FORMAT", "console") == "json",
-            log_level=env.get("LOG_LEVEL", "INFO"),
-            migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             stale_after_seconds=float(env.get("DIALER_STALE_AFTER_SECONDS", "120")),
             in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),

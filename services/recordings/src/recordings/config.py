@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from calls_platform.service import DEFAULT_DATABASE_URL
+from calls_platform.settings import BrokerSettings, ConfigError, broker_env
 
 from .domain import RetryPolicy
 from .s3 import S3Settings
@@ -13,23 +13,14 @@ from .s3 import S3Settings
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 
 
-class ConfigError(Exception):
-    pass
-
-
 @dataclass(frozen=True)
-class Settings:
-    database_url: str
-    amqp_url: str
+class Settings(BrokerSettings):
     host: str
     port: int
     twilio_account_sid: str
     twilio_auth_token: str
     # local storage root (used when no S3 bucket is configured)
     recordings_dir: str
-    json_logs: bool
-    log_level: str
-    migrate_on_start: bool
     # S3-compatible storage instead of the local directory
     s3: S3Settings | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -66,16 +57,12 @@ class Settings:
         if max_bytes <= 0:
             raise ConfigError("RECORDINGS_MAX_BYTES must be positive")
         return cls(
-            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url=env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            **broker_env(),
             host=env.get("RECORDINGS_HOST", "127.0.0.1"),
             port=int(env.get("RECORDINGS_PORT", "8083")),
             twilio_account_sid=account_sid,
             twilio_auth_token=auth_token,
             recordings_dir=env.get("RECORDINGS_DIR", "var/recordings"),
-            json_logs=env.get("LOG_FORMAT", "console") == "json",
-            log_level=env.get("LOG_LEVEL", "INFO"),
-            migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",
             s3=s3,
             max_bytes=max_bytes,
             retry=RetryPolicy(

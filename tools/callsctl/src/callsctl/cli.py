@@ -20,7 +20,7 @@ import aio_pika.exceptions
 import click
 from calls_events import Envelope
 from calls_platform import topology
-from calls_platform.service import DEFAULT_DATABASE_URL
+from calls_platform.settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -39,7 +39,6 @@ from .status import KNOWN_QUEUES, Status, gather_status
 from .tail import tail_call
 from .webhooks import WebhooksError, webhooks_admin
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 

@@ -1,6 +1,6 @@
-"""Test infrastructure shared by every package: a private PostgreSQL database and RabbitMQ
-vhost per test run, against the real servers (URLs from the environment; testcontainers when
-no server is configured or reachable and Docker is available).
+"""The pytest plugin of the test kit (the `pytest11` entry point of calls-testing): a private
+PostgreSQL database and RabbitMQ vhost per test run, against the real servers (URLs from the
+environment; testcontainers when no server is configured or reachable and Docker is there).
 
 Environment:
   TEST_DATABASE_URL  admin URL of a PostgreSQL server (default postgresql://postgres@127.0.0.1:5432/postgres)
@@ -22,7 +22,17 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from calls_testing.waiting import Wait, wait_until
+
 RUN_ID = uuid.uuid4().hex[:10]
+
+DatabaseFactory = Callable[..., str]
+"""The `database_factory` fixture: `database_factory(label="db")` creates an empty database
+for this run (dropped at its end) and returns its URL."""
+
+AmqpFactory = Callable[[str], str]
+"""The `amqp_factory` fixture: `amqp_factory(label)` returns the URL of this run's private
+RabbitMQ vhost of that label (created once, deleted at the end)."""
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -48,7 +58,7 @@ def postgres_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_factory(postgres_admin_url: str) -> Iterator[object]:
+def database_factory(postgres_admin_url: str) -> Iterator[DatabaseFactory]:
     """Creates empty databases for this run and drops them all at the end."""
     created: list[str] = []
 
@@ -68,13 +78,13 @@ def database_factory(postgres_admin_url: str) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def database_url(database_factory) -> str:  # type: ignore[no-untyped-def]
+def database_url(database_factory: DatabaseFactory) -> str:
     """One database shared by a whole test session (tests isolate by organization id)."""
-    return database_factory("shared")  # type: ignore[no-any-return]
+    return database_factory("shared")
 
 
 @pytest.fixture(scope="session")
-def amqp_factory() -> Iterator[Callable[[str], str]]:
+def amqp_factory() -> Iterator[AmqpFactory]:
     """Creates private RabbitMQ vhosts for this run (one per label) and deletes them at the end.
 
     Suites that run services get vhosts of their own: a relay in one suite must never feed
@@ -114,6 +124,19 @@ def amqp_factory() -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture(scope="session")
-def amqp_url(amqp_factory: Callable[[str], str]) -> str:
+def amqp_url(amqp_factory: AmqpFactory) -> str:
     """The private RabbitMQ vhost shared by in-process tests of this run."""
     return amqp_factory("shared")
+
+
+@pytest.fixture(scope="session")
+def wait() -> Wait:
+    """`await wait(condition, within=…, what=…)`: `calls_testing.wait_until`."""
+    return wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the twilio client reads these from os.environ and would rewrite a simulator's host
+    monkeypatch.delenv("TWILIO_EDGE", raising=False)
+    monkeypatch.delenv("TWILIO_REGION", raising=False)

@@ -1,0 +1,61 @@
+"""Events put in the event store the way the gateway does, for tests of the services that
+take them from there (the dialer, the recordings service, the call log)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+from calls_events import Envelope, Event, call_stream
+from calls_platform import eventstore
+from calls_platform.db import Pool
+
+E = TypeVar("E", bound=Event)
+
+
+def wrap_as_gateway(
+    event: Event, organization_id: str, *, event_id: uuid.UUID | None = None
+) -> Envelope:
+    """`event` in its call's stream, as the gateway wraps it: the organization it belongs to
+    and a correlation id derived from the call."""
+    call_id: uuid.UUID = event.call_id  # type: ignore[attr-defined]  # every call event has one
+    return Envelope.wrap(
+        event,
+        stream_id=call_stream(call_id),
+        organization_id=organization_id,
+        correlation_id=f"corr-{call_id}",
+        event_id=event_id,
+    )
+
+
+async def append_as_gateway(
+    pool: Pool, event: Event, organization_id: str, *, event_id: uuid.UUID | None = None
+) -> Envelope:
+    """Append `event` as the gateway does; return it as recorded (with its position), or as
+    wrapped when the store already held that event id (an idempotent re-append)."""
+    envelope = wrap_as_gateway(event, organization_id, event_id=event_id)
+    async with pool.connection() as conn:
+        recorded = await eventstore.append(conn, [envelope])
+    return recorded[0] if recorded else envelope
+
+
+async def read_call_events(
+    pool: Pool, call_id: uuid.UUID, *, after: type[Event] | None = None
+) -> list[Event]:
+    """The events of the call's stream, in order, leaving out those of type `after` (the
+    event the test appended itself)."""
+    async with pool.connection() as conn:
+        stream = await eventstore.read_stream(conn, call_stream(call_id))
+    return [e.event() for e in stream if after is None or e.event_type != after.TYPE]
+
+
+def event_of(envelope: Envelope, kind: type[E]) -> E:
+    """The event `envelope` carries, which must be a `kind`."""
+    event = envelope.event()
+    assert isinstance(event, kind), f"{envelope.event_type}, not {kind.TYPE}"
+    return event
+
+
+def of_kind(events: list[Event], kind: type[E]) -> list[E]:
+    """Those of `events` that are `kind`s, typed as such."""
+    return [e for e in events if isinstance(e, kind)]
