@@ -281,7 +281,8 @@ def test_overlay_specifics(overlay: tuple[str, list[Doc]]) -> None:
         [endpoint] = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
         [expression] = monitor["spec"]["selector"]["matchExpressions"]
-        assert set(expression["values"]) == set(SERVICES)
+        # every service, and the relay (the gateway's image, a Deployment and Service of its own)
+        assert set(expression["values"]) == {*SERVICES, "relay"}
         for service in of_kind(docs, "Service").values():
             assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
 

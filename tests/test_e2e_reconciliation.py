@@ -149,9 +149,10 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
         "+15005550006": ("failed", "failed"),
     }
     gateway = system.services["gateway"]
-    # the carrier holds each create request 4 s: the calls are placed, ring and end while the
-    # gateway is down, so every status callback for them fails (Twilio does not retry)
-    await system.sim(http).set_faults(create_delay_seconds=4)
+    # the carrier holds each create request 8 s (room for a loaded machine to see every request
+    # arrive and stop the gateway first): the calls are placed, ring and end while the gateway
+    # is down, so every status callback for them fails (Twilio does not retry)
+    await system.sim(http).set_faults(create_delay_seconds=8)
     before = (await system.sim(http).state())["create_requests"]
     try:
         ids = {to: await post_call(http, system, org, to) for to in expected}
@@ -172,7 +173,7 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
                 return [p[0] for p in placed]
             return None
 
-        carrier_calls = await wait_for("the calls to end at the carrier", 15, all_ended)
+        carrier_calls = await wait_for("the calls to end at the carrier", 25, all_ended)
         # placed after the gateway was gone: not one callback of theirs got through
         assert min(c["created_at"] for c in carrier_calls) > stopped_at
         await asyncio.sleep(3)  # down a while longer
