@@ -45,7 +45,7 @@ async def test_services_started_in_random_order_while_calls_arrive(
             "RECORDINGS_INTAKE_GRACE_SECONDS": "3600",
         },
     )
-    ours = ["gateway", "dialer", "call-log", "recordings"]
+    ours = ["gateway", "dialer", "call-log", "recordings", "webhooks"]
     order = rng.sample(ours, k=len(ours))
     print(f"\nstartup-order: seed {seed}, order {order}")
     workload = Workload(org="org_chaos_startup")
