@@ -9,17 +9,18 @@ import asyncio
 import base64
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, unique_number
-from calls_testing.system import System
+from calls_testing.plugin import AmqpFactory, DatabaseFactory
+from calls_testing.system import System, wait_ready
 from carrier_sim.client import SimCall
 
-from tests.conftest import get_call
+from tests.conftest import e2e_system, get_call
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +91,35 @@ async def ensure_running(system: System, name: str) -> None:
             return False
 
     await wait_for(f"{name} to be ready", 60, ready)
+
+
+@pytest.fixture(scope="module")
+def reconciliation_services(
+    database_factory: DatabaseFactory,
+    amqp_factory: AmqpFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[System]:
+    """A system of this module's own: its tests script the carrier's next create requests
+    (`create_responses`), which calls another module left dialing later (campaign windows,
+    retries) would otherwise consume on the shared system."""
+    yield from e2e_system(
+        "reconciliation",
+        database_factory,
+        amqp_factory,
+        tmp_path_factory,
+        name_prefix="reconciliation-",
+    )
+
+
+@pytest.fixture
+async def system(reconciliation_services: System) -> System:
+    """The module's system, every service running and ready (tests restart what they stop)."""
+    for service in reconciliation_services.services.values():
+        if service.process is None or service.process.poll() is not None:
+            service.start()
+    for service in reconciliation_services.services.values():
+        await wait_ready(service.url)
+    return reconciliation_services
 
 
 @pytest.fixture
