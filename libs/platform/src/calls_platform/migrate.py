@@ -13,7 +13,8 @@ from importlib.resources.abc import Traversable
 
 import structlog
 
-from .db import Conn
+from . import topology
+from .db import Conn, open_pool
 
 log = structlog.get_logger(__name__)
 
@@ -54,3 +55,17 @@ async def apply_migrations(conn: Conn, schema: str, package: str, directory: str
 
 async def migrate_event_store(conn: Conn) -> list[str]:
     return await apply_migrations(conn, "eventstore", "calls_platform", "migrations/eventstore")
+
+
+async def migrate_service(
+    database_url: str, schema: str, *, package: str | None = None, amqp_url: str | None = None
+) -> None:
+    """What `python -m <service> migrate` does: the event store's migrations, the service's
+    own schema's (`<package>/migrations`, package defaulting to the schema's name) and, given
+    `amqp_url`, the whole RabbitMQ topology (calls_platform.topology). All idempotent."""
+    pool = await open_pool(database_url, name=f"{schema}-migrate", max_size=1)
+    async with pool, pool.connection() as conn:
+        await migrate_event_store(conn)
+        await apply_migrations(conn, schema, package or schema, "migrations")
+    if amqp_url is not None:
+        await topology.declare_on(amqp_url)

@@ -20,7 +20,7 @@ from calls_platform import amqp, queue_depth, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
-from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.migrate import migrate_service
 from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
 from calls_platform.service import (
@@ -55,14 +55,9 @@ log = structlog.get_logger(__name__)
 
 
 async def migrate(database_url: str, amqp_url: str | None = None) -> None:
-    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
-    (both idempotent; `python -m gateway migrate` does both, with AMQP_URL)."""
-    pool = await open_pool(database_url, name="gateway-migrate", max_size=1)
-    async with pool, pool.connection() as conn:
-        await migrate_event_store(conn)
-        await apply_migrations(conn, "gateway", "gateway", "migrations")
-    if amqp_url is not None:
-        await topology.declare_on(amqp_url)
+    """The event store's and the gateway schema's migrations and, given `amqp_url`, the
+    RabbitMQ topology (`python -m gateway migrate` does all three, with AMQP_URL)."""
+    await migrate_service(database_url, "gateway", amqp_url=amqp_url)
 
 
 def jwt_options(settings: Settings) -> JwtOptions:

@@ -17,7 +17,7 @@ from calls_platform import leader
 from calls_platform.db import connect, is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
-from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.migrate import migrate_service
 from calls_platform.notify import AppendListener
 from calls_platform.service import run_command, serve, stop_tasks
 
@@ -29,10 +29,8 @@ log = structlog.get_logger(__name__)
 
 
 async def migrate(database_url: str) -> None:
-    pool = await open_pool(database_url, name="call-log-migrate", max_size=1)
-    async with pool, pool.connection() as conn:
-        await migrate_event_store(conn)
-        await apply_migrations(conn, "call_log", "call_log", "migrations")
+    """The event store's and the call_log schema's migrations (the call log uses no broker)."""
+    await migrate_service(database_url, "call_log")
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -21,7 +21,7 @@ from calls_platform import amqp, leader, queue_depth, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
-from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.migrate import migrate_service
 from calls_platform.publishing import RelayHealth
 from calls_platform.relay import start_relay
 from calls_platform.service import amqp_url_from_env, run_command, serve, stop_tasks
@@ -42,14 +42,9 @@ DRAIN_SECONDS = 15.0
 
 
 async def migrate(database_url: str, amqp_url: str | None = None) -> None:
-    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
-    (both idempotent; `python -m recordings migrate` does both, with AMQP_URL)."""
-    pool = await open_pool(database_url, name="recordings-migrate", max_size=1)
-    async with pool, pool.connection() as conn:
-        await migrate_event_store(conn)
-        await apply_migrations(conn, "recordings", "recordings", "migrations")
-    if amqp_url is not None:
-        await topology.declare_on(amqp_url)
+    """The event store's and the recordings schema's migrations and, given `amqp_url`, the
+    RabbitMQ topology (`python -m recordings migrate` does all three, with AMQP_URL)."""
+    await migrate_service(database_url, "recordings", amqp_url=amqp_url)
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from calls_platform import amqp, topology
 from calls_platform.db import is_reachable, open_pool
 from calls_platform.http import new_app
 from calls_platform.logging import configure_logging
-from calls_platform.migrate import apply_migrations, migrate_event_store
+from calls_platform.migrate import migrate_service
 from calls_platform.notify import Listener
 from calls_platform.service import (
     DEFAULT_DATABASE_URL,
@@ -49,14 +49,9 @@ def utc_now() -> datetime:
 
 
 async def migrate(database_url: str, amqp_url: str | None = None) -> None:
-    """Apply the schema migrations and, given `amqp_url`, declare the RabbitMQ topology
-    (both idempotent; `python -m webhooks migrate` does both, with AMQP_URL)."""
-    pool = await open_pool(database_url, name="webhooks-migrate", max_size=1)
-    async with pool, pool.connection() as conn:
-        await migrate_event_store(conn)
-        await apply_migrations(conn, "webhooks", "webhooks", "migrations")
-    if amqp_url is not None:
-        await topology.declare_on(amqp_url)
+    """The event store's and the webhooks schema's migrations and, given `amqp_url`, the
+    RabbitMQ topology (`python -m webhooks migrate` does all three, with AMQP_URL)."""
+    await migrate_service(database_url, "webhooks", amqp_url=amqp_url)
 
 
 def create_app(settings: Settings) -> web.Application:
