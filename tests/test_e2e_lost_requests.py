@@ -22,6 +22,7 @@ import aio_pika
 import aiohttp
 import pytest
 from calls_platform import topology
+from calls_testing.metrics import metric
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
 from callsctl.replay import replay
 
@@ -45,14 +46,6 @@ def databases(database_factory: DatabaseFactory) -> Iterator[Callable[[str], str
 
 
 CALLS = 4
-
-
-async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
-    async with http.get(f"{url}/metrics") as r:
-        for line in (await r.text()).splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in {url}/metrics")
 
 
 async def depth(amqp_url: str, queue: str) -> int:

@@ -9,34 +9,10 @@ import time
 import aiohttp
 import pytest
 from calls_testing import new_org_id, unique_number
+from calls_testing.metrics import Samples, scrape, series, value
 from calls_testing.system import System
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 pytestmark = pytest.mark.integration
-
-Samples = list[Sample]
-
-
-async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:
-    async with http.get(f"{url}/metrics") as r:
-        assert r.status == 200
-        text = await r.text()
-    return [s for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def series(samples: Samples, name: str, **labels: str) -> Samples:
-    return [
-        s
-        for s in samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    found = series(samples, name, **labels)
-    assert found, f"no {name}{labels or ''} in /metrics"
-    return sum(s.value for s in found)
 
 
 def http_latency_routes(samples: Samples) -> set[tuple[str, str]]:

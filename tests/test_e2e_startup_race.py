@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
+from calls_testing.metrics import metric
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
 
 from tests.chaos.harness import (
@@ -43,14 +44,6 @@ def databases(database_factory: DatabaseFactory) -> Iterator[Callable[[str], str
 
 
 CALLS = 5
-
-
-async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
-    async with http.get(f"{url}/metrics") as r:
-        for line in (await r.text()).splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in {url}/metrics")
 
 
 @pytest.mark.parametrize("run", range(RUNS), ids=lambda n: f"run{n + 1}")

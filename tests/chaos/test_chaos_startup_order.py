@@ -16,20 +16,13 @@ import random
 
 import aiohttp
 import pytest
+from calls_testing.metrics import metric
 
 from tests.chaos.harness import MakeSystem, Workload, numbers, verify
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 SINGLES = 12
-
-
-async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
-    async with http.get(f"{url}/metrics") as r:
-        for line in (await r.text()).splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in {url}/metrics")
 
 
 async def test_services_started_in_random_order_while_calls_arrive(
