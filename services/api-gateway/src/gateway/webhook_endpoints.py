@@ -5,6 +5,7 @@ needs the `webhooks:manage` scope (a JWT has it; an API key only if it was given
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -25,16 +26,17 @@ PREFIX: Final = "/webhook-endpoints"
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
+    one = PREFIX + "/{endpoint_id}"
     r.add_post(PREFIX, create_endpoint)
     r.add_get(PREFIX, list_endpoints)
-    r.add_get(PREFIX + "/{endpoint_id}", get_endpoint)
-    r.add_patch(PREFIX + "/{endpoint_id}", update_endpoint)
-    r.add_delete(PREFIX + "/{endpoint_id}", delete_endpoint)
-    r.add_post(PREFIX + "/{endpoint_id}/rotate-secret", rotate_secret)
-    r.add_post(PREFIX + "/{endpoint_id}/test", send_test)
-    r.add_get(PREFIX + "/{endpoint_id}/deliveries", list_deliveries)
-    r.add_post(PREFIX + "/{endpoint_id}/deliveries/{delivery_id}/redeliver", redeliver)
-    r.add_post(PREFIX + "/{endpoint_id}/replay", replay)
+    r.add_get(one, _of_endpoint("GET"))
+    r.add_patch(one, update_endpoint)
+    r.add_delete(one, _of_endpoint("DELETE"))
+    r.add_post(one + "/rotate-secret", _of_endpoint("POST", "rotate-secret"))
+    r.add_post(one + "/test", _of_endpoint("POST", "test"))
+    r.add_get(one + "/deliveries", _of_endpoint("GET", "deliveries"))
+    r.add_post(one + "/deliveries/{delivery_id}/redeliver", redeliver)
+    r.add_post(one + "/replay", replay)
 
 
 def _unavailable(exc: BaseException | None = None, status: int | None = None) -> web.HTTPBadGateway:
@@ -82,11 +84,19 @@ async def list_endpoints(request: web.Request) -> web.Response:
     return await _relay(request, "GET")
 
 
-async def get_endpoint(request: web.Request) -> web.Response:
-    endpoint_id = _id(request, "endpoint_id")
-    if endpoint_id is None:
-        return _not_found()
-    return await _relay(request, "GET", endpoint_id)
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _of_endpoint(method: str, *tail: str) -> Handler:
+    """A route about one endpoint that takes no body: its id checked, relayed as it is."""
+
+    async def handler(request: web.Request) -> web.Response:
+        endpoint_id = _id(request, "endpoint_id")
+        if endpoint_id is None:
+            return _not_found()
+        return await _relay(request, method, endpoint_id, *tail)
+
+    return handler
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
@@ -102,34 +112,6 @@ async def update_endpoint(request: web.Request) -> web.Response:
             "nothing to change", "body", "name at least one of url, events, description, enabled"
         )
     return await _relay(request, "PATCH", endpoint_id, body=body)
-
-
-async def delete_endpoint(request: web.Request) -> web.Response:
-    endpoint_id = _id(request, "endpoint_id")
-    if endpoint_id is None:
-        return _not_found()
-    return await _relay(request, "DELETE", endpoint_id)
-
-
-async def rotate_secret(request: web.Request) -> web.Response:
-    endpoint_id = _id(request, "endpoint_id")
-    if endpoint_id is None:
-        return _not_found()
-    return await _relay(request, "POST", endpoint_id, "rotate-secret")
-
-
-async def send_test(request: web.Request) -> web.Response:
-    endpoint_id = _id(request, "endpoint_id")
-    if endpoint_id is None:
-        return _not_found()
-    return await _relay(request, "POST", endpoint_id, "test")
-
-
-async def list_deliveries(request: web.Request) -> web.Response:
-    endpoint_id = _id(request, "endpoint_id")
-    if endpoint_id is None:
-        return _not_found()
-    return await _relay(request, "GET", endpoint_id, "deliveries")
 
 
 async def redeliver(request: web.Request) -> web.Response:

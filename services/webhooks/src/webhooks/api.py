@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import aiohttp
 import structlog
@@ -27,6 +27,8 @@ from .sender import body_of, post, signing_secrets
 from .urls import SafeResolver, UnsafeUrl, check_url
 
 log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 TEST_EVENT_TYPE = "webhook.test"
 
@@ -119,6 +121,17 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     return data
 
 
+async def _parsed(request: web.Request, model: type[M]) -> M | web.Response:
+    """The body as `model`, or the 4xx that says why it is not one."""
+    data = await _body(request)
+    if isinstance(data, web.Response):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return _invalid(exc)
+
+
 def _endpoint_id(request: web.Request) -> uuid.UUID | None:
     try:
         return uuid.UUID(request.match_info["endpoint_id"])
@@ -140,13 +153,9 @@ async def _endpoint(request: web.Request) -> dict[str, Any] | None:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    data = await _body(request)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        body = CreateEndpoint.model_validate(data)
-    except ValidationError as exc:
-        return _invalid(exc)
+    body = await _parsed(request, CreateEndpoint)
+    if isinstance(body, web.Response):
+        return body
     try:
         await check_url(body.url, config.resolver, allow_private=config.allow_private)
     except UnsafeUrl as exc:
@@ -187,13 +196,9 @@ async def update_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
     if endpoint_id is None:
         return _not_found()
-    data = await _body(request)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        body = UpdateEndpoint.model_validate(data)
-    except ValidationError as exc:
-        return _invalid(exc)
+    body = await _parsed(request, UpdateEndpoint)
+    if isinstance(body, web.Response):
+        return body
     changes = body.model_dump(exclude_unset=True)
     for field in ("url", "events", "enabled"):
         if field in changes and changes[field] is None:
@@ -344,13 +349,9 @@ async def replay(request: web.Request) -> web.Response:
     row = await _endpoint(request)
     if row is None:
         return _not_found()
-    data = await _body(request)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        body = Replay.model_validate(data)
-    except ValidationError as exc:
-        return _invalid(exc)
+    body = await _parsed(request, Replay)
+    if isinstance(body, web.Response):
+        return body
     if body.since > config.clock():
         detail = [{"field": "since", "message": "must not be in the future"}]
         return json_error(422, "validation_error", "invalid request body", detail)
