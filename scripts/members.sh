@@ -5,7 +5,8 @@
 # does not declare fails here, even when another member happens to bring it into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-UV="${UV:-uv}"
+# UV may be a command of several words ("python3 -m uv" when uv is not on PATH)
+read -ra UV <<<"${UV:-uv}"
 ROOT="${MEMBERS_ENV_DIR:-${TMPDIR:-/tmp}/calls-members}"
 # member, its folder, its package
 MEMBERS=(
@@ -28,11 +29,11 @@ for entry in "${MEMBERS[@]}"; do
   read -r member folder package <<<"$entry"
   export UV_PROJECT_ENVIRONMENT="$ROOT/$member"
   echo "== $member"
-  if ! $UV sync --frozen --quiet --package "$member"; then
+  if ! "${UV[@]}" sync --frozen --quiet --package "$member"; then
     failed+=("$member (sync)")
     continue
   fi
-  run=("$UV" run --frozen --no-sync --package "$member")
+  run=("${UV[@]}" run --frozen --no-sync --package "$member")
   if ! "${run[@]}" python - "$package" <<'PY'
 import importlib, pkgutil, sys
 package = importlib.import_module(sys.argv[1])
