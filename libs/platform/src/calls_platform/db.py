@@ -9,8 +9,13 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import psycopg
+import pydantic_core
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
+
+# JSON and JSONB columns parsed in Rust: a reader of 10,000 events spent ~100 ms in json.loads.
+set_json_loads(pydantic_core.from_json)
 
 Conn: TypeAlias = psycopg.AsyncConnection[DictRow]
 Pool: TypeAlias = AsyncConnectionPool[Conn]

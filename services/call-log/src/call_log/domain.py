@@ -6,7 +6,6 @@ ever moves forward, and a terminal status is final.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -120,7 +119,9 @@ class CallView:
         return derive_outcome(self)
 
     def as_row(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
+        """The view's fields by name (values shared, not copied: a view is immutable and the
+        row is only serialized), and its outcome."""
+        row = dict(vars(self))
         row["outcome"] = self.outcome
         return row
 

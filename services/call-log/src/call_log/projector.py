@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import psycopg
+import pydantic_core
 import structlog
 from calls_events import (
     BatchCancelRequested,
@@ -109,10 +109,13 @@ _VIEW_COLUMNS: Final = [
     "not_before",
     "dial_outcome",
 ]
-_JSON_COLUMNS: Final = frozenset({"transcript", "provider_usage", "variables", "metadata"})
+# Every changed row in one statement: the rows travel as one JSON document (serialized at once
+# by pydantic_core) that PostgreSQL turns into call_log.calls records; one statement per row
+# cost most of a 10,000-call batch's projection.
 _UPSERT: Final = (
     f"INSERT INTO call_log.calls ({', '.join(_VIEW_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * len(_VIEW_COLUMNS))})"
+    f" SELECT {', '.join(_VIEW_COLUMNS)}"
+    " FROM jsonb_populate_recordset(NULL::call_log.calls, %s::jsonb)"
     " ON CONFLICT (call_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _VIEW_COLUMNS if c != "call_id")
 )
@@ -123,12 +126,8 @@ def _view_from_row(row: dict[str, Any]) -> CallView:
     return CallView(**fields)
 
 
-def _row_values(view: CallView) -> tuple[Any, ...]:
-    row = view.as_row()
-    return tuple(
-        json.dumps(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c]
-        for c in _VIEW_COLUMNS
-    )
+def _rows_document(views: Iterable[CallView]) -> str:
+    return pydantic_core.to_json([view.as_row() for view in views]).decode()
 
 
 async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
@@ -185,8 +184,7 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
                 (isinstance(event, BatchPaused), event.batch_id, envelope.organization_id),
             )
     if changed:
-        async with conn.cursor() as cur:
-            await cur.executemany(_UPSERT, [_row_values(views[i]) for i in changed])
+        await conn.execute(_UPSERT, (_rows_document(views[i] for i in changed),))
         await _count(conn, [(before_batch.get(i), views[i]) for i in changed])
 
 
