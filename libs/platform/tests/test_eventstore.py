@@ -388,3 +388,58 @@ async def test_pooled_sessions_end_a_transaction_left_idle(
                 await conn.execute("SELECT pg_current_xact_id()")
                 await asyncio.sleep(1)
                 await conn.execute("SELECT 1")
+
+
+def _new_stream_events(n: int) -> list[eventstore.NewStreamEvent]:
+    return [eventstore.new_stream_event(requested(uuid.uuid4())) for _ in range(n)]
+
+
+async def test_append_new_streams_opens_each_stream_at_version_one_in_order(pool: Pool) -> None:
+    events = _new_stream_events(50)
+    async with pool.connection() as conn:
+        assert await eventstore.append_new_streams(conn, events) == 50
+        assert await eventstore.wait_readable(conn)
+        read = await eventstore.read_all(conn, after=eventstore.START)
+    assert [str(e.event_id) for e in read] == [e["event_id"] for e in events]
+    assert [e.stream_id for e in read] == [e["stream_id"] for e in events]
+    assert {e.stream_version for e in read} == {1}
+    positions = [e.position or 0 for e in read]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 50
+    assert all(isinstance(e.event(), CallRequested) for e in read)
+
+
+async def test_append_new_streams_to_an_existing_stream_appends_nothing(pool: Pool) -> None:
+    taken = uuid.uuid4()
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [requested(taken)])
+        events = [*_new_stream_events(3), eventstore.new_stream_event(requested(taken))]
+        with pytest.raises(eventstore.ConcurrencyError):
+            await eventstore.append_new_streams(conn, events)
+        assert await eventstore.wait_readable(conn)
+        assert len(await eventstore.read_all(conn, after=eventstore.START)) == 1
+
+
+async def test_append_new_streams_with_a_stored_event_id_appends_nothing(pool: Pool) -> None:
+    events = _new_stream_events(3)
+    async with pool.connection() as conn:
+        await eventstore.append_new_streams(conn, events[:1])
+        again = [*_new_stream_events(2), {**events[0], "stream_id": call_stream(uuid.uuid4())}]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await eventstore.append_new_streams(conn, again)  # type: ignore[arg-type]
+        assert await eventstore.wait_readable(conn)
+        assert len(await eventstore.read_all(conn, after=eventstore.START)) == 1
+
+
+async def test_append_new_streams_in_a_transaction_leaves_it_usable(pool: Pool) -> None:
+    taken = uuid.uuid4()
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [requested(taken)])
+        async with conn.transaction():
+            with pytest.raises(eventstore.ConcurrencyError):
+                await eventstore.append_new_streams(
+                    conn, [eventstore.new_stream_event(requested(taken))]
+                )
+            assert await eventstore.append_new_streams(conn, _new_stream_events(2)) == 2
+        assert await eventstore.wait_readable(conn)
+        assert len(await eventstore.read_all(conn, after=eventstore.START)) == 3

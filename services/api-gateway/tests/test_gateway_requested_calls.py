@@ -30,9 +30,15 @@ def test_bulk_built_requests_are_the_events_wrap_would_build() -> None:
         {"to_number": "+442071838750", "schedule": schedule.model_dump(mode="json")},
     ]
 
-    built = requested_calls(template, calls, organization_id="org_a", correlation_id="corr")
+    rows = requested_calls(template, calls, organization_id="org_a", correlation_id="corr")
+    # each row, in the form the store keeps, is a valid envelope
+    built = [Envelope.model_validate(row) for row in rows]
 
     assert len({e.event_id for e in built}) == len({e.stream_id for e in built}) == 3
+    assert all(
+        e.event_id.version == 4 and str(e.event_id) == row["event_id"]
+        for e, row in zip(built, rows, strict=True)
+    )
     expected: list[dict[str, Any]] = [
         {"to_number": "+14155550001"},
         {"to_number": "+14155550002", "variables": {"name": "Ada"}, "metadata": {"crm": [1, 2]}},

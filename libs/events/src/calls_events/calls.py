@@ -16,7 +16,7 @@ from .vocabulary import CarrierStatus
 E164 = r"^\+[1-9][0-9]{1,14}$"
 
 
-def call_stream(call_id: uuid.UUID) -> str:
+def call_stream(call_id: uuid.UUID | str) -> str:
     return f"call-{call_id}"
 
 
