@@ -15,7 +15,7 @@ from call_log.config import Settings
 from calls_events import CallInitiated, CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
-from calls_testing import new_org_id
+from calls_testing import new_org_id, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +96,38 @@ async def test_a_read_waits_until_the_projector_has_caught_up(
     response = await read
 
     assert response.status == 200
+
+
+async def test_a_row_missing_while_the_projection_is_behind_is_a_retry_not_a_404(
+    api_database: str, store: Pool, org: str
+) -> None:
+    settings = Settings(
+        database_url=api_database,
+        host="127.0.0.1",
+        port=0,
+        json_logs=False,
+        log_level="WARNING",
+        migrate_on_start=False,
+        read_your_writes_seconds=0.2,
+    )
+    async with TestClient(TestServer(create_app(settings))) as impatient:
+        async with store.connection() as blocker, blocker.transaction():
+            await blocker.execute("SELECT 1 FROM call_log.checkpoints FOR UPDATE")
+            call_id = await request_call(store, org)
+            behind = await impatient.get(f"/internal/orgs/{org}/calls/{call_id}")
+            batch = await impatient.get(f"/internal/orgs/{org}/batches/batch-{uuid.uuid4().hex}")
+        for response in (behind, batch):
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"]["code"] == "catching_up"
+
+        async def readable() -> bool:
+            return (await impatient.get(f"/internal/orgs/{org}/calls/{call_id}")).status == 200
+
+        await wait_until(readable, what="the call readable once the projector runs")
+        # caught up: an id nobody accepted is a plain 404
+        unknown = await impatient.get(f"/internal/orgs/{org}/calls/{uuid.uuid4()}")
+        assert unknown.status == 404
 
 
 async def test_the_latest_event_is_visible_in_the_next_read(

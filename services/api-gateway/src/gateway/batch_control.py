@@ -11,7 +11,7 @@ from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
 
 from .context import POOL, principal
-from .reads import fetch_batch
+from .reads import catching_up, fetch_batch
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
@@ -19,6 +19,8 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     status, batch = await fetch_batch(request, batch_id)
     if status == 404:
         return json_error(404, "not_found", "batch not found")
+    if status == 503:
+        return catching_up()
     if status != 200:
         raise web.HTTPBadGateway(text="call log unavailable")
     if batch["status"] == "canceled" or all(

@@ -38,7 +38,7 @@ from .calling_policy import default_window
 from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall, Recipient
-from .reads import fetch_batch
+from .reads import catching_up, fetch_batch
 from .validation import parse_body, unprocessable
 
 
@@ -297,6 +297,8 @@ async def cancel_batch(request: web.Request) -> web.Response:
     status, batch = await fetch_batch(request, batch_id)
     if status == 404:
         return json_error(404, "not_found", "batch not found")
+    if status == 503:
+        return catching_up()
     if status != 200:
         raise web.HTTPBadGateway(text="call log unavailable")
     # Calls dialed but not yet ended can still be canceled at the carrier (the dialer does it):

@@ -73,6 +73,12 @@ ERRORS: Final[Mapping[int, tuple[str, str]]] = {
         "BadGateway",
         "A service behind the gateway (call log, recordings) is unavailable (`error`).",
     ),
+    503: (
+        "CatchingUp",
+        "Not yet readable: the call log is still recording events accepted a moment ago (a "
+        "10,000-number batch takes about a second); retry after `Retry-After` seconds "
+        "(`catching_up`). Never returned for something that does not exist.",
+    ),
 }
 JSON_BODY_ERRORS: Final = (400, 413, 415, 422)
 
@@ -265,7 +271,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "A batch's progress",
         BATCHES,
         replies=(Reply(200, "The batch and its calls.", schemas.Batch),),
-        errors=(404, 502),
+        errors=(404, 502, 503),
     ),
     Operation(
         "post",
@@ -280,7 +286,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 schemas.BatchCanceled,
             ),
         ),
-        errors=(404, 409, 429, 502),
+        errors=(404, 409, 429, 502, 503),
         description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
         "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "
         "not cut off. A batch whose every call has ended is `409`; asking twice is harmless.",
@@ -292,7 +298,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Pause a batch (extension)",
         BATCHES,
         replies=(Reply(202, "Nothing more is dialed until resumed.", schemas.BatchPauseState),),
-        errors=(404, 409, 429, 502),
+        errors=(404, 409, 429, 502, 503),
         description="Calls already placed ring on; calls not yet dialed wait. Pausing a "
         "paused batch changes nothing. A canceled or finished batch is `409`.",
     ),
@@ -303,7 +309,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Resume a paused batch (extension)",
         BATCHES,
         replies=(Reply(202, "Dialing continues.", schemas.BatchPauseState),),
-        errors=(404, 409, 429, 502),
+        errors=(404, 409, 429, 502, 503),
     ),
     Operation(
         "put",
@@ -399,7 +405,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "A call with its outcome and transcript",
         CALLS,
         replies=(Reply(200, "The call.", schemas.Call),),
-        errors=(404, 502),
+        errors=(404, 502, 503),
     ),
     Operation(
         "post",
@@ -812,7 +818,7 @@ def _error_responses() -> dict[str, Any]:
             }
         if status == 416:
             response["headers"] = {"Content-Range": _header("`bytes */<size>`")}
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = {
                 "Retry-After": _header("seconds to wait", {"type": "integer", "minimum": 1})
             }

@@ -30,11 +30,28 @@ def _unavailable(exc: BaseException | None = None, status: int | None = None) ->
     return web.HTTPBadGateway(text="call log unavailable")
 
 
+def catching_up(retry_after: str = "1") -> web.Response:
+    """The call log has not yet recorded what may have been accepted a moment ago (its
+    read-your-writes wait ran out): retry, rather than a 404 for something that exists."""
+    return json_error(
+        503,
+        "catching_up",
+        "recent events are still being recorded; retry shortly",
+        headers={"Retry-After": retry_after},
+    )
+
+
+def _catching_up(resp: aiohttp.ClientResponse) -> bool:
+    return resp.status == 503 and "Retry-After" in resp.headers
+
+
 async def _relay(request: web.Request, *segments: str) -> web.Response:
     try:
         async with request.app[CALL_LOG].get(
             internal_path(request, *segments), params=request.query
         ) as resp:
+            if _catching_up(resp):
+                return catching_up(resp.headers["Retry-After"])
             if resp.status >= 500:
                 raise _unavailable(status=resp.status)
             body = await resp.read()
@@ -48,6 +65,8 @@ async def fetch_batch(request: web.Request, batch_id: str) -> tuple[int, dict[st
         return 404, {"error": {"code": "not_found", "message": "batch not found"}}
     try:
         async with request.app[CALL_LOG].get(internal_path(request, "batches", batch_id)) as resp:
+            if _catching_up(resp):
+                return 503, await resp.json()
             if resp.status >= 500:
                 raise _unavailable(status=resp.status)
             return resp.status, await resp.json()

@@ -29,13 +29,28 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/internal/orgs/{org}/batches/{batch_id}", get_batch)
 
 
-async def _caught_up(app: web.Application, conn: Conn) -> None:
-    """Wait (bounded) until every event committed before this read is projected."""
+async def _caught_up(app: web.Application, conn: Conn) -> bool:
+    """Wait (bounded) until every event committed before this read is projected; False if
+    the wait ran out first."""
     deadline = time.monotonic() + app[READ_WAIT]
     projected, target = await projected_and_head(conn)
     while projected < target and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
         projected, _ = await projected_and_head(conn)
+    return projected >= target
+
+
+def _not_yet_or_not_found(caught_up: bool, what: str) -> web.Response:
+    """A row that is missing while the projection is still behind may be one accepted a moment
+    ago: 'not found' would be wrong, so the reader is asked to retry (503, Retry-After)."""
+    if caught_up:
+        return json_error(404, "not_found", f"{what} not found")
+    return json_error(
+        503,
+        "catching_up",
+        f"the call log is still recording recent events; retry for this {what} shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _validation_error(exc: ValidationError) -> web.Response:
@@ -63,19 +78,19 @@ async def get_call(request: web.Request) -> web.Response:
     except ValueError:
         return json_error(404, "not_found", "call not found")
     async with request.app[POOL].connection() as conn:
-        await _caught_up(request.app, conn)
+        caught_up = await _caught_up(request.app, conn)
         call = await queries.get_call(conn, request.match_info["org"], call_id)
     if call is None:
-        return json_error(404, "not_found", "call not found")
+        return _not_yet_or_not_found(caught_up, "call")
     return web.json_response(call)
 
 
 async def get_batch(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
-        await _caught_up(request.app, conn)
+        caught_up = await _caught_up(request.app, conn)
         batch = await queries.get_batch(
             conn, request.match_info["org"], request.match_info["batch_id"]
         )
     if batch is None:
-        return json_error(404, "not_found", "batch not found")
+        return _not_yet_or_not_found(caught_up, "batch")
     return web.json_response(batch)
