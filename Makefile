@@ -3,7 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # `pip install --user` puts uv in ~/.local/bin, often not on a fresh machine's PATH; failing
 # that, the uv module of the Python it was installed into. Evaluated at each use (after install).
-export PATH := $(HOME)/.local/bin:$(PATH)
+# /usr/sbin and /sbin: rabbitmqctl, runuser and pg_ctlcluster, which the chaos suite and
+# ensure-services.sh use (a login without them on PATH would skip what needs them).
+export PATH := $(HOME)/.local/bin:$(PATH):/usr/sbin:/sbin
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV
 
