@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
 from . import api_keys, inbox
-from .app import auth_middleware, bad_request_middleware, setup_routes
+from .app import auth_middleware, setup_routes
 from .auth import SCOPES, InvalidJwtConfig, JwtOptions, JwtVerifier
 from .config import DEV_JWT_SECRET, Settings
 from .context import (
@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> web.Application:
         )
 
     app = service_app(SERVICE, settings, build, client_max_size=settings.max_body_bytes)
-    app.middlewares.extend([auth_middleware, bad_request_middleware])
+    app.middlewares.append(auth_middleware)
     app[SETTINGS] = settings
     app[VERIFIER] = JwtVerifier(jwt_options(settings))
     # no token configured: no callback verifies (an empty key is one anybody can sign with)
