@@ -15,19 +15,22 @@ export RELAY_PORT="${RELAY_PORT:-8085}"
 # webhook endpoints on this machine (http://127.0.0.1:…) are allowed locally, never in production
 export WEBHOOKS_ALLOW_PRIVATE="${WEBHOOKS_ALLOW_PRIVATE:-true}"
 
+# the Makefile exports UV (uv on PATH, or `python3 -m uv`)
+UV="${UV:-uv}"
+
 procfile=deploy/local/Procfile
 if [[ -z "${TWILIO_ACCOUNT_SID:-}" ]]; then
   echo "TWILIO_ACCOUNT_SID is not set: dialing the local carrier simulator on :8090"
   export SIM_PORT="${SIM_PORT:-8090}"
-  export TWILIO_ACCOUNT_SID=ACf00df00df00df00df00df00df00df00d
-  export TWILIO_AUTH_TOKEN=simulator-auth-token
+  # the simulator's own default credentials (carrier_sim.config), written there only
+  credentials="$($UV run python -c 'from carrier_sim import config; print(config.DEFAULT_ACCOUNT_SID, config.DEFAULT_AUTH_TOKEN)')"
+  read -r TWILIO_ACCOUNT_SID TWILIO_AUTH_TOKEN <<<"$credentials"
+  export TWILIO_ACCOUNT_SID TWILIO_AUTH_TOKEN
   export TWILIO_API_URL="http://127.0.0.1:${SIM_PORT}"
   export SIM_ACCOUNT_SID="$TWILIO_ACCOUNT_SID" SIM_AUTH_TOKEN="$TWILIO_AUTH_TOKEN"
   procfile=deploy/local/Procfile.simulator
 fi
 
-# the Makefile exports UV (uv on PATH, or `python3 -m uv`)
-UV="${UV:-uv}"
 $UV run python scripts/create_database.py "$DATABASE_URL"
 $UV run python scripts/migrate.py
 exec $UV run honcho --procfile "$procfile" --app-root . start

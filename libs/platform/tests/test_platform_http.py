@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from calls_platform.http import CORRELATION_HEADER, new_app
+from calls_events import E164
+from calls_platform.http import (
+    CORRELATION_HEADER,
+    new_app,
+    parse_body,
+    unprocessable,
+    validation_details,
+)
 from calls_platform.publishing import RelayHealth, Unroutable
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 
 class Checks:
@@ -171,3 +180,111 @@ async def test_metrics_are_exposed(client: TestClient[web.Request, web.Applicati
     assert 'http_request_duration_seconds_count{method="GET",route="/healthz"' in (
         await response.text()
     )
+
+
+class Greeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: Annotated[str, StringConstraints(pattern=E164)]
+    times: int = 1
+
+
+async def greet(request: web.Request) -> web.Response:
+    body = await parse_body(request, Greeting)
+    if body.times > 3:
+        raise unprocessable("too many", "times", "at most 3")
+    return web.json_response(body.model_dump())
+
+
+@pytest.fixture
+async def greeter() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = new_app(readiness=Checks())
+    app.router.add_post("/greet", greet)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "error"),
+    [
+        (
+            {"data": b'{"to": "+14155550100"}', "headers": {"Content-Type": "text/plain"}},
+            415,
+            {"code": "unsupported_media_type", "message": "Content-Type must be application/json"},
+        ),
+        (
+            {"data": b"[[[", "headers": {"Content-Type": "application/json"}},
+            400,
+            {"code": "malformed_json"},
+        ),
+        (
+            {"json": [1]},
+            422,
+            {
+                "code": "validation_error",
+                "message": "body must be a JSON object",
+                "details": [{"field": "body", "message": "must be a JSON object"}],
+            },
+        ),
+        (
+            {"json": {"to": "+1415\x005550100"}},
+            422,
+            {
+                "code": "validation_error",
+                "message": "invalid request body",
+                "details": [{"field": "to", "message": "must not contain NUL (U+0000)"}],
+            },
+        ),
+        (
+            {"json": {"to": "0123"}},
+            422,
+            {
+                "code": "validation_error",
+                "message": "invalid request body",
+                "details": [
+                    {
+                        "field": "to",
+                        "message": "must be an E.164 phone number, e.g. +14155550100",
+                        "value": "0123",
+                    }
+                ],
+            },
+        ),
+        (
+            {"json": {"to": "+14155550100", "times": 4}},
+            422,
+            {
+                "code": "validation_error",
+                "message": "too many",
+                "details": [{"field": "times", "message": "at most 3"}],
+            },
+        ),
+    ],
+    ids=["not-json", "malformed", "not-an-object", "nul", "invalid", "unprocessable"],
+)
+async def test_a_body_that_is_not_the_model_is_a_json_4xx_saying_why(
+    greeter: TestClient[web.Request, web.Application],
+    send: dict[str, Any],
+    status: int,
+    error: dict[str, Any],
+) -> None:
+    resp = await greeter.post("/greet", **send)
+    assert resp.status == status
+    got = (await resp.json())["error"]
+    assert {key: got[key] for key in error} == error
+
+
+async def test_a_body_that_is_the_model_is_handed_over(
+    greeter: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await greeter.post("/greet", json={"to": "+14155550100"})
+    assert resp.status == 200
+    assert await resp.json() == {"to": "+14155550100", "times": 1}
+
+
+def test_validation_details_leave_the_values_out_when_asked() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Greeting.model_validate({"to": "+14155550100", "times": "many"})
+    assert validation_details(caught.value)[0]["value"] == "many"
+    assert validation_details(caught.value, values=False) == [
+        {"field": "times", "message": caught.value.errors()[0]["msg"]}
+    ]

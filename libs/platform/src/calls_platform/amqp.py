@@ -24,6 +24,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 from calls_events import Envelope, UnknownEventType
 from pydantic import ValidationError
 
@@ -46,7 +47,17 @@ async def connect(url: str, *, name: str = "calls") -> AbstractRobustConnection:
 
     `name` is how the connection shows in RabbitMQ's connection list.
     """
-    return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+    connection = aio_pika.RobustConnection(
+        make_url(url), client_properties={"connection_name": name}
+    )
+    try:
+        await connection.connect()
+    except BaseException:
+        # aio_pika.connect_robust drops a connection that failed to connect, and its __del__
+        # then schedules a close nobody awaits; this one is closed here, while it can be
+        await connection.close()
+        raise
+    return connection
 
 
 async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:

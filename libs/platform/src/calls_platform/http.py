@@ -1,15 +1,20 @@
-"""What every service's HTTP surface shares: JSON errors, request metrics, correlation ids,
-and the operational routes /healthz, /readyz and /metrics."""
+"""What every service's HTTP surface shares: JSON errors, request bodies validated into
+models (and every way that can fail as a 4xx), request metrics, correlation ids, and the
+operational routes /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from calls_events import E164
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .logging import bind_correlation, new_correlation_id
 from .metrics import HTTP_REQUEST_SECONDS
@@ -18,6 +23,8 @@ log = structlog.get_logger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
 CORRELATION_KEY = web.RequestKey("correlation_id", str)
+
+M = TypeVar("M", bound=BaseModel)
 
 Readiness = Callable[[], Awaitable[Mapping[str, bool]]]
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
@@ -37,6 +44,102 @@ def json_error(
     if details:
         body["error"]["details"] = details
     return web.json_response(body, status=status, headers=headers)
+
+
+class BadRequest(Exception):
+    """Carries the JSON error response to send (error_middleware sends it)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
+def _message(err: ErrorDetails) -> str:
+    if err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == E164:
+        return "must be an E.164 phone number, e.g. +14155550100"
+    return err["msg"]
+
+
+def validation_details(exc: ValidationError, *, values: bool = True) -> list[dict[str, Any]]:
+    """What is wrong, one detail a field: where (`field`), why (`message`) and, where it is a
+    scalar and `values`, what was sent (`value`)."""
+    details = []
+    for err in exc.errors(include_url=False):
+        detail: dict[str, Any] = {
+            "field": ".".join(str(p) for p in err["loc"]) or "body",
+            "message": _message(err),
+        }
+        if (
+            values
+            and err["type"] not in ("missing", "extra_forbidden")
+            and isinstance(err.get("input"), str | int | float | bool)
+        ):
+            detail["value"] = err["input"]
+        details.append(detail)
+    return details
+
+
+def unprocessable(message: str, field: str, detail: str) -> BadRequest:
+    """A 422 about one field."""
+    return BadRequest(
+        json_error(422, "validation_error", message, [{"field": field, "message": detail}])
+    )
+
+
+def invalid(
+    exc: ValidationError, message: str = "invalid request body", *, values: bool = True
+) -> BadRequest:
+    """A 422 with a detail for each field `exc` found wrong (see `validation_details`)."""
+    return BadRequest(
+        json_error(422, "validation_error", message, validation_details(exc, values=values))
+    )
+
+
+def _path_to_nul(document: Any) -> str | None:
+    """Where in a decoded JSON document a string (or an object key) holds a NUL character.
+    Iterative: a document nested as deep as the decoder allows must not overflow the stack."""
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                here = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return here.replace("\x00", "\\u0000")
+                stack.append((here, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as `model`; raises BadRequest with the 4xx that says why it is
+    not one (415 not JSON, 400 malformed, 413 too large, 422 not an object, a NUL, invalid)."""
+    if request.content_type != "application/json":
+        raise BadRequest(
+            json_error(415, "unsupported_media_type", "Content-Type must be application/json")
+        )
+    raw = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # bad syntax, bad UTF-8, or an integer past int_max_str_digits
+        raise BadRequest(
+            json_error(400, "malformed_json", f"body is not valid JSON: {exc}")
+        ) from None
+    except RecursionError:  # the decoder recurses per nesting level: "[[[[…" must not be a 500
+        raise BadRequest(json_error(400, "malformed_json", "body is nested too deeply")) from None
+    if not isinstance(data, dict):
+        raise unprocessable("body must be a JSON object", "body", "must be a JSON object")
+    nul = _path_to_nul(data)
+    if nul is not None:  # PostgreSQL stores no NUL in text or jsonb: refuse it here, not with a 500
+        raise unprocessable("invalid request body", nul, "must not contain NUL (U+0000)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc) from None
 
 
 _STATUS_CODES = {
@@ -60,6 +163,8 @@ async def error_middleware(
     """Every error is a JSON body; no stack trace or internal detail ever leaves."""
     try:
         return await handler(request)
+    except BadRequest as exc:
+        return exc.response
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

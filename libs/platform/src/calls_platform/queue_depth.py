@@ -17,8 +17,8 @@ import aiormq.exceptions
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
+from .lifecycle import stop_if_cancelling
 from .metrics import QUEUE_CONSUMERS, QUEUE_MESSAGES_READY
-from .service import stop_if_cancelling
 
 log = structlog.get_logger(__name__)
 

@@ -15,6 +15,7 @@ consumers are idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,11 +31,12 @@ from . import amqp, eventstore, leader, topology
 from .db import Pool, is_reachable, open_pool
 from .eventstore import Checkpoint
 from .http import new_app
+from .lifecycle import serve, stop_tasks
 from .logging import configure_logging
 from .metrics import EVENTS_PUBLISHED, EVENTS_UNROUTABLE, OUTBOX_BACKLOG
 from .notify import AppendListener, wait_for
 from .publishing import RelayHealth, Unroutable, publish_batch
-from .service import DEFAULT_DATABASE_URL, serve, stop_tasks
+from .settings import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL
 
 log = structlog.get_logger(__name__)
 
@@ -197,15 +199,17 @@ def create_app(database_url: str, amqp_url: str) -> web.Application:
     app = new_app(readiness=readiness, reasons=relay_health.reasons)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        pool = await open_pool(database_url, name="relay", max_size=4)
-        app[pool_key] = pool
-        broker = await amqp.connect(amqp_url)
-        broker_health.watch(broker)
-        tasks = _relay_tasks(database_url, pool, broker, health=relay_health)
-        yield
-        await stop_tasks(tasks)
-        await broker.close()
-        await pool.close()
+        # a stack, so that a broker out of reach leaves no pool open
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await open_pool(database_url, name="relay", max_size=4)
+            stack.push_async_callback(pool.close)
+            app[pool_key] = pool
+            broker = await amqp.connect(amqp_url)
+            stack.push_async_callback(broker.close)
+            broker_health.watch(broker)
+            tasks = _relay_tasks(database_url, pool, broker, health=relay_health)
+            stack.push_async_callback(stop_tasks, tasks)
+            yield
 
     app.cleanup_ctx.append(resources)
     return app
@@ -219,7 +223,7 @@ def main() -> None:
     )
     app = create_app(
         env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
-        env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        env.get("AMQP_URL", DEFAULT_AMQP_URL),
     )
     serve(app, host=env.get("RELAY_HOST", "127.0.0.1"), port=int(env.get("RELAY_PORT", "8085")))
 

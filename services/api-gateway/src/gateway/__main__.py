@@ -7,34 +7,19 @@ events it appends reach RabbitMQ even if no other service is running.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, queue_depth, topology
-from calls_platform.db import is_reachable, open_pool
-from calls_platform.http import new_app
-from calls_platform.logging import configure_logging
-from calls_platform.migrate import migrate_service
-from calls_platform.publishing import RelayHealth
-from calls_platform.relay import start_relay
-from calls_platform.service import (
-    DEFAULT_DATABASE_URL,
-    amqp_url_from_env,
-    run_command,
-    serve,
-    stop_tasks,
-)
+from calls_platform import amqp, queue_depth
+from calls_platform.db import open_pool
+from calls_platform.service import Parts, Service, run_service, service_app
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
 from . import api_keys, inbox
-from .app import auth_middleware, bad_request_middleware, setup_routes
+from .app import auth_middleware, setup_routes
 from .auth import SCOPES, InvalidJwtConfig, JwtOptions, JwtVerifier
 from .config import DEV_JWT_SECRET, Settings
 from .context import (
@@ -54,10 +39,8 @@ from .ratelimit import Limit, RateLimiter
 log = structlog.get_logger(__name__)
 
 
-async def migrate(database_url: str, amqp_url: str | None = None) -> None:
-    """The event store's and the gateway schema's migrations and, given `amqp_url`, the
-    RabbitMQ topology (`python -m gateway migrate` does all three, with AMQP_URL)."""
-    await migrate_service(database_url, "gateway", amqp_url=amqp_url)
+SERVICE = Service("api-gateway", schema="gateway")
+migrate = SERVICE.migrate
 
 
 def jwt_options(settings: Settings) -> JwtOptions:
@@ -74,22 +57,58 @@ def jwt_options(settings: Settings) -> JwtOptions:
 
 
 def create_app(settings: Settings) -> web.Application:
-    broker_health = amqp.BrokerHealth()
-    relay_health = RelayHealth()
+    async def build(parts: Parts) -> None:
+        if settings.jwt_secret == DEV_JWT_SECRET:
+            log.warning("jwt_secret_is_the_development_default")
+        url = settings.database_url
+        pool = await parts.pool(url, name="gateway", max_size=20, ready=True)
+        parts.app[POOL] = pool
+        parts.app[AUTH_POOL] = await parts.pool(url, name="gateway-auth", max_size=4)
+        limiter_pool = await parts.pool(
+            url, name="gateway-rate-limits", max_size=4, settings=RateLimiter.SESSION
+        )
+        parts.app[RATE_LIMITER] = RateLimiter(
+            limiter_pool,
+            organization=Limit(settings.rate_limit_org_per_second, settings.rate_limit_org_burst),
+            api_key=Limit(settings.rate_limit_key_per_second, settings.rate_limit_key_burst),
+        )
+        parts.app[CALL_LOG] = await parts.enter(
+            aiohttp.ClientSession(
+                base_url=settings.call_log_url, timeout=aiohttp.ClientTimeout(total=10)
+            )
+        )
+        # no total timeout: a recording streams for as long as the client reads it
+        parts.app[RECORDINGS] = await parts.enter(
+            aiohttp.ClientSession(
+                base_url=settings.recordings_url,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
+                auto_decompress=False,
+            )
+        )
+        # a test message waits for the customer's endpoint (up to its delivery timeout)
+        parts.app[WEBHOOKS] = await parts.enter(
+            aiohttp.ClientSession(
+                base_url=settings.webhooks_url, timeout=aiohttp.ClientTimeout(total=30)
+            )
+        )
+        broker, channel = await parts.broker(settings.amqp_url, prefetch=20)
+        # every gateway replica is a relay candidate: the events it appends reach RabbitMQ
+        # even if no other service runs
+        parts.relay(url, pool, broker)
+        parts.task(
+            queue_depth.sample_forever(broker, [inbox.QUEUE, amqp.DEAD_LETTER_QUEUE]),
+            name="queue-depth",
+        )
+        await parts.consume(
+            channel,
+            inbox.QUEUE,
+            inbox.InboxHandler(pool),
+            permanent_errors=(inbox.UnacceptableReport,),
+            drain_seconds=5,
+        )
 
-    async def readiness() -> Mapping[str, bool]:
-        return {
-            "database": await is_reachable(app[POOL]),
-            "broker": broker_health.connected,
-            **relay_health.checks(),
-        }
-
-    app = new_app(
-        readiness=readiness,
-        reasons=relay_health.reasons,
-        client_max_size=settings.max_body_bytes,
-    )
-    app.middlewares.extend([auth_middleware, bad_request_middleware])
+    app = service_app(SERVICE, settings, build, client_max_size=settings.max_body_bytes)
+    app.middlewares.append(auth_middleware)
     app[SETTINGS] = settings
     app[VERIFIER] = JwtVerifier(jwt_options(settings))
     # no token configured: no callback verifies (an empty key is one anybody can sign with)
@@ -98,65 +117,6 @@ def create_app(settings: Settings) -> web.Application:
         for token in (settings.twilio_auth_token, settings.twilio_previous_auth_token)
         if token
     )
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        if settings.jwt_secret == DEV_JWT_SECRET:
-            log.warning("jwt_secret_is_the_development_default")
-        if settings.migrate_on_start:
-            await migrate(settings.database_url, settings.amqp_url)
-        pool = await open_pool(settings.database_url, name="gateway", max_size=20)
-        app[POOL] = pool
-        auth_pool = await open_pool(settings.database_url, name="gateway-auth", max_size=4)
-        app[AUTH_POOL] = auth_pool
-        limiter_pool = await open_pool(
-            settings.database_url,
-            name="gateway-rate-limits",
-            max_size=4,
-            settings=RateLimiter.SESSION,
-        )
-        app[RATE_LIMITER] = RateLimiter(
-            limiter_pool,
-            organization=Limit(settings.rate_limit_org_per_second, settings.rate_limit_org_burst),
-            api_key=Limit(settings.rate_limit_key_per_second, settings.rate_limit_key_burst),
-        )
-        app[CALL_LOG] = aiohttp.ClientSession(
-            base_url=settings.call_log_url, timeout=aiohttp.ClientTimeout(total=10)
-        )
-        # no total timeout: a recording streams for as long as the client reads it
-        app[RECORDINGS] = aiohttp.ClientSession(
-            base_url=settings.recordings_url,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
-            auto_decompress=False,
-        )
-        # a test message waits for the customer's endpoint (up to its delivery timeout)
-        app[WEBHOOKS] = aiohttp.ClientSession(
-            base_url=settings.webhooks_url, timeout=aiohttp.ClientTimeout(total=30)
-        )
-        broker = await amqp.connect(settings.amqp_url)
-        broker_health.watch(broker)
-        channel = await broker.channel()
-        await channel.set_qos(prefetch_count=20)
-        inbox_queue = await topology.declare_queue(channel, inbox.QUEUE)
-        inbox_tag = await amqp.consume(
-            inbox_queue, inbox.InboxHandler(pool), permanent_errors=(inbox.UnacceptableReport,)
-        )
-        tasks = [
-            *start_relay(settings.database_url, pool, broker, health=relay_health),
-            queue_depth.start_sampler(broker, [inbox.QUEUE, amqp.DEAD_LETTER_QUEUE]),
-        ]
-        yield
-        await amqp.stop_consuming(inbox_queue, inbox_tag, drain_seconds=5)
-        await stop_tasks(tasks)
-        await channel.close()
-        await broker.close()
-        await app[CALL_LOG].close()
-        await app[RECORDINGS].close()
-        await app[WEBHOOKS].close()
-        await limiter_pool.close()
-        await auth_pool.close()
-        await pool.close()
-
-    app.cleanup_ctx.append(resources)
     setup_routes(app)
     return app
 
@@ -192,20 +152,21 @@ async def create_api_key(database_url: str, argv: list[str]) -> None:
     print(json.dumps(issued))
 
 
-def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
-        return
-    if sys.argv[1:2] == ["create-api-key"]:
-        database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-        asyncio.run(create_api_key(database_url, sys.argv[2:]))
-        return
-    settings = Settings.from_env()
-    configure_logging("api-gateway", json_logs=settings.json_logs, level=settings.log_level)
+def create_app_or_exit(settings: Settings) -> web.Application:
     try:
-        app = create_app(settings)
+        return create_app(settings)
     except InvalidJwtConfig as exc:
         raise SystemExit(f"api-gateway: {exc}") from None
-    serve(app, host=settings.host, port=settings.port, shutdown_timeout=10)
+
+
+def main() -> None:
+    run_service(
+        SERVICE,
+        Settings.from_env,
+        create_app_or_exit,
+        shutdown_timeout=10,
+        commands={"create-api-key": create_api_key},
+    )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ from typing import Any
 import psycopg
 from aiohttp import web
 from calls_platform.db import Conn
-from calls_platform.http import json_error
+from calls_platform.http import json_error, parse_body
 
 from .caller_id import Agent
 from .context import POOL, principal
 from .models import CreateAgent, SipConfig
-from .validation import parse_body
 
 
 async def find_agent(conn: Conn, organization_id: str, agent_id: uuid.UUID) -> Agent | None:

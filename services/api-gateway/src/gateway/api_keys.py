@@ -17,12 +17,11 @@ from typing import Any, Final
 
 from aiohttp import web
 from calls_platform.db import Conn, Pool
-from calls_platform.http import json_error
+from calls_platform.http import json_error, parse_body
 
 from .auth import Principal, Unauthenticated
 from .context import POOL, principal
 from .models import CreateApiKey
-from .validation import parse_body
 
 KEY_PREFIX: Final = "ck_"
 _ALPHABET: Final = string.ascii_letters + string.digits

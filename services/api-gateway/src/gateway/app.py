@@ -23,7 +23,6 @@ from . import (
 from .auth import READ, WEBHOOKS_MANAGE, WRITE, Principal, Unauthenticated
 from .context import AUTH_POOL, PRINCIPAL, RATE_LIMITER, VERIFIER
 from .docs import setup_docs
-from .validation import BadRequest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -84,14 +83,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
     request[PRINCIPAL] = who
     return await handler(request)
-
-
-@web.middleware
-async def bad_request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except BadRequest as exc:
-        return exc.response
 
 
 def setup_routes(app: web.Application) -> None:

@@ -12,12 +12,11 @@ from aiohttp import web
 from calls_events import CallingPolicySet, CallingWindow, Envelope, calling_policy_stream
 from calls_platform import eventstore
 from calls_platform.db import Conn
-from calls_platform.http import CORRELATION_KEY
+from calls_platform.http import CORRELATION_KEY, parse_body
 from calls_platform.metrics import EVENTS_APPENDED
 
 from .campaign_models import CallingPolicyBody
 from .context import POOL, principal
-from .validation import parse_body
 
 
 async def _policy(conn: Conn, organization_id: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn
-from calls_platform.http import CORRELATION_KEY, json_error
+from calls_platform.http import CORRELATION_KEY, json_error, parse_body, unprocessable
 from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import BaseModel
 
@@ -39,7 +39,6 @@ from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall, Recipient
 from .reads import catching_up, fetch_batch
-from .validation import parse_body, unprocessable
 
 
 async def _resolve(

@@ -23,7 +23,7 @@ from calls_events import (
     call_stream,
 )
 from calls_platform import eventstore
-from calls_platform.http import CORRELATION_KEY, json_error
+from calls_platform.http import CORRELATION_KEY, invalid, json_error
 from calls_platform.metrics import EVENTS_APPENDED
 from calls_platform.report_ids import recording_reported_id
 from pydantic import ValidationError
@@ -32,7 +32,6 @@ from .agents import find_agent_for_number
 from .context import POOL, SETTINGS, TWILIO_VALIDATORS
 from .streams import find_call, inbound_call_id
 from .twiml import connect_to_agent, reject
-from .validation import validation_details
 
 CARRIER_STATUSES = frozenset(
     {
@@ -148,9 +147,7 @@ async def call_status(request: web.Request) -> web.Response:
             reported_at=_timestamp(form.get("Timestamp")),
         )
     except ValidationError as exc:
-        return json_error(
-            422, "validation_error", "invalid status callback", validation_details(exc)
-        )
+        return invalid(exc, "invalid status callback").response
     # event ids are unique store-wide: key by the call too, so a report can only ever be
     # deduplicated against a report on the same call
     event_id = eventstore.deterministic_event_id(
@@ -186,9 +183,7 @@ async def recording_status(request: web.Request) -> web.Response:
             error_code=_int(form.get("ErrorCode")),
         )
     except ValidationError as exc:
-        return json_error(
-            422, "validation_error", "invalid recording callback", validation_details(exc)
-        )
+        return invalid(exc, "invalid recording callback").response
     if report.status == "completed" and report.recording_url is None:
         return json_error(422, "validation_error", "a completed recording needs RecordingUrl")
     # the same callback twice is one report (and one download)

@@ -8,14 +8,13 @@ import uuid
 from aiohttp import web
 from calls_events import ConversationReported, Envelope
 from calls_platform import eventstore
-from calls_platform.http import json_error
+from calls_platform.http import invalid, json_error, parse_body
 from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import ValidationError
 
 from .context import POOL, principal
 from .models import ReportConversation
 from .streams import find_call
-from .validation import BadRequest, parse_body, validation_details
 
 
 async def report_conversation(request: web.Request) -> web.Response:
@@ -33,9 +32,7 @@ async def report_conversation(request: web.Request) -> web.Response:
             ended_by=body.ended_by,
         )
     except ValidationError as exc:  # what the event allows, where the body allowed more
-        raise BadRequest(
-            json_error(422, "validation_error", "invalid request body", validation_details(exc))
-        ) from None
+        raise invalid(exc) from None
     # a retried identical report is stored once; a different later report supersedes it
     digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
     async with request.app[POOL].connection() as conn, conn.transaction():

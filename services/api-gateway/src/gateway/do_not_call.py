@@ -14,13 +14,18 @@ from aiohttp import web
 from calls_events import E164, DoNotCallAdded, DoNotCallRemoved, Envelope, Event, do_not_call_stream
 from calls_platform import eventstore
 from calls_platform.db import Conn
-from calls_platform.http import CORRELATION_KEY, json_error
+from calls_platform.http import (
+    CORRELATION_KEY,
+    BadRequest,
+    invalid,
+    json_error,
+    parse_body,
+)
 from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .campaign_models import DoNotCallBody
 from .context import POOL, principal
-from .validation import BadRequest, parse_body, validation_details
 
 _NUMBER = re.compile(E164)
 
@@ -118,7 +123,7 @@ async def list_numbers(request: web.Request) -> web.Response:
     try:
         q = PageQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        return json_error(422, "validation_error", "invalid query", validation_details(exc))
+        return invalid(exc, "invalid query").response
     org = principal(request).organization_id
     async with request.app[POOL].connection() as conn:
         cur = await conn.execute(

@@ -13,10 +13,8 @@ from typing import Any, Final
 
 from aiohttp import web
 from calls_platform.db import Conn
-from calls_platform.http import json_error
+from calls_platform.http import BadRequest, json_error
 from pydantic import BaseModel
-
-from .validation import BadRequest
 
 HEADER: Final = "Idempotency-Key"
 MAX_KEY_LENGTH: Final = 255

@@ -11,13 +11,12 @@ from typing import Final
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform.http import json_error
+from calls_platform.http import json_error, parse_body, unprocessable
 from pydantic import BaseModel
 
 from .context import WEBHOOKS
 from .models import CreateWebhookEndpoint, ReplayWebhooks, UpdateWebhookEndpoint
 from .reads import internal_path
-from .validation import parse_body, unprocessable
 
 log = structlog.get_logger(__name__)
 

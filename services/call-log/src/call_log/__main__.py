@@ -6,20 +6,16 @@ runs the projector. Extra replicas serve reads and stand by to take over project
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 from calls_platform import leader
-from calls_platform.db import connect, is_reachable, open_pool
-from calls_platform.http import new_app
-from calls_platform.logging import configure_logging
-from calls_platform.migrate import migrate_service
+from calls_platform.db import connect, open_pool
 from calls_platform.notify import AppendListener
-from calls_platform.service import run_command, serve, stop_tasks
+from calls_platform.service import Parts, Service, run_service, service_app
 
 from . import api
 from .config import Settings
@@ -27,45 +23,31 @@ from .projector import Projector, rebuild
 
 log = structlog.get_logger(__name__)
 
-
-async def migrate(database_url: str) -> None:
-    """The event store's and the call_log schema's migrations (the call log uses no broker)."""
-    await migrate_service(database_url, "call_log")
+SERVICE = Service("call-log", schema="call_log", broker=False)
+# the event store's and the call_log schema's migrations (the call log uses no broker)
+migrate = SERVICE.migrate
 
 
 def create_app(settings: Settings) -> web.Application:
-    async def readiness() -> Mapping[str, bool]:
-        return {"database": await is_reachable(app[api.POOL])}
-
-    app = new_app(readiness=readiness)
-    app[api.READ_WAIT] = settings.read_your_writes_seconds
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
-            await migrate(settings.database_url)
-        pool = await open_pool(settings.database_url, name="call-log", max_size=20)
-        app[api.POOL] = pool
+    async def build(parts: Parts) -> None:
+        pool = await parts.pool(settings.database_url, name="call-log", max_size=20, ready=True)
+        parts.app[api.POOL] = pool
         # the projector's own connections: readers waiting to read their writes hold the API's
         # pool, and a projector waiting behind them made every reader wait its full deadline
         # (GET /calls p50 3.3 s at 32 connections, see docs/benchmarks.md)
-        projector_pool = await open_pool(
+        projector_pool = await parts.pool(
             settings.database_url, name="call-log-projector", max_size=2
         )
         listener = AppendListener(settings.database_url)
         projector = Projector(projector_pool, listener)
-        tasks = [
-            asyncio.create_task(listener.run(), name="append-listener"),
-            asyncio.create_task(
-                leader.run_as_leader(settings.database_url, "call-log-projector", projector.run),
-                name="projector",
-            ),
-        ]
-        yield
-        await stop_tasks(tasks)
-        await projector_pool.close()
-        await pool.close()
+        parts.task(listener.run(), name="append-listener")
+        parts.task(
+            leader.run_as_leader(settings.database_url, "call-log-projector", projector.run),
+            name="projector",
+        )
 
-    app.cleanup_ctx.append(resources)
+    app = service_app(SERVICE, settings, build)
+    app[api.READ_WAIT] = settings.read_your_writes_seconds
     api.setup_routes(app)
     return app
 
@@ -95,8 +77,10 @@ async def rebuild_read_models(
             return await rebuild(pool, progress=progress)
 
 
-async def _rebuild_command(database_url: str) -> None:
+async def _rebuild_command(database_url: str, args: list[str]) -> None:
     """`python -m call_log rebuild`: progress and rate as text on stderr."""
+    if args:
+        raise SystemExit(f"call-log rebuild: takes no arguments ({' '.join(args)})")
     started = time.monotonic()
     total = await rebuild_read_models(database_url, progress=_print_progress(started))
     elapsed = time.monotonic() - started
@@ -113,11 +97,13 @@ def _print_progress(started: float) -> Callable[[int, int], None]:
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": migrate, "rebuild": _rebuild_command}):
-        return
-    settings = Settings.from_env()
-    configure_logging("call-log", json_logs=settings.json_logs, level=settings.log_level)
-    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=10)
+    run_service(
+        SERVICE,
+        Settings.from_env,
+        create_app,
+        shutdown_timeout=10,
+        commands={"rebuild": _rebuild_command},
+    )
 
 
 if __name__ == "__main__":

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader, queue_depth, topology
-from calls_platform.db import is_reachable, open_pool
-from calls_platform.http import new_app
-from calls_platform.logging import configure_logging
-from calls_platform.migrate import migrate_service
-from calls_platform.publishing import RelayHealth
-from calls_platform.relay import start_relay
-from calls_platform.service import amqp_url_from_env, run_command, serve, stop_tasks
+from calls_platform import amqp, leader, queue_depth
+from calls_platform.service import Parts, Service, run_service, service_app
 
 from . import api
 from .config import Settings
@@ -41,10 +34,8 @@ log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 15.0
 
 
-async def migrate(database_url: str, amqp_url: str | None = None) -> None:
-    """The event store's and the recordings schema's migrations and, given `amqp_url`, the
-    RabbitMQ topology (`python -m recordings migrate` does all three, with AMQP_URL)."""
-    await migrate_service(database_url, "recordings", amqp_url=amqp_url)
+SERVICE = Service("recordings", schema="recordings")
+migrate = SERVICE.migrate
 
 
 @contextlib.asynccontextmanager
@@ -63,83 +54,65 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    broker_health = amqp.BrokerHealth()
-    relay_health = RelayHealth()
+    async def build(parts: Parts) -> None:
+        # each download holds a connection (its lock) while it runs
+        pool = await parts.pool(
+            settings.database_url,
+            name="recordings",
+            max_size=settings.concurrency + 10,
+            ready=True,
+        )
+        parts.app[api.POOL] = pool
+        storage = await parts.enter(open_storage(settings))
+        parts.app[api.STORAGE] = storage
+        timeout = aiohttp.ClientTimeout(
+            total=None,  # a large recording may take a while; a stalled one may not
+            sock_connect=settings.download_timeout_seconds,
+            sock_read=settings.download_timeout_seconds,
+        )
+        http = await parts.enter(aiohttp.ClientSession(timeout=timeout))
+        capture = RecordingCapture(
+            pool,
+            storage,
+            RecordingDownloader(
+                http,
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token,
+                max_bytes=settings.max_bytes,
+            ),
+            settings.retry,
+            spool_dir=settings.spool_dir,
+        )
+        broker, channel = await parts.broker(
+            settings.amqp_url, name="recordings", prefetch=settings.concurrency
+        )
+        parts.relay(settings.database_url, pool, broker)
+        parts.task(
+            queue_depth.sample_forever(broker, [QUEUE, amqp.DEAD_LETTER_QUEUE]), name="queue-depth"
+        )
+        # belt and braces behind recordings.requests: reports whose message never came
+        intake = intake_watchdog(pool, capture, grace_seconds=settings.intake_grace_seconds)
+        parts.task(
+            leader.run_as_leader(settings.database_url, "recordings-intake", intake.run),
+            name="intake-watchdog",
+        )
+        # on stop: no more reports taken, and downloads in flight finish and are recorded; one
+        # still unfinished after that is redelivered and starts over
+        await parts.consume(
+            channel,
+            QUEUE,
+            capture,
+            permanent_errors=(UnexpectedEvent,),
+            drain_seconds=DRAIN_SECONDS,
+        )
 
-    async def readiness() -> Mapping[str, bool]:
-        return {
-            "database": await is_reachable(app[api.POOL]),
-            "broker": broker_health.connected,
-            **relay_health.checks(),
-        }
-
-    app = new_app(readiness=readiness, reasons=relay_health.reasons)
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
-            await migrate(settings.database_url, settings.amqp_url)
-        async with contextlib.AsyncExitStack() as stack:
-            # each download holds a connection (its lock) while it runs
-            pool = await open_pool(
-                settings.database_url, name="recordings", max_size=settings.concurrency + 10
-            )
-            stack.push_async_callback(pool.close)
-            app[api.POOL] = pool
-            storage = await stack.enter_async_context(open_storage(settings))
-            app[api.STORAGE] = storage
-            timeout = aiohttp.ClientTimeout(
-                total=None,  # a large recording may take a while; a stalled one may not
-                sock_connect=settings.download_timeout_seconds,
-                sock_read=settings.download_timeout_seconds,
-            )
-            http = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
-            capture = RecordingCapture(
-                pool,
-                storage,
-                RecordingDownloader(
-                    http,
-                    account_sid=settings.twilio_account_sid,
-                    auth_token=settings.twilio_auth_token,
-                    max_bytes=settings.max_bytes,
-                ),
-                settings.retry,
-                spool_dir=settings.spool_dir,
-            )
-            broker = await amqp.connect(settings.amqp_url, name="recordings")
-            stack.push_async_callback(broker.close)
-            broker_health.watch(broker)
-            channel = await broker.channel()
-            stack.push_async_callback(channel.close)
-            await channel.set_qos(prefetch_count=settings.concurrency)
-            queue = await topology.declare_queue(channel, QUEUE)
-            consumer_tag = await amqp.consume(queue, capture, permanent_errors=(UnexpectedEvent,))
-            intake = intake_watchdog(pool, capture, grace_seconds=settings.intake_grace_seconds)
-            tasks = [
-                *start_relay(settings.database_url, pool, broker, health=relay_health),
-                queue_depth.start_sampler(broker, [QUEUE, amqp.DEAD_LETTER_QUEUE]),
-                # belt and braces behind recordings.requests: reports whose message never came
-                asyncio.create_task(
-                    leader.run_as_leader(settings.database_url, "recordings-intake", intake.run),
-                    name="intake-watchdog",
-                ),
-            ]
-            yield
-            # stop taking reports and let downloads in flight finish and be recorded; one
-            # still unfinished after that is redelivered and starts over
-            await amqp.stop_consuming(queue, consumer_tag, drain_seconds=DRAIN_SECONDS)
-            await stop_tasks(tasks)
-
-    app.cleanup_ctx.append(resources)
+    app = service_app(SERVICE, settings, build)
     api.setup_routes(app)
     return app
 
 
 def main() -> None:
-    if run_command(sys.argv[1:], {"migrate": lambda url: migrate(url, amqp_url_from_env())}):
-        return
-    settings = Settings.from_env()
-    configure_logging("recordings", json_logs=settings.json_logs, level=settings.log_level)
-    serve(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=20)
+    run_service(SERVICE, Settings.from_env, create_app, shutdown_timeout=20)
 
 
 if __name__ == "__main__":

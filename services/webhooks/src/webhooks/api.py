@@ -5,12 +5,11 @@ message. Not exposed outside the cluster; the gateway authenticates and checks t
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import aiohttp
 import structlog
@@ -18,7 +17,7 @@ from aiohttp import web
 from calls_events import WEBHOOK_EVENT_TYPES, WebhookEventType
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from calls_platform.http import json_error
+from calls_platform.http import BadRequest, invalid, json_error, parse_body, unprocessable
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from . import history, signing, store
@@ -27,8 +26,6 @@ from .sender import body_of, post, signing_secrets
 from .urls import SafeResolver, UnsafeUrl, check_url
 
 log = structlog.get_logger(__name__)
-
-M = TypeVar("M", bound=BaseModel)
 
 TEST_EVENT_TYPE = "webhook.test"
 
@@ -99,37 +96,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(base + "/{endpoint_id}/replay", replay)
 
 
-def _invalid(exc: ValidationError, message: str = "invalid request body") -> web.Response:
-    details = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
-        for err in exc.errors(include_url=False)
-    ]
-    return json_error(422, "validation_error", message, details)
-
-
-def _refused_url(exc: UnsafeUrl) -> web.Response:
-    return json_error(422, "validation_error", str(exc), [{"field": "url", "message": str(exc)}])
-
-
-async def _body(request: web.Request) -> dict[str, Any] | web.Response:
-    try:
-        data = json.loads(await request.read() or b"{}")
-    except ValueError as exc:
-        return json_error(400, "malformed_json", f"body is not valid JSON: {exc}")
-    if not isinstance(data, dict):
-        return json_error(422, "validation_error", "body must be a JSON object")
-    return data
-
-
-async def _parsed(request: web.Request, model: type[M]) -> M | web.Response:
-    """The body as `model`, or the 4xx that says why it is not one."""
-    data = await _body(request)
-    if isinstance(data, web.Response):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        return _invalid(exc)
+def _refused_url(exc: UnsafeUrl) -> BadRequest:
+    return unprocessable(str(exc), "url", str(exc))
 
 
 def _endpoint_id(request: web.Request) -> uuid.UUID | None:
@@ -153,13 +121,11 @@ async def _endpoint(request: web.Request) -> dict[str, Any] | None:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    body = await _parsed(request, CreateEndpoint)
-    if isinstance(body, web.Response):
-        return body
+    body = await parse_body(request, CreateEndpoint)
     try:
         await check_url(body.url, config.resolver, allow_private=config.allow_private)
     except UnsafeUrl as exc:
-        return _refused_url(exc)
+        raise _refused_url(exc) from None
     secret = signing.new_secret()
     now = config.clock()
     async with config.pool.connection() as conn:
@@ -196,24 +162,20 @@ async def update_endpoint(request: web.Request) -> web.Response:
     endpoint_id = _endpoint_id(request)
     if endpoint_id is None:
         return _not_found()
-    body = await _parsed(request, UpdateEndpoint)
-    if isinstance(body, web.Response):
-        return body
+    body = await parse_body(request, UpdateEndpoint)
     changes = body.model_dump(exclude_unset=True)
     for field in ("url", "events", "enabled"):
         if field in changes and changes[field] is None:
-            detail = [{"field": field, "message": "must not be null"}]
-            return json_error(422, "validation_error", "invalid request body", detail)
+            raise unprocessable("invalid request body", field, "must not be null")
     if not changes:
-        detail = [
-            {"field": "body", "message": "name at least one of url, events, description, enabled"}
-        ]
-        return json_error(422, "validation_error", "nothing to change", detail)
+        raise unprocessable(
+            "nothing to change", "body", "name at least one of url, events, description, enabled"
+        )
     if "url" in changes:
         try:
             await check_url(changes["url"], config.resolver, allow_private=config.allow_private)
         except UnsafeUrl as exc:
-            return _refused_url(exc)
+            raise _refused_url(exc) from None
     if "events" in changes:
         changes["events"] = sorted(set(changes["events"]), key=WEBHOOK_EVENT_TYPES.index)
     now = config.clock()
@@ -309,7 +271,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     try:
         query = DeliveryQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        return _invalid(exc, "invalid query parameters")
+        # as the gateway relays it to the customer: no values echoed
+        raise invalid(exc, "invalid query parameters", values=False) from None
     async with config.pool.connection() as conn:
         items, total = await store.list_deliveries(
             conn,
@@ -349,12 +312,9 @@ async def replay(request: web.Request) -> web.Response:
     row = await _endpoint(request)
     if row is None:
         return _not_found()
-    body = await _parsed(request, Replay)
-    if isinstance(body, web.Response):
-        return body
+    body = await parse_body(request, Replay)
     if body.since > config.clock():
-        detail = [{"field": "since", "message": "must not be in the future"}]
-        return json_error(422, "validation_error", "invalid request body", detail)
+        raise unprocessable("invalid request body", "since", "must not be in the future")
     task = asyncio.create_task(
         _replay(config, row["id"], row["organization_id"], set(row["events"]), body.since)
     )
