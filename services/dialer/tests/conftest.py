@@ -24,7 +24,8 @@ from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
 from carrier_sim import SimConfig
 from dialer.__main__ import migrate
-from dialer.dials import WORK_CHANNEL, enqueue
+from dialer.dial_queue import enqueue
+from dialer.dials import WORK_CHANNEL
 from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"

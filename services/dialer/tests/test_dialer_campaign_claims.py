@@ -32,7 +32,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from dialer import campaigns, dials
+from dialer import attempts, campaigns, claims, dials
 from dialer.carrier import CarrierCall
 from dialer.consumer import Handlers
 from dialer.watchdog import StaleCallWatchdog
@@ -48,7 +48,7 @@ LOS_ANGELES_NUMBER = "+14155550142"
 
 async def claim(pool: Pool, now: datetime = NOW) -> dials.Dial | None:
     async with pool.connection() as conn:
-        return await dials.claim_next(conn, now)
+        return await claims.claim_next(conn, now)
 
 
 async def deliver(pool: Pool, org: str, stream: str, event: Event) -> Envelope:
@@ -66,7 +66,7 @@ async def report(
 ) -> None:
     sid = "CA" + uuid.uuid4().hex
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, call_id, sid, "dial")
+        await attempts.mark_initiated(conn, call_id, sid, "dial")
     await deliver(
         pool,
         "org_a",
@@ -370,7 +370,7 @@ async def test_a_call_whose_end_was_never_reported_frees_its_slot_when_the_watch
     second = await calls.enqueued("org_a", batch_id=batch, batch_index=1, max_concurrency=1)
     assert await claim(pool) is not None
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, first.call_id, "CA" + uuid.uuid4().hex, "dial")
+        await attempts.mark_initiated(conn, first.call_id, "CA" + uuid.uuid4().hex, "dial")
     assert await claim(pool) is None  # its callbacks were lost: the slot is held
     watchdog = StaleCallWatchdog(pool, SettlingCarrier(), stale_after_seconds=0)  # type: ignore[arg-type]
     assert await watchdog.check_once() == 1

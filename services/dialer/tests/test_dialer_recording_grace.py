@@ -12,7 +12,7 @@ import pytest
 from calls_events import CallStatusReported, Envelope, RecordingReported, call_stream
 from calls_platform import topology
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import attempts, claims, dial_queue
 from dialer.carrier import Carrier, CarrierRecording
 from dialer.consumer import QUEUES, Handlers
 from dialer.fake_carrier import FakeCarrier
@@ -42,11 +42,11 @@ async def placed(pool: Pool, calls: Calls, *, record: bool = True) -> tuple[uuid
     envelope, event = await calls.requested("org_a", record=record)
     sid = "CA" + uuid.uuid4().hex
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
         assert dial is not None
         assert dial.call_id == event.call_id
-        assert await dials.mark_initiated(conn, dial.call_id, sid, "dial")
+        assert await attempts.mark_initiated(conn, dial.call_id, sid, "dial")
     return event.call_id, sid
 
 

@@ -18,7 +18,7 @@ from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
 from calls_testing.receiver import Receiver
 from calls_testing.simulator import LocalSimulator
-from dialer import dials
+from dialer import attempts, claims, dial_queue
 from dialer.carrier import Carrier, CarrierCall, CarrierRecording, DialRequest, Placed
 from dialer.fake_carrier import FakeCarrier
 from dialer.twilio_carrier import TwilioCarrier
@@ -53,12 +53,12 @@ async def placed(pool: Pool, calls: Calls, *, record: bool, sid: str | None = No
     """A call the dialer placed (no callback since): its CallRequested and SID."""
     envelope, event = await calls.requested("org_a", record=record)
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
         assert dial is not None
         assert dial.call_id == event.call_id
         call_sid = sid or new_sid("CA")
-        assert await dials.mark_initiated(conn, dial.call_id, call_sid, "dial")
+        assert await attempts.mark_initiated(conn, dial.call_id, call_sid, "dial")
     return event, call_sid
 
 
@@ -242,8 +242,8 @@ async def test_through_the_simulator_a_lost_recording_callback_is_made_up_for(
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     envelope, event = await calls.requested("org_a", record=True)
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
     assert dial is not None
     assert dial.record
     result = await carrier.create_call(
@@ -251,7 +251,7 @@ async def test_through_the_simulator_a_lost_recording_callback_is_made_up_for(
     )
     assert isinstance(result, Placed)
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
+        await attempts.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
     for _ in range(200):
         [made] = [c for c in await sim.calls() if c["sid"] == result.call_sid]
         if made["recording_sid"]:

@@ -14,7 +14,7 @@ from calls_events import CallFailed, CallInitiated
 from calls_platform.db import Pool
 from calls_platform.notify import Listener
 from calls_testing.waiting import Wait
-from dialer import dials
+from dialer import attempts, claims
 from dialer.carrier import (
     Ambiguous,
     DialResult,
@@ -146,10 +146,10 @@ async def test_reconcile_adopts_the_oldest_carrier_call_not_owned_by_another_dia
     carrier = FakeCarrier()
     for _ in range(3):
         async with pool.connection() as conn:
-            await dials.claim_next(conn)  # then the dialer crashed: all three left 'dialing'
+            await claims.claim_next(conn)  # then the dialer crashed: all three left 'dialing'
     sid_owned, sid_1, sid_2 = new_sid(), new_sid(), new_sid()
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, owned.call_id, sid_owned, "callback")
+        await attempts.mark_initiated(conn, owned.call_id, sid_owned, "callback")
     for sid in (sid_owned, sid_1, sid_2):
         carrier.has_call(number, first.from_number, sid)
 
@@ -171,7 +171,7 @@ async def test_reconcile_leaves_recent_dials_alone(
 ) -> None:
     event = await calls.enqueued("org_a")
     async with pool.connection() as conn:
-        await dials.claim_next(conn)
+        await claims.claim_next(conn)
     carrier = FakeCarrier()
     await dial_loop(pool, carrier, work, reconcile_after_seconds=60).reconcile_once()
     assert carrier.searches == []
@@ -203,7 +203,7 @@ async def test_reconcile_waits_then_dials_again_once_then_gives_up(
         pool, carrier, work, reconcile_after_seconds=0, ambiguous_safe_delay_seconds=0.3
     )
     async with pool.connection() as conn:
-        await dials.claim_next(conn)
+        await claims.claim_next(conn)
 
     await loop.reconcile_once()  # the carrier's list may lag: not yet
     assert await calls.state(event.call_id) == "dialing"
@@ -214,7 +214,7 @@ async def test_reconcile_waits_then_dials_again_once_then_gives_up(
     assert (row["state"], row["redialed"]) == ("pending", True)
 
     async with pool.connection() as conn:
-        again = await dials.claim_next(conn)
+        again = await claims.claim_next(conn)
     assert again is not None
     assert again.attempts == 2
     await loop.reconcile_once()

@@ -32,6 +32,8 @@ from calls_platform.db import Conn
 
 from . import campaigns
 from .campaigns import Defer, DialNow, Expire, Skip
+from .dials import on_call
+from .statuses import TERMINAL, sql_list
 
 DAY: Final = timedelta(hours=24)
 
@@ -39,17 +41,6 @@ DAY: Final = timedelta(hours=24)
 def request_of(row: Mapping[str, Any]) -> CallRequested | None:
     data = row.get("request")
     return CallRequested.model_validate(data) if data else None
-
-
-def _on_call(row: Mapping[str, Any], event: Event, event_id: uuid.UUID) -> Envelope:
-    return Envelope.wrap(
-        event,
-        stream_id=call_stream(row["call_id"]),
-        organization_id=row["organization_id"],
-        correlation_id=row.get("correlation_id"),
-        causation_id=str(row["requested_event_id"]) if row.get("requested_event_id") else None,
-        event_id=event_id,
-    )
 
 
 async def _cap_frees_at(conn: Conn, head: Mapping[str, Any], now: datetime) -> datetime | None:
@@ -96,7 +87,7 @@ async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
             await _end(conn, call_id, "skipped")
             event, kind = CallSkipped(call_id=call_id, reason=reason), "skipped"
     await eventstore.append(
-        conn, [_on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
+        conn, [on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
     )
     return True
 
@@ -181,7 +172,7 @@ async def schedule_retry(
         causation_id=str(scheduled_id),
         event_id=eventstore.deterministic_event_id("retry-requested", str(next_id)),
     )
-    recorded = await eventstore.append(conn, [_on_call(row, scheduled, scheduled_id), requested])
+    recorded = await eventstore.append(conn, [on_call(row, scheduled, scheduled_id), requested])
     return [(e, follow_up) for e in recorded if e.event_type == CallRequested.TYPE]
 
 
@@ -238,5 +229,5 @@ CAMPAIGN_EVENTS: Final = (
 # number from being called twice at once (the predicate of the dials_in_flight index)
 IN_FLIGHT: Final = (
     "(state = 'dialing' OR (state = 'initiated' AND (carrier_status IS NULL"
-    " OR carrier_status NOT IN ('completed', 'busy', 'failed', 'no-answer', 'canceled'))))"
+    f" OR carrier_status NOT IN {sql_list(TERMINAL)})))"
 )
