@@ -66,6 +66,16 @@ def turn_key(head: Head, served: Served) -> tuple[bool, datetime, bool, datetime
     )
 
 
+def heads_of(pending: Iterable[H]) -> list[H]:
+    """The head of each lane: its earliest requested dial (of those pending and due)."""
+    first: dict[str, H] = {}
+    for dial in pending:
+        head = first.get(dial.lane)
+        if head is None or dial.requested_position < head.requested_position:
+            first[dial.lane] = dial
+    return list(first.values())
+
+
 def in_turn_order(heads: Iterable[H], served: Served) -> list[H]:
     return sorted(heads, key=lambda head: turn_key(head, served))
 
