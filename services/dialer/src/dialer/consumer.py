@@ -18,7 +18,15 @@ from calls_events import (
 from calls_platform import topology
 from calls_platform.db import Pool
 
-from . import attempts, campaign_store, carrier_news, dial_queue, lost_recordings, recording_checks
+from . import (
+    attempts,
+    campaign_store,
+    carrier_news,
+    dial_queue,
+    dials,
+    lost_recordings,
+    recording_checks,
+)
 from .dials import WORK_CHANNEL
 from .statuses import TERMINAL
 
@@ -72,7 +80,7 @@ class Handlers:
                 elif isinstance(event, campaign_store.CAMPAIGN_EVENTS):
                     async with conn.transaction():
                         if await campaign_store.apply_campaign_event(conn, envelope, event):
-                            await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
+                            await dials.notify(conn, WORK_CHANNEL)
                 elif isinstance(event, RecordingReported) and event.reported_via == "callback":
                     # the dialer's own reports (listed at the carrier) are accounted for when
                     # it appends them

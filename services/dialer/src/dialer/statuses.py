@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from calls_events import CARRIER_PROGRESS, CARRIER_STATUSES, TERMINAL_CARRIER_STATUSES
+from calls_events import (
+    CARRIER_PROGRESS,
+    CARRIER_STATUSES,
+    TERMINAL_CARRIER_STATUSES,
+    CarrierStatus,
+)
 
 KNOWN: Final = frozenset(CARRIER_STATUSES)
 TERMINAL: Final = TERMINAL_CARRIER_STATUSES
 PROGRESS: Final = CARRIER_PROGRESS
+IN_PROGRESS: Final[CarrierStatus] = "in-progress"
+"""Answered and under way: the last status before a terminal one."""
 
 
 def rank(status: str) -> int:

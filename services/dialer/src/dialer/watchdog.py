@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from . import carrier_news, lost_recordings, recording_checks
 from .carrier import Carrier
-from .statuses import KNOWN, TERMINAL
+from .statuses import IN_PROGRESS, KNOWN, TERMINAL
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +133,7 @@ class StaleCallWatchdog:
         )
         params = {
             "terminal": sorted(TERMINAL),
+            "talking": IN_PROGRESS,
             "in_progress": self._in_progress_check,
             "quiet": self._stale_after,
             "batch": self._batch,
@@ -149,7 +150,7 @@ class StaleCallWatchdog:
             cur = await conn.execute(
                 f"SELECT call_id, call_sid, carrier_status FROM dialer.dials WHERE {unfinished}"
                 " AND coalesce(carrier_news_at, finished_at) <= now() - make_interval(secs =>"
-                " CASE WHEN carrier_status = 'in-progress' THEN %(in_progress)s ELSE %(quiet)s END)"
+                " CASE WHEN carrier_status = %(talking)s THEN %(in_progress)s ELSE %(quiet)s END)"
                 " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %(batch)s",
                 params,
             )
