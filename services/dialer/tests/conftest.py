@@ -22,10 +22,12 @@ from calls_testing.events import E, append_as_gateway, of_kind, read_call_events
 from calls_testing.receiver import Receiver, webhook_receiver
 from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
+from calls_testing.waiting import Wait
 from carrier_sim import SimConfig
 from dialer.__main__ import migrate
 from dialer.dial_queue import enqueue
 from dialer.dials import WORK_CHANNEL
+from dialer.scheduler import DialLoop
 from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"
@@ -226,3 +228,53 @@ async def stop(task: asyncio.Task[Any]) -> None:
 @pytest.fixture
 def stop_task() -> StopTask:
     return stop
+
+
+# --- a dial loop against the simulator ------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    """What a test of the dial loop against the carrier simulator works with: the database,
+    the work listener, the TwilioCarrier at the simulator, the helpers, and `loop`/`start` to
+    make and run a DialLoop of them."""
+
+    pool: Pool
+    work: Listener
+    carrier: TwilioCarrier
+    sim: LocalSimulator
+    calls: Calls
+    background: Background
+    wait: Wait
+    stop_task: StopTask
+
+    def loop(self, *, pool: Any = None, **options: Any) -> DialLoop:
+        """A DialLoop (`pool`: another pool, or one that stands in for it)."""
+        options.setdefault("calls_per_second", 20)
+        return DialLoop(pool or self.pool, self.carrier, self.work, **options)
+
+    def start(self, loop: DialLoop | None = None, **options: Any) -> asyncio.Task[Any]:
+        """Run `loop` (or a new one with `options`) in the background."""
+        return self.background((loop or self.loop(**options)).run())
+
+    async def run_until(
+        self, loop: DialLoop, done: Callable[[], Awaitable[bool]], what: str
+    ) -> None:
+        """Run `loop` until `done`, then stop it as shutdown does (drained)."""
+        task = self.start(loop)
+        await self.wait(done, what=what)
+        await self.stop_task(task)
+
+
+@pytest.fixture
+def rig(
+    pool: Pool,
+    work: Listener,
+    carrier: TwilioCarrier,
+    sim: LocalSimulator,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
+) -> Rig:
+    return Rig(pool, work, carrier, sim, calls, background, wait, stop_task)
