@@ -259,33 +259,6 @@ async def _requests(carrier: FakeCarrier, n: int) -> bool:
     return len(carrier.requests) >= n
 
 
-class Wakeups:
-    """Stands in for the work listener: the test sets the loop's wakeup itself."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def subscribe(self) -> asyncio.Event:
-        return self.event
-
-
-async def test_cancelling_an_idle_loop_stops_it_even_when_work_is_notified_at_that_moment(
-    pool: Pool, background: Background
-) -> None:
-    wakeups = Wakeups()
-    loop = DialLoop(pool, FakeCarrier(), wakeups, calls_per_second=50)  # type: ignore[arg-type]
-    task = background(loop.run())
-    await asyncio.sleep(0.2)  # nothing to dial: waiting for work
-
-    # shutdown (or lost leadership) while a notification is being delivered
-    wakeups.event.set()
-    task.cancel()
-
-    done, _ = await asyncio.wait([task], timeout=2)
-    assert task in done, "the dial loop swallowed its cancellation and kept running"
-    assert task.cancelled()
-
-
 class SwallowingWakeup(asyncio.Event):
     """A wakeup whose wait() loses the first cancellation, as asyncio.wait_for does on Python
     3.11 when the cancellation coincides with its wakeup (psycopg_pool waits for a free
@@ -303,25 +276,42 @@ class SwallowingWakeup(asyncio.Event):
             return True
 
 
-class SwallowingWakeups:
-    def __init__(self) -> None:
-        self.event = SwallowingWakeup()
+class Wakeups:
+    """Stands in for the work listener: the test holds the loop's wakeup itself."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self.event = event
 
     def subscribe(self) -> asyncio.Event:
         return self.event
 
 
-async def test_the_loop_stops_even_if_its_cancellation_is_lost_on_the_way(
-    pool: Pool, background: Background
+@pytest.mark.parametrize(
+    ("wakeup", "notified", "swallowed"),
+    [
+        # shutdown (or lost leadership) while a notification is being delivered
+        pytest.param(asyncio.Event, True, 0, id="notified-at-that-moment"),
+        pytest.param(SwallowingWakeup, False, 1, id="cancellation-lost-on-the-way"),
+    ],
+)
+async def test_cancelling_an_idle_loop_stops_it(
+    pool: Pool,
+    background: Background,
+    wakeup: type[asyncio.Event],
+    notified: bool,
+    swallowed: int,
 ) -> None:
-    wakeups = SwallowingWakeups()
+    """Even when work is notified at that moment, or a library loses the cancellation."""
+    wakeups = Wakeups(wakeup())
     loop = DialLoop(pool, FakeCarrier(), wakeups, calls_per_second=50)  # type: ignore[arg-type]
     task = background(loop.run())
     await asyncio.sleep(0.2)  # nothing to dial: waiting for work
 
+    if notified:
+        wakeups.event.set()
     task.cancel()
 
     done, _ = await asyncio.wait([task], timeout=2)
-    assert wakeups.event.swallowed == 1
-    assert task in done, "the dial loop kept running after it was cancelled"
+    assert getattr(wakeups.event, "swallowed", 0) == swallowed
+    assert task in done, "the dial loop swallowed its cancellation and kept running"
     assert task.cancelled()
