@@ -62,6 +62,16 @@ async def placed(pool: Pool, calls: Calls, *, record: bool, sid: str | None = No
     return event, call_sid
 
 
+async def found(
+    pool: Pool, calls: Calls, carrier: FakeCarrier, status: str, *, record: bool, **call: Any
+) -> Any:
+    """A call the dialer placed that the carrier, when asked, says is in `status` (`call`:
+    more of what it says): its CallRequested and SID."""
+    event, sid = await placed(pool, calls, record=record)
+    carrier.calls[sid] = CarrierCall(sid, status, **call)
+    return event, sid
+
+
 def watchdog(pool: Pool, carrier: Carrier, **options: Any) -> StaleCallWatchdog:
     options.setdefault("stale_after_seconds", 0)
     return StaleCallWatchdog(pool, carrier, **options)
@@ -71,8 +81,9 @@ async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await found(
+        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
+    )
     recording = listed("completed")
     carrier.recordings[sid] = [recording]
 
@@ -141,8 +152,9 @@ async def test_a_recording_still_processing_is_asked_about_again_until_it_is_don
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await found(
+        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
+    )
     recording = listed("processing")
     carrier.recordings[sid] = [recording]
 
@@ -169,11 +181,13 @@ async def test_listing_that_keeps_failing_is_given_up_after_the_last_check(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await found(
+        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
+    )
     carrier.recordings[sid] = aiohttp.ClientConnectionError("carrier unreachable")
-    other_event, other_sid = await placed(pool, calls, record=True)
-    carrier.calls[other_sid] = CarrierCall(other_sid, "completed", end_time=ENDED_AT)
+    other_event, other_sid = await found(
+        pool, calls, carrier, "completed", record=True, end_time=ENDED_AT
+    )
     carrier.recordings[other_sid] = [listed("completed")]
 
     checker = watchdog(pool, carrier, recordings_recheck_seconds=0, recordings_max_checks=3)
@@ -192,12 +206,9 @@ async def test_only_recorded_calls_found_completed_have_their_recordings_listed(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    _, unrecorded = await placed(pool, calls, record=False)
-    carrier.calls[unrecorded] = CarrierCall(unrecorded, "completed", end_time=ENDED_AT)
-    _, busy = await placed(pool, calls, record=True)
-    carrier.calls[busy] = CarrierCall(busy, "busy", end_time=ENDED_AT)
-    _, talking = await placed(pool, calls, record=True)
-    carrier.calls[talking] = CarrierCall(talking, "in-progress")
+    await found(pool, calls, carrier, "completed", record=False, end_time=ENDED_AT)
+    await found(pool, calls, carrier, "busy", record=True, end_time=ENDED_AT)
+    await found(pool, calls, carrier, "in-progress", record=True)
 
     assert await watchdog(pool, carrier).check_once() == 3
     assert carrier.listed == []
@@ -207,17 +218,12 @@ async def test_a_call_found_ended_is_reported_as_of_the_carriers_end_time(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    completed, completed_sid = await placed(pool, calls, record=False)
-    carrier.calls[completed_sid] = CarrierCall(completed_sid, "completed", end_time=ENDED_AT)
-    busy, busy_sid = await placed(pool, calls, record=False)
-    carrier.calls[busy_sid] = CarrierCall(busy_sid, "busy", end_time=ENDED_AT)
+    completed, _ = await found(pool, calls, carrier, "completed", record=False, end_time=ENDED_AT)
+    busy, _ = await found(pool, calls, carrier, "busy", record=False, end_time=ENDED_AT)
     # the carrier's clock ahead of ours: never reported as after we found out
-    ahead, ahead_sid = await placed(pool, calls, record=False)
-    carrier.calls[ahead_sid] = CarrierCall(
-        ahead_sid, "completed", end_time=datetime.now(UTC) + timedelta(hours=1)
-    )
-    talking, talking_sid = await placed(pool, calls, record=False)
-    carrier.calls[talking_sid] = CarrierCall(talking_sid, "in-progress")
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    ahead, _ = await found(pool, calls, carrier, "completed", record=False, end_time=in_an_hour)
+    talking, _ = await found(pool, calls, carrier, "in-progress", record=False)
 
     before = datetime.now(UTC)
     assert await watchdog(pool, carrier).check_once() == 4
