@@ -24,6 +24,7 @@ from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
 from calls_testing.waiting import Wait
 from carrier_sim import SimConfig
+from dialer import carrier_news
 from dialer.__main__ import migrate
 from dialer.dial_queue import enqueue
 from dialer.dials import WORK_CHANNEL
@@ -112,6 +113,13 @@ class Calls:
         async with self.pool.connection() as conn:
             assert await enqueue(conn, envelope, event)
         return event
+
+    async def carrier_says(self, call_id: uuid.UUID, *statuses: str) -> None:
+        """The call's status callbacks say `statuses`, in this order (as the consumer notes
+        them)."""
+        async with self.pool.connection() as conn:
+            for status in statuses:
+                await carrier_news.note_carrier_status(conn, call_id, status)
 
     async def dial(self, call_id: uuid.UUID) -> dict[str, Any]:
         async with self.pool.connection() as conn:

@@ -213,8 +213,7 @@ async def test_calls_long_in_progress_do_not_hide_quiet_calls_from_the_watchdog(
 ) -> None:
     talking, talking_sid = await place(pool, calls, carrier, LONG_CALL_NUMBER)
     await until_status(sim, talking_sid, "in-progress")
-    async with pool.connection() as conn:
-        await carrier_news.note_carrier_status(conn, talking.call_id, "in-progress")
+    await calls.carrier_says(talking.call_id, "in-progress")
     quiet, quiet_sid = await place(pool, calls, carrier, "+14155550124")
     await until_status(sim, quiet_sid, "completed")
     async with pool.connection() as conn:  # the talking call has been quiet for longer
@@ -236,7 +235,5 @@ async def test_the_remembered_carrier_status_never_moves_backwards(
     pool: Pool, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a")
-    async with pool.connection() as conn:
-        for status in ("ringing", "in-progress", "ringing", "initiated"):
-            await carrier_news.note_carrier_status(conn, event.call_id, status)
+    await calls.carrier_says(event.call_id, "ringing", "in-progress", "ringing", "initiated")
     assert (await calls.dial(event.call_id))["carrier_status"] == "in-progress"

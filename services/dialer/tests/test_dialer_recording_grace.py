@@ -114,6 +114,13 @@ async def test_a_completed_call_whose_recording_callback_never_came_is_listed_af
     assert (await calls.dial(call_id))["recordings_due_at"] is None
 
 
+async def assert_not_asked(pool: Pool, carrier: FakeCarrier) -> None:
+    """The watchdog lists no recordings, and asks no call's status."""
+    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
+    assert carrier.listed == []
+    assert carrier.fetched == []
+
+
 async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Calls) -> None:
     call_id, sid = await placed(pool, calls)
     carrier = FakeCarrier()
@@ -125,9 +132,7 @@ async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Call
     waited = (row["recordings_due_at"] - datetime.now(UTC)).total_seconds()
     assert 290 < waited <= 300
 
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
 
 
 async def test_a_recording_callback_that_came_calls_the_listing_off(
@@ -143,9 +148,7 @@ async def test_a_recording_callback_that_came_calls_the_listing_off(
     row = await calls.dial(call_id)
     assert row["recordings_due_at"] is None
     assert row["recording_reported_at"] is not None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
 
 
 async def test_a_recording_callback_before_the_completed_one_means_no_listing(
@@ -160,9 +163,7 @@ async def test_a_recording_callback_before_the_completed_one_means_no_listing(
     )
 
     assert (await calls.dial(call_id))["recordings_due_at"] is None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
 
 
 async def test_the_dialers_own_reports_do_not_count_as_a_callback(pool: Pool, calls: Calls) -> None:
@@ -193,6 +194,4 @@ async def test_calls_not_recorded_or_not_completed_are_never_listed(
 
     assert (await calls.dial(unrecorded))["recordings_due_at"] is None
     assert (await calls.dial(busy))["recordings_due_at"] is None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
