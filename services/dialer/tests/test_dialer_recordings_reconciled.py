@@ -72,6 +72,13 @@ async def found(
     return event, sid
 
 
+async def recorded_and_completed(pool: Pool, calls: Calls, carrier: FakeCarrier) -> Any:
+    """A recorded call the carrier, when asked, says completed (4 s, at ENDED_AT)."""
+    return await found(
+        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
+    )
+
+
 def watchdog(pool: Pool, carrier: Carrier, **options: Any) -> StaleCallWatchdog:
     options.setdefault("stale_after_seconds", 0)
     return StaleCallWatchdog(pool, carrier, **options)
@@ -81,9 +88,7 @@ async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await found(
-        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
-    )
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     recording = listed("completed")
     carrier.recordings[sid] = [recording]
 
@@ -152,9 +157,7 @@ async def test_a_recording_still_processing_is_asked_about_again_until_it_is_don
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await found(
-        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
-    )
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     recording = listed("processing")
     carrier.recordings[sid] = [recording]
 
@@ -181,9 +184,7 @@ async def test_listing_that_keeps_failing_is_given_up_after_the_last_check(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await found(
-        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
-    )
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     carrier.recordings[sid] = aiohttp.ClientConnectionError("carrier unreachable")
     other_event, other_sid = await found(
         pool, calls, carrier, "completed", record=True, end_time=ENDED_AT
