@@ -135,34 +135,33 @@ async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Call
     await assert_not_asked(pool, carrier)
 
 
+@pytest.mark.parametrize(
+    "recording_first",
+    [
+        pytest.param(False, id="after-the-completed-one"),
+        pytest.param(True, id="before-the-completed-one-in-the-same-delivery"),
+    ],
+)
 async def test_a_recording_callback_that_came_calls_the_listing_off(
-    pool: Pool, calls: Calls
+    pool: Pool, calls: Calls, recording_first: bool
 ) -> None:
     call_id, sid = await placed(pool, calls)
     carrier = FakeCarrier()
     handle = Handlers(pool, recording_grace_seconds=0)
+    completed, recording = (
+        status_callback(call_id, sid, "completed"),
+        recording_report(call_id, sid),
+    )
 
-    await handle.handle_many([status_callback(call_id, sid, "completed")])
-    await handle.handle_many([recording_report(call_id, sid)])
+    if recording_first:
+        await handle.handle_many([recording, completed])
+    else:
+        await handle.handle_many([completed])
+        await handle.handle_many([recording])
 
     row = await calls.dial(call_id)
     assert row["recordings_due_at"] is None
     assert row["recording_reported_at"] is not None
-    await assert_not_asked(pool, carrier)
-
-
-async def test_a_recording_callback_before_the_completed_one_means_no_listing(
-    pool: Pool, calls: Calls
-) -> None:
-    call_id, sid = await placed(pool, calls)
-    carrier = FakeCarrier()
-    handle = Handlers(pool, recording_grace_seconds=0)
-
-    await handle.handle_many(
-        [recording_report(call_id, sid), status_callback(call_id, sid, "completed")]
-    )
-
-    assert (await calls.dial(call_id))["recordings_due_at"] is None
     await assert_not_asked(pool, carrier)
 
 
