@@ -26,6 +26,7 @@ from calls_testing.waiting import Wait
 from carrier_sim import SimConfig
 from dialer import carrier_news
 from dialer.__main__ import migrate
+from dialer.carrier import Carrier
 from dialer.dial_queue import enqueue
 from dialer.dials import WORK_CHANNEL
 from dialer.scheduler import DialLoop
@@ -242,28 +243,25 @@ def stop_task() -> StopTask:
 
 
 @dataclass
-class Rig:
-    """What a test of the dial loop against the carrier simulator works with: the database,
-    the work listener, the TwilioCarrier at the simulator, the helpers, and `loop`/`start` to
-    make and run a DialLoop of them."""
+class Loops:
+    """What a test of the dial loop works with: the database, the work listener, the helpers,
+    and `loop`/`start`/`run_until` to make and run a DialLoop of them."""
 
     pool: Pool
     work: Listener
-    carrier: TwilioCarrier
-    sim: LocalSimulator
     calls: Calls
     background: Background
     wait: Wait
     stop_task: StopTask
 
-    def loop(self, *, pool: Any = None, **options: Any) -> DialLoop:
+    def loop(self, carrier: Carrier, *, pool: Any = None, **options: Any) -> DialLoop:
         """A DialLoop (`pool`: another pool, or one that stands in for it)."""
         options.setdefault("calls_per_second", 20)
-        return DialLoop(pool or self.pool, self.carrier, self.work, **options)
+        return DialLoop(pool or self.pool, carrier, self.work, **options)
 
-    def start(self, loop: DialLoop | None = None, **options: Any) -> asyncio.Task[Any]:
-        """Run `loop` (or a new one with `options`) in the background."""
-        return self.background((loop or self.loop(**options)).run())
+    def start(self, loop: DialLoop) -> asyncio.Task[Any]:
+        """Run `loop` in the background."""
+        return self.background(loop.run())
 
     async def run_until(
         self, loop: DialLoop, done: Callable[[], Awaitable[bool]], what: str
@@ -275,14 +273,33 @@ class Rig:
 
 
 @pytest.fixture
-def rig(
+def loops(
     pool: Pool,
     work: Listener,
-    carrier: TwilioCarrier,
-    sim: LocalSimulator,
     calls: Calls,
     background: Background,
     wait: Wait,
     stop_task: StopTask,
-) -> Rig:
-    return Rig(pool, work, carrier, sim, calls, background, wait, stop_task)
+) -> Loops:
+    return Loops(pool, work, calls, background, wait, stop_task)
+
+
+@dataclass
+class Rig(Loops):
+    """Loops against the carrier simulator, through a TwilioCarrier."""
+
+    carrier: TwilioCarrier
+    sim: LocalSimulator
+
+    def loop(self, carrier: Carrier | None = None, *, pool: Any = None, **options: Any) -> DialLoop:
+        """A DialLoop with the TwilioCarrier (or `carrier`)."""
+        return super().loop(carrier or self.carrier, pool=pool, **options)
+
+    def start(self, loop: DialLoop | None = None, **options: Any) -> asyncio.Task[Any]:
+        """Run `loop` (or a new one with `options`) in the background."""
+        return super().start(loop or self.loop(**options))
+
+
+@pytest.fixture
+def rig(loops: Loops, carrier: TwilioCarrier, sim: LocalSimulator) -> Rig:
+    return Rig(**vars(loops), carrier=carrier, sim=sim)
