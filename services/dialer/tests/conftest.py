@@ -22,9 +22,14 @@ from calls_testing.events import E, append_as_gateway, of_kind, read_call_events
 from calls_testing.receiver import Receiver, webhook_receiver
 from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
+from calls_testing.waiting import Wait
 from carrier_sim import SimConfig
+from dialer import carrier_news
 from dialer.__main__ import migrate
-from dialer.dials import WORK_CHANNEL, enqueue
+from dialer.carrier import Carrier
+from dialer.dial_queue import enqueue
+from dialer.dials import WORK_CHANNEL
+from dialer.scheduler import DialLoop
 from dialer.twilio_carrier import TwilioCarrier, TwilioSettings
 
 FROM_NUMBER = "+15017122661"
@@ -109,6 +114,13 @@ class Calls:
         async with self.pool.connection() as conn:
             assert await enqueue(conn, envelope, event)
         return event
+
+    async def carrier_says(self, call_id: uuid.UUID, *statuses: str) -> None:
+        """The call's status callbacks say `statuses`, in this order (as the consumer notes
+        them)."""
+        async with self.pool.connection() as conn:
+            for status in statuses:
+                await carrier_news.note_carrier_status(conn, call_id, status)
 
     async def dial(self, call_id: uuid.UUID) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -225,3 +237,69 @@ async def stop(task: asyncio.Task[Any]) -> None:
 @pytest.fixture
 def stop_task() -> StopTask:
     return stop
+
+
+# --- a dial loop against the simulator ------------------------------------------------------
+
+
+@dataclass
+class Loops:
+    """What a test of the dial loop works with: the database, the work listener, the helpers,
+    and `loop`/`start`/`run_until` to make and run a DialLoop of them."""
+
+    pool: Pool
+    work: Listener
+    calls: Calls
+    background: Background
+    wait: Wait
+    stop_task: StopTask
+
+    def loop(self, carrier: Carrier, *, pool: Any = None, **options: Any) -> DialLoop:
+        """A DialLoop (`pool`: another pool, or one that stands in for it)."""
+        options.setdefault("calls_per_second", 20)
+        return DialLoop(pool or self.pool, carrier, self.work, **options)
+
+    def start(self, loop: DialLoop) -> asyncio.Task[Any]:
+        """Run `loop` in the background."""
+        return self.background(loop.run())
+
+    async def run_until(
+        self, loop: DialLoop, done: Callable[[], Awaitable[bool]], what: str
+    ) -> None:
+        """Run `loop` until `done`, then stop it as shutdown does (drained)."""
+        task = self.start(loop)
+        await self.wait(done, what=what)
+        await self.stop_task(task)
+
+
+@pytest.fixture
+def loops(
+    pool: Pool,
+    work: Listener,
+    calls: Calls,
+    background: Background,
+    wait: Wait,
+    stop_task: StopTask,
+) -> Loops:
+    return Loops(pool, work, calls, background, wait, stop_task)
+
+
+@dataclass
+class Rig(Loops):
+    """Loops against the carrier simulator, through a TwilioCarrier."""
+
+    carrier: TwilioCarrier
+    sim: LocalSimulator
+
+    def loop(self, carrier: Carrier | None = None, *, pool: Any = None, **options: Any) -> DialLoop:
+        """A DialLoop with the TwilioCarrier (or `carrier`)."""
+        return super().loop(carrier or self.carrier, pool=pool, **options)
+
+    def start(self, loop: DialLoop | None = None, **options: Any) -> asyncio.Task[Any]:
+        """Run `loop` (or a new one with `options`) in the background."""
+        return super().start(loop or self.loop(**options))
+
+
+@pytest.fixture
+def rig(loops: Loops, carrier: TwilioCarrier, sim: LocalSimulator) -> Rig:
+    return Rig(**vars(loops), carrier=carrier, sim=sim)

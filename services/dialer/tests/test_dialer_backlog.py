@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import claims
 from dialer.backlog import BacklogGauges, OrganizationBacklog, read_backlog
 from prometheus_client import REGISTRY
 
@@ -57,7 +57,7 @@ async def test_dials_not_due_or_no_longer_pending_are_not_counted(pool: Pool, ca
             "UPDATE dialer.dials SET not_before = now() + interval '1 hour' WHERE call_id = %s",
             (later.call_id,),
         )
-        claimed = await dials.claim_next(conn)
+        claimed = await claims.claim_next(conn)
     assert claimed is not None
     assert claimed.call_id == taken.call_id
     assert await backlog_of(pool) == {}
@@ -71,7 +71,7 @@ async def test_an_organization_served_recently_is_not_unserved_however_old_its_b
     await age(pool, first.call_id, 3600)
     await age(pool, waiting.call_id, 3600)
     async with pool.connection() as conn:
-        claimed = await dials.claim_next(conn)  # serves the organization now
+        claimed = await claims.claim_next(conn)  # serves the organization now
     assert claimed is not None
     [backlog] = (await backlog_of(pool)).values()
     assert backlog.pending == 1

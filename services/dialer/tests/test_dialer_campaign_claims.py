@@ -32,7 +32,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from dialer import campaigns, dials
+from dialer import attempts, campaigns, claims, dials
 from dialer.carrier import CarrierCall
 from dialer.consumer import Handlers
 from dialer.watchdog import StaleCallWatchdog
@@ -48,7 +48,13 @@ LOS_ANGELES_NUMBER = "+14155550142"
 
 async def claim(pool: Pool, now: datetime = NOW) -> dials.Dial | None:
     async with pool.connection() as conn:
-        return await dials.claim_next(conn, now)
+        return await claims.claim_next(conn, now)
+
+
+async def claimed_id(pool: Pool, now: datetime = NOW) -> uuid.UUID | None:
+    """The call the next claim takes (None: nothing to claim)."""
+    dial = await claim(pool, now)
+    return dial.call_id if dial else None
 
 
 async def deliver(pool: Pool, org: str, stream: str, event: Event) -> Envelope:
@@ -61,12 +67,20 @@ async def deliver(pool: Pool, org: str, stream: str, event: Event) -> Envelope:
     return recorded
 
 
+async def org_a_sets(
+    pool: Pool, event: DoNotCallAdded | DoNotCallRemoved | CallingPolicySet
+) -> Envelope:
+    """org_a changes its do-not-call list or its calling policy, as the gateway appends it."""
+    stream = calling_policy_stream if isinstance(event, CallingPolicySet) else do_not_call_stream
+    return await deliver(pool, "org_a", stream("org_a"), event)
+
+
 async def report(
     pool: Pool, call_id: uuid.UUID, status: str, answered_by: str | None = None
 ) -> None:
     sid = "CA" + uuid.uuid4().hex
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, call_id, sid, "dial")
+        await attempts.mark_initiated(conn, call_id, sid, "dial")
     await deliver(
         pool,
         "org_a",
@@ -94,15 +108,8 @@ async def test_a_number_listed_after_the_call_was_accepted_is_never_dialed(
 ) -> None:
     event = await calls.enqueued("org_a", NEW_YORK_NUMBER)
     other_org = await calls.enqueued("org_b", NEW_YORK_NUMBER)
-    await deliver(
-        pool,
-        "org_a",
-        do_not_call_stream("org_a"),
-        DoNotCallAdded(number=NEW_YORK_NUMBER, requested_by="t"),
-    )
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == other_org.call_id  # the list is org_a's only
+    await org_a_sets(pool, DoNotCallAdded(number=NEW_YORK_NUMBER, requested_by="t"))
+    assert await claimed_id(pool) == other_org.call_id  # the list is org_a's only
     assert await claim(pool) is None
     assert await calls.state(event.call_id) == "skipped"
     assert await calls.events(event.call_id) == [
@@ -113,23 +120,11 @@ async def test_a_number_listed_after_the_call_was_accepted_is_never_dialed(
 async def test_a_number_taken_off_the_list_is_dialed_again_and_a_late_old_event_changes_nothing(
     pool: Pool, calls: Any
 ) -> None:
-    added = await deliver(
-        pool,
-        "org_a",
-        do_not_call_stream("org_a"),
-        DoNotCallAdded(number=NEW_YORK_NUMBER, requested_by="t"),
-    )
-    await deliver(
-        pool,
-        "org_a",
-        do_not_call_stream("org_a"),
-        DoNotCallRemoved(number=NEW_YORK_NUMBER, requested_by="t"),
-    )
+    added = await org_a_sets(pool, DoNotCallAdded(number=NEW_YORK_NUMBER, requested_by="t"))
+    await org_a_sets(pool, DoNotCallRemoved(number=NEW_YORK_NUMBER, requested_by="t"))
     await Handlers(pool)(added)  # the add redelivered after the removal
     event = await calls.enqueued("org_a", NEW_YORK_NUMBER)
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == event.call_id
+    assert await claimed_id(pool) == event.call_id
 
 
 async def test_nothing_of_a_paused_batch_is_dialed_until_it_is_resumed(
@@ -139,16 +134,12 @@ async def test_nothing_of_a_paused_batch_is_dialed_until_it_is_resumed(
     event = await calls.enqueued("org_a", batch_id=batch)
     single = await calls.enqueued("org_a")
     await deliver(pool, "org_a", batch, BatchPaused(batch_id=batch, requested_by="t"))
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == single.call_id  # other lanes go on
+    assert await claimed_id(pool) == single.call_id  # other lanes go on
     assert await claim(pool) is None
     assert await calls.state(event.call_id) == "pending"
 
     await deliver(pool, "org_a", batch, BatchResumed(batch_id=batch, requested_by="t"))
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == event.call_id
+    assert await claimed_id(pool) == event.call_id
 
 
 async def test_a_batch_never_has_more_calls_in_flight_than_its_max_concurrency(
@@ -174,12 +165,7 @@ async def test_a_batch_never_has_more_calls_in_flight_than_its_max_concurrency(
 async def test_an_organization_never_has_more_calls_in_flight_than_its_policy_allows(
     pool: Pool, calls: Any
 ) -> None:
-    await deliver(
-        pool,
-        "org_a",
-        calling_policy_stream("org_a"),
-        CallingPolicySet(max_concurrency=1, requested_by="t"),
-    )
+    await org_a_sets(pool, CallingPolicySet(max_concurrency=1, requested_by="t"))
     await calls.enqueued("org_a")
     await calls.enqueued("org_a", batch_id=f"batch-{uuid.uuid4().hex}")
     other = await calls.enqueued("org_b")
@@ -196,9 +182,7 @@ async def test_a_number_is_never_called_twice_at_once_by_one_organization(
     batch = f"batch-{uuid.uuid4().hex}"
     second = await calls.enqueued("org_a", NEW_YORK_NUMBER, batch_id=batch, batch_index=0)
     behind = await calls.enqueued("org_a", batch_id=batch, batch_index=1)
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == first.call_id
+    assert await claimed_id(pool) == first.call_id
     dial = await claim(pool)  # the second waits a little; its batch goes on
     assert dial is not None
     assert dial.call_id == behind.call_id
@@ -223,9 +207,7 @@ async def test_outside_its_window_a_call_waits_for_the_opening_then_is_dialed(
         CallScheduled(call_id=event.call_id, not_before=opens, reason="window")
     ]
     assert await claim(pool, opens - timedelta(seconds=1)) is None
-    dial = await claim(pool, opens)
-    assert dial is not None
-    assert dial.call_id == event.call_id
+    assert await claimed_id(pool, opens) == event.call_id
 
 
 async def test_two_recipients_hours_apart_are_each_dialed_inside_their_own_window(
@@ -270,12 +252,7 @@ async def test_a_call_not_placed_by_end_at_expires(pool: Pool, calls: Any) -> No
 async def test_a_number_at_its_daily_cap_waits_a_day_from_its_first_call(
     pool: Pool, calls: Any
 ) -> None:
-    await deliver(
-        pool,
-        "org_a",
-        calling_policy_stream("org_a"),
-        CallingPolicySet(daily_cap_per_number=1, requested_by="t"),
-    )
+    await org_a_sets(pool, CallingPolicySet(daily_cap_per_number=1, requested_by="t"))
     first = await calls.enqueued("org_a", NEW_YORK_NUMBER)
     dial = await claim(pool, datetime.now(UTC))
     assert dial is not None
@@ -349,9 +326,7 @@ async def test_a_batch_waiting_for_its_window_takes_turns_with_calls_that_can_ri
     for i in range(3):
         await calls.enqueued("org_a", batch_id=batch, batch_index=i, schedule=closed)
     ready = await calls.enqueued("org_b")
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == ready.call_id
+    assert await claimed_id(pool) == ready.call_id
     assert await claim(pool) is None  # org_a's three are put off until 23:00
 
 
@@ -370,10 +345,8 @@ async def test_a_call_whose_end_was_never_reported_frees_its_slot_when_the_watch
     second = await calls.enqueued("org_a", batch_id=batch, batch_index=1, max_concurrency=1)
     assert await claim(pool) is not None
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, first.call_id, "CA" + uuid.uuid4().hex, "dial")
+        await attempts.mark_initiated(conn, first.call_id, "CA" + uuid.uuid4().hex, "dial")
     assert await claim(pool) is None  # its callbacks were lost: the slot is held
     watchdog = StaleCallWatchdog(pool, SettlingCarrier(), stale_after_seconds=0)  # type: ignore[arg-type]
     assert await watchdog.check_once() == 1
-    dial = await claim(pool)
-    assert dial is not None
-    assert dial.call_id == second.call_id
+    assert await claimed_id(pool) == second.call_id

@@ -16,7 +16,7 @@ from calls_platform.notify import Listener
 from calls_testing.simulator import LocalSimulator, local_simulator
 from carrier_sim import SimConfig
 from carrier_sim.scenarios import LONG_CALL_NUMBER, LONG_RING_NUMBER
-from dialer import dials
+from dialer import attempts, cancel_candidates, carrier_news, claims, dial_queue, dials
 from dialer.canceler import CarrierCanceler
 from dialer.carrier import CancelRefused, DialRequest, Placed
 from dialer.twilio_carrier import TwilioCarrier
@@ -32,7 +32,7 @@ async def place(pool: Pool, calls: Calls, carrier: TwilioCarrier, to: str, **kw:
     """Request a call and dial it as the dial loop does; return (request, SID)."""
     event = await calls.enqueued("org_a", to, **kw)
     async with pool.connection() as conn:
-        dial = await dials.claim_next(conn)
+        dial = await claims.claim_next(conn)
     assert dial is not None
     assert dial.call_id == event.call_id
     result = await carrier.create_call(
@@ -40,7 +40,7 @@ async def place(pool: Pool, calls: Calls, carrier: TwilioCarrier, to: str, **kw:
     )
     assert isinstance(result, Placed), result
     async with pool.connection() as conn:
-        assert await dials.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
+        assert await attempts.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
     return event, result.call_sid
 
 
@@ -59,7 +59,7 @@ async def until_status(sim: LocalSimulator, sid: str, status: str) -> None:
 
 async def cancel_batch(pool: Pool, batch_id: str) -> None:
     async with pool.connection() as conn:
-        await dials.cancel_batch(conn, "org_a", batch_id)
+        await dial_queue.cancel_batch(conn, "org_a", batch_id)
 
 
 async def test_ringing_calls_of_a_canceled_batch_are_canceled_at_the_carrier_once(
@@ -122,9 +122,11 @@ async def test_a_call_already_known_to_be_answered_is_not_even_fetched(
     batch = f"batch-{uuid.uuid4().hex}"
     event, _ = await place(pool, calls, carrier, LONG_CALL_NUMBER, batch_id=batch)
     async with pool.connection() as conn:
-        await dials.note_carrier_status(conn, event.call_id, "in-progress")  # a callback said
-        await dials.cancel_batch(conn, "org_a", batch)
-        assert await dials.cancel_candidates(conn, queue_limit_seconds=0) == []
+        await carrier_news.note_carrier_status(
+            conn, event.call_id, "in-progress"
+        )  # a callback said
+        await dial_queue.cancel_batch(conn, "org_a", batch)
+        assert await cancel_candidates.cancel_candidates(conn, queue_limit_seconds=0) == []
 
 
 async def test_the_carrier_refuses_to_cancel_an_ended_call(
@@ -211,8 +213,7 @@ async def test_calls_long_in_progress_do_not_hide_quiet_calls_from_the_watchdog(
 ) -> None:
     talking, talking_sid = await place(pool, calls, carrier, LONG_CALL_NUMBER)
     await until_status(sim, talking_sid, "in-progress")
-    async with pool.connection() as conn:
-        await dials.note_carrier_status(conn, talking.call_id, "in-progress")
+    await calls.carrier_says(talking.call_id, "in-progress")
     quiet, quiet_sid = await place(pool, calls, carrier, "+14155550124")
     await until_status(sim, quiet_sid, "completed")
     async with pool.connection() as conn:  # the talking call has been quiet for longer
@@ -234,7 +235,5 @@ async def test_the_remembered_carrier_status_never_moves_backwards(
     pool: Pool, calls: Calls
 ) -> None:
     event = await calls.enqueued("org_a")
-    async with pool.connection() as conn:
-        for status in ("ringing", "in-progress", "ringing", "initiated"):
-            await dials.note_carrier_status(conn, event.call_id, status)
+    await calls.carrier_says(event.call_id, "ringing", "in-progress", "ringing", "initiated")
     assert (await calls.dial(event.call_id))["carrier_status"] == "in-progress"

@@ -11,7 +11,7 @@ from calls_events import Envelope
 from calls_platform import amqp, topology
 from calls_platform.db import Pool
 from calls_testing.waiting import Wait
-from dialer import dials
+from dialer import dial_queue
 from dialer.consumer import Handlers
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
@@ -56,4 +56,4 @@ async def test_a_redelivered_call_request_is_enqueued_once(
 
     assert await calls.state(event.call_id) == "pending"
     async with pool.connection() as conn:
-        assert await dials.pending_count(conn) == 1
+        assert await dial_queue.pending_count(conn) == 1

@@ -20,7 +20,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import attempts, claims, dial_queue, dials
 from dialer.consumer import Handlers
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
@@ -33,19 +33,19 @@ SID = "CA" + "a" * 32
 
 async def claim(pool: Pool) -> dials.Dial | None:
     async with pool.connection() as conn:
-        return await dials.claim_next(conn)
+        return await claims.claim_next(conn)
 
 
 async def test_enqueue_is_idempotent(pool: Pool, calls: Calls) -> None:
     envelope, event = await calls.requested("org_a")
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event) is True
-        assert await dials.enqueue(conn, envelope, event) is False
+        assert await dial_queue.enqueue(conn, envelope, event) is True
+        assert await dial_queue.enqueue(conn, envelope, event) is False
         cur = await conn.execute(
             "SELECT count(*) AS n FROM dialer.dials WHERE call_id = %s", (event.call_id,)
         )
         assert (await cur.fetchone())["n"] == 1  # type: ignore[index]
-        assert await dials.pending_count(conn) == 1
+        assert await dial_queue.pending_count(conn) == 1
     row = await calls.dial(event.call_id)
     assert row["state"] == "pending"
     assert row["requested_position"] == envelope.position
@@ -59,7 +59,7 @@ async def test_enqueue_through_the_consumer_is_idempotent(pool: Pool, calls: Cal
     await handle(envelope)
     await handle(envelope)  # redelivered
     async with pool.connection() as conn:
-        assert await dials.pending_count(conn) == 1
+        assert await dial_queue.pending_count(conn) == 1
     assert await calls.state(event.call_id) == "pending"
 
 
@@ -104,7 +104,7 @@ async def test_claim_next_skips_dials_put_back_for_later(pool: Pool, calls: Call
     dial = await claim(pool)
     assert dial is not None
     async with pool.connection() as conn:
-        await dials.retry_later(conn, dial.call_id, 60)
+        await attempts.retry_later(conn, dial.call_id, 60)
     assert await calls.state(later.call_id) == "pending"
     assert await claim(pool) is None
 
@@ -124,8 +124,8 @@ async def test_cancel_batch_cancels_pending_dials_with_one_call_canceled_each(
     assert dialing.call_id == batch[0].call_id
 
     async with pool.connection() as conn:
-        assert await dials.cancel_batch(conn, "org_a", "batch-c") == 2
-        assert await dials.cancel_batch(conn, "org_a", "batch-c") == 0
+        assert await dial_queue.cancel_batch(conn, "org_a", "batch-c") == 2
+        assert await dial_queue.cancel_batch(conn, "org_a", "batch-c") == 0
 
     assert await calls.state(batch[0].call_id) == "dialing"  # already with the carrier
     assert await calls.events(batch[0].call_id) == []
@@ -140,8 +140,8 @@ async def test_cancel_batch_cancels_pending_dials_with_one_call_canceled_each(
 async def test_call_canceled_carries_the_request_metadata(pool: Pool, calls: Calls) -> None:
     envelope, event = await calls.requested("org_a", batch_id="batch-m")
     async with pool.connection() as conn:
-        await dials.enqueue(conn, envelope, event)
-        await dials.cancel_batch(conn, "org_a", "batch-m")
+        await dial_queue.enqueue(conn, envelope, event)
+        await dial_queue.cancel_batch(conn, "org_a", "batch-m")
         [_, canceled] = await eventstore.read_stream(conn, call_stream(event.call_id))
     assert canceled.organization_id == "org_a"
     assert canceled.correlation_id == envelope.correlation_id
@@ -152,11 +152,11 @@ async def test_a_call_of_an_already_canceled_batch_is_recorded_canceled(
     pool: Pool, calls: Calls
 ) -> None:
     async with pool.connection() as conn:
-        assert await dials.cancel_batch(conn, "org_a", "batch-d") == 0
+        assert await dial_queue.cancel_batch(conn, "org_a", "batch-d") == 0
     envelope, event = await calls.requested("org_a", batch_id="batch-d")
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event) is True
-        assert await dials.enqueue(conn, envelope, event) is False
+        assert await dial_queue.enqueue(conn, envelope, event) is True
+        assert await dial_queue.enqueue(conn, envelope, event) is False
     assert await calls.state(event.call_id) == "canceled"
     assert await calls.events(event.call_id) == [
         CallCanceled(call_id=event.call_id, reason="batch canceled")
@@ -208,8 +208,8 @@ async def test_mark_initiated_appends_one_call_initiated_however_often_it_runs(
     event = await calls.enqueued("org_a")
     await claim(pool)
     async with pool.connection() as conn:
-        assert await dials.mark_initiated(conn, event.call_id, SID, "dial") is True
-        assert await dials.mark_initiated(conn, event.call_id, SID, "dial") is False
+        assert await attempts.mark_initiated(conn, event.call_id, SID, "dial") is True
+        assert await attempts.mark_initiated(conn, event.call_id, SID, "dial") is False
     row = await calls.dial(event.call_id)
     assert (row["state"], row["call_sid"]) == ("initiated", SID)
     assert row["finished_at"] is not None
@@ -245,8 +245,8 @@ async def test_mark_initiated_from_the_dial_and_a_callback_appends_one_call_init
     # the callback can beat the create response
     await handle(status_reported("org_a", callback_first.call_id, sid_1))
     async with pool.connection() as conn:
-        assert await dials.mark_initiated(conn, callback_first.call_id, sid_1, "dial") is False
-        assert await dials.mark_initiated(conn, dial_first.call_id, sid_2, "dial") is True
+        assert await attempts.mark_initiated(conn, callback_first.call_id, sid_1, "dial") is False
+        assert await attempts.mark_initiated(conn, dial_first.call_id, sid_2, "dial") is True
     await handle(status_reported("org_a", dial_first.call_id, sid_2))
 
     assert await calls.events(callback_first.call_id, CallInitiated) == [
@@ -267,7 +267,7 @@ async def test_concurrent_dial_result_and_callback_append_one_call_initiated(
 
     async def from_dial(call_id: uuid.UUID, sid: str) -> None:
         async with pool.connection() as conn:
-            await dials.mark_initiated(conn, call_id, sid, "dial")
+            await attempts.mark_initiated(conn, call_id, sid, "dial")
 
     sids = {e.call_id: "CA" + uuid.uuid4().hex for e in events}
     await asyncio.gather(
@@ -295,14 +295,14 @@ async def test_mark_failed_records_the_carrier_code_and_message(pool: Pool, call
     await claim(pool)
     message = "The 'To' number +15005550001 is not a valid phone number."
     async with pool.connection() as conn:
-        assert await dials.mark_failed(
+        assert await attempts.mark_failed(
             conn, event.call_id, code=21211, message=message, http_status=400
         )
-        assert not await dials.mark_failed(
+        assert not await attempts.mark_failed(
             conn, event.call_id, code=21211, message=message, http_status=400
         )
         # a late SID does not resurrect a failed dial
-        assert not await dials.mark_initiated(conn, event.call_id, SID, "callback")
+        assert not await attempts.mark_initiated(conn, event.call_id, SID, "callback")
     row = await calls.dial(event.call_id)
     assert (row["state"], row["error_code"], row["error_message"]) == ("failed", 21211, message)
     assert await calls.events(event.call_id) == [
@@ -314,14 +314,14 @@ async def test_redial_puts_an_ambiguous_dial_back_once(pool: Pool, calls: Calls)
     event = await calls.enqueued("org_a")
     await claim(pool)
     async with pool.connection() as conn:
-        assert [d.call_id for d in await dials.dialing(conn)] == [event.call_id]
-        assert await dials.redial(conn, event.call_id) is True
-        assert await dials.dialing(conn) == []
+        assert [d.call_id for d in await attempts.dialing(conn)] == [event.call_id]
+        assert await attempts.redial(conn, event.call_id) is True
+        assert await attempts.dialing(conn) == []
     again = await claim(pool)
     assert again is not None
     assert (again.call_id, again.attempts, again.redialed) == (event.call_id, 2, True)
     async with pool.connection() as conn:
-        assert await dials.redial(conn, event.call_id) is False
+        assert await attempts.redial(conn, event.call_id) is False
     assert await calls.state(event.call_id) == "dialing"
 
 
@@ -329,21 +329,21 @@ async def test_known_sids_names_only_sids_recorded_on_dials(pool: Pool, calls: C
     event = await calls.enqueued("org_a")
     await claim(pool)
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, event.call_id, SID, "dial")
-        assert await dials.known_sids(conn, [SID, "CA" + "f" * 32]) == {SID}
+        await attempts.mark_initiated(conn, event.call_id, SID, "dial")
+        assert await attempts.known_sids(conn, [SID, "CA" + "f" * 32]) == {SID}
 
 
 async def test_enqueue_many_records_a_bulk_once_and_cancels_calls_of_canceled_batches(
     pool: Pool, calls: Calls
 ) -> None:
     async with pool.connection() as conn:
-        await dials.cancel_batch(conn, "org_a", "batch-gone")
+        await dial_queue.cancel_batch(conn, "org_a", "batch-gone")
     live = [await calls.requested("org_a", batch_id="batch-live") for _ in range(300)]
     gone = [await calls.requested("org_a", batch_id="batch-gone") for _ in range(5)]
     async with pool.connection() as conn:
-        assert await dials.enqueue_many(conn, live + gone) == 305
-        assert await dials.enqueue_many(conn, live[:10] + gone[:2]) == 0  # redelivered
-        assert await dials.pending_count(conn) == 300
+        assert await dial_queue.enqueue_many(conn, live + gone) == 305
+        assert await dial_queue.enqueue_many(conn, live[:10] + gone[:2]) == 0  # redelivered
+        assert await dial_queue.pending_count(conn) == 300
     assert {await calls.state(e.call_id) for _, e in gone} == {"canceled"}
     for _, event in gone:
         assert await calls.events(event.call_id) == [
@@ -356,4 +356,4 @@ async def test_consumer_takes_a_mixed_delivery_in_one_call(pool: Pool, calls: Ca
     requests = [await calls.requested("org_b") for _ in range(20)]
     await Handlers(pool).handle_many([envelope for envelope, _ in requests] * 2)
     async with pool.connection() as conn:
-        assert await dials.pending_count(conn) == 20
+        assert await dial_queue.pending_count(conn) == 20

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import dial_queue
 from dialer.intake import intake_watchdog
 from prometheus_client import REGISTRY
 
@@ -33,7 +33,7 @@ async def test_a_request_that_never_arrived_is_taken_in_after_the_grace(
     lost, lost_request = await calls.requested("org_intake")  # its message never came
     arrived, arrived_request = await calls.requested("org_intake")
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, arrived, arrived_request)  # the consumer took it
+        assert await dial_queue.enqueue(conn, arrived, arrived_request)  # the consumer took it
     now = datetime.now(UTC)
     clock = {"now": now}
     watchdog = intake_watchdog(pool, grace_seconds=60, clock=lambda: clock["now"])
@@ -60,7 +60,7 @@ async def test_a_request_that_never_arrived_is_taken_in_after_the_grace(
 
 async def test_a_request_of_a_canceled_batch_is_taken_in_canceled(pool: Pool, calls: Any) -> None:
     async with pool.connection() as conn:
-        await dials.cancel_batch(conn, "org_intake_b", "batch_gone")
+        await dial_queue.cancel_batch(conn, "org_intake_b", "batch_gone")
     _, request = await calls.requested("org_intake_b", batch_id="batch_gone")
     watchdog = intake_watchdog(
         pool, grace_seconds=1, clock=lambda: datetime.now(UTC) + timedelta(seconds=5)

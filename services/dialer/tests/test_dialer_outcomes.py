@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import carrier_news
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -21,10 +21,10 @@ async def test_a_call_is_counted_once_under_its_final_status(pool: Pool, calls: 
     call = await calls.enqueued("org_outcomes")
     busy_before, completed_before = ended("busy"), ended("completed")
     async with pool.connection() as conn:
-        await dials.note_carrier_status(conn, call.call_id, "ringing")
+        await carrier_news.note_carrier_status(conn, call.call_id, "ringing")
         assert ended("busy") == busy_before  # not an end
-        await dials.note_carrier_status(conn, call.call_id, "busy")
-        await dials.note_carrier_status(conn, call.call_id, "busy")  # the callback again
-        await dials.note_carrier_status(conn, call.call_id, "completed")  # after a final one
+        await carrier_news.note_carrier_status(conn, call.call_id, "busy")
+        await carrier_news.note_carrier_status(conn, call.call_id, "busy")  # the callback again
+        await carrier_news.note_carrier_status(conn, call.call_id, "completed")  # after a final one
     assert ended("busy") == busy_before + 1
     assert ended("completed") == completed_before

@@ -10,14 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from calls_platform.db import Conn, Pool
-from calls_platform.notify import Listener
-from calls_testing.simulator import LocalSimulator
-from calls_testing.waiting import Wait
-from dialer.scheduler import DialLoop
-from dialer.twilio_carrier import TwilioCarrier
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
-    from conftest import Background, Calls
+    from conftest import Rig
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +31,16 @@ class SlowPool:
             yield conn
 
 
-async def test_the_time_a_claim_takes_does_not_stretch_the_interval(
-    pool: Pool,
-    work: Listener,
-    carrier: TwilioCarrier,
-    sim: LocalSimulator,
-    calls: Calls,
-    background: Background,
-    wait: Wait,
-) -> None:
-    requested = [await calls.enqueued("org_a", batch_id="batch-steady") for _ in range(11)]
-    slow = SlowPool(pool, 0.05)
-    background(DialLoop(slow, carrier, work, calls_per_second=10).run())  # type: ignore[arg-type]
+async def test_the_time_a_claim_takes_does_not_stretch_the_interval(rig: Rig) -> None:
+    requested = [await rig.calls.enqueued("org_a", batch_id="batch-steady") for _ in range(11)]
+    slow = SlowPool(rig.pool, 0.05)
+    rig.start(pool=slow, calls_per_second=10)
 
     async def all_dialed() -> bool:
-        return len(await sim.calls()) == len(requested)
+        return len(await rig.sim.calls()) == len(requested)
 
-    await wait(all_dialed, within=15, what="all dialed")
-    created = sorted(c["created_at"] for c in await sim.calls())
+    await rig.wait(all_dialed, within=15, what="all dialed")
+    created = sorted(c["created_at"] for c in await rig.sim.calls())
     mean_gap = (created[-1] - created[0]) / (len(created) - 1)
     # 0.1 s apart; with the 50 ms claim added to every interval it was 0.15 s
     assert 0.095 <= mean_gap < 0.125, mean_gap

@@ -12,7 +12,7 @@ import pytest
 from calls_events import CallStatusReported, Envelope, RecordingReported, call_stream
 from calls_platform import topology
 from calls_platform.db import Pool
-from dialer import dials
+from dialer import attempts, claims, dial_queue
 from dialer.carrier import Carrier, CarrierRecording
 from dialer.consumer import QUEUES, Handlers
 from dialer.fake_carrier import FakeCarrier
@@ -42,11 +42,11 @@ async def placed(pool: Pool, calls: Calls, *, record: bool = True) -> tuple[uuid
     envelope, event = await calls.requested("org_a", record=record)
     sid = "CA" + uuid.uuid4().hex
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
         assert dial is not None
         assert dial.call_id == event.call_id
-        assert await dials.mark_initiated(conn, dial.call_id, sid, "dial")
+        assert await attempts.mark_initiated(conn, dial.call_id, sid, "dial")
     return event.call_id, sid
 
 
@@ -114,6 +114,13 @@ async def test_a_completed_call_whose_recording_callback_never_came_is_listed_af
     assert (await calls.dial(call_id))["recordings_due_at"] is None
 
 
+async def assert_not_asked(pool: Pool, carrier: FakeCarrier) -> None:
+    """The watchdog lists no recordings, and asks no call's status."""
+    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
+    assert carrier.listed == []
+    assert carrier.fetched == []
+
+
 async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Calls) -> None:
     call_id, sid = await placed(pool, calls)
     carrier = FakeCarrier()
@@ -125,44 +132,37 @@ async def test_within_the_grace_the_carrier_is_not_asked(pool: Pool, calls: Call
     waited = (row["recordings_due_at"] - datetime.now(UTC)).total_seconds()
     assert 290 < waited <= 300
 
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
 
 
+@pytest.mark.parametrize(
+    "recording_first",
+    [
+        pytest.param(False, id="after-the-completed-one"),
+        pytest.param(True, id="before-the-completed-one-in-the-same-delivery"),
+    ],
+)
 async def test_a_recording_callback_that_came_calls_the_listing_off(
-    pool: Pool, calls: Calls
+    pool: Pool, calls: Calls, recording_first: bool
 ) -> None:
     call_id, sid = await placed(pool, calls)
     carrier = FakeCarrier()
     handle = Handlers(pool, recording_grace_seconds=0)
+    completed, recording = (
+        status_callback(call_id, sid, "completed"),
+        recording_report(call_id, sid),
+    )
 
-    await handle.handle_many([status_callback(call_id, sid, "completed")])
-    await handle.handle_many([recording_report(call_id, sid)])
+    if recording_first:
+        await handle.handle_many([recording, completed])
+    else:
+        await handle.handle_many([completed])
+        await handle.handle_many([recording])
 
     row = await calls.dial(call_id)
     assert row["recordings_due_at"] is None
     assert row["recording_reported_at"] is not None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
-
-
-async def test_a_recording_callback_before_the_completed_one_means_no_listing(
-    pool: Pool, calls: Calls
-) -> None:
-    call_id, sid = await placed(pool, calls)
-    carrier = FakeCarrier()
-    handle = Handlers(pool, recording_grace_seconds=0)
-
-    await handle.handle_many(
-        [recording_report(call_id, sid), status_callback(call_id, sid, "completed")]
-    )
-
-    assert (await calls.dial(call_id))["recordings_due_at"] is None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)
 
 
 async def test_the_dialers_own_reports_do_not_count_as_a_callback(pool: Pool, calls: Calls) -> None:
@@ -193,6 +193,4 @@ async def test_calls_not_recorded_or_not_completed_are_never_listed(
 
     assert (await calls.dial(unrecorded))["recordings_due_at"] is None
     assert (await calls.dial(busy))["recordings_due_at"] is None
-    assert await the_watchdog(pool, carrier).check_recordings_once() == 0
-    assert carrier.listed == []
-    assert carrier.fetched == []  # asked no call\'s status
+    await assert_not_asked(pool, carrier)

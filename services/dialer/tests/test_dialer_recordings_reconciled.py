@@ -18,7 +18,7 @@ from calls_platform.db import Pool
 from calls_platform.report_ids import recording_reported_id
 from calls_testing.receiver import Receiver
 from calls_testing.simulator import LocalSimulator
-from dialer import dials
+from dialer import attempts, claims, dial_queue
 from dialer.carrier import Carrier, CarrierCall, CarrierRecording, DialRequest, Placed
 from dialer.fake_carrier import FakeCarrier
 from dialer.twilio_carrier import TwilioCarrier
@@ -53,13 +53,30 @@ async def placed(pool: Pool, calls: Calls, *, record: bool, sid: str | None = No
     """A call the dialer placed (no callback since): its CallRequested and SID."""
     envelope, event = await calls.requested("org_a", record=record)
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
         assert dial is not None
         assert dial.call_id == event.call_id
         call_sid = sid or new_sid("CA")
-        assert await dials.mark_initiated(conn, dial.call_id, call_sid, "dial")
+        assert await attempts.mark_initiated(conn, dial.call_id, call_sid, "dial")
     return event, call_sid
+
+
+async def found(
+    pool: Pool, calls: Calls, carrier: FakeCarrier, status: str, *, record: bool, **call: Any
+) -> Any:
+    """A call the dialer placed that the carrier, when asked, says is in `status` (`call`:
+    more of what it says): its CallRequested and SID."""
+    event, sid = await placed(pool, calls, record=record)
+    carrier.calls[sid] = CarrierCall(sid, status, **call)
+    return event, sid
+
+
+async def recorded_and_completed(pool: Pool, calls: Calls, carrier: FakeCarrier) -> Any:
+    """A recorded call the carrier, when asked, says completed (4 s, at ENDED_AT)."""
+    return await found(
+        pool, calls, carrier, "completed", record=True, duration_seconds=4, end_time=ENDED_AT
+    )
 
 
 def watchdog(pool: Pool, carrier: Carrier, **options: Any) -> StaleCallWatchdog:
@@ -71,8 +88,7 @@ async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     recording = listed("completed")
     carrier.recordings[sid] = [recording]
 
@@ -141,8 +157,7 @@ async def test_a_recording_still_processing_is_asked_about_again_until_it_is_don
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     recording = listed("processing")
     carrier.recordings[sid] = [recording]
 
@@ -169,11 +184,11 @@ async def test_listing_that_keeps_failing_is_given_up_after_the_last_check(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await placed(pool, calls, record=True)
-    carrier.calls[sid] = CarrierCall(sid, "completed", duration_seconds=4, end_time=ENDED_AT)
+    event, sid = await recorded_and_completed(pool, calls, carrier)
     carrier.recordings[sid] = aiohttp.ClientConnectionError("carrier unreachable")
-    other_event, other_sid = await placed(pool, calls, record=True)
-    carrier.calls[other_sid] = CarrierCall(other_sid, "completed", end_time=ENDED_AT)
+    other_event, other_sid = await found(
+        pool, calls, carrier, "completed", record=True, end_time=ENDED_AT
+    )
     carrier.recordings[other_sid] = [listed("completed")]
 
     checker = watchdog(pool, carrier, recordings_recheck_seconds=0, recordings_max_checks=3)
@@ -192,12 +207,9 @@ async def test_only_recorded_calls_found_completed_have_their_recordings_listed(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    _, unrecorded = await placed(pool, calls, record=False)
-    carrier.calls[unrecorded] = CarrierCall(unrecorded, "completed", end_time=ENDED_AT)
-    _, busy = await placed(pool, calls, record=True)
-    carrier.calls[busy] = CarrierCall(busy, "busy", end_time=ENDED_AT)
-    _, talking = await placed(pool, calls, record=True)
-    carrier.calls[talking] = CarrierCall(talking, "in-progress")
+    await found(pool, calls, carrier, "completed", record=False, end_time=ENDED_AT)
+    await found(pool, calls, carrier, "busy", record=True, end_time=ENDED_AT)
+    await found(pool, calls, carrier, "in-progress", record=True)
 
     assert await watchdog(pool, carrier).check_once() == 3
     assert carrier.listed == []
@@ -207,17 +219,12 @@ async def test_a_call_found_ended_is_reported_as_of_the_carriers_end_time(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    completed, completed_sid = await placed(pool, calls, record=False)
-    carrier.calls[completed_sid] = CarrierCall(completed_sid, "completed", end_time=ENDED_AT)
-    busy, busy_sid = await placed(pool, calls, record=False)
-    carrier.calls[busy_sid] = CarrierCall(busy_sid, "busy", end_time=ENDED_AT)
+    completed, _ = await found(pool, calls, carrier, "completed", record=False, end_time=ENDED_AT)
+    busy, _ = await found(pool, calls, carrier, "busy", record=False, end_time=ENDED_AT)
     # the carrier's clock ahead of ours: never reported as after we found out
-    ahead, ahead_sid = await placed(pool, calls, record=False)
-    carrier.calls[ahead_sid] = CarrierCall(
-        ahead_sid, "completed", end_time=datetime.now(UTC) + timedelta(hours=1)
-    )
-    talking, talking_sid = await placed(pool, calls, record=False)
-    carrier.calls[talking_sid] = CarrierCall(talking_sid, "in-progress")
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
+    ahead, _ = await found(pool, calls, carrier, "completed", record=False, end_time=in_an_hour)
+    talking, _ = await found(pool, calls, carrier, "in-progress", record=False)
 
     before = datetime.now(UTC)
     assert await watchdog(pool, carrier).check_once() == 4
@@ -242,8 +249,8 @@ async def test_through_the_simulator_a_lost_recording_callback_is_made_up_for(
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     envelope, event = await calls.requested("org_a", record=True)
     async with pool.connection() as conn:
-        assert await dials.enqueue(conn, envelope, event)
-        dial = await dials.claim_next(conn)
+        assert await dial_queue.enqueue(conn, envelope, event)
+        dial = await claims.claim_next(conn)
     assert dial is not None
     assert dial.record
     result = await carrier.create_call(
@@ -251,7 +258,7 @@ async def test_through_the_simulator_a_lost_recording_callback_is_made_up_for(
     )
     assert isinstance(result, Placed)
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
+        await attempts.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
     for _ in range(200):
         [made] = [c for c in await sim.calls() if c["sid"] == result.call_sid]
         if made["recording_sid"]:

@@ -10,7 +10,7 @@ import pytest
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
 from calls_testing.simulator import LocalSimulator
-from dialer import dials
+from dialer import attempts, claims
 from dialer.carrier import DialRequest, Placed
 from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
@@ -27,14 +27,14 @@ async def dial_with_callbacks_lost(
     await sim.control("POST", "/_sim/faults", {"drop_callbacks": True})
     event = await calls.enqueued("org_a")
     async with pool.connection() as conn:
-        dial = await dials.claim_next(conn)
+        dial = await claims.claim_next(conn)
     assert dial is not None
     result = await carrier.create_call(
         DialRequest(str(dial.call_id), "org_a", dial.to_number, dial.from_number, record=False)
     )
     assert isinstance(result, Placed)
     async with pool.connection() as conn:
-        await dials.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
+        await attempts.mark_initiated(conn, dial.call_id, result.call_sid, "dial")
     return event, result.call_sid
 
 
@@ -78,9 +78,7 @@ async def test_a_terminal_callback_takes_the_call_off_the_watch_list(
     pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
     event, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
-    async with pool.connection() as conn:
-        await dials.note_carrier_status(conn, event.call_id, "completed")
-        await dials.note_carrier_status(conn, event.call_id, "ringing")  # late: ignored
+    await calls.carrier_says(event.call_id, "completed", "ringing")  # ringing late: ignored
     assert (await calls.dial(event.call_id))["carrier_status"] == "completed"
     watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=0)
     assert await watchdog.check_once() == 0
@@ -93,8 +91,7 @@ async def test_a_call_in_progress_whose_completion_callback_was_lost_is_asked_ab
     # the completed one did not, and the call stayed in progress until DIALER_MAX_CALL_SECONDS
     # (4 h) had passed
     event, call_sid = await dial_with_callbacks_lost(pool, calls, carrier, sim)
-    async with pool.connection() as conn:
-        await dials.note_carrier_status(conn, event.call_id, "in-progress")
+    await calls.carrier_says(event.call_id, "in-progress")
     await wait_until_the_carrier_ends(sim, call_sid)
 
     patient = StaleCallWatchdog(pool, carrier, stale_after_seconds=0, in_progress_check_seconds=60)

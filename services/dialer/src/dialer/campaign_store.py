@@ -29,9 +29,12 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn
+from psycopg import sql
 
 from . import campaigns
 from .campaigns import Defer, DialNow, Expire, Skip
+from .dials import on_call
+from .statuses import TERMINAL, sql_list
 
 DAY: Final = timedelta(hours=24)
 
@@ -39,17 +42,6 @@ DAY: Final = timedelta(hours=24)
 def request_of(row: Mapping[str, Any]) -> CallRequested | None:
     data = row.get("request")
     return CallRequested.model_validate(data) if data else None
-
-
-def _on_call(row: Mapping[str, Any], event: Event, event_id: uuid.UUID) -> Envelope:
-    return Envelope.wrap(
-        event,
-        stream_id=call_stream(row["call_id"]),
-        organization_id=row["organization_id"],
-        correlation_id=row.get("correlation_id"),
-        causation_id=str(row["requested_event_id"]) if row.get("requested_event_id") else None,
-        event_id=event_id,
-    )
 
 
 async def _cap_frees_at(conn: Conn, head: Mapping[str, Any], now: datetime) -> datetime | None:
@@ -96,7 +88,7 @@ async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
             await _end(conn, call_id, "skipped")
             event, kind = CallSkipped(call_id=call_id, reason=reason), "skipped"
     await eventstore.append(
-        conn, [_on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
+        conn, [on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
     )
     return True
 
@@ -181,7 +173,7 @@ async def schedule_retry(
         causation_id=str(scheduled_id),
         event_id=eventstore.deterministic_event_id("retry-requested", str(next_id)),
     )
-    recorded = await eventstore.append(conn, [_on_call(row, scheduled, scheduled_id), requested])
+    recorded = await eventstore.append(conn, [on_call(row, scheduled, scheduled_id), requested])
     return [(e, follow_up) for e in recorded if e.event_type == CallRequested.TYPE]
 
 
@@ -191,40 +183,54 @@ async def schedule_retry(
 async def apply_campaign_event(conn: Conn, envelope: Envelope, event: Event) -> bool:
     """Fold one campaign event into the dialer's tables; True if dialing may now proceed
     where it could not before (a resume, a number taken off the list, a higher limit)."""
-    position = envelope.position or 0
     org = envelope.organization_id
     if isinstance(event, BatchPaused | BatchResumed):
         paused = isinstance(event, BatchPaused)
-        await conn.execute(
-            "INSERT INTO dialer.batch_pauses (batch_id, organization_id, paused, last_position)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id) DO UPDATE"
-            " SET paused = excluded.paused, last_position = excluded.last_position"
-            " WHERE dialer.batch_pauses.last_position < excluded.last_position",
-            (event.batch_id, org, paused, position),
-        )
+        keys = {"batch_id": event.batch_id}
+        await _project(conn, envelope, "batch_pauses", keys, organization_id=org, paused=paused)
         return not paused
     if isinstance(event, DoNotCallAdded | DoNotCallRemoved):
         listed = isinstance(event, DoNotCallAdded)
-        await conn.execute(
-            "INSERT INTO dialer.do_not_call (organization_id, number, listed, last_position)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (organization_id, number) DO UPDATE"
-            " SET listed = excluded.listed, last_position = excluded.last_position"
-            " WHERE dialer.do_not_call.last_position < excluded.last_position",
-            (org, event.number, listed, position),
-        )
+        keys = {"organization_id": org, "number": event.number}
+        await _project(conn, envelope, "do_not_call", keys, listed=listed)
         return not listed
     if isinstance(event, CallingPolicySet):
-        await conn.execute(
-            "INSERT INTO dialer.calling_policies (organization_id, max_concurrency,"
-            " daily_cap_per_number, last_position) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (organization_id) DO UPDATE SET max_concurrency ="
-            " excluded.max_concurrency, daily_cap_per_number = excluded.daily_cap_per_number,"
-            " last_position = excluded.last_position"
-            " WHERE dialer.calling_policies.last_position < excluded.last_position",
-            (org, event.max_concurrency, event.daily_cap_per_number, position),
+        await _project(
+            conn,
+            envelope,
+            "calling_policies",
+            {"organization_id": org},
+            max_concurrency=event.max_concurrency,
+            daily_cap_per_number=event.daily_cap_per_number,
         )
         return True
     return False
+
+
+async def _project(
+    conn: Conn, envelope: Envelope, table: str, keys: Mapping[str, Any], **values: Any
+) -> None:
+    """Upsert the row of `keys` in dialer.`table` with `values`, unless it already holds
+    a later event's (its `last_position`: a redelivered older event changes nothing)."""
+    columns = {**keys, **values, "last_position": envelope.position or 0}
+    target = sql.Identifier("dialer", table)
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({columns}) VALUES ({values}) ON CONFLICT ({keys}) DO UPDATE"
+            " SET {updates} WHERE {target}.last_position < excluded.last_position"
+        ).format(
+            target=target,
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
+            updates=sql.SQL(", ").join(
+                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c))
+                for c in columns
+                if c not in keys
+            ),
+        ),
+        list(columns.values()),
+    )
 
 
 CAMPAIGN_EVENTS: Final = (
@@ -238,5 +244,5 @@ CAMPAIGN_EVENTS: Final = (
 # number from being called twice at once (the predicate of the dials_in_flight index)
 IN_FLIGHT: Final = (
     "(state = 'dialing' OR (state = 'initiated' AND (carrier_status IS NULL"
-    " OR carrier_status NOT IN ('completed', 'busy', 'failed', 'no-answer', 'canceled'))))"
+    f" OR carrier_status NOT IN {sql_list(TERMINAL)})))"
 )

@@ -20,7 +20,7 @@ from calls_platform.db import Pool
 from calls_platform.notify import wait_for
 from prometheus_client import Counter
 
-from . import dials, lost_recordings
+from . import cancel_candidates, carrier_news, lost_recordings
 from .carrier import CancelRefused, Carrier, CarrierCall
 from .carrier_cancel import Cancel, decide
 
@@ -66,7 +66,9 @@ class CarrierCanceler:
     async def check_once(self) -> int:
         """Cancel at the carrier what is due; return how many calls it canceled."""
         async with self._pool.connection() as conn:
-            candidates = await dials.cancel_candidates(conn, queue_limit_seconds=self._queue_limit)
+            candidates = await cancel_candidates.cancel_candidates(
+                conn, queue_limit_seconds=self._queue_limit
+            )
         canceled = 0
         for candidate in candidates:
             try:
@@ -79,7 +81,7 @@ class CarrierCanceler:
                 )
         return canceled
 
-    async def _consider(self, candidate: dials.CancelCandidate) -> int:
+    async def _consider(self, candidate: cancel_candidates.CancelCandidate) -> int:
         now = await self._carrier.fetch_call(candidate.call_sid)
         await self._record(candidate, now)
         decision = decide(
@@ -103,7 +105,7 @@ class CarrierCanceler:
             result = "canceled" if answer.status == "canceled" else "refused"
         await self._record(candidate, answer)
         async with self._pool.connection() as conn:
-            await dials.note_carrier_cancel(conn, candidate.call_id, result)
+            await cancel_candidates.note_carrier_cancel(conn, candidate.call_id, result)
         CARRIER_CANCELS.labels(decision.reason, result).inc()
         log.info(
             "carrier_cancel",
@@ -114,8 +116,10 @@ class CarrierCanceler:
         )
         return 1 if result == "canceled" else 0
 
-    async def _record(self, candidate: dials.CancelCandidate, found: CarrierCall) -> None:
+    async def _record(
+        self, candidate: cancel_candidates.CancelCandidate, found: CarrierCall
+    ) -> None:
         async with self._pool.connection() as conn:
-            await dials.record_carrier_answer(
+            await carrier_news.record_carrier_answer(
                 conn, candidate.call_id, found, recording_grace_seconds=self._recording_grace
             )

@@ -18,9 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .statuses import TERMINAL
+from calls_events import CarrierStatus
 
-NOT_ANSWERED: Final = frozenset({"queued", "initiated", "ringing"})
+from .statuses import IN_PROGRESS, PROGRESS, TERMINAL
+
+# placed and not answered: every status before in-progress
+NOT_ANSWERED: Final[frozenset[CarrierStatus]] = frozenset(PROGRESS) - {IN_PROGRESS}
 
 Reason = Literal["batch_canceled", "queued_too_long"]
 
@@ -48,7 +51,7 @@ def decide(
     """`carrier_status`: what the carrier says of the call now (just fetched)."""
     if carrier_status in TERMINAL:
         return Leave("the call has ended")
-    if carrier_status == "in-progress":
+    if carrier_status == IN_PROGRESS:
         return Leave("the call is in progress: a conversation is never cut off")
     if carrier_status not in NOT_ANSWERED:
         return Leave(f"unknown carrier status {carrier_status!r}")

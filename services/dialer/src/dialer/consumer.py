@@ -18,7 +18,15 @@ from calls_events import (
 from calls_platform import topology
 from calls_platform.db import Pool
 
-from . import campaign_store, dials, lost_recordings
+from . import (
+    attempts,
+    campaign_store,
+    carrier_news,
+    dial_queue,
+    dials,
+    lost_recordings,
+    recording_checks,
+)
 from .dials import WORK_CHANNEL
 from .statuses import TERMINAL
 
@@ -44,19 +52,21 @@ class Handlers:
         """Handle what arrived together: requests in one transaction, the rest in order."""
         events = [(envelope, envelope.event()) for envelope in envelopes]
         async with self._pool.connection() as conn:
-            await dials.enqueue_many(
+            await dial_queue.enqueue_many(
                 conn, [(e, event) for e, event in events if isinstance(event, CallRequested)]
             )
             for envelope, event in events:
                 if isinstance(event, BatchCancelRequested):
-                    await dials.cancel_batch(conn, envelope.organization_id, event.batch_id)
+                    await dial_queue.cancel_batch(conn, envelope.organization_id, event.batch_id)
                 elif isinstance(event, CallStatusReported):
                     # one commit: a call that ended is never left without its retry
                     async with conn.transaction():
                         # a callback names our call id: if its dial is still unresolved, this
                         # is its SID
-                        await dials.mark_initiated(conn, event.call_id, event.call_sid, "callback")
-                        await dials.note_carrier_status(
+                        await attempts.mark_initiated(
+                            conn, event.call_id, event.call_sid, "callback"
+                        )
+                        await carrier_news.note_carrier_status(
                             conn,
                             event.call_id,
                             event.carrier_status,
@@ -64,14 +74,14 @@ class Handlers:
                             recording_grace_seconds=self._recording_grace,
                         )
                         if event.carrier_status in TERMINAL:
-                            await dials.note_call_ended(
+                            await carrier_news.note_call_ended(
                                 conn, event.call_id, answered_by=event.answered_by
                             )
                 elif isinstance(event, campaign_store.CAMPAIGN_EVENTS):
                     async with conn.transaction():
                         if await campaign_store.apply_campaign_event(conn, envelope, event):
-                            await conn.execute("SELECT pg_notify(%s, '')", (WORK_CHANNEL,))
+                            await dials.notify(conn, WORK_CHANNEL)
                 elif isinstance(event, RecordingReported) and event.reported_via == "callback":
                     # the dialer's own reports (listed at the carrier) are accounted for when
                     # it appends them
-                    await dials.note_recording_reported(conn, event.call_id)
+                    await recording_checks.note_recording_reported(conn, event.call_id)

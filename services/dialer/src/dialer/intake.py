@@ -15,7 +15,7 @@ from calls_platform.db import Conn, Pool
 from calls_platform.intake import IntakeWatchdog
 from prometheus_client import Counter
 
-from . import dials
+from . import dial_queue
 
 CHECKPOINT: Final = "call-requests"
 
@@ -40,7 +40,7 @@ async def take_in(conn: Conn, envelopes: Sequence[Envelope]) -> int:
     lost = [(e, event) for e, event in requests if event.call_id not in known]
     if not lost:
         return 0
-    taken = await dials.enqueue_many(conn, lost)
+    taken = await dial_queue.enqueue_many(conn, lost)
     TAKEN_IN.inc(taken)
     return taken
 

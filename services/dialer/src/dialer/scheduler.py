@@ -20,7 +20,7 @@ from calls_platform.db import Conn, Pool
 from calls_platform.notify import Listener, wait_for
 from prometheus_client import Counter, Gauge
 
-from . import dials
+from . import attempts, claims
 from .carrier import (
     Ambiguous,
     Carrier,
@@ -109,7 +109,7 @@ class DialLoop:
                 ready_at = self._clock()
                 try:
                     async with self._pool.connection() as conn:
-                        dial = await dials.claim_next(conn, self._wall_clock())
+                        dial = await claims.claim_next(conn, self._wall_clock())
                 except psycopg.OperationalError as exc:
                     self._slots.release()
                     log.warning("dial_loop_database_unavailable", error=str(exc))
@@ -180,14 +180,14 @@ class DialLoop:
     ) -> None:
         match result:
             case Placed(call_sid=sid):
-                await dials.mark_initiated(conn, dial.call_id, sid, "dial")
+                await attempts.mark_initiated(conn, dial.call_id, sid, "dial")
             case Rejected(code=code, message=message, http_status=status):
-                await dials.mark_failed(
+                await attempts.mark_failed(
                     conn, dial.call_id, code=code, message=message, http_status=status
                 )
             case Throttled(message=message) | Unsent(message=message):
                 if dial.attempts >= self._max_attempts:
-                    await dials.mark_failed(
+                    await attempts.mark_failed(
                         conn,
                         dial.call_id,
                         code=None,
@@ -195,7 +195,7 @@ class DialLoop:
                         http_status=None,
                     )
                 else:
-                    await dials.retry_later(conn, dial.call_id, min(2.0**dial.attempts, 60.0))
+                    await attempts.retry_later(conn, dial.call_id, min(2.0**dial.attempts, 60.0))
             case Ambiguous():
                 pass  # left 'dialing': reconciled once the carrier has had time to show it
 
@@ -216,7 +216,7 @@ class DialLoop:
     async def reconcile_once(self) -> None:
         """Resolve every dial left 'dialing' that is not in flight in this process."""
         async with self._pool.connection() as conn:
-            stuck = [d for d in await dials.dialing(conn) if d.call_id not in self._in_flight]
+            stuck = [d for d in await attempts.dialing(conn) if d.call_id not in self._in_flight]
         now = datetime.now(UTC)
         for dial in stuck:
             started = dial.dial_started_at or now
@@ -229,7 +229,7 @@ class DialLoop:
                 since=started - timedelta(seconds=5),
             )
             async with self._pool.connection() as conn:
-                taken = await dials.known_sids(conn, [c.sid for c in found])
+                taken = await attempts.known_sids(conn, [c.sid for c in found])
                 candidates = [c.sid for c in reversed(found) if c.sid not in taken]
                 decision = decide(
                     candidates,
@@ -239,11 +239,11 @@ class DialLoop:
                 )
                 match decision:
                     case Adopt(call_sid=sid):
-                        await dials.mark_initiated(conn, dial.call_id, sid, "reconciliation")
+                        await attempts.mark_initiated(conn, dial.call_id, sid, "reconciliation")
                     case DialAgain():
-                        await dials.redial(conn, dial.call_id)
+                        await attempts.redial(conn, dial.call_id)
                     case GiveUp(reason=reason):
-                        await dials.mark_failed(
+                        await attempts.mark_failed(
                             conn, dial.call_id, code=None, message=reason, http_status=None
                         )
                     case WaitAndLook():

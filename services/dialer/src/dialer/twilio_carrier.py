@@ -15,18 +15,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
 
-from .carrier import (
-    Ambiguous,
-    CancelRefused,
-    CarrierCall,
-    CarrierRecording,
-    DialRequest,
-    DialResult,
-    Placed,
-    Rejected,
-    Throttled,
-    Unsent,
-)
+from . import carrier as port
 
 
 def carrier_message(message: str) -> str:
@@ -40,12 +29,12 @@ def carrier_message(message: str) -> str:
     return message
 
 
-def classify_rest_error(status: int, code: int | None, message: str) -> DialResult:
+def classify_rest_error(status: int, code: int | None, message: str) -> port.DialResult:
     if status == 429 or code == 20429:
-        return Throttled(message)
+        return port.Throttled(message)
     if 400 <= status < 500:
-        return Rejected(code=code, message=message, http_status=status)
-    return Ambiguous(f"carrier answered HTTP {status}: {message}")
+        return port.Rejected(code=code, message=message, http_status=status)
+    return port.Ambiguous(f"carrier answered HTTP {status}: {message}")
 
 
 def stream_twiml(stream_url: str, call_id: str, variables: Mapping[str, str]) -> str:
@@ -86,17 +75,17 @@ class TwilioCarrier:
         if settings.api_url:
             self._client.api.base_url = settings.api_url.rstrip("/")
 
-    def _callback(self, kind: str, request: DialRequest) -> str:
+    def _callback(self, kind: str, request: port.DialRequest) -> str:
         # Twilio signs the URL, query included: call and organization cannot be forged
         return (
             f"{self._settings.public_base_url}/webhooks/twilio/{kind}"
             f"?call_id={request.call_id}&org={quote(request.organization_id, safe='')}"
         )
 
-    def _twiml(self, request: DialRequest) -> str:
+    def _twiml(self, request: port.DialRequest) -> str:
         return stream_twiml(self._settings.agent_stream_url, request.call_id, request.variables)
 
-    async def create_call(self, request: DialRequest) -> DialResult:
+    async def create_call(self, request: port.DialRequest) -> port.DialResult:
         options: dict[str, object] = {}
         if self._settings.machine_detection:
             options["machine_detection"] = self._settings.machine_detection
@@ -125,35 +114,35 @@ class TwilioCarrier:
         except TwilioServiceException as exc:  # the RFC 9457 error format of newer APIs
             return classify_rest_error(exc.status, exc.code, exc.detail or exc.title)
         except aiohttp.ClientConnectorError as exc:
-            return Unsent(f"could not connect to the carrier: {exc}")
+            return port.Unsent(f"could not connect to the carrier: {exc}")
         except TimeoutError as exc:
-            return Ambiguous(f"carrier did not answer in time: {exc!r}")
+            return port.Ambiguous(f"carrier did not answer in time: {exc!r}")
         except (aiohttp.ClientError, TwilioException) as exc:
-            return Ambiguous(f"carrier request broke off: {exc!r}")
-        return Placed(call_sid=str(call.sid))
+            return port.Ambiguous(f"carrier request broke off: {exc!r}")
+        return port.Placed(call_sid=str(call.sid))
 
     async def find_calls(
         self, *, to_number: str, from_number: str, since: datetime
-    ) -> list[CarrierCall]:
+    ) -> list[port.CarrierCall]:
         async with asyncio.timeout(self._settings.timeout_seconds):
             # the library formats the datetime as UTC ("...Z") without converting it first
             calls = await self._client.calls.list_async(
                 to=to_number, from_=from_number, start_time_after=since.astimezone(UTC), limit=50
             )
-        return [CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
+        return [port.CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
 
-    async def fetch_call(self, call_sid: str) -> CarrierCall:
+    async def fetch_call(self, call_sid: str) -> port.CarrierCall:
         async with asyncio.timeout(self._settings.timeout_seconds):
             call = await self._client.calls(call_sid).fetch_async()
         return _carrier_call(call)
 
-    async def list_recordings(self, call_sid: str) -> list[CarrierRecording]:
+    async def list_recordings(self, call_sid: str) -> list[port.CarrierRecording]:
         async with asyncio.timeout(self._settings.timeout_seconds):
             recordings = await self._client.calls(call_sid).recordings.list_async(limit=20)
         # Twilio's callback gives https://api.twilio.com/2010-04-01/Accounts/AC…/Recordings/RE…
         base = f"{self._client.api.base_url.rstrip('/')}/2010-04-01/Accounts"
         return [
-            CarrierRecording(
+            port.CarrierRecording(
                 sid=str(r.sid),
                 status=str(r.status),
                 url=f"{base}/{r.account_sid or self._settings.account_sid}/Recordings/{r.sid}",
@@ -165,13 +154,13 @@ class TwilioCarrier:
             for r in recordings
         ]
 
-    async def cancel_call(self, call_sid: str) -> CarrierCall | CancelRefused:
+    async def cancel_call(self, call_sid: str) -> port.CarrierCall | port.CancelRefused:
         try:
             async with asyncio.timeout(self._settings.timeout_seconds):
                 call = await self._client.calls(call_sid).update_async(status="canceled")
         except TwilioRestException as exc:
             if 400 <= exc.status < 500 and exc.status != 429:
-                return CancelRefused(code=exc.code, message=carrier_message(str(exc.msg)))
+                return port.CancelRefused(code=exc.code, message=carrier_message(str(exc.msg)))
             raise
         return _carrier_call(call)
 
@@ -185,9 +174,9 @@ def _seconds(value: object) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _carrier_call(call: CallInstance) -> CarrierCall:
+def _carrier_call(call: CallInstance) -> port.CarrierCall:
     end_time = call.end_time if isinstance(call.end_time, datetime) else None
-    return CarrierCall(
+    return port.CarrierCall(
         sid=str(call.sid),
         status=str(call.status),
         duration_seconds=_seconds(call.duration),

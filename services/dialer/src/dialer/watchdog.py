@@ -21,9 +21,9 @@ import structlog
 from calls_platform.db import Pool
 from prometheus_client import Counter, Gauge
 
-from . import dials, lost_recordings
+from . import carrier_news, lost_recordings, recording_checks
 from .carrier import Carrier
-from .statuses import KNOWN, TERMINAL
+from .statuses import IN_PROGRESS, KNOWN, TERMINAL
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class StaleCallWatchdog:
         """List the recordings of the recorded calls due for it; return how many
         RecordingReported events were appended (a repeat of a callback's is not)."""
         async with self._pool.connection() as conn:
-            due = await dials.recordings_due(conn, limit=self._batch)
+            due = await recording_checks.recordings_due(conn, limit=self._batch)
         appended = 0
         for call in due:
             call_id = str(call.call_id)
@@ -113,7 +113,7 @@ class StaleCallWatchdog:
                     "recordings_not_settled", call_id=call_id, checks=self._recordings_max_checks
                 )
             async with self._pool.connection() as conn:
-                new = await dials.record_recordings(
+                new = await recording_checks.record_recordings(
                     conn,
                     call.call_id,
                     verdict.reports,
@@ -133,6 +133,7 @@ class StaleCallWatchdog:
         )
         params = {
             "terminal": sorted(TERMINAL),
+            "talking": IN_PROGRESS,
             "in_progress": self._in_progress_check,
             "quiet": self._stale_after,
             "batch": self._batch,
@@ -149,7 +150,7 @@ class StaleCallWatchdog:
             cur = await conn.execute(
                 f"SELECT call_id, call_sid, carrier_status FROM dialer.dials WHERE {unfinished}"
                 " AND coalesce(carrier_news_at, finished_at) <= now() - make_interval(secs =>"
-                " CASE WHEN carrier_status = 'in-progress' THEN %(in_progress)s ELSE %(quiet)s END)"
+                " CASE WHEN carrier_status = %(talking)s THEN %(in_progress)s ELSE %(quiet)s END)"
                 " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %(batch)s",
                 params,
             )
@@ -166,7 +167,7 @@ class StaleCallWatchdog:
                 )
                 continue
             async with self._pool.connection() as conn:
-                if not await dials.record_carrier_answer(
+                if not await carrier_news.record_carrier_answer(
                     conn, row["call_id"], found, recording_grace_seconds=self._recording_grace
                 ):
                     continue  # nothing new: checked, and not asked again for a while
