@@ -34,7 +34,6 @@ from .carrier import (
 from .dials import Dial
 from .pacing import TokenBucket
 from .reconcile import Adopt, DialAgain, GiveUp, WaitAndLook, decide
-from .watchdog import StaleCallWatchdog
 
 log = structlog.get_logger(__name__)
 
@@ -71,10 +70,8 @@ class DialLoop:
         ambiguous_safe_delay_seconds: float = 30.0,
         reconcile_after_seconds: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
-        watchdog: StaleCallWatchdog | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._watchdog = watchdog
         # what campaign rules (windows, schedules, retries' delays) are decided against
         self._wall_clock = wall_clock
         self._pool = pool
@@ -205,8 +202,6 @@ class DialLoop:
                 raise asyncio.CancelledError
             try:
                 await self.reconcile_once()
-                if self._watchdog is not None:
-                    await self._watchdog.check_once()
             except psycopg.OperationalError as exc:
                 log.warning("reconcile_database_unavailable", error=str(exc))
             except Exception:

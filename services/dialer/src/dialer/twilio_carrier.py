@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
-from xml.sax.saxutils import quoteattr
 
 import aiohttp
+from calls_platform import twiml
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
@@ -42,14 +42,7 @@ def stream_twiml(stream_url: str, call_id: str, variables: Mapping[str, str]) ->
     the call's variables (a variable named call_id cannot hide the call's own)."""
     parameters = [("call_id", call_id)]
     parameters += [(name, value) for name, value in variables.items() if name != "call_id"]
-    entries = "".join(
-        f"<Parameter name={quoteattr(name)} value={quoteattr(value)}/>"
-        for name, value in parameters
-    )
-    return (
-        f"<Response><Connect><Stream url={quoteattr(stream_url)}>{entries}"
-        "</Stream></Connect></Response>"
-    )
+    return twiml.response(twiml.connect_stream(stream_url, parameters))
 
 
 @dataclass(frozen=True)
