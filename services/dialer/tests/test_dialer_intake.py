@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from calls_platform import eventstore
 from calls_platform.db import Pool
 from dialer import dial_queue
 from dialer.intake import intake_watchdog
@@ -18,6 +19,13 @@ pytestmark = pytest.mark.integration
 
 def taken_in() -> float:
     return REGISTRY.get_sample_value("dials_taken_in_by_watchdog_total") or 0.0
+
+
+async def readable(pool: Pool) -> None:
+    """Wait until what was appended so far can be read: the watchdog reads below the oldest
+    transaction still running in the cluster, which another test's may hold back."""
+    async with pool.connection() as conn:
+        assert await eventstore.wait_readable(conn)
 
 
 async def checkpoint(pool: Pool) -> int | None:
@@ -46,6 +54,7 @@ async def test_a_request_that_never_arrived_is_taken_in_after_the_grace(
         await calls.dial(lost_request.call_id)
 
     clock["now"] = now + timedelta(seconds=61)
+    await readable(pool)  # what an open transaction elsewhere holds back
     await watchdog.check()
     dial = await calls.dial(lost_request.call_id)
     assert (dial["state"], dial["requested_event_id"]) == ("pending", lost.event_id)
@@ -65,5 +74,6 @@ async def test_a_request_of_a_canceled_batch_is_taken_in_canceled(pool: Pool, ca
     watchdog = intake_watchdog(
         pool, grace_seconds=1, clock=lambda: datetime.now(UTC) + timedelta(seconds=5)
     )
+    await readable(pool)  # what an open transaction elsewhere holds back
     await watchdog.check()
     assert (await calls.dial(request.call_id))["state"] == "canceled"
