@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -196,14 +197,19 @@ TWILIO_FORM: Final = {
     "additionalProperties": {"type": "string"},
 }
 
-CALLS: Final = "Calls"
-BATCHES: Final = "Batches"
-CAMPAIGNS: Final = "Campaign rules"
-RECORDINGS: Final = "Recordings"
-SETUP: Final = "Agents and caller ID"
-KEYS: Final = "API keys"
-WEBHOOKS: Final = "Webhooks"
-CARRIER: Final = "Carrier callbacks"
+
+class Tag(StrEnum):
+    """The document's tags, in the order it lists them (TAGS)."""
+
+    CALLS = "Calls"
+    BATCHES = "Batches"
+    CAMPAIGNS = "Campaign rules"
+    RECORDINGS = "Recordings"
+    SETUP = "Agents and caller ID"
+    KEYS = "API keys"
+    WEBHOOKS = "Webhooks"
+    CARRIER = "Carrier callbacks"
+
 
 DELIVERY_QUERY: Final = (
     _query(
@@ -227,7 +233,7 @@ DELIVERY_QUERY: Final = (
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *_tagged(
-        SETUP,
+        Tag.SETUP,
         Operation(
             "post /agents",
             "createAgent",
@@ -259,7 +265,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        BATCHES,
+        Tag.BATCHES,
         Operation(
             "post /calls/batch",
             "placeBatch",
@@ -313,7 +319,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        CAMPAIGNS,
+        Tag.CAMPAIGNS,
         Operation(
             "put /do-not-call/{number}",
             "addDoNotCall",
@@ -370,7 +376,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        CALLS,
+        Tag.CALLS,
         Operation(
             "post /calls",
             "placeCall",
@@ -410,7 +416,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        RECORDINGS,
+        Tag.RECORDINGS,
         Operation(
             "get /calls/{call_id}/recording",
             "getRecording",
@@ -450,7 +456,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        KEYS,
+        Tag.KEYS,
         Operation(
             "post /api-keys",
             "createApiKey",
@@ -479,7 +485,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        WEBHOOKS,
+        Tag.WEBHOOKS,
         Operation(
             "post /webhook-endpoints",
             "createWebhookEndpoint",
@@ -598,7 +604,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         ),
     ),
     *_tagged(
-        CARRIER,
+        Tag.CARRIER,
         Operation(
             "post /webhooks/twilio/status",
             "twilioCallStatus",
@@ -640,22 +646,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
 )
 
 TAGS: Final = (
-    {"name": CALLS, "description": "Place calls and read their history."},
-    {"name": BATCHES, "description": "Campaigns: many calls in one request."},
+    {"name": Tag.CALLS, "description": "Place calls and read their history."},
+    {"name": Tag.BATCHES, "description": "Campaigns: many calls in one request."},
     {
-        "name": CAMPAIGNS,
+        "name": Tag.CAMPAIGNS,
         "description": "Extensions: the do-not-call list and the organization's calling policy.",
     },
-    {"name": RECORDINGS, "description": "Dual-channel call audio (WAV)."},
-    {"name": SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
-    {"name": KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},
+    {"name": Tag.RECORDINGS, "description": "Dual-channel call audio (WAV)."},
+    {"name": Tag.SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
+    {"name": Tag.KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},
     {
-        "name": WEBHOOKS,
+        "name": Tag.WEBHOOKS,
         "description": "Signed, durable webhooks: where to push call and batch events (the "
         "`webhooks` section lists the messages). Scope `webhooks:manage`.",
     },
     {
-        "name": CARRIER,
+        "name": Tag.CARRIER,
         "description": "Called by Twilio, not by clients: form bodies, authenticated by "
         "`X-Twilio-Signature` (configure them in Twilio).",
     },
@@ -835,7 +841,7 @@ def _webhooks() -> dict[str, Any]:
                 "operationId": "webhook_" + event_type.replace(".", "_"),
                 "summary": event_type,
                 "description": WEBHOOK_EVENT_DESCRIPTIONS[event_type],
-                "tags": [WEBHOOKS],
+                "tags": [Tag.WEBHOOKS],
                 "parameters": [dict(h) for h in WEBHOOK_HEADERS],
                 "requestBody": {
                     "required": True,
