@@ -12,6 +12,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -407,27 +408,41 @@ def _webhooks(settings: Settings, *args: str) -> Any:
         raise click.ClickException(str(exc)) from exc
 
 
+Cell = Callable[[dict[str, Any]], str]
+"""How a table shows one cell of a row."""
+
+
+def _webhooks_table(rows: list[dict[str, Any]], as_json: bool, columns: dict[str, Cell]) -> None:
+    """`rows` as JSON, or as a table of `columns` (a heading and how to show a row's cell)."""
+    if as_json:
+        _json(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(cell(row) for cell in columns.values()))
+    Console().print(table)
+
+
+def _enabled(endpoint: dict[str, Any]) -> str:
+    return (
+        "yes" if endpoint["enabled"] else f"no: {endpoint['disabled_reason'] or 'by the customer'}"
+    )
+
+
 @webhooks.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
 def webhooks_list(settings: Settings, as_json: bool) -> None:
     """Every organization's webhook endpoints (never their secrets)."""
-    endpoints = _webhooks(settings, "endpoints")
-    if as_json:
-        _json(endpoints)
-        return
-    table = Table("organization", "endpoint", "url", "events", "enabled", "failing since")
-    for e in endpoints:
-        enabled = "yes" if e["enabled"] else f"no: {e['disabled_reason'] or 'by the customer'}"
-        table.add_row(
-            e["organization_id"],
-            e["id"],
-            e["url"],
-            ", ".join(e["events"]),
-            enabled,
-            e["failing_since"] or "",
-        )
-    Console().print(table)
+    columns: dict[str, Cell] = {
+        "organization": lambda e: e["organization_id"],
+        "endpoint": lambda e: e["id"],
+        "url": lambda e: e["url"],
+        "events": lambda e: ", ".join(e["events"]),
+        "enabled": _enabled,
+        "failing since": lambda e: e["failing_since"] or "",
+    }
+    _webhooks_table(_webhooks(settings, "endpoints"), as_json, columns)
 
 
 @webhooks.command("backlog")
@@ -435,20 +450,14 @@ def webhooks_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def webhooks_backlog(settings: Settings, as_json: bool) -> None:
     """Deliveries not yet delivered or given up, and the oldest one's age, per endpoint."""
-    rows = _webhooks(settings, "backlog")
-    if as_json:
-        _json(rows)
-        return
-    table = Table("organization", "endpoint", "enabled", "pending", "oldest pending (s)")
-    for r in rows:
-        table.add_row(
-            r["organization_id"],
-            r["endpoint_id"],
-            "yes" if r["enabled"] else "no",
-            str(r["pending"]),
-            f"{r['oldest_pending_age_seconds']:.1f}",
-        )
-    Console().print(table)
+    columns: dict[str, Cell] = {
+        "organization": lambda r: r["organization_id"],
+        "endpoint": lambda r: r["endpoint_id"],
+        "enabled": lambda r: "yes" if r["enabled"] else "no",
+        "pending": lambda r: str(r["pending"]),
+        "oldest pending (s)": lambda r: f"{r['oldest_pending_age_seconds']:.1f}",
+    }
+    _webhooks_table(_webhooks(settings, "backlog"), as_json, columns)
 
 
 @webhooks.command("redeliver")
