@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import aio_pika.exceptions
 import click
@@ -298,6 +298,14 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
         asyncio.run(tail_call(settings.database_url, call_id, emit, follow=follow))
 
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def _position_option(flag: str, help: str) -> Callable[[Command], Command]:
+    """An optional event-store position (0 or more)."""
+    return click.option(flag, type=click.IntRange(min=0), default=None, help=help)
+
+
 @cli.command("replay")
 @click.option(
     "--queue",
@@ -305,11 +313,8 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
     type=click.Choice([q.name for q in topology.QUEUES if q.exchange == topology.EVENTS_EXCHANGE]),
     help="The consumer queue to refill (its bindings in the topology pick the event types).",
 )
-@click.option(
-    "--from-position",
-    type=click.IntRange(min=0),
-    default=None,
-    help="First event-store position to replay (inclusive; default 0: everything).",
+@_position_option(
+    "--from-position", "First event-store position to replay (inclusive; default 0: everything)."
 )
 @click.option(
     "--since",
@@ -317,11 +322,8 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
     default=None,
     help="Only events that occurred at or after this time (ISO 8601; UTC if no offset).",
 )
-@click.option(
-    "--to-position",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Last position to replay (inclusive; default: the store's head when reached).",
+@_position_option(
+    "--to-position", "Last position to replay (inclusive; default: the store's head when reached)."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a line.")
 @click.pass_obj
@@ -429,35 +431,45 @@ def _enabled(endpoint: dict[str, Any]) -> str:
     )
 
 
-@webhooks.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_obj
-def webhooks_list(settings: Settings, as_json: bool) -> None:
-    """Every organization's webhook endpoints (never their secrets)."""
-    columns: dict[str, Cell] = {
-        "organization": lambda e: e["organization_id"],
-        "endpoint": lambda e: e["id"],
-        "url": lambda e: e["url"],
-        "events": lambda e: ", ".join(e["events"]),
-        "enabled": _enabled,
-        "failing since": lambda e: e["failing_since"] or "",
-    }
-    _webhooks_table(_webhooks(settings, "endpoints"), as_json, columns)
+ENDPOINT_COLUMNS: Final[dict[str, Cell]] = {
+    "organization": lambda e: e["organization_id"],
+    "endpoint": lambda e: e["id"],
+    "url": lambda e: e["url"],
+    "events": lambda e: ", ".join(e["events"]),
+    "enabled": _enabled,
+    "failing since": lambda e: e["failing_since"] or "",
+}
+BACKLOG_COLUMNS: Final[dict[str, Cell]] = {
+    "organization": lambda r: r["organization_id"],
+    "endpoint": lambda r: r["endpoint_id"],
+    "enabled": lambda r: "yes" if r["enabled"] else "no",
+    "pending": lambda r: str(r["pending"]),
+    "oldest pending (s)": lambda r: f"{r['oldest_pending_age_seconds']:.1f}",
+}
 
 
-@webhooks.command("backlog")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_obj
-def webhooks_backlog(settings: Settings, as_json: bool) -> None:
-    """Deliveries not yet delivered or given up, and the oldest one's age, per endpoint."""
-    columns: dict[str, Cell] = {
-        "organization": lambda r: r["organization_id"],
-        "endpoint": lambda r: r["endpoint_id"],
-        "enabled": lambda r: "yes" if r["enabled"] else "no",
-        "pending": lambda r: str(r["pending"]),
-        "oldest pending (s)": lambda r: f"{r['oldest_pending_age_seconds']:.1f}",
-    }
-    _webhooks_table(_webhooks(settings, "backlog"), as_json, columns)
+def _webhooks_listing(name: str, admin: str, help: str, columns: dict[str, Cell]) -> None:
+    """`callsctl webhooks <name> [--json]`: the admin command `admin`'s rows."""
+
+    @webhooks.command(name, help=help)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.pass_obj
+    def listing(settings: Settings, as_json: bool) -> None:
+        _webhooks_table(_webhooks(settings, admin), as_json, columns)
+
+
+_webhooks_listing(
+    "list",
+    "endpoints",
+    "Every organization's webhook endpoints (never their secrets).",
+    ENDPOINT_COLUMNS,
+)
+_webhooks_listing(
+    "backlog",
+    "backlog",
+    "Deliveries not yet delivered or given up, and the oldest one's age, per endpoint.",
+    BACKLOG_COLUMNS,
+)
 
 
 @webhooks.command("redeliver")
