@@ -137,9 +137,7 @@ async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> Asyn
         call_log_main.create_app(
             CallLogSettings(
                 database_url=database_url,
-                host="127.0.0.1",
                 port=0,
-                json_logs=False,
                 log_level="WARNING",
                 migrate_on_start=False,
                 read_your_writes_seconds=5.0,
