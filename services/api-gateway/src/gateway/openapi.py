@@ -600,7 +600,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             errors=_write(404, 502),
             description="Re-reads the event store from the start and queues every message of the "
             "endpoint's types whose event happened since `since`: one the endpoint never got is "
-            "queued, one it got is sent again (same message id). `batch.completed` is not replayed.",
+            "queued, one it got is sent again (same message id). `batch.completed` is not "
+            "replayed.",
         ),
     ),
     *_tagged(
