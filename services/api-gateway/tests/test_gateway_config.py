@@ -14,15 +14,11 @@ if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
 
 def test_settings_from_env_strip_trailing_slashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The public URL prefixes request paths when webhook signatures are checked."""
-    environment = {
-        "PUBLIC_BASE_URL": "https://calls.example.com/",
-        "CALL_LOG_URL": "http://call-log:8081/",
-        "RECORDINGS_URL": "http://recordings:8083/",
-        "MAX_BATCH_SIZE": "7",
-        "MIGRATE_ON_START": "false",
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://calls.example.com/")
+    monkeypatch.setenv("CALL_LOG_URL", "http://call-log:8081/")
+    monkeypatch.setenv("RECORDINGS_URL", "http://recordings:8083/")
+    monkeypatch.setenv("MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("MIGRATE_ON_START", "false")
     settings = Settings.from_env()
     assert settings.public_base_url == "https://calls.example.com"
     assert settings.call_log_url == "http://call-log:8081"
