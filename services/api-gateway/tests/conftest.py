@@ -8,6 +8,8 @@ import this file (pytest's importlib mode), so they reach everything through the
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import secrets
 import socket
@@ -41,6 +43,19 @@ MAX_BODY_BYTES = 16 * 1024
 _numbers = itertools.count(2_025_550_000)
 
 
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """A gateway with `settings`, on an ephemeral port, while the block runs."""
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(settings), host="127.0.0.1", port=0)
+    )
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 @dataclass(frozen=True)
 class Gateway:
     """The running gateway, its settings, and direct access to its event store."""
@@ -53,6 +68,12 @@ class Gateway:
     def number() -> str:
         """A valid E.164 number not used before in this session (agent numbers are unique)."""
         return f"+1{next(_numbers)}"
+
+    def another(
+        self, **changes: Any
+    ) -> contextlib.AbstractAsyncContextManager[TestClient[Any, Any]]:
+        """A second gateway on the same database, with `changes` to its settings."""
+        return serve(dataclasses.replace(self.settings, **changes))
 
     def token(self, org: str, subject: str = "tester") -> str:
         return issue_token(
@@ -116,9 +137,7 @@ async def gateway(database_factory: Callable[[str], str], amqp_url: str) -> Asyn
         call_log_main.create_app(
             CallLogSettings(
                 database_url=database_url,
-                host="127.0.0.1",
                 port=0,
-                json_logs=False,
                 log_level="WARNING",
                 migrate_on_start=False,
                 read_your_writes_seconds=5.0,

@@ -3,7 +3,6 @@ requests are rate limited per organization and per key."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -13,8 +12,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from gateway.__main__ import create_app
+from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
@@ -223,21 +221,13 @@ def test_operators_create_keys_from_the_command_line(gateway: Gateway, org: str)
 @pytest.fixture
 async def strict(gateway: Gateway) -> AsyncIterator[TestClient[Any, Any]]:
     """A second gateway on the same database with tiny write limits."""
-    settings = dataclasses.replace(
-        gateway.settings,
+    async with gateway.another(
         rate_limit_org_per_second=0.5,
         rate_limit_org_burst=5,
         rate_limit_key_per_second=0.5,
         rate_limit_key_burst=2,
-    )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings), host="127.0.0.1", port=0)
-    )
-    await client.start_server()
-    try:
+    ) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def post_agent(client: TestClient[Any, Any], headers: dict[str, str], n: str) -> Any:

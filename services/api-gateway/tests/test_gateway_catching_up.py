@@ -4,7 +4,6 @@ for something that may exist, and nothing is appended."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from gateway.__main__ import create_app
 from gateway.schemas import Error
 
 if TYPE_CHECKING:
@@ -37,17 +35,10 @@ async def behind_call_log(gateway: Gateway) -> AsyncIterator[TestClient[Any, Any
     fake.router.add_get("/{tail:.*}", _behind)
     call_log = TestServer(fake, host="127.0.0.1", port=0)
     await call_log.start_server()
-    settings = dataclasses.replace(
-        gateway.settings, call_log_url=str(call_log.make_url("")).rstrip("/")
-    )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings), host="127.0.0.1", port=0)
-    )
-    await client.start_server()
     try:
-        yield client
+        async with gateway.another(call_log_url=str(call_log.make_url("")).rstrip("/")) as client:
+            yield client
     finally:
-        await client.close()
         await call_log.close()
 
 

@@ -3,15 +3,13 @@ as a plain regression test: the answers are now documented 4xx/502s, never 500s.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from gateway.__main__ import create_app
+from aiohttp.test_utils import TestClient
 from gateway.schemas import Error
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
@@ -107,17 +105,12 @@ async def without_call_log(gateway: Gateway) -> AsyncIterator[TestClient[Any, An
     """A second gateway whose call log address refuses connections."""
     refusing = socket.socket()
     refusing.bind(("127.0.0.1", 0))
-    settings = dataclasses.replace(
-        gateway.settings, call_log_url=f"http://127.0.0.1:{refusing.getsockname()[1]}"
-    )
-    client: TestClient[Any, Any] = TestClient(
-        TestServer(create_app(settings), host="127.0.0.1", port=0)
-    )
-    await client.start_server()
     try:
-        yield client
+        async with gateway.another(
+            call_log_url=f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        ) as client:
+            yield client
     finally:
-        await client.close()
         refusing.close()
 
 

@@ -27,18 +27,23 @@ def api_database(database_factory: Callable[[str], str]) -> str:
     return database_factory("calllog_api")
 
 
+def serve(
+    database_url: str, *, migrate_on_start: bool = False, read_your_writes_seconds: float
+) -> Client:
+    """The call log's API on `database_url`, on an ephemeral port (use it with `async with`)."""
+    settings = Settings(
+        database_url=database_url,
+        port=0,
+        log_level="WARNING",
+        migrate_on_start=migrate_on_start,
+        read_your_writes_seconds=read_your_writes_seconds,
+    )
+    return TestClient(TestServer(create_app(settings)))
+
+
 @pytest.fixture(scope="module")
 async def client(api_database: str) -> AsyncIterator[Client]:
-    settings = Settings(
-        database_url=api_database,
-        host="127.0.0.1",
-        port=0,
-        json_logs=False,
-        log_level="WARNING",
-        migrate_on_start=True,
-        read_your_writes_seconds=5,
-    )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with serve(api_database, migrate_on_start=True, read_your_writes_seconds=5) as client:
         yield client
 
 
@@ -101,16 +106,7 @@ async def test_a_read_waits_until_the_projector_has_caught_up(
 async def test_a_row_missing_while_the_projection_is_behind_is_a_retry_not_a_404(
     api_database: str, store: Pool, org: str
 ) -> None:
-    settings = Settings(
-        database_url=api_database,
-        host="127.0.0.1",
-        port=0,
-        json_logs=False,
-        log_level="WARNING",
-        migrate_on_start=False,
-        read_your_writes_seconds=0.2,
-    )
-    async with TestClient(TestServer(create_app(settings))) as impatient:
+    async with serve(api_database, read_your_writes_seconds=0.2) as impatient:
         async with store.connection() as blocker, blocker.transaction():
             await blocker.execute("SELECT 1 FROM call_log.checkpoints FOR UPDATE")
             call_id = await request_call(store, org)

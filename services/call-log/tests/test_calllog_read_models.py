@@ -8,35 +8,12 @@ from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
+import calls_events as ev
 import pytest
 from call_log import queries
 from call_log.__main__ import migrate
 from call_log.projector import CHECKPOINT, Projector, apply_events, projected_and_head, rebuild
-from calls_events import (
-    BatchCancelRequested,
-    BatchPaused,
-    BatchRequested,
-    BatchResumed,
-    CallCanceled,
-    CallExpired,
-    CallFailed,
-    CallInitiated,
-    CallRequested,
-    CallRetryScheduled,
-    CallScheduled,
-    CallSkipped,
-    CallStatusReported,
-    CarrierStatus,
-    ConversationReported,
-    Envelope,
-    Event,
-    InboundCallReceived,
-    RecordingDeleted,
-    RecordingReported,
-    RecordingStored,
-    UnknownEventType,
-    call_stream,
-)
+from calls_events import CarrierStatus, Envelope, Event, UnknownEventType, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
 from calls_platform.migrate import migrate_event_store
@@ -75,7 +52,7 @@ class Calls:
         from_number: str = "+15559870002",
         **fields: Any,
     ) -> Envelope:
-        event = CallRequested(
+        event = ev.CallRequested(
             call_id=call_id,
             to_number=to_number,
             from_number=from_number,
@@ -85,7 +62,7 @@ class Calls:
         return self._wrap(event, call_stream(call_id), minutes)
 
     def initiated(self, call_id: uuid.UUID, minutes: float) -> Envelope:
-        event = CallInitiated(call_id=call_id, call_sid=sid(call_id))
+        event = ev.CallInitiated(call_id=call_id, call_sid=sid(call_id))
         return self._wrap(event, call_stream(call_id), minutes)
 
     def report(
@@ -97,7 +74,7 @@ class Calls:
         duration: int | None = None,
         answered_by: str | None = None,
     ) -> Envelope:
-        event = CallStatusReported(
+        event = ev.CallStatusReported(
             call_id=call_id,
             call_sid=sid(call_id),
             carrier_status=status,
@@ -108,15 +85,15 @@ class Calls:
         return self._wrap(event, call_stream(call_id), minutes)
 
     def failed(self, call_id: uuid.UUID, minutes: float, code: int | None = None) -> Envelope:
-        event = CallFailed(call_id=call_id, error_code=code, error_message="carrier refused")
+        event = ev.CallFailed(call_id=call_id, error_code=code, error_message="carrier refused")
         return self._wrap(event, call_stream(call_id), minutes)
 
     def canceled(self, call_id: uuid.UUID, minutes: float) -> Envelope:
-        event = CallCanceled(call_id=call_id, reason="batch canceled")
+        event = ev.CallCanceled(call_id=call_id, reason="batch canceled")
         return self._wrap(event, call_stream(call_id), minutes)
 
     def batch(self, batch_id: str, total: int, minutes: float = 0) -> Envelope:
-        event = BatchRequested(
+        event = ev.BatchRequested(
             batch_id=batch_id,
             total=total,
             from_number="+15559870002",
@@ -126,7 +103,7 @@ class Calls:
         return self._wrap(event, batch_id, minutes)
 
     def batch_canceled(self, batch_id: str, minutes: float) -> Envelope:
-        event = BatchCancelRequested(batch_id=batch_id, requested_by="key_1")
+        event = ev.BatchCancelRequested(batch_id=batch_id, requested_by="key_1")
         return self._wrap(event, batch_id, minutes)
 
 
@@ -253,7 +230,7 @@ async def test_projector_shows_a_recording_only_once_it_is_stored(
         calls.initiated(call_id, 1),
         calls.report(call_id, "completed", 2, duration=60),
         wrap(
-            RecordingReported(
+            ev.RecordingReported(
                 call_id=call_id,
                 call_sid=sid(call_id),
                 recording_sid=recording_sid,
@@ -270,7 +247,7 @@ async def test_projector_shows_a_recording_only_once_it_is_stored(
 
     await db.append(
         wrap(
-            RecordingStored(
+            ev.RecordingStored(
                 call_id=call_id,
                 call_sid=sid(call_id),
                 recording_sid=recording_sid,
@@ -288,7 +265,7 @@ async def test_projector_shows_a_recording_only_once_it_is_stored(
     assert (row["status"], row["outcome"]) == ("completed", "completed")
 
     await db.append(
-        wrap(RecordingDeleted(call_id=call_id, recording_sid=recording_sid, requested_by="u"), 5)
+        wrap(ev.RecordingDeleted(call_id=call_id, recording_sid=recording_sid, requested_by="u"), 5)
     )
     await db.project()
     [row] = (await db.rows())["calls"]
@@ -437,7 +414,7 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
     history.append(
         [
             calls._wrap(
-                InboundCallReceived(
+                ev.InboundCallReceived(
                     call_id=inbound,
                     call_sid=sid(inbound),
                     from_number="+15551239999",
@@ -451,7 +428,7 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
             ),
             calls.report(inbound, "completed", 10, duration=12),
             calls._wrap(
-                ConversationReported(
+                ev.ConversationReported(
                     call_id=inbound,
                     transcript=[{"role": "agent", "content": "Hi"}],
                     provider_usage={"openai": {"type": "llm", "model": "gpt-4o"}},
@@ -460,7 +437,7 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
                 call_stream(inbound),
                 10,
             ),
-            calls._wrap(ConversationReported(call_id=done), call_stream(done), 10),  # empty
+            calls._wrap(ev.ConversationReported(call_id=done), call_stream(done), 10),  # empty
         ]
     )
     for events in history:
@@ -998,7 +975,7 @@ async def test_a_skipped_call_failed_with_outcome_do_not_call(
     call_id = uuid.uuid4()
     await shared_db.append(
         calls.requested(call_id),
-        wrap(calls, CallSkipped(call_id=call_id, reason="do_not_call"), call_stream(call_id), 1),
+        wrap(calls, ev.CallSkipped(call_id=call_id, reason="do_not_call"), call_stream(call_id), 1),
     )
     await shared_db.project()
     call = await detail(shared_db, calls, call_id)
@@ -1015,7 +992,7 @@ async def test_a_call_put_off_shows_until_when_then_expires_with_outcome_expired
         calls.requested(call_id),
         wrap(
             calls,
-            CallScheduled(call_id=call_id, not_before=later, reason="window"),
+            ev.CallScheduled(call_id=call_id, not_before=later, reason="window"),
             call_stream(call_id),
             1,
         ),
@@ -1024,7 +1001,7 @@ async def test_a_call_put_off_shows_until_when_then_expires_with_outcome_expired
     call = await detail(shared_db, calls, call_id)
     assert (call["status"], call["not_before"]) == ("queued", later.isoformat())
     await shared_db.append(
-        wrap(calls, CallExpired(call_id=call_id, end_at=later), call_stream(call_id), 120)
+        wrap(calls, ev.CallExpired(call_id=call_id, end_at=later), call_stream(call_id), 120)
     )
     await shared_db.project()
     call = await detail(shared_db, calls, call_id)
@@ -1047,7 +1024,7 @@ async def test_a_batch_shows_each_recipients_latest_attempt_and_how_many_there_w
         calls.report(first, "busy", 2),
         wrap(
             calls,
-            CallRetryScheduled(
+            ev.CallRetryScheduled(
                 call_id=first, retry_call_id=retry, attempt=2, not_before=at(3), because="busy"
             ),
             call_stream(first),
@@ -1087,7 +1064,7 @@ async def test_a_paused_batch_says_so_until_resumed(
     await shared_db.append(
         calls.batch(batch_id, 1),
         calls.requested(call_id, batch_id=batch_id, batch_index=0),
-        wrap(calls, BatchPaused(batch_id=batch_id, requested_by="k"), batch_id, 1),
+        wrap(calls, ev.BatchPaused(batch_id=batch_id, requested_by="k"), batch_id, 1),
     )
     await shared_db.project()
     async with shared_db.pool.connection() as conn:
@@ -1095,7 +1072,7 @@ async def test_a_paused_batch_says_so_until_resumed(
     assert batch is not None
     assert (batch["paused"], batch["status"]) == (True, "queued")
     await shared_db.append(
-        wrap(calls, BatchResumed(batch_id=batch_id, requested_by="k"), batch_id, 2)
+        wrap(calls, ev.BatchResumed(batch_id=batch_id, requested_by="k"), batch_id, 2)
     )
     await shared_db.project()
     async with shared_db.pool.connection() as conn:

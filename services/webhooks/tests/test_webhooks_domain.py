@@ -6,20 +6,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from calls_events import (
-    BatchCancelRequested,
-    BatchRequested,
-    CallFailed,
-    CallInitiated,
-    CallRequested,
-    CallStatusReported,
-    Envelope,
-    Event,
-    RecordingStored,
-    call_stream,
-)
+import calls_events as ev
+from calls_events import Envelope, Event, call_stream
 from webhooks.domain import (
+    Decision,
     RetryPolicy,
     StreamState,
     backoff_seconds,
@@ -44,8 +36,8 @@ def stored(event: Event, position: int, stream: str | None = None) -> Envelope:
     ).model_copy(update={"position": position, "stream_version": position})
 
 
-def status(carrier_status: str, seq: int) -> CallStatusReported:
-    return CallStatusReported(
+def status(carrier_status: str, seq: int) -> ev.CallStatusReported:
+    return ev.CallStatusReported(
         call_id=CALL,
         call_sid="CA" + "0" * 32,
         carrier_status=carrier_status,
@@ -54,8 +46,8 @@ def status(carrier_status: str, seq: int) -> CallStatusReported:
     )
 
 
-def requested(batch_id: str | None = None) -> CallRequested:
-    return CallRequested(
+def requested(batch_id: str | None = None) -> ev.CallRequested:
+    return ev.CallRequested(
         call_id=CALL,
         to_number="+14155550100",
         from_number="+14155550199",
@@ -74,16 +66,21 @@ def fold(events: list[Event]) -> tuple[StreamState, list[str]]:
     return state, types
 
 
+def first_retry(**options: Any) -> Decision:
+    """The decision after a first attempt, just made (at T0), that may be retried."""
+    return decide(POLICY, outcome="retryable", attempts=1, first_attempt_at=T0, now=T0, **options)
+
+
 def test_a_call_s_life_becomes_its_messages_in_order() -> None:
     state, types = fold(
         [
             requested(),
-            CallInitiated(call_id=CALL, call_sid="CA" + "0" * 32),
+            ev.CallInitiated(call_id=CALL, call_sid="CA" + "0" * 32),
             status("initiated", 1),
             status("ringing", 2),
             status("in-progress", 3),
             status("completed", 4),
-            RecordingStored(
+            ev.RecordingStored(
                 call_id=CALL,
                 call_sid="CA" + "0" * 32,
                 recording_sid="RE" + "0" * 32,
@@ -110,7 +107,7 @@ def test_a_status_reported_twice_is_one_message() -> None:
 
 def test_a_call_ends_once_whether_it_failed_or_ended() -> None:
     _, types = fold(
-        [requested(), CallFailed(call_id=CALL, error_message="invalid"), status("failed", 9)]
+        [requested(), ev.CallFailed(call_id=CALL, error_message="invalid"), status("failed", 9)]
     )
     assert types == ["call.queued", "call.failed"]
 
@@ -135,11 +132,13 @@ def test_the_end_of_a_batch_call_counts_towards_the_batch() -> None:
 
 
 def test_batch_events() -> None:
-    accepted = BatchRequested(batch_id=BATCH, total=2, from_number="+14155550199", requested_by="u")
+    accepted = ev.BatchRequested(
+        batch_id=BATCH, total=2, from_number="+14155550199", requested_by="u"
+    )
     t = translate(StreamState(), stored(accepted, 1, stream=BATCH))
     assert t.batch_total == (BATCH, 2)
     assert t.messages == ()
-    cancel = BatchCancelRequested(batch_id=BATCH, requested_by="u")
+    cancel = ev.BatchCancelRequested(batch_id=BATCH, requested_by="u")
     t = translate(t.state, stored(cancel, 2, stream=BATCH))
     assert [m.type for m in t.messages] == ["batch.canceled"]
     assert not is_batch_complete(None, 5)
@@ -178,15 +177,7 @@ def test_a_retry_is_scheduled_by_the_injected_clock() -> None:
 
 
 def test_retry_after_is_honoured() -> None:
-    decision = decide(
-        POLICY,
-        outcome="retryable",
-        attempts=1,
-        first_attempt_at=T0,
-        now=T0,
-        retry_after_seconds=600,
-        rand=lambda: 1.0,
-    )
+    decision = first_retry(retry_after_seconds=600, rand=lambda: 1.0)
     assert decision.retry_at == T0 + timedelta(seconds=600)
     assert parse_retry_after("120", T0) == 120
     assert parse_retry_after("Sun, 01 Mar 2026 12:10:00 GMT", T0) == 600
@@ -236,12 +227,5 @@ def test_choose_keeps_each_endpoint_within_its_slots() -> None:
 
 
 def test_a_huge_retry_after_waits_until_the_deadline_at_most() -> None:
-    decision = decide(
-        POLICY,
-        outcome="retryable",
-        attempts=1,
-        first_attempt_at=T0,
-        now=T0,
-        retry_after_seconds=parse_retry_after("9" * 30, T0),
-    )
+    decision = first_retry(retry_after_seconds=parse_retry_after("9" * 30, T0))
     assert decision.retry_at == T0 + timedelta(days=1)

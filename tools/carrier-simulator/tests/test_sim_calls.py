@@ -38,12 +38,8 @@ async def test_call_plays_out_with_signed_ordered_callbacks(
 
     completed = await receiver.wait_status(call.sid, "completed")
     callbacks = receiver.for_call(call.sid)
-    assert [r["CallStatus"] for r in callbacks] == [
-        "initiated",
-        "ringing",
-        "in-progress",
-        "completed",
-    ]
+    statuses = [r["CallStatus"] for r in callbacks]
+    assert statuses == ["initiated", "ringing", "in-progress", "completed"]
     assert [int(r["SequenceNumber"]) for r in callbacks] == [0, 1, 2, 3]
     for request in callbacks:
         assert request.method == "POST"

@@ -17,7 +17,8 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -146,11 +147,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class Operation:
-    method: str
-    path: str
+    """One operation: `route` is its method and path (`"get /calls/{call_id}"`)."""
+
+    route: str
     operation_id: str
     summary: str
-    tag: str
     replies: tuple[Reply, ...]
     errors: tuple[int, ...] = ()
     body: type[BaseModel] | None = None
@@ -158,6 +159,19 @@ class Operation:
     parameters: tuple[Mapping[str, Any], ...] = ()
     security: Security = "client"
     description: str = ""
+    tag: str = ""
+
+    @property
+    def method(self) -> str:
+        return self.route.split(" ", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.route.split(" ", 1)[1]
+
+
+def _tagged(tag: str, *operations: Operation) -> tuple[Operation, ...]:
+    return tuple(replace(op, tag=tag) for op in operations)
 
 
 def _write(*errors: int) -> tuple[int, ...]:
@@ -183,14 +197,19 @@ TWILIO_FORM: Final = {
     "additionalProperties": {"type": "string"},
 }
 
-CALLS: Final = "Calls"
-BATCHES: Final = "Batches"
-CAMPAIGNS: Final = "Campaign rules"
-RECORDINGS: Final = "Recordings"
-SETUP: Final = "Agents and caller ID"
-KEYS: Final = "API keys"
-WEBHOOKS: Final = "Webhooks"
-CARRIER: Final = "Carrier callbacks"
+
+class Tag(StrEnum):
+    """The document's tags, in the order it lists them (TAGS)."""
+
+    CALLS = "Calls"
+    BATCHES = "Batches"
+    CAMPAIGNS = "Campaign rules"
+    RECORDINGS = "Recordings"
+    SETUP = "Agents and caller ID"
+    KEYS = "API keys"
+    WEBHOOKS = "Webhooks"
+    CARRIER = "Carrier callbacks"
+
 
 DELIVERY_QUERY: Final = (
     _query(
@@ -213,484 +232,437 @@ DELIVERY_QUERY: Final = (
 )
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
-    Operation(
-        "post",
-        "/agents",
-        "createAgent",
-        "Create an agent",
-        SETUP,
-        body=models.CreateAgent,
-        replies=(Reply(201, "The agent.", schemas.Agent),),
-        errors=_write(409),
-        description="A phone number belongs to one agent: a number already assigned is `409`.",
+    *_tagged(
+        Tag.SETUP,
+        Operation(
+            "post /agents",
+            "createAgent",
+            "Create an agent",
+            body=models.CreateAgent,
+            replies=(Reply(201, "The agent.", schemas.Agent),),
+            errors=_write(409),
+            description="A phone number belongs to one agent: a number already assigned is `409`.",
+        ),
+        Operation(
+            "get /agents",
+            "listAgents",
+            "List the organization's agents",
+            replies=(Reply(200, "Every agent, oldest first.", schemas.AgentList),),
+        ),
+        Operation(
+            "put /sip-config",
+            "putSipConfig",
+            "Set the default caller ID",
+            body=models.SipConfig,
+            replies=(Reply(200, "The configuration now in force.", schemas.SipConfigView),),
+            errors=_write(),
+        ),
+        Operation(
+            "get /sip-config",
+            "getSipConfig",
+            "Read the default caller ID",
+            replies=(Reply(200, "The configuration.", schemas.SipConfigView),),
+        ),
     ),
-    Operation(
-        "get",
-        "/agents",
-        "listAgents",
-        "List the organization's agents",
-        SETUP,
-        replies=(Reply(200, "Every agent, oldest first.", schemas.AgentList),),
+    *_tagged(
+        Tag.BATCHES,
+        Operation(
+            "post /calls/batch",
+            "placeBatch",
+            "Queue a batch of calls",
+            body=models.PlaceBatch,
+            parameters=(IDEMPOTENCY_KEY,),
+            replies=(Reply(202, "Every call is durably queued.", schemas.BatchAccepted),),
+            errors=_write(),
+            description="Up to `MAX_BATCH_SIZE` (10,000) numbers; a number listed twice is dialed "
+            "once. Caller ID, agent and recording are resolved once for the whole batch, as for a "
+            "single call.",
+        ),
+        Operation(
+            "get /calls/batch/{batch_id}",
+            "getBatch",
+            "A batch's progress",
+            replies=(Reply(200, "The batch and its calls.", schemas.Batch),),
+            errors=(404, 502, 503),
+        ),
+        Operation(
+            "post /calls/batch/{batch_id}/cancel",
+            "cancelBatch",
+            "Cancel a batch",
+            replies=(
+                Reply(
+                    202,
+                    "Calls not yet answered will end with outcome `canceled`.",
+                    schemas.BatchCanceled,
+                ),
+            ),
+            errors=(404, 409, 429, 502, 503),
+            description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
+            "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "
+            "not cut off. A batch whose every call has ended is `409`; asking twice is harmless.",
+        ),
+        Operation(
+            "post /calls/batch/{batch_id}/pause",
+            "pauseBatch",
+            "Pause a batch (extension)",
+            replies=(Reply(202, "Nothing more is dialed until resumed.", schemas.BatchPauseState),),
+            errors=(404, 409, 429, 502, 503),
+            description="Calls already placed ring on; calls not yet dialed wait. Pausing a "
+            "paused batch changes nothing. A canceled or finished batch is `409`.",
+        ),
+        Operation(
+            "post /calls/batch/{batch_id}/resume",
+            "resumeBatch",
+            "Resume a paused batch (extension)",
+            replies=(Reply(202, "Dialing continues.", schemas.BatchPauseState),),
+            errors=(404, 409, 429, 502, 503),
+        ),
     ),
-    Operation(
-        "put",
-        "/sip-config",
-        "putSipConfig",
-        "Set the default caller ID",
-        SETUP,
-        body=models.SipConfig,
-        replies=(Reply(200, "The configuration now in force.", schemas.SipConfigView),),
-        errors=_write(),
+    *_tagged(
+        Tag.CAMPAIGNS,
+        Operation(
+            "put /do-not-call/{number}",
+            "addDoNotCall",
+            "Put a number on the do-not-call list (extension)",
+            body=campaign_models.DoNotCallBody,
+            replies=(
+                Reply(201, "Listed.", schemas.DoNotCallEntry),
+                Reply(200, "Already listed: nothing changed.", schemas.DoNotCallEntry),
+            ),
+            errors=_write(404),
+            description="The body is optional. A number that is not E.164 is `404`. A listed "
+            "number is never dialed, even by calls "
+            "accepted before it was listed: their calls end `failed` with outcome `do_not_call`.",
+        ),
+        Operation(
+            "delete /do-not-call/{number}",
+            "removeDoNotCall",
+            "Take a number off the do-not-call list (extension)",
+            replies=(Reply(204, "Removed."),),
+            errors=(404, 429),
+        ),
+        Operation(
+            "get /do-not-call",
+            "listDoNotCall",
+            "The do-not-call list (extension)",
+            parameters=(
+                _query("page", "1-based", {"type": "integer", "minimum": 1, "default": 1}),
+                _query(
+                    "page_size",
+                    "at most 500",
+                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                ),
+            ),
+            replies=(Reply(200, "One page of listed numbers.", schemas.DoNotCallPage),),
+            errors=(422,),
+        ),
+        Operation(
+            "put /calling-policy",
+            "putCallingPolicy",
+            "Set the organization's calling policy (extension)",
+            body=campaign_models.CallingPolicyBody,
+            replies=(Reply(200, "The policy now in force.", schemas.CallingPolicy),),
+            errors=_write(),
+            description="`window` applies to calls accepted from now on that set no window "
+            "(copied into each call when it is accepted); `max_concurrency` and "
+            "`daily_cap_per_number` apply at dial time to every call of the organization. A field "
+            "left out is no rule.",
+        ),
+        Operation(
+            "get /calling-policy",
+            "getCallingPolicy",
+            "Read the organization's calling policy (extension)",
+            replies=(Reply(200, "The policy.", schemas.CallingPolicy),),
+        ),
     ),
-    Operation(
-        "get",
-        "/sip-config",
-        "getSipConfig",
-        "Read the default caller ID",
-        SETUP,
-        replies=(Reply(200, "The configuration.", schemas.SipConfigView),),
+    *_tagged(
+        Tag.CALLS,
+        Operation(
+            "post /calls",
+            "placeCall",
+            "Place an outbound call",
+            body=models.PlaceCall,
+            parameters=(IDEMPOTENCY_KEY,),
+            replies=(Reply(202, "The call is durably queued.", schemas.CallAccepted),),
+            errors=_write(),
+            description="Caller ID: an explicit `from_number`, else the agent's number, else the "
+            "organization's default (`422` naming `from_number` if none resolves). An `agent_id` "
+            "that is unknown or another organization's is `422` naming `agent_id`.",
+        ),
+        Operation(
+            "get /calls",
+            "listCalls",
+            "List calls, newest first",
+            replies=(Reply(200, "One page of calls.", schemas.CallPage),),
+            errors=(422, 502),
+        ),
+        Operation(
+            "get /calls/{call_id}",
+            "getCall",
+            "A call with its outcome and transcript",
+            replies=(Reply(200, "The call.", schemas.Call),),
+            errors=(404, 502, 503),
+        ),
+        Operation(
+            "post /calls/{call_id}/conversation",
+            "reportConversation",
+            "Report a call's conversation (voice-agent runtime)",
+            body=models.ReportConversation,
+            replies=(Reply(202, "Recorded.", schemas.ConversationRecorded),),
+            errors=_write(404),
+            description="An identical report sent twice is stored once; a different later report "
+            "replaces the earlier one. `ended_by: caller` makes a completed call's outcome "
+            "`caller_hangup`.",
+        ),
     ),
-    Operation(
-        "post",
-        "/calls/batch",
-        "placeBatch",
-        "Queue a batch of calls",
-        BATCHES,
-        body=models.PlaceBatch,
-        parameters=(IDEMPOTENCY_KEY,),
-        replies=(Reply(202, "Every call is durably queued.", schemas.BatchAccepted),),
-        errors=_write(),
-        description="Up to `MAX_BATCH_SIZE` (10,000) numbers; a number listed twice is dialed "
-        "once. Caller ID, agent and recording are resolved once for the whole batch, as for a "
-        "single call.",
+    *_tagged(
+        Tag.RECORDINGS,
+        Operation(
+            "get /calls/{call_id}/recording",
+            "getRecording",
+            "Download a call's recording",
+            parameters=(RANGE,),
+            replies=(
+                Reply(200, "The whole WAV, streamed.", content=WAV, headers=AUDIO_HEADERS),
+                Reply(
+                    206,
+                    "The requested range.",
+                    content=WAV,
+                    headers={
+                        **AUDIO_HEADERS,
+                        "Content-Range": _header("`bytes <first>-<last>/<size>`"),
+                    },
+                ),
+            ),
+            errors=(404, 416, 502),
+        ),
+        Operation(
+            "head /calls/{call_id}/recording",
+            "headRecording",
+            "A recording's size and type",
+            parameters=(RANGE,),
+            replies=(
+                Reply(200, "As GET, without the body.", headers=AUDIO_HEADERS),
+                Reply(206, "As GET, without the body.", headers=AUDIO_HEADERS),
+            ),
+            errors=(404, 416, 502),
+        ),
+        Operation(
+            "delete /calls/{call_id}/recording",
+            "deleteRecording",
+            "Delete a call's recording",
+            replies=(Reply(204, "Deleted for good; the call's `recording_url` becomes null."),),
+            errors=(404, 429, 502),
+        ),
     ),
-    Operation(
-        "get",
-        "/calls/batch/{batch_id}",
-        "getBatch",
-        "A batch's progress",
-        BATCHES,
-        replies=(Reply(200, "The batch and its calls.", schemas.Batch),),
-        errors=(404, 502, 503),
-    ),
-    Operation(
-        "post",
-        "/calls/batch/{batch_id}/cancel",
-        "cancelBatch",
-        "Cancel a batch",
-        BATCHES,
-        replies=(
-            Reply(
-                202,
-                "Calls not yet answered will end with outcome `canceled`.",
-                schemas.BatchCanceled,
+    *_tagged(
+        Tag.KEYS,
+        Operation(
+            "post /api-keys",
+            "createApiKey",
+            "Create an API key",
+            body=models.CreateApiKey,
+            security="jwt",
+            replies=(Reply(201, "The key, shown this once.", schemas.ApiKeyCreated),),
+            errors=_write(),
+        ),
+        Operation(
+            "get /api-keys",
+            "listApiKeys",
+            "List the organization's API keys",
+            security="jwt",
+            replies=(
+                Reply(200, "Keys not revoked (never the keys themselves).", schemas.ApiKeyList),
             ),
         ),
-        errors=(404, 409, 429, 502, 503),
-        description="Calls not yet dialed are not dialed; calls dialed but not yet answered "
-        "(queued at the carrier or ringing) are canceled at the carrier; a call in progress is "
-        "not cut off. A batch whose every call has ended is `409`; asking twice is harmless.",
-    ),
-    Operation(
-        "post",
-        "/calls/batch/{batch_id}/pause",
-        "pauseBatch",
-        "Pause a batch (extension)",
-        BATCHES,
-        replies=(Reply(202, "Nothing more is dialed until resumed.", schemas.BatchPauseState),),
-        errors=(404, 409, 429, 502, 503),
-        description="Calls already placed ring on; calls not yet dialed wait. Pausing a "
-        "paused batch changes nothing. A canceled or finished batch is `409`.",
-    ),
-    Operation(
-        "post",
-        "/calls/batch/{batch_id}/resume",
-        "resumeBatch",
-        "Resume a paused batch (extension)",
-        BATCHES,
-        replies=(Reply(202, "Dialing continues.", schemas.BatchPauseState),),
-        errors=(404, 409, 429, 502, 503),
-    ),
-    Operation(
-        "put",
-        "/do-not-call/{number}",
-        "addDoNotCall",
-        "Put a number on the do-not-call list (extension)",
-        CAMPAIGNS,
-        body=campaign_models.DoNotCallBody,
-        replies=(
-            Reply(201, "Listed.", schemas.DoNotCallEntry),
-            Reply(200, "Already listed: nothing changed.", schemas.DoNotCallEntry),
+        Operation(
+            "delete /api-keys/{key_id}",
+            "revokeApiKey",
+            "Revoke an API key",
+            security="jwt",
+            replies=(Reply(204, "Revoked: the key is refused from now on."),),
+            errors=(404, 429),
         ),
-        errors=_write(404),
-        description="The body is optional. A number that is not E.164 is `404`. A listed "
-        "number is never dialed, even by calls "
-        "accepted before it was listed: their calls end `failed` with outcome `do_not_call`.",
     ),
-    Operation(
-        "delete",
-        "/do-not-call/{number}",
-        "removeDoNotCall",
-        "Take a number off the do-not-call list (extension)",
-        CAMPAIGNS,
-        replies=(Reply(204, "Removed."),),
-        errors=(404, 429),
-    ),
-    Operation(
-        "get",
-        "/do-not-call",
-        "listDoNotCall",
-        "The do-not-call list (extension)",
-        CAMPAIGNS,
-        parameters=(
-            _query("page", "1-based", {"type": "integer", "minimum": 1, "default": 1}),
-            _query(
-                "page_size",
-                "at most 500",
-                {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+    *_tagged(
+        Tag.WEBHOOKS,
+        Operation(
+            "post /webhook-endpoints",
+            "createWebhookEndpoint",
+            "Create a webhook endpoint",
+            body=models.CreateWebhookEndpoint,
+            replies=(
+                Reply(
+                    201,
+                    "The endpoint and its signing secret, shown this once.",
+                    schemas.WebhookEndpointWithSecret,
+                ),
             ),
+            errors=_write(502),
+            description="The URL must be https and resolve only to public addresses (a private, "
+            "loopback, link-local or metadata address is a `422` naming `url`), unless the "
+            "deployment sets `WEBHOOKS_ALLOW_PRIVATE=true`. Needs the `webhooks:manage` scope.",
         ),
-        replies=(Reply(200, "One page of listed numbers.", schemas.DoNotCallPage),),
-        errors=(422,),
-    ),
-    Operation(
-        "put",
-        "/calling-policy",
-        "putCallingPolicy",
-        "Set the organization's calling policy (extension)",
-        CAMPAIGNS,
-        body=campaign_models.CallingPolicyBody,
-        replies=(Reply(200, "The policy now in force.", schemas.CallingPolicy),),
-        errors=_write(),
-        description="`window` applies to calls accepted from now on that set no window "
-        "(copied into each call when it is accepted); `max_concurrency` and "
-        "`daily_cap_per_number` apply at dial time to every call of the organization. A field "
-        "left out is no rule.",
-    ),
-    Operation(
-        "get",
-        "/calling-policy",
-        "getCallingPolicy",
-        "Read the organization's calling policy (extension)",
-        CAMPAIGNS,
-        replies=(Reply(200, "The policy.", schemas.CallingPolicy),),
-    ),
-    Operation(
-        "post",
-        "/calls",
-        "placeCall",
-        "Place an outbound call",
-        CALLS,
-        body=models.PlaceCall,
-        parameters=(IDEMPOTENCY_KEY,),
-        replies=(Reply(202, "The call is durably queued.", schemas.CallAccepted),),
-        errors=_write(),
-        description="Caller ID: an explicit `from_number`, else the agent's number, else the "
-        "organization's default (`422` naming `from_number` if none resolves). An `agent_id` "
-        "that is unknown or another organization's is `422` naming `agent_id`.",
-    ),
-    Operation(
-        "get",
-        "/calls",
-        "listCalls",
-        "List calls, newest first",
-        CALLS,
-        replies=(Reply(200, "One page of calls.", schemas.CallPage),),
-        errors=(422, 502),
-    ),
-    Operation(
-        "get",
-        "/calls/{call_id}",
-        "getCall",
-        "A call with its outcome and transcript",
-        CALLS,
-        replies=(Reply(200, "The call.", schemas.Call),),
-        errors=(404, 502, 503),
-    ),
-    Operation(
-        "post",
-        "/calls/{call_id}/conversation",
-        "reportConversation",
-        "Report a call's conversation (voice-agent runtime)",
-        CALLS,
-        body=models.ReportConversation,
-        replies=(Reply(202, "Recorded.", schemas.ConversationRecorded),),
-        errors=_write(404),
-        description="An identical report sent twice is stored once; a different later report "
-        "replaces the earlier one. `ended_by: caller` makes a completed call's outcome "
-        "`caller_hangup`.",
-    ),
-    Operation(
-        "get",
-        "/calls/{call_id}/recording",
-        "getRecording",
-        "Download a call's recording",
-        RECORDINGS,
-        parameters=(RANGE,),
-        replies=(
-            Reply(200, "The whole WAV, streamed.", content=WAV, headers=AUDIO_HEADERS),
-            Reply(
-                206,
-                "The requested range.",
-                content=WAV,
-                headers={
-                    **AUDIO_HEADERS,
-                    "Content-Range": _header("`bytes <first>-<last>/<size>`"),
-                },
+        Operation(
+            "get /webhook-endpoints",
+            "listWebhookEndpoints",
+            "List the organization's webhook endpoints",
+            replies=(Reply(200, "Every endpoint, oldest first.", schemas.WebhookEndpointList),),
+            errors=(502,),
+        ),
+        Operation(
+            "get /webhook-endpoints/{endpoint_id}",
+            "getWebhookEndpoint",
+            "Get a webhook endpoint",
+            replies=(Reply(200, "The endpoint.", schemas.WebhookEndpoint),),
+            errors=(404, 502),
+        ),
+        Operation(
+            "patch /webhook-endpoints/{endpoint_id}",
+            "updateWebhookEndpoint",
+            "Change a webhook endpoint",
+            body=models.UpdateWebhookEndpoint,
+            replies=(Reply(200, "The endpoint as changed.", schemas.WebhookEndpoint),),
+            errors=_write(404, 502),
+            description="Change `url`, `events`, `description`, or `enabled`: `false` holds its "
+            "deliveries (they wait), `true` resumes them and clears why it was disabled.",
+        ),
+        Operation(
+            "delete /webhook-endpoints/{endpoint_id}",
+            "deleteWebhookEndpoint",
+            "Delete a webhook endpoint",
+            replies=(Reply(204, "Deleted, with its deliveries and their log."),),
+            errors=(404, 429, 502),
+        ),
+        Operation(
+            "post /webhook-endpoints/{endpoint_id}/rotate-secret",
+            "rotateWebhookSecret",
+            "Rotate an endpoint's signing secret",
+            replies=(
+                Reply(
+                    200,
+                    "The endpoint and its new secret, shown this once.",
+                    schemas.WebhookEndpointWithSecret,
+                ),
             ),
+            errors=(404, 429, 502),
+            description="Messages are signed with the new secret from now on, and with the old "
+            "one too (two signatures in `webhook-signature`) until `previous_secret_expires_at` "
+            "(24 h by default), so a receiver can switch without refusing a message.",
         ),
-        errors=(404, 416, 502),
-    ),
-    Operation(
-        "head",
-        "/calls/{call_id}/recording",
-        "headRecording",
-        "A recording's size and type",
-        RECORDINGS,
-        parameters=(RANGE,),
-        replies=(
-            Reply(200, "As GET, without the body.", headers=AUDIO_HEADERS),
-            Reply(206, "As GET, without the body.", headers=AUDIO_HEADERS),
+        Operation(
+            "post /webhook-endpoints/{endpoint_id}/test",
+            "testWebhookEndpoint",
+            "Send a test message",
+            replies=(Reply(200, "How the endpoint answered.", schemas.WebhookTestResult),),
+            errors=(404, 429, 502),
+            description="Sends one signed `webhook.test` message now (not retried, not logged).",
         ),
-        errors=(404, 416, 502),
-    ),
-    Operation(
-        "delete",
-        "/calls/{call_id}/recording",
-        "deleteRecording",
-        "Delete a call's recording",
-        RECORDINGS,
-        replies=(Reply(204, "Deleted for good; the call's `recording_url` becomes null."),),
-        errors=(404, 429, 502),
-    ),
-    Operation(
-        "post",
-        "/api-keys",
-        "createApiKey",
-        "Create an API key",
-        KEYS,
-        body=models.CreateApiKey,
-        security="jwt",
-        replies=(Reply(201, "The key, shown this once.", schemas.ApiKeyCreated),),
-        errors=_write(),
-    ),
-    Operation(
-        "get",
-        "/api-keys",
-        "listApiKeys",
-        "List the organization's API keys",
-        KEYS,
-        security="jwt",
-        replies=(Reply(200, "Keys not revoked (never the keys themselves).", schemas.ApiKeyList),),
-    ),
-    Operation(
-        "delete",
-        "/api-keys/{key_id}",
-        "revokeApiKey",
-        "Revoke an API key",
-        KEYS,
-        security="jwt",
-        replies=(Reply(204, "Revoked: the key is refused from now on."),),
-        errors=(404, 429),
-    ),
-    Operation(
-        "post",
-        "/webhook-endpoints",
-        "createWebhookEndpoint",
-        "Create a webhook endpoint",
-        WEBHOOKS,
-        body=models.CreateWebhookEndpoint,
-        replies=(
-            Reply(
-                201,
-                "The endpoint and its signing secret, shown this once.",
-                schemas.WebhookEndpointWithSecret,
+        Operation(
+            "get /webhook-endpoints/{endpoint_id}/deliveries",
+            "listWebhookDeliveries",
+            "The endpoint's delivery log",
+            parameters=DELIVERY_QUERY,
+            replies=(
+                Reply(
+                    200,
+                    "Deliveries, newest first, each with its attempts.",
+                    schemas.WebhookDeliveryPage,
+                ),
             ),
+            errors=(404, 422, 502),
         ),
-        errors=_write(502),
-        description="The URL must be https and resolve only to public addresses (a private, "
-        "loopback, link-local or metadata address is a `422` naming `url`), unless the "
-        "deployment sets `WEBHOOKS_ALLOW_PRIVATE=true`. Needs the `webhooks:manage` scope.",
-    ),
-    Operation(
-        "get",
-        "/webhook-endpoints",
-        "listWebhookEndpoints",
-        "List the organization's webhook endpoints",
-        WEBHOOKS,
-        replies=(Reply(200, "Every endpoint, oldest first.", schemas.WebhookEndpointList),),
-        errors=(502,),
-    ),
-    Operation(
-        "get",
-        "/webhook-endpoints/{endpoint_id}",
-        "getWebhookEndpoint",
-        "Get a webhook endpoint",
-        WEBHOOKS,
-        replies=(Reply(200, "The endpoint.", schemas.WebhookEndpoint),),
-        errors=(404, 502),
-    ),
-    Operation(
-        "patch",
-        "/webhook-endpoints/{endpoint_id}",
-        "updateWebhookEndpoint",
-        "Change a webhook endpoint",
-        WEBHOOKS,
-        body=models.UpdateWebhookEndpoint,
-        replies=(Reply(200, "The endpoint as changed.", schemas.WebhookEndpoint),),
-        errors=_write(404, 502),
-        description="Change `url`, `events`, `description`, or `enabled`: `false` holds its "
-        "deliveries (they wait), `true` resumes them and clears why it was disabled.",
-    ),
-    Operation(
-        "delete",
-        "/webhook-endpoints/{endpoint_id}",
-        "deleteWebhookEndpoint",
-        "Delete a webhook endpoint",
-        WEBHOOKS,
-        replies=(Reply(204, "Deleted, with its deliveries and their log."),),
-        errors=(404, 429, 502),
-    ),
-    Operation(
-        "post",
-        "/webhook-endpoints/{endpoint_id}/rotate-secret",
-        "rotateWebhookSecret",
-        "Rotate an endpoint's signing secret",
-        WEBHOOKS,
-        replies=(
-            Reply(
-                200,
-                "The endpoint and its new secret, shown this once.",
-                schemas.WebhookEndpointWithSecret,
+        Operation(
+            "post /webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+            "redeliverWebhook",
+            "Send a delivery again",
+            replies=(
+                Reply(
+                    202,
+                    "Queued again (same message id); its earlier attempts stay in the log.",
+                    schemas.WebhookDelivery,
+                ),
             ),
+            errors=(404, 429, 502),
         ),
-        errors=(404, 429, 502),
-        description="Messages are signed with the new secret from now on, and with the old "
-        "one too (two signatures in `webhook-signature`) until `previous_secret_expires_at` "
-        "(24 h by default), so a receiver can switch without refusing a message.",
-    ),
-    Operation(
-        "post",
-        "/webhook-endpoints/{endpoint_id}/test",
-        "testWebhookEndpoint",
-        "Send a test message",
-        WEBHOOKS,
-        replies=(Reply(200, "How the endpoint answered.", schemas.WebhookTestResult),),
-        errors=(404, 429, 502),
-        description="Sends one signed `webhook.test` message now (not retried, not logged).",
-    ),
-    Operation(
-        "get",
-        "/webhook-endpoints/{endpoint_id}/deliveries",
-        "listWebhookDeliveries",
-        "The endpoint's delivery log",
-        WEBHOOKS,
-        parameters=DELIVERY_QUERY,
-        replies=(
-            Reply(
-                200,
-                "Deliveries, newest first, each with its attempts.",
-                schemas.WebhookDeliveryPage,
+        Operation(
+            "post /webhook-endpoints/{endpoint_id}/replay",
+            "replayWebhooks",
+            "Send the messages since a moment again",
+            body=models.ReplayWebhooks,
+            replies=(
+                Reply(
+                    202,
+                    "The replay started; deliveries appear in the log as they are queued.",
+                    schemas.WebhookReplayStarted,
+                ),
             ),
+            errors=_write(404, 502),
+            description="Re-reads the event store from the start and queues every message of the "
+            "endpoint's types whose event happened since `since`: one the endpoint never got is "
+            "queued, one it got is sent again (same message id). `batch.completed` is not "
+            "replayed.",
         ),
-        errors=(404, 422, 502),
     ),
-    Operation(
-        "post",
-        "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
-        "redeliverWebhook",
-        "Send a delivery again",
-        WEBHOOKS,
-        replies=(
-            Reply(
-                202,
-                "Queued again (same message id); its earlier attempts stay in the log.",
-                schemas.WebhookDelivery,
+    *_tagged(
+        Tag.CARRIER,
+        Operation(
+            "post /webhooks/twilio/status",
+            "twilioCallStatus",
+            "Twilio call status callback",
+            security="twilio",
+            form=TWILIO_FORM,
+            parameters=(TWILIO_SIGNATURE, *WEBHOOK_QUERY),
+            replies=(Reply(204, "Recorded (a repeated callback is recorded once)."),),
+            errors=(403, 404, 422),
+        ),
+        Operation(
+            "post /webhooks/twilio/recording",
+            "twilioRecordingStatus",
+            "Twilio recording status callback",
+            security="twilio",
+            form=TWILIO_FORM,
+            parameters=(TWILIO_SIGNATURE, *WEBHOOK_QUERY),
+            replies=(Reply(204, "Recorded, or acknowledged (`in-progress`)."),),
+            errors=(403, 404, 422),
+        ),
+        Operation(
+            "post /webhooks/twilio/voice",
+            "twilioIncomingCall",
+            "Twilio incoming-call webhook",
+            security="twilio",
+            form=TWILIO_FORM,
+            parameters=(TWILIO_SIGNATURE,),
+            replies=(
+                Reply(
+                    200,
+                    "TwiML: `<Connect><Stream>` to the agent runtime, or `<Reject/>` for a number "
+                    "no agent owns.",
+                    content={"text/xml": {"schema": {"type": "string"}}},
+                ),
             ),
+            errors=(403, 422),
         ),
-        errors=(404, 429, 502),
-    ),
-    Operation(
-        "post",
-        "/webhook-endpoints/{endpoint_id}/replay",
-        "replayWebhooks",
-        "Send the messages since a moment again",
-        WEBHOOKS,
-        body=models.ReplayWebhooks,
-        replies=(
-            Reply(
-                202,
-                "The replay started; deliveries appear in the log as they are queued.",
-                schemas.WebhookReplayStarted,
-            ),
-        ),
-        errors=_write(404, 502),
-        description="Re-reads the event store from the start and queues every message of the "
-        "endpoint's types whose event happened since `since`: one the endpoint never got is "
-        "queued, one it got is sent again (same message id). `batch.completed` is not replayed.",
-    ),
-    Operation(
-        "post",
-        "/webhooks/twilio/status",
-        "twilioCallStatus",
-        "Twilio call status callback",
-        CARRIER,
-        security="twilio",
-        form=TWILIO_FORM,
-        parameters=(TWILIO_SIGNATURE, *WEBHOOK_QUERY),
-        replies=(Reply(204, "Recorded (a repeated callback is recorded once)."),),
-        errors=(403, 404, 422),
-    ),
-    Operation(
-        "post",
-        "/webhooks/twilio/recording",
-        "twilioRecordingStatus",
-        "Twilio recording status callback",
-        CARRIER,
-        security="twilio",
-        form=TWILIO_FORM,
-        parameters=(TWILIO_SIGNATURE, *WEBHOOK_QUERY),
-        replies=(Reply(204, "Recorded, or acknowledged (`in-progress`)."),),
-        errors=(403, 404, 422),
-    ),
-    Operation(
-        "post",
-        "/webhooks/twilio/voice",
-        "twilioIncomingCall",
-        "Twilio incoming-call webhook",
-        CARRIER,
-        security="twilio",
-        form=TWILIO_FORM,
-        parameters=(TWILIO_SIGNATURE,),
-        replies=(
-            Reply(
-                200,
-                "TwiML: `<Connect><Stream>` to the agent runtime, or `<Reject/>` for a number "
-                "no agent owns.",
-                content={"text/xml": {"schema": {"type": "string"}}},
-            ),
-        ),
-        errors=(403, 422),
     ),
 )
 
 TAGS: Final = (
-    {"name": CALLS, "description": "Place calls and read their history."},
-    {"name": BATCHES, "description": "Campaigns: many calls in one request."},
+    {"name": Tag.CALLS, "description": "Place calls and read their history."},
+    {"name": Tag.BATCHES, "description": "Campaigns: many calls in one request."},
     {
-        "name": CAMPAIGNS,
+        "name": Tag.CAMPAIGNS,
         "description": "Extensions: the do-not-call list and the organization's calling policy.",
     },
-    {"name": RECORDINGS, "description": "Dual-channel call audio (WAV)."},
-    {"name": SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
-    {"name": KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},
+    {"name": Tag.RECORDINGS, "description": "Dual-channel call audio (WAV)."},
+    {"name": Tag.SETUP, "description": "Agents own numbers; the SIP default is the fallback."},
+    {"name": Tag.KEYS, "description": "Long-lived credentials for servers; managed with a JWT."},
     {
-        "name": WEBHOOKS,
+        "name": Tag.WEBHOOKS,
         "description": "Signed, durable webhooks: where to push call and batch events (the "
         "`webhooks` section lists the messages). Scope `webhooks:manage`.",
     },
     {
-        "name": CARRIER,
+        "name": Tag.CARRIER,
         "description": "Called by Twilio, not by clients: form bodies, authenticated by "
         "`X-Twilio-Signature` (configure them in Twilio).",
     },
@@ -870,7 +842,7 @@ def _webhooks() -> dict[str, Any]:
                 "operationId": "webhook_" + event_type.replace(".", "_"),
                 "summary": event_type,
                 "description": WEBHOOK_EVENT_DESCRIPTIONS[event_type],
-                "tags": [WEBHOOKS],
+                "tags": [Tag.WEBHOOKS],
                 "parameters": [dict(h) for h in WEBHOOK_HEADERS],
                 "requestBody": {
                     "required": True,

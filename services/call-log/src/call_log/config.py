@@ -10,16 +10,18 @@ from calls_platform.settings import ServiceSettings, service_env
 
 @dataclass(frozen=True)
 class Settings(ServiceSettings):
-    host: str
-    port: int
-    read_your_writes_seconds: float
+    host: str = "127.0.0.1"
+    port: int = 8081
+    read_your_writes_seconds: float = 3.0
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
             **service_env(),
-            host=env.get("CALL_LOG_HOST", "127.0.0.1"),
-            port=int(env.get("CALL_LOG_PORT", "8081")),
-            read_your_writes_seconds=float(env.get("CALL_LOG_READ_WAIT_SECONDS", "3")),
+            host=env.get("CALL_LOG_HOST", cls.host),
+            port=int(env.get("CALL_LOG_PORT", cls.port)),
+            read_your_writes_seconds=float(
+                env.get("CALL_LOG_READ_WAIT_SECONDS", cls.read_your_writes_seconds)
+            ),
         )

@@ -35,6 +35,23 @@ from calls_events import (
     placeholder_call_sid,
 )
 
+# the events `apply` folds into a call's view (the projector passes it only these)
+CALL_EVENTS: Final = (
+    CallRequested,
+    CallInitiated,
+    CallStatusReported,
+    CallFailed,
+    CallCanceled,
+    ConversationReported,
+    InboundCallReceived,
+    RecordingStored,
+    RecordingDeleted,
+    CallScheduled,
+    CallSkipped,
+    CallExpired,
+    CallRetryScheduled,
+)
+
 # Statuses of the reference (libs/events is their one definition), named for the rules below.
 QUEUED: Final[CallStatus] = "queued"
 IN_PROGRESS: Final[CallStatus] = "in-progress"

@@ -23,20 +23,7 @@ from calls_events import (
     BatchPaused,
     BatchRequested,
     BatchResumed,
-    CallCanceled,
-    CallExpired,
-    CallFailed,
-    CallInitiated,
-    CallRequested,
-    CallRetryScheduled,
-    CallScheduled,
-    CallSkipped,
-    CallStatusReported,
-    ConversationReported,
     Envelope,
-    InboundCallReceived,
-    RecordingDeleted,
-    RecordingStored,
 )
 from calls_platform import eventstore
 from calls_platform.db import Conn, Pool
@@ -44,26 +31,11 @@ from calls_platform.eventstore import Checkpoint
 from calls_platform.notify import AppendListener, wait_for
 from prometheus_client import Counter, Gauge
 
-from .domain import CallView, apply
+from .domain import CALL_EVENTS, CallView, apply
 
 log = structlog.get_logger(__name__)
 
 CHECKPOINT: Final = "calls"
-CALL_EVENTS: Final = (
-    CallRequested,
-    CallInitiated,
-    CallStatusReported,
-    CallFailed,
-    CallCanceled,
-    ConversationReported,
-    InboundCallReceived,
-    RecordingStored,
-    RecordingDeleted,
-    CallScheduled,
-    CallSkipped,
-    CallExpired,
-    CallRetryScheduled,
-)
 
 EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")
 PROJECTION_POSITION = Gauge("projection_position", "Last event position applied")

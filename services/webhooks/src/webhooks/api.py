@@ -111,12 +111,17 @@ def _not_found() -> web.Response:
     return json_error(404, "not_found", "webhook endpoint not found")
 
 
-async def _endpoint(request: web.Request) -> dict[str, Any] | None:
+async def _endpoint(request: web.Request) -> dict[str, Any]:
+    """The endpoint the path names, in the path's organization; else a 404 (sent by
+    error_middleware, like every other refusal that ends a handler early)."""
     endpoint_id = _endpoint_id(request)
-    if endpoint_id is None:
-        return None
-    async with request.app[CONFIG].pool.connection() as conn:
-        return await store.get_endpoint(conn, request.match_info["org"], endpoint_id)
+    row = None
+    if endpoint_id is not None:
+        async with request.app[CONFIG].pool.connection() as conn:
+            row = await store.get_endpoint(conn, request.match_info["org"], endpoint_id)
+    if row is None:
+        raise BadRequest(_not_found())
+    return row
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
@@ -152,8 +157,6 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 async def get_endpoint(request: web.Request) -> web.Response:
     row = await _endpoint(request)
-    if row is None:
-        return _not_found()
     return web.json_response(store.endpoint_view(row, request.app[CONFIG].clock()))
 
 
@@ -266,8 +269,6 @@ async def send_test(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     row = await _endpoint(request)
-    if row is None:
-        return _not_found()
     try:
         query = DeliveryQuery.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -291,8 +292,6 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def redeliver(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     row = await _endpoint(request)
-    if row is None:
-        return _not_found()
     try:
         delivery_id = uuid.UUID(request.match_info["delivery_id"])
     except ValueError:
@@ -310,8 +309,6 @@ async def replay(request: web.Request) -> web.Response:
     background; the deliveries appear in the log as they are queued."""
     config = request.app[CONFIG]
     row = await _endpoint(request)
-    if row is None:
-        return _not_found()
     body = await parse_body(request, Replay)
     if body.since > config.clock():
         raise unprocessable("invalid request body", "since", "must not be in the future")

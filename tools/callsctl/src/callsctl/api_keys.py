@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
+
+from .admin import run_admin
 
 
 class ApiKeyError(Exception):
@@ -18,22 +16,10 @@ class ApiKeyError(Exception):
 def create_api_key(
     database_url: str | None, *, org: str, name: str, scopes: Sequence[str]
 ) -> dict[str, Any]:
-    env = dict(os.environ)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    command = [sys.executable, "-m", "gateway", "create-api-key", "--org", org, "--name", name]
+    command = ["gateway", "create-api-key", "--org", org, "--name", name]
     for scope in scopes:
         command += ["--scope", scope]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ApiKeyError(
-            f"gateway create-api-key exited {result.returncode}: "
-            + (result.stderr.strip() or result.stdout.strip())
-        )
-    try:
-        created = json.loads(result.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError) as exc:
-        raise ApiKeyError(f"gateway create-api-key printed no JSON: {result.stdout!r}") from exc
+    created = run_admin(database_url, command, error=ApiKeyError)
     if not isinstance(created, dict):
         raise ApiKeyError(f"gateway create-api-key printed {created!r}, not an object")
     return created

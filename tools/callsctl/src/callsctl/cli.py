@@ -12,9 +12,10 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import aio_pika.exceptions
 import click
@@ -297,6 +298,14 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
         asyncio.run(tail_call(settings.database_url, call_id, emit, follow=follow))
 
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def _position_option(flag: str, help: str) -> Callable[[Command], Command]:
+    """An optional event-store position (0 or more)."""
+    return click.option(flag, type=click.IntRange(min=0), default=None, help=help)
+
+
 @cli.command("replay")
 @click.option(
     "--queue",
@@ -304,11 +313,8 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
     type=click.Choice([q.name for q in topology.QUEUES if q.exchange == topology.EVENTS_EXCHANGE]),
     help="The consumer queue to refill (its bindings in the topology pick the event types).",
 )
-@click.option(
-    "--from-position",
-    type=click.IntRange(min=0),
-    default=None,
-    help="First event-store position to replay (inclusive; default 0: everything).",
+@_position_option(
+    "--from-position", "First event-store position to replay (inclusive; default 0: everything)."
 )
 @click.option(
     "--since",
@@ -316,11 +322,8 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
     default=None,
     help="Only events that occurred at or after this time (ISO 8601; UTC if no offset).",
 )
-@click.option(
-    "--to-position",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Last position to replay (inclusive; default: the store's head when reached).",
+@_position_option(
+    "--to-position", "Last position to replay (inclusive; default: the store's head when reached)."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a line.")
 @click.pass_obj
@@ -407,48 +410,66 @@ def _webhooks(settings: Settings, *args: str) -> Any:
         raise click.ClickException(str(exc)) from exc
 
 
-@webhooks.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_obj
-def webhooks_list(settings: Settings, as_json: bool) -> None:
-    """Every organization's webhook endpoints (never their secrets)."""
-    endpoints = _webhooks(settings, "endpoints")
-    if as_json:
-        _json(endpoints)
-        return
-    table = Table("organization", "endpoint", "url", "events", "enabled", "failing since")
-    for e in endpoints:
-        enabled = "yes" if e["enabled"] else f"no: {e['disabled_reason'] or 'by the customer'}"
-        table.add_row(
-            e["organization_id"],
-            e["id"],
-            e["url"],
-            ", ".join(e["events"]),
-            enabled,
-            e["failing_since"] or "",
-        )
-    Console().print(table)
+Cell = Callable[[dict[str, Any]], str]
+"""How a table shows one cell of a row."""
 
 
-@webhooks.command("backlog")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_obj
-def webhooks_backlog(settings: Settings, as_json: bool) -> None:
-    """Deliveries not yet delivered or given up, and the oldest one's age, per endpoint."""
-    rows = _webhooks(settings, "backlog")
+def _webhooks_table(rows: list[dict[str, Any]], as_json: bool, columns: dict[str, Cell]) -> None:
+    """`rows` as JSON, or as a table of `columns` (a heading and how to show a row's cell)."""
     if as_json:
         _json(rows)
         return
-    table = Table("organization", "endpoint", "enabled", "pending", "oldest pending (s)")
-    for r in rows:
-        table.add_row(
-            r["organization_id"],
-            r["endpoint_id"],
-            "yes" if r["enabled"] else "no",
-            str(r["pending"]),
-            f"{r['oldest_pending_age_seconds']:.1f}",
-        )
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(cell(row) for cell in columns.values()))
     Console().print(table)
+
+
+def _enabled(endpoint: dict[str, Any]) -> str:
+    return (
+        "yes" if endpoint["enabled"] else f"no: {endpoint['disabled_reason'] or 'by the customer'}"
+    )
+
+
+ENDPOINT_COLUMNS: Final[dict[str, Cell]] = {
+    "organization": lambda e: e["organization_id"],
+    "endpoint": lambda e: e["id"],
+    "url": lambda e: e["url"],
+    "events": lambda e: ", ".join(e["events"]),
+    "enabled": _enabled,
+    "failing since": lambda e: e["failing_since"] or "",
+}
+BACKLOG_COLUMNS: Final[dict[str, Cell]] = {
+    "organization": lambda r: r["organization_id"],
+    "endpoint": lambda r: r["endpoint_id"],
+    "enabled": lambda r: "yes" if r["enabled"] else "no",
+    "pending": lambda r: str(r["pending"]),
+    "oldest pending (s)": lambda r: f"{r['oldest_pending_age_seconds']:.1f}",
+}
+
+
+def _webhooks_listing(name: str, admin: str, help: str, columns: dict[str, Cell]) -> None:
+    """`callsctl webhooks <name> [--json]`: the admin command `admin`'s rows."""
+
+    @webhooks.command(name, help=help)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.pass_obj
+    def listing(settings: Settings, as_json: bool) -> None:
+        _webhooks_table(_webhooks(settings, admin), as_json, columns)
+
+
+_webhooks_listing(
+    "list",
+    "endpoints",
+    "Every organization's webhook endpoints (never their secrets).",
+    ENDPOINT_COLUMNS,
+)
+_webhooks_listing(
+    "backlog",
+    "backlog",
+    "Deliveries not yet delivered or given up, and the oldest one's age, per endpoint.",
+    BACKLOG_COLUMNS,
+)
 
 
 @webhooks.command("redeliver")

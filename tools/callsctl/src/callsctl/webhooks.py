@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
+
+from .admin import run_admin
 
 
 class WebhooksError(Exception):
@@ -15,17 +13,4 @@ class WebhooksError(Exception):
 
 
 def webhooks_admin(database_url: str | None, *args: str) -> Any:
-    env = dict(os.environ)
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    command = [sys.executable, "-m", "webhooks", "admin", *args]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise WebhooksError(
-            f"webhooks admin {' '.join(args)} exited {result.returncode}: "
-            + (result.stderr.strip() or result.stdout.strip())
-        )
-    try:
-        return json.loads(result.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError) as exc:
-        raise WebhooksError(f"webhooks admin printed no JSON: {result.stdout!r}") from exc
+    return run_admin(database_url, ["webhooks", "admin", *args], error=WebhooksError)

@@ -10,7 +10,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from aiohttp import BasicAuth, web
@@ -263,20 +263,23 @@ async def call_recordings(request: web.Request) -> web.Response:
 # --- control API ----------------------------------------------------------------------------
 
 
+# what GET /sim/calls shows of each call (`from_` as `from`)
+SIM_CALL_FIELDS: Final = (
+    "sid",
+    "to",
+    "from_",
+    "status",
+    "created_at",
+    "end_time",  # when the call reached a terminal status (None while it is live)
+    "status_callback",
+    "answered_by",
+    "recording_sid",
+    "params",
+)
+
+
 def _sim_call(call: CallRecord) -> dict[str, Any]:
-    return {
-        "sid": call.sid,
-        "to": call.to,
-        "from": call.from_,
-        "status": call.status,
-        "created_at": call.created_at,
-        # when the call reached a terminal status (None while it is live)
-        "end_time": call.end_time,
-        "status_callback": call.status_callback,
-        "answered_by": call.answered_by,
-        "recording_sid": call.recording_sid,
-        "params": call.params,
-    }
+    return {name.rstrip("_"): getattr(call, name) for name in SIM_CALL_FIELDS}
 
 
 async def sim_calls(request: web.Request) -> web.Response:

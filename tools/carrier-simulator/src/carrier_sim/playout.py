@@ -130,29 +130,26 @@ def finalize(call: CallRecord, status: str, now: float | None = None) -> None:
     call.duration = 0 if call.answered_at is None else max(0, round(now - call.answered_at))
 
 
+@dataclass(eq=False)
 class _CallRun:
     """The play-out of one call: status transitions plus the callbacks they produce."""
 
-    def __init__(
-        self,
-        call: CallRecord,
-        scenario: Scenario,
-        control: _Control,
-        config: SimConfig,
-        store: CallStore,
-        sender: CallbackSender,
-    ) -> None:
-        self.call = call
-        self.scenario = scenario
-        self.control = control
-        self.config = config
-        self.store = store
-        self.sender = sender
-        self.events = set(call.param_list("StatusCallbackEvent"))
-        self.held: list[dict[str, str]] = []
-        self.reordering = store.faults.reorder_callbacks
-        self.async_amd = call.flag("AsyncAmd")
-        self.recording_sid: str | None = None
+    call: CallRecord
+    scenario: Scenario
+    control: _Control
+    config: SimConfig
+    store: CallStore
+    sender: CallbackSender
+    events: set[str] = field(init=False)
+    held: list[dict[str, str]] = field(init=False, default_factory=list)
+    reordering: bool = field(init=False)
+    async_amd: bool = field(init=False)
+    recording_sid: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.events = set(self.call.param_list("StatusCallbackEvent"))
+        self.reordering = self.store.faults.reorder_callbacks
+        self.async_amd = self.call.flag("AsyncAmd")
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep; ``True`` when the call was hung up meanwhile."""
