@@ -15,7 +15,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
-from calls_testing.system import JWT_SECRET, System, free_port, start_system, stop_system
+from calls_testing.system import (
+    JWT_SECRET,
+    System,
+    SystemOptions,
+    free_port,
+    prepare_system,
+    start_system,
+    stop_system,
+    wait_ready,
+)
 from carrier_sim import SimulatorClient
 from gateway.auth import issue_token
 
@@ -117,19 +126,29 @@ def e2e_system(
     **options: Any,
 ) -> Iterator[System]:
     """A whole system of its own database, vhost (the in-process suites' relays must not feed
-    its services) and recordings directory, all named `label`; stopped after. `options` go to
-    calls_testing.system.start_system."""
-    system = start_system(
+    its services) and recordings directory, all named `label`; stopped after. `options` are
+    calls_testing.system.SystemOptions' fields."""
+    prepared = prepare_system(
         database_factory(label),
         amqp_factory(label),
         str(tmp_path_factory.mktemp(f"{label}-recordings")),
-        issue_token=gateway_token,
-        **options,
+        SystemOptions(issue_token=gateway_token, **options),
     )
+    system = start_system(prepared)
     try:
         yield system
     finally:
         stop_system(system)
+
+
+async def running(system: System) -> System:
+    """`system` with every service running and ready: those a test stopped started again."""
+    for service in system.services.values():
+        if service.process is None or service.process.poll() is not None:
+            service.start()
+    for service in system.services.values():
+        await wait_ready(service.url)
+    return system
 
 
 @pytest.fixture(scope="session")

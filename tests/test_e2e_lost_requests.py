@@ -30,8 +30,8 @@ from tests.chaos.harness import (
     FROM_NUMBER,
     ChaosSystem,
     _call_id_of,
+    chaos_system,
     numbers,
-    prepare_system,
     private_databases,
     sim_calls,
 )
@@ -100,11 +100,11 @@ async def system(
     databases: Callable[[str], str], amqp_factory: AmqpFactory, name: str, grace: str
 ) -> ChaosSystem:
     label = f"{name}_{uuid.uuid4().hex[:6]}"
-    return await prepare_system(
+    return await chaos_system(
         databases(label),
         amqp_factory(label),
-        lambda: {},
         name,
+        started=False,
         extra_env={"DIALER_INTAKE_GRACE_SECONDS": grace},
     )
 

@@ -25,8 +25,8 @@ from calls_testing.plugin import AmqpFactory, DatabaseFactory
 from tests.chaos.harness import (
     FROM_NUMBER,
     _call_id_of,
+    chaos_system,
     numbers,
-    prepare_system,
     private_databases,
     sim_calls,
 )
@@ -51,11 +51,11 @@ async def test_calls_accepted_before_the_dialer_first_started_are_each_dialed_on
     run: int, databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
     label = f"race_{run}_{uuid.uuid4().hex[:6]}"
-    chaos = await prepare_system(
+    chaos = await chaos_system(
         databases(label),
         amqp_factory(label),
-        lambda: {},
         f"startup-race-{run}",
+        started=False,
         migrate=False,  # a fresh deployment: each service migrates as it starts
         extra_env={"DIALER_INTAKE_GRACE_SECONDS": "3600"},
     )

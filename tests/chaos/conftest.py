@@ -17,16 +17,14 @@ from tests.chaos.harness import (
     MakeSystem,
     PrivatePostgres,
     PrivateRabbit,
-    prepare_system,
+    Queues,
+    chaos_system,
+    have_postgres_binaries,
+    running_postgres,
     shared_vhost_queues,
-    start_system,
 )
 
 RUN_ID = uuid.uuid4().hex[:8]
-
-
-def _have_postgres_binaries() -> bool:
-    return (PG_BIN / "initdb").exists()
 
 
 @pytest.fixture(scope="session")
@@ -34,28 +32,20 @@ def chaos_postgres() -> Iterator[PrivatePostgres | None]:
     """A PostgreSQL cluster of the suite's own, where every scenario gets a database: its
     services open up to a hundred connections, and must not run the shared server out of
     them (or be run out by others). Without server binaries: the shared server."""
-    if not _have_postgres_binaries():
+    if not have_postgres_binaries():
         yield None
         return
-    server = PrivatePostgres()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of the scenario's own, which it may restart."""
-    if not _have_postgres_binaries():
+    if not have_postgres_binaries():
         pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} (set CHAOS_PG_BIN)")
-    server = PrivatePostgres()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -98,33 +88,24 @@ async def make_system(
             database_url = postgres.create_database(f"calls_{label}")
         else:
             database_url = database_factory(label)
+        queues: Queues
         if rabbit is not None:
             amqp_url, queues = rabbit.url, rabbit.queues
         else:
             amqp_url = amqp_factory(label)
             vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
             queues = lambda: shared_vhost_queues(vhost)  # noqa: E731
-        if started:
-            system = await start_system(
-                database_url,
-                amqp_url,
-                queues,
-                scenario,
-                dialers=dialers,
-                extra_env=extra_env,
-                relay_process=relay_process,
-            )
-        else:
-            system = await prepare_system(
-                database_url,
-                amqp_url,
-                queues,
-                scenario,
-                dialers=dialers,
-                extra_env=extra_env,
-                migrate=False,
-                relay_process=relay_process,
-            )
+        system = await chaos_system(
+            database_url,
+            amqp_url,
+            scenario,
+            queues=queues,
+            started=started,
+            migrate=started,
+            dialers=dialers,
+            extra_env=extra_env,
+            relay_process=relay_process,
+        )
         systems.append(system)
         return system
 
