@@ -425,13 +425,41 @@ class Workload:
         self.expected_calls += int(accepted["total"])
         return str(accepted["batch_id"])
 
-    async def single(self, http: aiohttp.ClientSession, chaos: ChaosSystem, to_number: str) -> str:
-        accepted = await post_until_accepted(
-            http, chaos, "/calls", {"to_number": to_number, "from_number": FROM_NUMBER}, self.org
-        )
+    async def single(
+        self,
+        http: aiohttp.ClientSession,
+        chaos: ChaosSystem,
+        to_number: str | None = None,
+        *,
+        record: bool = True,
+    ) -> str:
+        """One call (to a number of its own unless given), retried until accepted."""
+        body: dict[str, Any] = {"to_number": to_number or numbers(1)[0], "from_number": FROM_NUMBER}
+        if not record:
+            body["record"] = False
+        accepted = await post_until_accepted(http, chaos, "/calls", body, self.org)
         self.single_ids.append(accepted["call_id"])
         self.expected_calls += 1
         return str(accepted["call_id"])
+
+    def accepted(self, call_id: str) -> None:
+        """A single call the scenario posted itself (not by `single`)."""
+        self.single_ids.append(call_id)
+        self.expected_calls += 1
+
+
+async def start_batch(
+    http: aiohttp.ClientSession,
+    chaos: ChaosSystem,
+    workload: Workload,
+    *,
+    dialed: int = BATCH_SIZE // 3,
+) -> int:
+    """The opening of a mid-batch scenario: a single call and a batch of BATCH_SIZE, until the
+    carrier has seen `dialed` calls created (the moment for the fault); how many it has seen."""
+    await workload.single(http, chaos)
+    await workload.batch(http, chaos, numbers(BATCH_SIZE))
+    return len(await wait_for_dials(http, chaos, dialed))
 
 
 async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> SimState:
