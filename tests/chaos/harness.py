@@ -472,6 +472,36 @@ async def set_faults(
     await chaos.sim(http).set_faults(**faults)
 
 
+async def post_calls(
+    http: aiohttp.ClientSession, chaos: ChaosSystem, org: str, count: int
+) -> list[str]:
+    """`count` calls, each of which the gateway must accept at once (202); their ids."""
+    accepted = []
+    for to_number in numbers(count):
+        async with http.post(
+            f"{chaos.gateway}/calls",
+            json={"to_number": to_number, "from_number": FROM_NUMBER},
+            headers=chaos.auth(org),
+        ) as r:
+            assert r.status == 202, await r.text()
+            accepted.append((await r.json())["call_id"])
+    return accepted
+
+
+async def dials_by_call(
+    http: aiohttp.ClientSession, chaos: ChaosSystem, count: int, seconds: float
+) -> Counter[str | None]:
+    """How often the carrier was asked to create each call, once it has seen `count` created
+    (or `seconds` passed) and a second more, in which a second dial of any would show."""
+    deadline = time.monotonic() + seconds
+    while len((await sim_calls(http, chaos))["calls"]) < count:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    return Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
+
+
 async def wait_for_dials(
     http: aiohttp.ClientSession, chaos: ChaosSystem, count: int, seconds: float = 60
 ) -> list[SimCall]:
