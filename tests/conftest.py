@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from calls_testing import unique_number
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
 from calls_testing.system import (
     JWT_SECRET,
@@ -57,6 +58,32 @@ async def download_recording(
         assert r.status == 200
         assert r.headers["Content-Type"] == "audio/wav"
         return await r.read()
+
+
+async def place_call(http: aiohttp.ClientSession, system: System, org: str, **body: Any) -> str:
+    """POST /calls as `org` (to a number of its own unless `body` names one), which must be
+    accepted (202); the call's id."""
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": unique_number(), **body},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        call_id: str = (await r.json())["call_id"]
+    return call_id
+
+
+async def recording_stored(
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, seconds: float = 40
+) -> dict[str, Any]:
+    """The call once the call log shows its recording (within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    call = await get_call(http, system, org, call_id)
+    while not call["recording_url"]:
+        assert time.monotonic() < deadline, f"no recording stored: {call}"
+        await asyncio.sleep(0.25)
+        call = await get_call(http, system, org, call_id)
+    return call
 
 
 # A customer's webhook endpoint, for the webhooks tests (e2e and chaos).
