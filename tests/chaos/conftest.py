@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -75,13 +76,12 @@ async def make_system(
         *,
         postgres: PrivatePostgres | None = None,
         rabbit: PrivateRabbit | None = None,
-        dialers: int = 1,
-        extra_env: dict[str, str] | None = None,
         started: bool = True,
-        relay_process: bool = False,
+        **options: Any,
     ) -> ChaosSystem:
         """`started=False`: nothing migrated or started; the scenario starts each service
-        (which migrates its own schema as it starts)."""
+        (which migrates its own schema as it starts). `options` go to `chaos_system`
+        (dialers, extra_env, relay_process)."""
         label = f"chaos_{scenario.replace('-', '_')}"
         postgres = postgres or chaos_postgres
         if postgres is not None:
@@ -102,9 +102,7 @@ async def make_system(
             queues=queues,
             started=started,
             migrate=started,
-            dialers=dialers,
-            extra_env=extra_env,
-            relay_process=relay_process,
+            **options,
         )
         systems.append(system)
         return system
