@@ -23,11 +23,10 @@ from collections import Counter
 from typing import Any
 
 import psycopg
-from calls_events import CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import open_pool
 from calls_platform.migrate import migrate_event_store
-from harness import PG_BASE, drop_database, percentile, prepare_database
+from harness import PG_BASE, drop_database, percentile, prepare_database, requested_call
 
 
 async def run(url: str, connections: int, seconds: float) -> dict[str, Any]:
@@ -41,17 +40,7 @@ async def run(url: str, connections: int, seconds: float) -> dict[str, Any]:
 
     async def writer() -> None:
         while time.perf_counter() < stop:
-            call_id = uuid.uuid4()
-            envelope = Envelope.wrap(
-                CallRequested(
-                    call_id=call_id,
-                    to_number="+14155550123",
-                    from_number="+14155550100",
-                    requested_by="bench",
-                ),
-                stream_id=call_stream(call_id),
-                organization_id="org_bench",
-            )
+            envelope = requested_call("org_bench", "+14155550123", "+14155550100")
             t0 = time.perf_counter()
             async with pool.connection() as conn:
                 await eventstore.append(

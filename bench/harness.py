@@ -1,11 +1,11 @@
-"""What the benchmarks share: a database and a RabbitMQ vhost of their own, the whole system
-started as real processes (migration, readiness and the simulator's credentials from
-calls_testing.system), percentiles, memory readings, the machine description and the results
-file.
+"""What the benchmarks share: the whole system as real processes, started the one way the
+tests start it (calls_testing.system) in a database and a RabbitMQ vhost of its own, with the
+services' default tunables; percentiles, memory readings, the machine description and the
+results file.
 
-    with System("load", port_base=19200, env={"DIALER_CPS": "1"}) as system:
-        system.start("carrier_sim", "call_log", "gateway", "dialer")
-        ...
+    with bench_system("load", "simulator", "call-log", "gateway", "dialer",
+                      env={"DIALER_CPS": "1"}) as system:
+        ...  # system.gateway, system.auth(org), system.service("gateway").process.pid
 """
 
 from __future__ import annotations
@@ -17,52 +17,53 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psycopg
-from calls_testing.system import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, migrate, wait_ready
+from calls_events import CallRequested, Envelope, call_stream
+from calls_testing.system import (
+    JWT_SECRET,
+    SIM_ACCOUNT_SID,
+    SIM_AUTH_TOKEN,
+    System,
+    SystemOptions,
+    prepare_system,
+    start_system,
+    stop_system,
+)
+from gateway.auth import issue_token
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-JWT_SECRET = "bench-secret-bench-secret-bench-secret-0000"
+__all__ = ["JWT_SECRET", "SIM_ACCOUNT_SID", "SIM_AUTH_TOKEN", "System"]
+
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/"
 
-# port offsets from a system's port base, and the module each port belongs to
-PORTS = {
-    "gateway": 0,
-    "call_log": 1,
-    "dialer": 2,
-    "recordings": 3,
-    "calls_platform.relay": 6,
-    "carrier_sim": 10,
-}
+
+def bench_token(org: str, sub: str = "bench") -> str:
+    """A bearer token the benchmark system's gateway accepts (two hours)."""
+    return issue_token(JWT_SECRET, organization_id=org, subject=sub, ttl_seconds=7200)
+
+
+def requested_call(
+    org: str, to_number: str = "+14155550100", from_number: str = "+14155550101"
+) -> Envelope:
+    """A CallRequested in a new call's stream, as POST /calls appends it."""
+    call_id = uuid.uuid4()
+    requested = CallRequested(
+        call_id=call_id, to_number=to_number, from_number=from_number, requested_by="bench"
+    )
+    return Envelope.wrap(requested, stream_id=call_stream(call_id), organization_id=org)
 
 
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start `python -m module`; its output goes to $BENCH_LOG_DIR/<module>.log if that is
-    set (to see why a service did not become ready), else nowhere."""
-    log_dir = os.environ.get("BENCH_LOG_DIR")
-    output: Any = subprocess.DEVNULL
-    if log_dir:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-        output = open(Path(log_dir) / f"{module}.log", "ab")  # noqa: SIM115 (the child's)
-    return subprocess.Popen(
-        [sys.executable, "-m", module],
-        env={**os.environ, **env},
-        stdout=output,
-        stderr=output,
-    )
 
 
 @contextlib.contextmanager
@@ -155,82 +156,70 @@ def write_results(name: str, results: dict[str, Any], out: str = "bench/results"
     return path
 
 
-class System:
-    """The whole system as real processes, in a database and a RabbitMQ vhost of its own
-    (both named `calls_bench_<name>`, both removed afterwards), on ports from `port_base`."""
+def running(system: System) -> System:
+    """Start every service of a prepared system and wait until each is ready."""
+    start_system(system)
+    try:
+        asyncio.run(system.ready())
+    except BaseException:
+        stop_system(system)
+        raise
+    return system
 
-    def __init__(self, name: str, *, port_base: int, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.database_url = PG_BASE + f"calls_bench_{name}"
-        self.port_base = port_base
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._stack = contextlib.ExitStack()
-        self._spool = tempfile.mkdtemp(prefix=f"bench-{name}-")
-        self.env = {
-            "DATABASE_URL": self.database_url,
-            "JWT_SECRET": JWT_SECRET,
-            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-            "MIGRATE_ON_START": "false",
-            "GATEWAY_PORT": str(self.port("gateway")),
-            "CALL_LOG_PORT": str(self.port("call_log")),
-            "DIALER_PORT": str(self.port("dialer")),
-            "RECORDINGS_PORT": str(self.port("recordings")),
-            "SIM_PORT": str(self.port("carrier_sim")),
-            "RELAY_PORT": str(self.port("calls_platform.relay")),
-            "CALL_LOG_URL": self.url("call_log"),
-            "RECORDINGS_URL": self.url("recordings"),
-            "RECORDINGS_DIR": self._spool,
-            "PUBLIC_BASE_URL": self.url("gateway"),
-            "TWILIO_API_URL": self.url("carrier_sim"),
-            "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
-            "SIM_RING_SECONDS": "0.2",
-            "SIM_TALK_SECONDS": "0.5",
-            **(env or {}),
-        }
 
-    def port(self, module: str) -> int:
-        return self.port_base + PORTS[module]
+def pids(system: System) -> dict[str, int]:
+    """Each running service's process id, by the service's name."""
+    return {
+        name: service.process.pid
+        for name, service in system.services.items()
+        if service.process is not None
+    }
 
-    def url(self, module: str) -> str:
-        return f"http://127.0.0.1:{self.port(module)}"
 
-    def __enter__(self) -> System:
-        prepare_database(self.database_url, keep=False)
-        self._stack.callback(drop_database, self.database_url)
-        self._stack.callback(shutil.rmtree, self._spool, True)
-        self.env["AMQP_URL"] = self._stack.enter_context(private_vhost(f"calls_bench_{self.name}"))
-        migrate(self.env, quiet=True)
-        return self
+def memory_of(system: System) -> dict[str, dict[str, int]]:
+    return {name: memory(pid) for name, pid in pids(system).items()}
 
-    def start(self, *modules: str) -> None:
-        """Start the modules (in order) and wait until each is ready."""
-        for module in modules:
-            self.procs[module] = start(module, self.env)
-        for module in modules:
-            asyncio.run(wait_ready(self.url(module)))
 
-    def memory(self) -> dict[str, dict[str, int]]:
-        return {module: memory(proc.pid) for module, proc in self.procs.items()}
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.stop()
-        finally:
-            self._stack.close()
+@contextlib.contextmanager
+def bench_system(
+    name: str,
+    *services: str,
+    env: Mapping[str, str] | None = None,
+    relay_process: bool = False,
+    database_url: str | None = None,
+    port_base: int | None = None,
+    started: bool = True,
+) -> Iterator[System]:
+    """The named services (calls_testing.system's names: "simulator", "call-log", "gateway",
+    "dialer", "recordings", "relay" with `relay_process`) as real processes, migrated first,
+    the services' default tunables with `env` on top, started and ready unless `started` is
+    False (then `running(system)` when the benchmark is ready). A database of their own
+    (`calls_bench_<name>`, created and dropped after) unless given `database_url` (the
+    caller's: kept), a RabbitMQ vhost of their own; ports from `port_base`, else free ones.
+    Logs go to $BENCH_LOG_DIR if that is set (to see why a service did not become ready),
+    else to a temporary directory removed after."""
+    with contextlib.ExitStack() as stack:
+        if database_url is None:
+            database_url = PG_BASE + f"calls_bench_{name}"
+            prepare_database(database_url, keep=False)
+            stack.callback(drop_database, database_url)
+        root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        stack.callback(shutil.rmtree, root, True)
+        (root / "recordings").mkdir()
+        amqp_url = stack.enter_context(private_vhost(f"calls_bench_{name}"))
+        log_level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
+        options = SystemOptions(
+            extra_env={"LOG_LEVEL": log_level, "MIGRATE_ON_START": "false", **(env or {})},
+            services=services,
+            relay_process=relay_process,
+            quick=False,
+            log_dir=Path(os.environ.get("BENCH_LOG_DIR") or root / "logs"),
+            quiet_migrate=True,
+            issue_token=bench_token,
+            port_base=port_base,
+        )
+        system = prepare_system(database_url, amqp_url, str(root / "recordings"), options)
+        stack.callback(stop_system, system)
+        if started:
+            running(system)
+        yield system

@@ -16,22 +16,25 @@ import json
 import os
 import platform
 import random
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
 from call_log.projector import rebuild
-from calls_events import CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import open_pool
-from gateway.auth import issue_token
-from harness import JWT_SECRET, percentile, prepare_database, private_vhost, start, wait_ready
+from calls_testing.system import start_system
+from harness import (
+    System,
+    bench_system,
+    percentile,
+    prepare_database,
+    requested_call,
+    write_results,
+)
 
 ORG = "org_bench"
 COLUMNS = (
@@ -178,7 +181,7 @@ async def load(url: str, calls: int, seed: int = 7) -> int:
     return position
 
 
-async def measure(http: aiohttp.ClientSession, url: str, token: str, n: int) -> dict[str, float]:
+async def measure(http: aiohttp.ClientSession, url: str, token: str, n: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     samples = []
     total = None
@@ -205,17 +208,7 @@ async def projection_lag(url: str, rate: int, seconds: int) -> dict[str, float]:
         interval = 1 / rate
         next_at = time.perf_counter()
         for _ in range(rate * seconds):
-            call_id = uuid.uuid4()
-            envelope = Envelope.wrap(
-                CallRequested(
-                    call_id=call_id,
-                    to_number="+14155550100",
-                    from_number="+14155550101",
-                    requested_by="bench",
-                ),
-                stream_id=call_stream(call_id),
-                organization_id="org_lag",
-            )
+            envelope = requested_call("org_lag")
             async with pool.connection() as conn:
                 recorded = await eventstore.append(conn, [envelope])
             committed[recorded[0].position or 0] = time.perf_counter()
@@ -262,9 +255,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def run(
-    args: argparse.Namespace, url: str, env: dict[str, str], loaded: bool
-) -> dict[str, Any]:
+async def run(args: argparse.Namespace, system: System, loaded: bool) -> dict[str, Any]:
+    url = system.database_url
     results: dict[str, Any] = {}
     if not loaded:
         t0 = time.perf_counter()
@@ -285,24 +277,17 @@ async def run(
         print(f"rebuilt read model: {results['rebuild']}", flush=True)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute("VACUUM ANALYZE call_log.calls")
-    procs = [start("call_log", env), start("gateway", env)]
-    try:
-        await wait_ready("http://127.0.0.1:18081")
-        await wait_ready("http://127.0.0.1:18080")
-        token = issue_token(JWT_SECRET, organization_id=ORG, subject="bench", ttl_seconds=3600)
-        base = "http://127.0.0.1:18080/calls"
-        results["list"] = {}
-        async with aiohttp.ClientSession() as http:
-            for label, query in QUERIES.items():
-                results["list"][label] = await measure(http, base + query, token, args.samples)
-                print(f"GET /calls{query}: {results['list'][label]}", flush=True)
-        results["projection_lag"] = await projection_lag(url, 500, args.lag_seconds)
-        print(f"projection lag at 500 events/s: {results['projection_lag']}", flush=True)
-    finally:
-        for proc in procs:
-            proc.terminate()
-    for proc in procs:
-        await asyncio.to_thread(proc.wait, 20)
+    start_system(system)  # stopped by bench_system
+    await system.ready()
+    token = system.token(ORG, "bench")
+    base = f"{system.gateway}/calls"
+    results["list"] = {}
+    async with aiohttp.ClientSession() as http:
+        for label, query in QUERIES.items():
+            results["list"][label] = await measure(http, base + query, token, args.samples)
+            print(f"GET /calls{query}: {results['list'][label]}", flush=True)
+    results["projection_lag"] = await projection_lag(url, 500, args.lag_seconds)
+    print(f"projection lag at 500 events/s: {results['projection_lag']}", flush=True)
     return results
 
 
@@ -323,44 +308,18 @@ def main() -> None:
     args = parse_args()
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/calls_bench")
     loaded = prepare_database(url, args.keep)
-    env = {
-        "DATABASE_URL": url,
-        "JWT_SECRET": JWT_SECRET,
-        "MIGRATE_ON_START": "false",
-        "GATEWAY_PORT": "18080",
-        "CALL_LOG_PORT": "18081",
-        "CALL_LOG_URL": "http://127.0.0.1:18081",
-        "LOG_LEVEL": "WARNING",
-    }
-    with private_vhost("calls_bench_history") as amqp_url:
-        env["AMQP_URL"] = amqp_url
-        results = measure_all(args, url, env, loaded)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"history-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-
-
-def measure_all(
-    args: argparse.Namespace, url: str, env: dict[str, str], loaded: bool
-) -> dict[str, Any]:
-    for module in ("gateway", "call_log"):
-        subprocess.run(
-            [sys.executable, "-m", module, "migrate"],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
-    results: dict[str, Any] = {
-        "calls": args.calls,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        **asyncio.run(run(args, url, env, loaded)),
-    }
-    return results
+    # migrated (the data is loaded into the schemas), started once loaded
+    with bench_system("history", "call-log", "gateway", database_url=url, started=False) as system:
+        results: dict[str, Any] = {
+            "calls": args.calls,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            **asyncio.run(run(args, system, loaded)),
+        }
+    print(f"written to {write_results('history', results, args.out)}")
 
 
 if __name__ == "__main__":

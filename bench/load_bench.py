@@ -24,37 +24,35 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
-from calls_events import CallRequested, Envelope, call_stream
 from calls_platform import eventstore
 from calls_platform.db import open_pool
-from gateway.auth import issue_token
+from calls_testing.system import Service, free_port, wait_ready
 from harness import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    JWT_SECRET,
+    SIM_ACCOUNT_SID,
+    SIM_AUTH_TOKEN,
     System,
+    bench_system,
     machine,
     memory,
     percentile,
-    start,
-    wait_ready,
+    requested_call,
     write_results,
+)
+from harness import (
+    pids as pids_of,
 )
 
 HERE = Path(__file__).resolve().parent
 ORG = "org_load"
 POST_BODY = '{"to_number": "+1{n}", "from_number": "+14155550100"}'
 # the outbox relay runs as a process of its own, as deployed (RELAY_IN_PROCESS=false)
-SERVICES = ("carrier_sim", "call_log", "gateway", "dialer", "recordings", "calls_platform.relay")
-FLOOR_PORT_OFFSET = 90
-LIMITED_OFFSET = 5
+SERVICES = ("simulator", "call-log", "gateway", "dialer", "recordings", "relay")
 
 
 def cpu_ticks(pid: int) -> int:
@@ -188,17 +186,7 @@ async def projection_lag(url: str, rate: int, seconds: float, writers: int = 4) 
         interval = writers / rate
         next_at = time.perf_counter()
         while not stop.is_set():
-            call_id = uuid.uuid4()
-            envelope = Envelope.wrap(
-                CallRequested(
-                    call_id=call_id,
-                    to_number="+14155550100",
-                    from_number="+14155550101",
-                    requested_by="bench",
-                ),
-                stream_id=call_stream(call_id),
-                organization_id="org_lag",
-            )
+            envelope = requested_call("org_lag")
             async with pool.connection() as conn:
                 [recorded] = await eventstore.append(conn, [envelope])
             committed[recorded.position or 0] = time.perf_counter()
@@ -338,16 +326,14 @@ def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
 
 
 async def measure(
-    system: System, args: argparse.Namespace, floor_proc: subprocess.Popen[bytes]
+    system: System, args: argparse.Namespace, floor_proc: subprocess.Popen[bytes], floor: str
 ) -> dict[str, Any]:
-    gateway = system.url("gateway")
-    token = issue_token(JWT_SECRET, organization_id=ORG, subject="bench", ttl_seconds=7200)
-    auth = ("--header", f"Authorization: Bearer {token}")
+    gateway = system.gateway
+    auth = ("--header", f"Authorization: Bearer {system.token(ORG, 'bench')}")
     post = ("--url", f"{gateway}/calls", "--method", "POST", "--body", POST_BODY, *auth)
-    floor = f"http://127.0.0.1:{system.port_base + FLOOR_PORT_OFFSET}"
     results: dict[str, Any] = {}
     await wait_ready(floor)
-    pids = {name: proc.pid for name, proc in system.procs.items()}
+    pids = pids_of(system)
     await asyncio.sleep(5)
     results["memory_at_rest_kib"] = {name: memory(pid) for name, pid in pids.items()}
     print(f"memory at rest: {results['memory_at_rest_kib']}", flush=True)
@@ -361,19 +347,23 @@ async def measure(
     print(f"caught up in {results['catch-up after POST load (s)']} s", flush=True)
     # the same with the gateway's per-organization rate limiter on, at a limit never reached:
     # what taking a token costs (a second gateway replica, configured so)
-    limited_env = system.env | {
-        "GATEWAY_PORT": str(system.port_base + LIMITED_OFFSET),
+    gateway_service = system.service("gateway")
+    port = free_port()
+    limited_env = gateway_service.env | {
+        "GATEWAY_PORT": str(port),
         "RATE_LIMIT_ORG_PER_SECOND": "1000000",
         "RATE_LIMIT_ORG_BURST": "1000000",
     }
-    limited_proc = start("gateway", limited_env)
+    limiting = Service("gateway-limited", "gateway", port, limited_env, gateway_service.log_dir)
+    limiting.start()
     try:
-        limited = f"http://127.0.0.1:{system.port_base + LIMITED_OFFSET}"
+        limited = limiting.url
         await wait_ready(limited)
+        assert limiting.process is not None
         results["POST /calls, rate limiter on (at 1,000,000/s: its cost)"] = await phase(
             "POST /calls, rate limiter on",
             args,
-            pids | {"gateway (limiter on)": limited_proc.pid},
+            pids | {"gateway (limiter on)": limiting.process.pid},
             "--url",
             f"{limited}/calls",
             "--method",
@@ -383,8 +373,7 @@ async def measure(
             *auth,
         )
     finally:
-        limited_proc.terminate()
-        await asyncio.to_thread(limited_proc.wait, 30)
+        await asyncio.to_thread(limiting.close)
     await caught_up(system.database_url)
     # signed carrier status callbacks on calls the POST phase created, each a new report
     async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as conn:
@@ -406,9 +395,9 @@ async def measure(
             "--method",
             "POST",
             "--body",
-            f"AccountSid={ACCOUNT_SID}&CallSid=CA{{n}}&CallStatus=ringing&SequenceNumber={{n}}",
+            f"AccountSid={SIM_ACCOUNT_SID}&CallSid=CA{{n}}&CallStatus=ringing&SequenceNumber={{n}}",
             "--twilio-auth-token",
-            AUTH_TOKEN,
+            SIM_AUTH_TOKEN,
         )
     finally:
         os.unlink(urls.name)
@@ -495,10 +484,11 @@ def main() -> None:
         "DIALER_CPS": "1",
         "RATE_LIMIT_ORG_PER_SECOND": "0",
         "RATE_LIMIT_KEY_PER_SECOND": "0",
-        "RELAY_IN_PROCESS": "false",
     }
-    with System("load", port_base=args.port_base, env=env) as system:
-        system.start(*SERVICES)
+    with bench_system(
+        "load", *SERVICES, env=env, relay_process=True, port_base=args.port_base
+    ) as system:
+        floor_port = free_port()
         floor_proc = subprocess.Popen(
             [
                 sys.executable,
@@ -506,12 +496,13 @@ def main() -> None:
                 "--database-url",
                 system.database_url,
                 "--port",
-                str(system.port_base + FLOOR_PORT_OFFSET),
+                str(floor_port),
             ],
             stdout=subprocess.DEVNULL,
         )
         try:
-            results |= asyncio.run(measure(system, args, floor_proc))
+            floor = f"http://127.0.0.1:{floor_port}"
+            results |= asyncio.run(measure(system, args, floor_proc, floor))
         finally:
             floor_proc.terminate()
             floor_proc.wait(30)

@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from gateway.auth import issue_token
-from harness import JWT_SECRET, System, machine, percentile, write_results
+from harness import System, bench_system, machine, memory_of, percentile, write_results
 
 
 def gap_figures(created: list[float], cps: float) -> dict[str, Any]:
@@ -59,10 +58,9 @@ def gap_figures(created: list[float], cps: float) -> dict[str, Any]:
 
 
 async def run(system: System, cps: float, duration: float) -> dict[str, Any]:
-    gateway, simulator = system.url("gateway"), system.url("carrier_sim")
-    token = issue_token(JWT_SECRET, organization_id="org_pacing", subject="bench", ttl_seconds=7200)
+    gateway, simulator = system.gateway, system.simulator
     numbers = [f"+1212555{i:04d}" for i in range(int(cps * duration * 1.2) + 50)]
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+    async with aiohttp.ClientSession(headers=system.auth("org_pacing")) as http:
         body = {"to_numbers": numbers, "from_number": "+14155550100", "record": False}
         async with http.post(f"{gateway}/calls/batch", json=body) as resp:
             batch = await resp.json()
@@ -106,10 +104,14 @@ def main() -> None:
         "duration_s": args.duration,
         "started_at": time.time(),
     }
-    with System(name, port_base=args.port_base, env={"DIALER_CPS": str(args.cps)}) as system:
-        system.start("carrier_sim", "call_log", "gateway", "dialer")
+    with bench_system(
+        name,
+        *("simulator", "call-log", "gateway", "dialer"),
+        env={"DIALER_CPS": str(args.cps)},
+        port_base=args.port_base,
+    ) as system:
         results["pacing"] = asyncio.run(run(system, args.cps, args.duration))
-        results["memory_kib_after"] = system.memory()
+        results["memory_kib_after"] = memory_of(system)
     results["load_average_at_end"] = os.getloadavg()
     print(results["pacing"], flush=True)
     print(f"written to {write_results(name.replace('_', '-', 1), results)}")

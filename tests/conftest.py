@@ -14,8 +14,18 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from calls_testing import unique_number
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
-from calls_testing.system import JWT_SECRET, System, free_port, start_system, stop_system
+from calls_testing.system import (
+    JWT_SECRET,
+    System,
+    SystemOptions,
+    free_port,
+    prepare_system,
+    start_system,
+    stop_system,
+    wait_ready,
+)
 from carrier_sim import SimulatorClient
 from gateway.auth import issue_token
 
@@ -48,6 +58,32 @@ async def download_recording(
         assert r.status == 200
         assert r.headers["Content-Type"] == "audio/wav"
         return await r.read()
+
+
+async def place_call(http: aiohttp.ClientSession, system: System, org: str, **body: Any) -> str:
+    """POST /calls as `org` (to a number of its own unless `body` names one), which must be
+    accepted (202); the call's id."""
+    async with http.post(
+        f"{system.gateway}/calls",
+        json={"to_number": unique_number(), **body},
+        headers=system.auth(org),
+    ) as r:
+        assert r.status == 202, await r.text()
+        call_id: str = (await r.json())["call_id"]
+    return call_id
+
+
+async def recording_stored(
+    http: aiohttp.ClientSession, system: System, org: str, call_id: str, seconds: float = 40
+) -> dict[str, Any]:
+    """The call once the call log shows its recording (within `seconds`)."""
+    deadline = time.monotonic() + seconds
+    call = await get_call(http, system, org, call_id)
+    while not call["recording_url"]:
+        assert time.monotonic() < deadline, f"no recording stored: {call}"
+        await asyncio.sleep(0.25)
+        call = await get_call(http, system, org, call_id)
+    return call
 
 
 # A customer's webhook endpoint, for the webhooks tests (e2e and chaos).
@@ -117,19 +153,29 @@ def e2e_system(
     **options: Any,
 ) -> Iterator[System]:
     """A whole system of its own database, vhost (the in-process suites' relays must not feed
-    its services) and recordings directory, all named `label`; stopped after. `options` go to
-    calls_testing.system.start_system."""
-    system = start_system(
+    its services) and recordings directory, all named `label`; stopped after. `options` are
+    calls_testing.system.SystemOptions' fields."""
+    prepared = prepare_system(
         database_factory(label),
         amqp_factory(label),
         str(tmp_path_factory.mktemp(f"{label}-recordings")),
-        issue_token=gateway_token,
-        **options,
+        SystemOptions(issue_token=gateway_token, **options),
     )
+    system = start_system(prepared)
     try:
         yield system
     finally:
         stop_system(system)
+
+
+async def running(system: System) -> System:
+    """`system` with every service running and ready: those a test stopped started again."""
+    for service in system.services.values():
+        if service.process is None or service.process.poll() is not None:
+            service.start()
+    for service in system.services.values():
+        await wait_ready(service.url)
+    return system
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, unique_number
 from calls_testing.system import System
 
+from tests.conftest import place_call
+
 pytestmark = pytest.mark.integration
 
 TERMINAL = TERMINAL_CALL_STATUSES
@@ -82,13 +84,9 @@ async def test_invalid_number_fails_with_the_carriers_error(
     system: System, http: aiohttp.ClientSession
 ) -> None:
     org = new_org_id()
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": "+15005550001", "from_number": unique_number()},
-        headers=system.auth(org),
-    ) as r:
-        assert r.status == 202
-        call_id = (await r.json())["call_id"]
+    call_id = await place_call(
+        http, system, org, to_number="+15005550001", from_number=unique_number()
+    )
     call = await poll_call(http, system, org, call_id, TERMINAL)
     assert call["status"] == "failed"
     assert call["outcome"] == "invalid_number"
@@ -99,12 +97,9 @@ async def test_busy_line_ends_failed_with_outcome_busy(
     system: System, http: aiohttp.ClientSession
 ) -> None:
     org = new_org_id()
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": "+15005550003", "from_number": unique_number()},
-        headers=system.auth(org),
-    ) as r:
-        call_id = (await r.json())["call_id"]
+    call_id = await place_call(
+        http, system, org, to_number="+15005550003", from_number=unique_number()
+    )
     call = await poll_call(http, system, org, call_id, TERMINAL)
     assert (call["status"], call["outcome"]) == ("failed", "busy")
 

@@ -6,8 +6,6 @@ once (the dialer used its event id)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -21,7 +19,7 @@ from calls_testing.audio import assert_wav
 from calls_testing.system import System
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import download_recording, get_call
+from tests.conftest import download_recording, get_call, place_call, recording_stored
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +45,7 @@ async def carrier_call(http: aiohttp.ClientSession, system: System, sid: str) ->
 
 async def recording_reports(system: System, call_id: str) -> list[dict[str, Any]]:
     """The RecordingReported events in the call's stream, as stored."""
-    url = system.services["gateway"].env["DATABASE_URL"]
-    async with await psycopg.AsyncConnection.connect(url) as conn:
+    async with await psycopg.AsyncConnection.connect(system.database_url) as conn:
         cur = await conn.execute(
             "SELECT data FROM eventstore.events WHERE stream_id = %s AND event_type = %s",
             (f"call-{call_id}", "RecordingReported"),
@@ -60,21 +57,10 @@ async def test_a_recorded_call_whose_callbacks_were_lost_still_gets_its_recordin
     system: System, http: aiohttp.ClientSession, callbacks_dropped: None
 ) -> None:
     org = new_org_id()
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
-        headers=system.auth(org),
-    ) as r:
-        assert r.status == 202, await r.text()
-        call_id = str((await r.json())["call_id"])
+    call_id = await place_call(http, system, org, from_number=unique_number(), record=True)
 
     # no callback reaches the gateway: the watchdog (DIALER_STALE_AFTER_SECONDS=2) asks
-    deadline = time.monotonic() + 40
-    call = await get_call(http, system, org, call_id)
-    while not call["recording_url"]:
-        assert time.monotonic() < deadline, f"no recording stored: {call}"
-        await asyncio.sleep(0.25)
-        call = await get_call(http, system, org, call_id)
+    call = await recording_stored(http, system, org, call_id)
 
     assert (call["status"], call["outcome"]) == ("completed", "completed")
     assert call["recording_url"] == f"call-{call['call_sid']}.wav"

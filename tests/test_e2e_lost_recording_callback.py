@@ -19,7 +19,7 @@ from calls_testing import new_org_id, unique_number
 from calls_testing.audio import assert_wav
 from calls_testing.system import System
 
-from tests.conftest import download_recording, get_call
+from tests.conftest import download_recording, place_call, recording_stored
 
 pytestmark = pytest.mark.integration
 
@@ -36,25 +36,7 @@ async def recording_callbacks_dropped(
 
 
 async def place_recorded_call(http: aiohttp.ClientSession, system: System, org: str) -> str:
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": unique_number(), "from_number": unique_number(), "record": True},
-        headers=system.auth(org),
-    ) as r:
-        assert r.status == 202, await r.text()
-        return str((await r.json())["call_id"])
-
-
-async def recording_stored(
-    http: aiohttp.ClientSession, system: System, org: str, call_id: str
-) -> Any:
-    deadline = time.monotonic() + 40
-    call = await get_call(http, system, org, call_id)
-    while not call["recording_url"]:
-        assert time.monotonic() < deadline, f"no recording stored: {call}"
-        await asyncio.sleep(0.25)
-        call = await get_call(http, system, org, call_id)
-    return call
+    return await place_call(http, system, org, from_number=unique_number(), record=True)
 
 
 async def query(system: System, sql: str, *params: Any) -> list[Any]:

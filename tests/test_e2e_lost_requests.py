@@ -12,10 +12,11 @@ declares its queue again, empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aio_pika
@@ -27,13 +28,11 @@ from calls_testing.plugin import AmqpFactory, DatabaseFactory
 from callsctl.replay import replay
 
 from tests.chaos.harness import (
-    FROM_NUMBER,
     ChaosSystem,
-    _call_id_of,
-    numbers,
-    prepare_system,
+    chaos_system,
+    dials_by_call,
+    post_calls,
     private_databases,
-    sim_calls,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -67,15 +66,7 @@ async def lost_requests(http: aiohttp.ClientSession, chaos: ChaosSystem, org: st
     for name in ("simulator", "gateway", "dialer"):
         await chaos.restart(name)
     chaos.stop("dialer")
-    accepted = []
-    for to_number in numbers(CALLS):
-        async with http.post(
-            f"{chaos.gateway}/calls",
-            json={"to_number": to_number, "from_number": FROM_NUMBER},
-            headers=chaos.auth(org),
-        ) as r:
-            assert r.status == 202, await r.text()
-            accepted.append((await r.json())["call_id"])
+    accepted = await post_calls(http, chaos, org, CALLS)
     amqp_url = chaos.env["AMQP_URL"]
     deadline = time.monotonic() + 15  # relayed into the queue (a quorum queue's depth lags)
     while await depth(amqp_url, topology.DIALER_REQUESTS) < CALLS:
@@ -87,64 +78,58 @@ async def lost_requests(http: aiohttp.ClientSession, chaos: ChaosSystem, org: st
 
 
 async def dialed(http: aiohttp.ClientSession, chaos: ChaosSystem, seconds: float) -> Counter[Any]:
-    deadline = time.monotonic() + seconds
-    while len((await sim_calls(http, chaos))["calls"]) < CALLS:
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(1.0)  # a second dial of any would show by now
-    return Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
+    return await dials_by_call(http, chaos, CALLS, seconds)
 
 
+@contextlib.asynccontextmanager
 async def system(
     databases: Callable[[str], str], amqp_factory: AmqpFactory, name: str, grace: str
-) -> ChaosSystem:
+) -> AsyncIterator[ChaosSystem]:
+    """A system of the test's own, none of it started, with that intake grace; closed after."""
     label = f"{name}_{uuid.uuid4().hex[:6]}"
-    return await prepare_system(
+    chaos = await chaos_system(
         databases(label),
         amqp_factory(label),
-        lambda: {},
         name,
+        started=False,
         extra_env={"DIALER_INTAKE_GRACE_SECONDS": grace},
     )
+    try:
+        yield chaos
+    finally:
+        chaos.close()
 
 
 async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
     databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
-    chaos = await system(databases, amqp_factory, "lost-requests-replay", "3600")
-    try:
-        async with aiohttp.ClientSession() as http:
-            accepted = await lost_requests(http, chaos, "org_lost_replay")
-            assert await dialed(http, chaos, 3) == Counter()  # lost: nothing comes
+    async with (
+        system(databases, amqp_factory, "lost-requests-replay", "3600") as chaos,
+        aiohttp.ClientSession() as http,
+    ):
+        accepted = await lost_requests(http, chaos, "org_lost_replay")
+        assert await dialed(http, chaos, 3) == Counter()  # lost: nothing comes
 
-            result = await replay(
-                chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS
-            )
-            assert result.published >= CALLS
-            assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
-            # replaying again changes nothing: the dialer deduplicates by call
-            await replay(chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS)
-            assert await dialed(http, chaos, 0) == Counter(accepted)
-            assert (
-                await metric(http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total")
-                == 0.0
-            )
-    finally:
-        chaos.close()
+        result = await replay(chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS)
+        assert result.published >= CALLS
+        assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
+        # replaying again changes nothing: the dialer deduplicates by call
+        await replay(chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS)
+        assert await dialed(http, chaos, 0) == Counter(accepted)
+        assert (
+            await metric(http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total")
+            == 0.0
+        )
 
 
 async def test_the_intake_watchdog_alone_takes_in_requests_that_never_arrived(
     databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
-    chaos = await system(databases, amqp_factory, "lost-requests-watchdog", "2")
-    try:
-        async with aiohttp.ClientSession() as http:
-            accepted = await lost_requests(http, chaos, "org_lost_watchdog")
-            assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
-            taken = await metric(
-                http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total"
-            )
-            assert taken == CALLS
-    finally:
-        chaos.close()
+    async with (
+        system(databases, amqp_factory, "lost-requests-watchdog", "2") as chaos,
+        aiohttp.ClientSession() as http,
+    ):
+        accepted = await lost_requests(http, chaos, "org_lost_watchdog")
+        assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
+        taken = await metric(http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total")
+        assert taken == CALLS

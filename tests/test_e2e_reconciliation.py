@@ -17,10 +17,10 @@ import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, unique_number
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
-from calls_testing.system import System, wait_ready
+from calls_testing.system import System
 from carrier_sim.client import SimCall
 
-from tests.conftest import e2e_system, get_call
+from tests.conftest import e2e_system, get_call, running
 
 pytestmark = pytest.mark.integration
 
@@ -114,12 +114,7 @@ def reconciliation_services(
 @pytest.fixture
 async def system(reconciliation_services: System) -> System:
     """The module's system, every service running and ready (tests restart what they stop)."""
-    for service in reconciliation_services.services.values():
-        if service.process is None or service.process.poll() is not None:
-            service.start()
-    for service in reconciliation_services.services.values():
-        await wait_ready(service.url)
-    return reconciliation_services
+    return await running(reconciliation_services)
 
 
 @pytest.fixture

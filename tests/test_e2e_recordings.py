@@ -16,20 +16,9 @@ from calls_testing import new_org_id, unique_number
 from calls_testing.audio import assert_wav
 from calls_testing.system import System
 
-from tests.conftest import get_call
+from tests.conftest import get_call, place_call
 
 pytestmark = pytest.mark.integration
-
-
-async def place_call(http: aiohttp.ClientSession, system: System, org: str, **body: Any) -> str:
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": unique_number(), **body},
-        headers=system.auth(org),
-    ) as r:
-        assert r.status == 202, await r.text()
-        call_id: str = (await r.json())["call_id"]
-    return call_id
 
 
 async def wait_for_call(

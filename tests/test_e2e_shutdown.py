@@ -35,7 +35,7 @@ from calls_testing.system import (
 )
 from psycopg.rows import dict_row
 
-from tests.conftest import e2e_system
+from tests.conftest import e2e_system, running
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +59,7 @@ def shutdown_services(
 @pytest.fixture
 async def shutdown_system(shutdown_services: System) -> System:
     """The module's system, every service running and ready (tests restart what they stop)."""
-    for service in shutdown_services.services.values():
-        if service.process is None or service.process.poll() is not None:
-            service.start()
-    for service in shutdown_services.services.values():
-        await wait_ready(service.url)
-    return shutdown_services
-
-
-def database_url(system: System) -> str:
-    return system.services["gateway"].env["DATABASE_URL"]
+    return await running(shutdown_services)
 
 
 def amqp_url(system: System) -> str:
@@ -136,7 +127,7 @@ async def messages_in(url: str, queue_name: str) -> list[Envelope]:
 async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_stored(
     shutdown_system: System,
 ) -> None:
-    url = database_url(shutdown_system)
+    url = shutdown_system.database_url
     gateway = shutdown_system.services["gateway"]
     org = new_org_id()
     # block inserts into the event store (appends take no lock of their own): the request
@@ -192,7 +183,7 @@ async def test_dialer_finishes_and_records_a_dial_in_flight_at_sigterm(
     shutdown_system: System, http: aiohttp.ClientSession
 ) -> None:
     sim = shutdown_system.sim(http)
-    url = database_url(shutdown_system)
+    url = shutdown_system.database_url
     dialer = shutdown_system.services["dialer"]
     org = new_org_id()
     to_number = unique_number()
@@ -259,7 +250,7 @@ def inbound_call(org: str) -> Envelope:
 async def test_call_log_stops_projecting_at_a_consistent_checkpoint_on_sigterm(
     shutdown_system: System,
 ) -> None:
-    url = database_url(shutdown_system)
+    url = shutdown_system.database_url
     call_log = shutdown_system.services["call-log"]
     org = new_org_id()
     conn = await connect(url)
@@ -368,7 +359,7 @@ class SlowCarrier:
 async def test_recordings_finishes_and_stores_a_download_in_flight_at_sigterm(
     shutdown_system: System,
 ) -> None:
-    url = database_url(shutdown_system)
+    url = shutdown_system.database_url
     recordings = shutdown_system.services["recordings"]
     org = new_org_id()
     call_id = uuid.uuid4()

@@ -19,6 +19,7 @@ from calls_testing.system import System
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import Received, Receiver
+from tests.conftest import place_call as post_call
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +57,9 @@ async def create_endpoint(
 async def place_call(
     http: aiohttp.ClientSession, system: System, org: str, to_number: str | None = None
 ) -> str:
-    async with http.post(
-        f"{system.gateway}/calls",
-        json={"to_number": to_number or unique_number(), "from_number": "+14155550199"},
-        headers=system.auth(org),
-    ) as r:
-        assert r.status == 202, await r.text()
-        call_id: str = (await r.json())["call_id"]
-        return call_id
+    return await post_call(
+        http, system, org, to_number=to_number or unique_number(), from_number="+14155550199"
+    )
 
 
 async def until(condition: Callable[[], bool], seconds: float, what: str) -> None:

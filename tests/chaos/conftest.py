@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -17,16 +18,14 @@ from tests.chaos.harness import (
     MakeSystem,
     PrivatePostgres,
     PrivateRabbit,
-    prepare_system,
+    Queues,
+    chaos_system,
+    have_postgres_binaries,
+    running_postgres,
     shared_vhost_queues,
-    start_system,
 )
 
 RUN_ID = uuid.uuid4().hex[:8]
-
-
-def _have_postgres_binaries() -> bool:
-    return (PG_BIN / "initdb").exists()
 
 
 @pytest.fixture(scope="session")
@@ -34,28 +33,20 @@ def chaos_postgres() -> Iterator[PrivatePostgres | None]:
     """A PostgreSQL cluster of the suite's own, where every scenario gets a database: its
     services open up to a hundred connections, and must not run the shared server out of
     them (or be run out by others). Without server binaries: the shared server."""
-    if not _have_postgres_binaries():
+    if not have_postgres_binaries():
         yield None
         return
-    server = PrivatePostgres()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of the scenario's own, which it may restart."""
-    if not _have_postgres_binaries():
+    if not have_postgres_binaries():
         pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} (set CHAOS_PG_BIN)")
-    server = PrivatePostgres()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -85,46 +76,34 @@ async def make_system(
         *,
         postgres: PrivatePostgres | None = None,
         rabbit: PrivateRabbit | None = None,
-        dialers: int = 1,
-        extra_env: dict[str, str] | None = None,
         started: bool = True,
-        relay_process: bool = False,
+        **options: Any,
     ) -> ChaosSystem:
         """`started=False`: nothing migrated or started; the scenario starts each service
-        (which migrates its own schema as it starts)."""
+        (which migrates its own schema as it starts). `options` go to `chaos_system`
+        (dialers, extra_env, relay_process)."""
         label = f"chaos_{scenario.replace('-', '_')}"
         postgres = postgres or chaos_postgres
         if postgres is not None:
             database_url = postgres.create_database(f"calls_{label}")
         else:
             database_url = database_factory(label)
+        queues: Queues
         if rabbit is not None:
             amqp_url, queues = rabbit.url, rabbit.queues
         else:
             amqp_url = amqp_factory(label)
             vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
             queues = lambda: shared_vhost_queues(vhost)  # noqa: E731
-        if started:
-            system = await start_system(
-                database_url,
-                amqp_url,
-                queues,
-                scenario,
-                dialers=dialers,
-                extra_env=extra_env,
-                relay_process=relay_process,
-            )
-        else:
-            system = await prepare_system(
-                database_url,
-                amqp_url,
-                queues,
-                scenario,
-                dialers=dialers,
-                extra_env=extra_env,
-                migrate=False,
-                relay_process=relay_process,
-            )
+        system = await chaos_system(
+            database_url,
+            amqp_url,
+            scenario,
+            queues=queues,
+            started=started,
+            migrate=started,
+            **options,
+        )
         systems.append(system)
         return system
 

@@ -28,8 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import psycopg
 from calls_events import TERMINAL_CALL_STATUSES, is_placeholder_call_sid
-from calls_testing.system import Service, System, free_port, start_services
-from calls_testing.system import prepare_system as prepare_processes
+from calls_testing.system import (
+    System,
+    SystemOptions,
+    free_port,
+    prepare_system,
+    start_system,
+    stop_system,
+)
 from carrier_sim.client import SimCall, SimState
 from psycopg.rows import dict_row
 
@@ -136,20 +142,31 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
 
+def have_postgres_binaries() -> bool:
+    return (PG_BIN / "initdb").exists()
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PrivatePostgres]:
+    """A private cluster, started; stopped and removed after."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def private_databases(fallback: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
     """Databases on a cluster of their own when the server binaries are here (a system's
     processes open dozens of connections: on the shared server, busy with others' tests, they
     were refused with `too many clients`), else from `fallback` (the shared server)."""
-    if not (PG_BIN / "initdb").exists():
+    if not have_postgres_binaries():
         yield fallback
         return
-    server = PrivatePostgres()
-    try:
-        server.start()
+    with running_postgres() as server:
         yield lambda label: server.create_database(f"calls_{label}")
-    finally:
-        server.stop()
 
 
 class PrivateRabbit:
@@ -279,78 +296,47 @@ def shared_vhost_queues(vhost: str) -> dict[str, tuple[int, int]]:
 # --- the system -------------------------------------------------------------------------
 
 
+Queues = Callable[[], dict[str, tuple[int, int]]]
+"""Each RabbitMQ queue of a system's broker or vhost: (ready, unacknowledged) messages."""
+
+
+def no_queues() -> dict[str, tuple[int, int]]:
+    return {}
+
+
 @dataclass
-class ChaosSystem:
-    """The whole system as processes, plus what the checks need to look inside."""
+class ChaosSystem(System):
+    """The whole system as processes (calls_testing.system), plus how the checks look into
+    its broker."""
 
-    system: System
-    database_url: str
-    queues: Callable[[], dict[str, tuple[int, int]]]
-    env: dict[str, str]
-    log_dir: Path
-    stopped: set[str] = field(default_factory=set)
-
-    @property
-    def gateway(self) -> str:
-        return self.system.gateway
-
-    @property
-    def simulator(self) -> str:
-        return self.system.simulator
-
-    def auth(self, org: str) -> dict[str, str]:
-        return self.system.auth(org)
-
-    def service(self, name: str) -> Service:
-        return self.system.services[name]
-
-    def kill(self, name: str) -> float:
-        """kill -9 a service; returns when it happened (time.time())."""
-        return self.system.kill(name)
-
-    async def restart(self, name: str) -> None:
-        await self.system.restart(name)
-
-    async def ready(self, name: str) -> None:
-        await self.system.ready(name)
-
-    def stop(self, name: str) -> None:
-        self.system.stop(name)
-
-    def log_lines(self, name: str) -> list[str]:
-        return self.system.log_lines(name)
+    queues: Queues = no_queues
 
     def close(self) -> None:
-        for service in self.system.services.values():
-            service.stop(timeout=10)
-            service.close()
+        stop_system(self, timeout=10)
 
 
-async def prepare_system(
+async def chaos_system(
     database_url: str,
     amqp_url: str,
-    queues: Callable[[], dict[str, tuple[int, int]]],
     scenario: str,
     *,
+    queues: Queues = no_queues,
+    started: bool = True,
+    migrate: bool = True,
     dialers: int = 1,
     extra_env: dict[str, str] | None = None,
-    migrate: bool = True,
     relay_process: bool = False,
 ) -> ChaosSystem:
     """The system for a scenario (calls_testing.system), with the chaos settings, its logs in
-    a directory of the scenario's own: configured and (with `migrate`) migrated, none started
-    yet: start them with `start_system`, or one by one with `chaos.restart(name)`. With
-    `relay_process`, the outbox relay runs as a process of its own (`relay`, python -m
-    calls_platform.relay) instead of inside the services."""
+    a directory of the scenario's own: configured, (with `migrate`) migrated and (with
+    `started`) every service started and ready. Not started, the scenario starts each one
+    with `chaos.restart(name)`. With `relay_process`, the outbox relay runs as a process of
+    its own (`relay`, python -m calls_platform.relay) instead of inside the services."""
     log_dir = LOG_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
     log_dir.mkdir(parents=True, exist_ok=True)
     recordings = log_dir / "recordings"
     recordings.mkdir()
-    system = await asyncio.to_thread(
-        prepare_processes,
-        database_url,
-        amqp_url,
-        str(recordings),
+    options = SystemOptions(
         extra_env={**chaos_env(), **(extra_env or {})},
         dialers=dialers,
         relay_process=relay_process,
@@ -359,41 +345,23 @@ async def prepare_system(
         quiet_migrate=True,
         issue_token=gateway_token,
     )
-    return ChaosSystem(system, database_url, queues, system.env, log_dir)
-
-
-async def start_system(
-    database_url: str,
-    amqp_url: str,
-    queues: Callable[[], dict[str, tuple[int, int]]],
-    scenario: str,
-    *,
-    dialers: int = 1,
-    extra_env: dict[str, str] | None = None,
-    relay_process: bool = False,
-) -> ChaosSystem:
-    """The whole system for a scenario, every service started and ready."""
-    chaos = await prepare_system(
-        database_url,
-        amqp_url,
-        queues,
-        scenario,
-        dialers=dialers,
-        extra_env=extra_env,
-        relay_process=relay_process,
+    prepared = await asyncio.to_thread(
+        prepare_system, database_url, amqp_url, str(recordings), options
     )
-    try:
-        await asyncio.to_thread(start_services, chaos.system)
-        await chaos.system.ready()
-    except BaseException:
-        chaos.close()
-        raise
+    chaos = ChaosSystem(prepared.services, prepared.env, log_dir, gateway_token, queues)
+    if started:
+        try:
+            await asyncio.to_thread(start_system, chaos)
+            await chaos.ready()
+        except BaseException:
+            chaos.close()
+            raise
     return chaos
 
 
 MakeSystem = Callable[..., Awaitable[ChaosSystem]]
 """The `make_system` fixture: `await make_system("scenario", postgres=…, rabbit=…, dialers=…,
-started=…)`."""
+started=…, …)`: `chaos_system` on the suite's servers."""
 
 
 # --- workload ---------------------------------------------------------------------------
@@ -457,23 +425,81 @@ class Workload:
         self.expected_calls += int(accepted["total"])
         return str(accepted["batch_id"])
 
-    async def single(self, http: aiohttp.ClientSession, chaos: ChaosSystem, to_number: str) -> str:
-        accepted = await post_until_accepted(
-            http, chaos, "/calls", {"to_number": to_number, "from_number": FROM_NUMBER}, self.org
-        )
+    async def single(
+        self,
+        http: aiohttp.ClientSession,
+        chaos: ChaosSystem,
+        to_number: str | None = None,
+        *,
+        record: bool = True,
+    ) -> str:
+        """One call (to a number of its own unless given), retried until accepted."""
+        body: dict[str, Any] = {"to_number": to_number or numbers(1)[0], "from_number": FROM_NUMBER}
+        if not record:
+            body["record"] = False
+        accepted = await post_until_accepted(http, chaos, "/calls", body, self.org)
         self.single_ids.append(accepted["call_id"])
         self.expected_calls += 1
         return str(accepted["call_id"])
 
+    def accepted(self, call_id: str) -> None:
+        """A single call the scenario posted itself (not by `single`)."""
+        self.single_ids.append(call_id)
+        self.expected_calls += 1
+
+
+async def start_batch(
+    http: aiohttp.ClientSession,
+    chaos: ChaosSystem,
+    workload: Workload,
+    *,
+    dialed: int = BATCH_SIZE // 3,
+) -> int:
+    """The opening of a mid-batch scenario: a single call and a batch of BATCH_SIZE, until the
+    carrier has seen `dialed` calls created (the moment for the fault); how many it has seen."""
+    await workload.single(http, chaos)
+    await workload.batch(http, chaos, numbers(BATCH_SIZE))
+    return len(await wait_for_dials(http, chaos, dialed))
+
 
 async def sim_calls(http: aiohttp.ClientSession, chaos: ChaosSystem) -> SimState:
-    return await chaos.system.sim(http).state()
+    return await chaos.sim(http).state()
 
 
 async def set_faults(
     http: aiohttp.ClientSession, chaos: ChaosSystem, faults: dict[str, Any]
 ) -> None:
-    await chaos.system.sim(http).set_faults(**faults)
+    await chaos.sim(http).set_faults(**faults)
+
+
+async def post_calls(
+    http: aiohttp.ClientSession, chaos: ChaosSystem, org: str, count: int
+) -> list[str]:
+    """`count` calls, each of which the gateway must accept at once (202); their ids."""
+    accepted = []
+    for to_number in numbers(count):
+        async with http.post(
+            f"{chaos.gateway}/calls",
+            json={"to_number": to_number, "from_number": FROM_NUMBER},
+            headers=chaos.auth(org),
+        ) as r:
+            assert r.status == 202, await r.text()
+            accepted.append((await r.json())["call_id"])
+    return accepted
+
+
+async def dials_by_call(
+    http: aiohttp.ClientSession, chaos: ChaosSystem, count: int, seconds: float
+) -> Counter[str | None]:
+    """How often the carrier was asked to create each call, once it has seen `count` created
+    (or `seconds` passed) and a second more, in which a second dial of any would show."""
+    deadline = time.monotonic() + seconds
+    while len((await sim_calls(http, chaos))["calls"]) < count:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    return Counter(_call_id_of(d) for d in (await sim_calls(http, chaos))["calls"])
 
 
 async def wait_for_dials(

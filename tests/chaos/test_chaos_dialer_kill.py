@@ -13,12 +13,11 @@ from tests.chaos.harness import (
     BATCH_SIZE,
     MakeSystem,
     Workload,
-    numbers,
     set_faults,
     sim_calls,
+    start_batch,
     until,
     verify,
-    wait_for_dials,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -32,9 +31,7 @@ async def test_dialer_killed_mid_batch_and_between_the_carriers_answer_and_the_s
     chaos = await make_system("dialer-kill")
     workload = Workload(org="org_chaos_dialer")
     async with aiohttp.ClientSession() as http:
-        await workload.single(http, chaos, numbers(1)[0])
-        await workload.batch(http, chaos, numbers(BATCH_SIZE))
-        await wait_for_dials(http, chaos, BATCH_SIZE // 3)
+        await start_batch(http, chaos, workload)
 
         # the carrier creates the next calls but holds its answers: the dialer has committed
         # 'dialing' and waits for the SID when it is killed
@@ -48,11 +45,11 @@ async def test_dialer_killed_mid_batch_and_between_the_carriers_answer_and_the_s
         killed_at = chaos.kill("dialer")
         created_at_kill = len((await sim_calls(http, chaos))["calls"])
 
-        await workload.single(http, chaos, numbers(1)[0])  # accepted while no dialer runs
+        await workload.single(http, chaos)  # accepted while no dialer runs
         await asyncio.sleep(1.0)
         await chaos.restart("dialer")
         restarted_in = time.time() - killed_at
-        await workload.single(http, chaos, numbers(1)[0])
+        await workload.single(http, chaos)
 
         report = await verify(http, chaos, workload)
 

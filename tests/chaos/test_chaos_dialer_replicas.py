@@ -15,10 +15,9 @@ from tests.chaos.harness import (
     ChaosSystem,
     MakeSystem,
     Workload,
-    numbers,
+    start_batch,
     until,
     verify,
-    wait_for_dials,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -45,9 +44,7 @@ async def test_two_dialers_share_one_rate_and_the_standby_takes_over(
     chaos = await make_system("dialer-replicas", dialers=2)
     workload = Workload(org="org_chaos_replicas")
     async with aiohttp.ClientSession() as http:
-        await workload.batch(http, chaos, numbers(BATCH_SIZE))
-        await workload.single(http, chaos, numbers(1)[0])
-        await wait_for_dials(http, chaos, BATCH_SIZE // 3)
+        await start_batch(http, chaos, workload)
 
         async def elected() -> bool:
             return dial_leader(chaos) is not None
@@ -62,7 +59,7 @@ async def test_two_dialers_share_one_rate_and_the_standby_takes_over(
             return dial_leader(chaos) == standby
 
         await until(taken_over, 15, "the standby to take over")
-        await workload.single(http, chaos, numbers(1)[0])
+        await workload.single(http, chaos)
         report = await verify(http, chaos, workload)
 
     times = sorted(d["created_at"] for d in report.dials)

@@ -17,13 +17,10 @@ import pytest
 from calls_platform import amqp
 
 from tests.chaos.harness import (
-    FROM_NUMBER,
     ChaosSystem,
     MakeSystem,
     Workload,
     _fetch,
-    numbers,
-    post_until_accepted,
     verify,
 )
 
@@ -39,16 +36,7 @@ async def writer(
     http: aiohttp.ClientSession, chaos: ChaosSystem, workload: Workload, done: asyncio.Event
 ) -> None:
     while not done.is_set():
-        [to_number] = numbers(1)
-        accepted = await post_until_accepted(
-            http,
-            chaos,
-            "/calls",
-            {"to_number": to_number, "from_number": FROM_NUMBER, "record": False},
-            workload.org,
-        )
-        workload.single_ids.append(accepted["call_id"])
-        workload.expected_calls += 1
+        await workload.single(http, chaos, record=False)
         await asyncio.sleep(WRITER_PAUSE * random.uniform(0.5, 1.5))
 
 

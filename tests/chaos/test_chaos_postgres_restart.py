@@ -18,6 +18,7 @@ from tests.chaos.harness import (
     PrivatePostgres,
     Workload,
     numbers,
+    start_batch,
     until,
     verify,
     wait_for_dials,
@@ -32,9 +33,7 @@ async def test_postgres_restarted_mid_batch(
     chaos = await make_system("postgres-restart", postgres=private_postgres)
     workload = Workload(org="org_chaos_pg")
     async with aiohttp.ClientSession() as http:
-        await workload.single(http, chaos, numbers(1)[0])
-        await workload.batch(http, chaos, numbers(BATCH_SIZE))
-        dialed_at_restart = len(await wait_for_dials(http, chaos, BATCH_SIZE // 3))
+        dialed_at_restart = await start_batch(http, chaos, workload)
 
         await asyncio.to_thread(private_postgres.restart)
 
@@ -45,8 +44,7 @@ async def test_postgres_restarted_mid_batch(
             try:
                 async with http.post(f"{chaos.gateway}/calls", json=body, headers=headers) as r:
                     if r.status == 202:
-                        workload.single_ids.append((await r.json())["call_id"])
-                        workload.expected_calls += 1
+                        workload.accepted((await r.json())["call_id"])
                         return True
                     return False
             except aiohttp.ClientError:
@@ -58,7 +56,7 @@ async def test_postgres_restarted_mid_batch(
             return len(await wait_for_dials(http, chaos, 0)) > dialed_at_restart + 20
 
         dialing_in = await until(dialing_again, 30, "the dialer to dial again")
-        await workload.single(http, chaos, numbers(1)[0])
+        await workload.single(http, chaos)
         report = await verify(http, chaos, workload)
 
     assert dialed_at_restart < BATCH_SIZE  # restarted mid-batch

@@ -18,9 +18,9 @@ from tests.chaos.harness import (
     PrivateRabbit,
     Workload,
     numbers,
+    start_batch,
     until,
     verify,
-    wait_for_dials,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -46,14 +46,12 @@ async def test_rabbitmq_restarted_mid_batch(
     chaos = await make_system("rabbitmq-restart", rabbit=private_rabbit)
     workload = Workload(org="org_chaos_rabbit")
     async with aiohttp.ClientSession() as http:
-        await workload.single(http, chaos, numbers(1)[0])
-        await workload.batch(http, chaos, numbers(BATCH_SIZE))
-        dialed_at_stop = len(await wait_for_dials(http, chaos, BATCH_SIZE // 3))
+        dialed_at_stop = await start_batch(http, chaos, workload)
 
         await asyncio.to_thread(private_rabbit.stop_app)
         stopped_at = time.monotonic()
         # accepted while the broker is down: the 202 needs only the store
-        await workload.single(http, chaos, numbers(1)[0])
+        await workload.single(http, chaos)
         await workload.batch(http, chaos, numbers(20))
 
         async def held() -> bool:
@@ -69,7 +67,7 @@ async def test_rabbitmq_restarted_mid_batch(
             return await outbox_backlog(chaos.database_url) == 0
 
         drained_in = await until(drained, 60, "the outbox to drain")
-        await workload.single(http, chaos, numbers(1)[0])
+        await workload.single(http, chaos)
         report = await verify(http, chaos, workload)
 
     assert dialed_at_stop < BATCH_SIZE  # stopped mid-batch

@@ -13,7 +13,7 @@ from tests.chaos.harness import (
     BATCH_SIZE,
     MakeSystem,
     Workload,
-    numbers,
+    start_batch,
     verify,
     wait_for_dials,
 )
@@ -25,19 +25,16 @@ async def test_call_log_and_gateway_killed_mid_batch(make_system: MakeSystem) ->
     chaos = await make_system("service-kills")
     workload = Workload(org="org_chaos_kills")
     async with aiohttp.ClientSession() as http:
-        await workload.batch(http, chaos, numbers(BATCH_SIZE))
-        await workload.single(http, chaos, numbers(1)[0])
-
-        await wait_for_dials(http, chaos, BATCH_SIZE // 4)
+        await start_batch(http, chaos, workload, dialed=BATCH_SIZE // 4)
         chaos.kill("call-log")
-        await workload.single(http, chaos, numbers(1)[0])  # accepted without the call log
+        await workload.single(http, chaos)  # accepted without the call log
         await asyncio.sleep(1.0)
         chaos.service("call-log").start()  # comes up while the batch goes on
 
         dialed_at_gateway_kill = len(await wait_for_dials(http, chaos, BATCH_SIZE // 2))
         chaos.kill("gateway")
         await asyncio.sleep(2.0)  # callbacks for calls in progress fail meanwhile
-        single = asyncio.create_task(workload.single(http, chaos, numbers(1)[0]))
+        single = asyncio.create_task(workload.single(http, chaos))
         await chaos.restart("gateway")
         await single  # retried with its Idempotency-Key until the gateway is back
         await chaos.ready("call-log")

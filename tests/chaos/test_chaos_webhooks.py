@@ -101,27 +101,51 @@ def check(receiver: Receiver, calls: int) -> Counter[str]:
     return Counter(m.headers["webhook-id"] for m in receiver.received)
 
 
-async def test_webhooks_service_killed_mid_delivery(make_system: MakeSystem) -> None:
-    chaos = await make_system("webhooks-kill", extra_env=WEBHOOK_ENV)
+async def deliver_through(
+    chaos: ChaosSystem,
+    org: str,
+    fault: Callable[[Receiver], Awaitable[int]],
+    *,
+    answer_seconds: float = 0.0,
+) -> tuple[int, float, Counter[str]]:
+    """A batch of CALLS calls whose events a receiver subscribed to (answering each after
+    `answer_seconds`); `fault` strikes once half the calls' first messages arrived. Every
+    call's messages and the batch's completion must then arrive, in order, and the system pass
+    `verify`. Returns what `fault` returned, the seconds until all had arrived after it, and how
+    often each message came."""
     receiver = Receiver()
-    receiver.answer = lambda n: (200, 0.2)  # slow enough that deliveries are mid-flight
+    receiver.answer = lambda n: (200, answer_seconds)
     await receiver.start()
-    workload = Workload(org="org_chaos_webhooks")
+    workload = Workload(org=org)
     try:
         async with aiohttp.ClientSession() as http:
             await subscribe(http, chaos, workload.org, receiver)
             await workload.batch(http, chaos, numbers(CALLS))
             await until(halfway(receiver), 60, "half the calls' first messages")
-            chaos.kill("webhooks")
-            killed_after = len(receiver.received)
-            await asyncio.sleep(2.0)
-            await chaos.restart("webhooks")
+            struck = await fault(receiver)
             took = await all_arrived(receiver, CALLS, 180)
             await asyncio.sleep(2.0)  # anything still to come twice
             repeats = check(receiver, CALLS)
             await verify(http, chaos, workload)
     finally:
         await receiver.stop()
+    return struck, took, repeats
+
+
+async def test_webhooks_service_killed_mid_delivery(make_system: MakeSystem) -> None:
+    chaos = await make_system("webhooks-kill", extra_env=WEBHOOK_ENV)
+
+    async def kill_webhooks(receiver: Receiver) -> int:
+        chaos.kill("webhooks")
+        killed_after = len(receiver.received)
+        await asyncio.sleep(2.0)
+        await chaos.restart("webhooks")
+        return killed_after
+
+    # answers slow enough that deliveries are mid-flight
+    killed_after, took, repeats = await deliver_through(
+        chaos, "org_chaos_webhooks", kill_webhooks, answer_seconds=0.2
+    )
     twice = sum(1 for n in repeats.values() if n > 1)
     assert killed_after < CALLS * 4  # killed mid-delivery
     print(
@@ -136,23 +160,14 @@ async def test_rabbitmq_restarted_while_webhooks_flow(
     # NOT run on the shared development machine by helpers (it restarts a RabbitMQ node; the
     # node is private, but the suite's RabbitMQ scenarios are run by the lead / CI).
     chaos = await make_system("webhooks-rabbitmq", rabbit=private_rabbit, extra_env=WEBHOOK_ENV)
-    receiver = Receiver()
-    await receiver.start()
-    workload = Workload(org="org_chaos_webhooks_rabbit")
-    try:
-        async with aiohttp.ClientSession() as http:
-            await subscribe(http, chaos, workload.org, receiver)
-            await workload.batch(http, chaos, numbers(CALLS))
-            await until(halfway(receiver), 60, "half the calls' first messages")
-            await asyncio.to_thread(private_rabbit.stop_app)
-            await asyncio.sleep(3.0)
-            await asyncio.to_thread(private_rabbit.start_app)
-            took = await all_arrived(receiver, CALLS, 180)
-            await asyncio.sleep(2.0)
-            repeats = check(receiver, CALLS)
-            await verify(http, chaos, workload)
-    finally:
-        await receiver.stop()
+
+    async def restart_rabbitmq(receiver: Receiver) -> int:
+        await asyncio.to_thread(private_rabbit.stop_app)
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(private_rabbit.start_app)
+        return len(receiver.received)
+
+    _, took, repeats = await deliver_through(chaos, "org_chaos_webhooks_rabbit", restart_rabbitmq)
     print(
         f"\nwebhooks-rabbitmq: {CALLS} calls, {len(repeats)} messages, all in {took:.1f}s"
         " after the broker came back"

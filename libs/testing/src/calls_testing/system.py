@@ -3,8 +3,14 @@ migrated first as `make up` does so that services don't race to create schemas.
 
 One implementation for the end-to-end tests (tests/conftest.py), the fault-injection suite
 (tests/chaos/harness.py) and the benchmarks (bench/harness.py); what only some of them need is
-an option: more than one dialer, per-service environment overrides, where the logs go, and on
-the running system kill -9, stop and restart of one service.
+an option (`SystemOptions`): which services, more than one dialer, per-service environment
+overrides, the tests' quick tunables or the services' defaults, where the logs go; and on the
+running system kill -9, stop and restart of one service.
+
+    system = start_system(prepare_system(database_url, amqp_url, recordings_dir, options))
+    await system.ready()
+    ...
+    stop_system(system)
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ MODULES = {
     "dialer": "dialer",
 }
 MIGRATED = ("gateway", "dialer", "call_log", "recordings", "webhooks")
-# the outbox relay as a process of its own (start_system(..., relay_process=True))
+# the outbox relay as a process of its own (SystemOptions(relay_process=True))
 RELAY_MODULE = "calls_platform.relay"
 
 
@@ -137,8 +143,12 @@ class System:
     def simulator(self) -> str:
         return self.services["simulator"].url
 
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
+
     def token(self, org: str, sub: str = "e2e") -> str:
-        assert self.issue_token is not None, "start_system(..., issue_token=…) to make tokens"
+        assert self.issue_token is not None, "SystemOptions(issue_token=…) to make tokens"
         return self.issue_token(org, sub)
 
     def auth(self, org: str) -> dict[str, str]:
@@ -180,8 +190,9 @@ class System:
 def system_env(
     database_url: str, amqp_url: str, ports: Mapping[str, int], recordings_dir: str
 ) -> dict[str, str]:
-    """Every service's settings for a system on `ports` (keyed gateway, call_log, dialer,
-    recordings, webhooks, simulator): quick calls, quick retries, short grace periods."""
+    """Every service's wiring for a system on `ports` (keyed gateway, call_log, dialer,
+    recordings, webhooks, simulator, relay): where the others are, the simulator's credentials,
+    the gateway's JWT secret."""
     return {
         "DATABASE_URL": database_url,
         "AMQP_URL": amqp_url,
@@ -191,18 +202,12 @@ def system_env(
         "RECORDINGS_PORT": str(ports["recordings"]),
         "WEBHOOKS_PORT": str(ports["webhooks"]),
         "SIM_PORT": str(ports["simulator"]),
+        "RELAY_PORT": str(ports["relay"]),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['gateway']}",
         "CALL_LOG_URL": f"http://127.0.0.1:{ports['call_log']}",
         "RECORDINGS_URL": f"http://127.0.0.1:{ports['recordings']}",
         "WEBHOOKS_URL": f"http://127.0.0.1:{ports['webhooks']}",
-        # the tests' receivers listen on 127.0.0.1, over plain HTTP
-        "WEBHOOKS_ALLOW_PRIVATE": "true",
-        # retries after about 0.5 s, 1 s, 2 s, ... up to 4 s (5 s, doubling to an hour, by default)
-        "WEBHOOKS_RETRY_BASE_SECONDS": "0.5",
-        "WEBHOOKS_RETRY_MAX_SECONDS": "4",
         "RECORDINGS_DIR": recordings_dir,
-        "RECORDINGS_RETRY_BASE_SECONDS": "0.1",
-        "RECORDINGS_RETRY_MAX_SECONDS": "0.5",
         "JWT_SECRET": JWT_SECRET,
         "TWILIO_ACCOUNT_SID": SIM_ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": SIM_AUTH_TOKEN,
@@ -211,19 +216,32 @@ def system_env(
         "SIM_AUTH_TOKEN": SIM_AUTH_TOKEN,
         "SIM_RING_SECONDS": "0.2",
         "SIM_TALK_SECONDS": "0.5",
-        "DIALER_CPS": "20",
-        "DIALER_AMBIGUOUS_SAFE_DELAY": "5",
-        "DIALER_STALE_AFTER_SECONDS": "2",
-        # a call found in progress when asked is asked again this often (300 s by default)
-        "DIALER_IN_PROGRESS_CHECK_SECONDS": "4",
-        # a recorded call's recording callback is waited for this long (300 s by default)
-        "DIALER_RECORDING_GRACE_SECONDS": "2",
-        # due dials per organization sampled every second (15 s by default): the monitoring
-        # test must see them while a batch is being dialed
-        "DIALER_BACKLOG_SAMPLE_SECONDS": "1",
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+QUICK_ENV = {
+    # the tests' receivers listen on 127.0.0.1, over plain HTTP
+    "WEBHOOKS_ALLOW_PRIVATE": "true",
+    # retries after about 0.5 s, 1 s, 2 s, ... up to 4 s (5 s, doubling to an hour, by default)
+    "WEBHOOKS_RETRY_BASE_SECONDS": "0.5",
+    "WEBHOOKS_RETRY_MAX_SECONDS": "4",
+    "RECORDINGS_RETRY_BASE_SECONDS": "0.1",
+    "RECORDINGS_RETRY_MAX_SECONDS": "0.5",
+    "DIALER_CPS": "20",
+    "DIALER_AMBIGUOUS_SAFE_DELAY": "5",
+    "DIALER_STALE_AFTER_SECONDS": "2",
+    # a call found in progress when asked is asked again this often (300 s by default)
+    "DIALER_IN_PROGRESS_CHECK_SECONDS": "4",
+    # a recorded call's recording callback is waited for this long (300 s by default)
+    "DIALER_RECORDING_GRACE_SECONDS": "2",
+    # due dials per organization sampled every second (15 s by default): the monitoring
+    # test must see them while a batch is being dialed
+    "DIALER_BACKLOG_SAMPLE_SECONDS": "1",
+}
+"""The tests' tunables: quick calls, quick retries, short grace periods (`SystemOptions.quick`;
+the benchmarks measure the services' own defaults)."""
 
 
 def migrate(env: Mapping[str, str], *, quiet: bool = False) -> None:
@@ -237,68 +255,97 @@ def migrate(env: Mapping[str, str], *, quiet: bool = False) -> None:
         )
 
 
-def prepare_system(
-    database_url: str,
-    amqp_url: str,
-    recordings_dir: str,
-    *,
-    name_prefix: str = "",
-    extra_env: Mapping[str, str] | None = None,
-    service_env: Mapping[str, Mapping[str, str]] | None = None,
-    dialers: int = 1,
-    relay_process: bool = False,
-    migrate_first: bool = True,
-    log_dir: Path = LOGS,
-    quiet_migrate: bool = False,
-    issue_token: TokenIssuer | None = None,
-) -> System:
-    """Every service as a process on free ports, configured and (with `migrate_first`)
-    migrated, none started yet: start them with `start_services`, or one by one with
-    `system.restart(name)`. Options:
+@dataclass(frozen=True)
+class SystemOptions:
+    """How `prepare_system` builds a system; every field has the end-to-end suite's default.
 
-    - `extra_env`: settings for every service on top of `system_env`'s;
+    - `extra_env`: settings for every service on top of `system_env`'s (and `QUICK_ENV`'s);
     - `service_env`: settings for one service only, by its name ("dialer", "gateway", …);
+    - `services`: only these services, by name (all of them by default);
     - `dialers`: that many dialer replicas ("dialer" alone, else "dialer-a", "dialer-b", …);
     - `relay_process`: the outbox relay runs as a process of its own (`relay`, python -m
       calls_platform.relay, RELAY_IN_PROCESS=false) instead of inside the services;
     - `migrate_first`: False leaves migrating to each service as it starts (MIGRATE_ON_START);
+    - `quick`: the tests' tunables (`QUICK_ENV`); False keeps the services' defaults;
     - `log_dir`, `name_prefix`: where each service's log goes, as `<prefix><name>.log`;
-    - `issue_token`: how `system.auth(org)` makes a bearer token for the gateway.
+    - `quiet_migrate`: the migrations' output captured, not shown;
+    - `issue_token`: how `system.auth(org)` makes a bearer token for the gateway;
+    - `port_base`: fixed ports from this one on (a port of its own per service) instead of
+      free ones.
     """
-    names = ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator")
-    ports = {n: free_port() for n in names}
-    env = {**system_env(database_url, amqp_url, ports, recordings_dir), **(extra_env or {})}
-    if relay_process:
+
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    service_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    services: tuple[str, ...] | None = None
+    dialers: int = 1
+    relay_process: bool = False
+    migrate_first: bool = True
+    quick: bool = True
+    log_dir: Path = LOGS
+    name_prefix: str = ""
+    quiet_migrate: bool = False
+    issue_token: TokenIssuer | None = None
+    port_base: int | None = None
+
+
+# the ports' names, in the order of their offsets from `SystemOptions.port_base`
+PORT_NAMES = ("gateway", "call_log", "dialer", "recordings", "webhooks", "simulator", "relay")
+
+
+def prepare_system(
+    database_url: str,
+    amqp_url: str,
+    recordings_dir: str,
+    options: SystemOptions = SystemOptions(),
+) -> System:
+    """Every service as a process on free ports, configured and (unless told otherwise)
+    migrated, none started yet: start them with `start_system`, or one by one with
+    `system.restart(name)`. `SystemOptions` names the options."""
+    if options.port_base is None:
+        ports = {n: free_port() for n in PORT_NAMES}
+    else:
+        ports = {n: options.port_base + i for i, n in enumerate(PORT_NAMES)}
+    env = system_env(database_url, amqp_url, ports, recordings_dir)
+    env |= {**(QUICK_ENV if options.quick else {}), **options.extra_env}
+    if options.relay_process:
         env["RELAY_IN_PROCESS"] = "false"
-    overrides = service_env or {}
-    port_of = {"simulator": "simulator", "call-log": "call_log", "gateway": "gateway"}
-    port_of |= {"recordings": "recordings", "webhooks": "webhooks", "dialer": "dialer"}
+    overrides = options.service_env
+    wanted = options.services or (*MODULES, "relay")
+    log_dir, prefix = options.log_dir, options.name_prefix
+
+    def service(name: str, module: str, port: int, *own: Mapping[str, str]) -> Service:
+        merged = {**env, **{k: v for o in own for k, v in o.items()}}
+        return Service(f"{prefix}{name}", module, port, merged, log_dir)
+
     services: dict[str, Service] = {}
     for name, module in MODULES.items():
-        if name == "dialer" and dialers != 1:
+        if name not in wanted or (name == "dialer" and options.dialers != 1):
             continue
-        own = {**env, **overrides.get(name, {})}
-        services[name] = Service(f"{name_prefix}{name}", module, ports[port_of[name]], own, log_dir)
-    if dialers != 1:
-        for index in range(dialers):
+        services[name] = service(
+            name, module, ports[name.replace("-", "_")], overrides.get(name, {})
+        )
+    if "dialer" in wanted and options.dialers != 1:
+        for index in range(options.dialers):
             name = f"dialer-{'abcdefgh'[index]}"
             port = ports["dialer"] if index == 0 else free_port()
-            own = {**env, **overrides.get("dialer", {}), **overrides.get(name, {})}
-            own["DIALER_PORT"] = str(port)
-            services[name] = Service(f"{name_prefix}{name}", "dialer", port, own, log_dir)
-    if relay_process:
-        port = free_port()
-        own = {**env, **overrides.get("relay", {}), "RELAY_PORT": str(port)}
-        services["relay"] = Service(f"{name_prefix}relay", RELAY_MODULE, port, own, log_dir)
-    system = System(services, env, log_dir, issue_token)
-    if migrate_first:
-        migrate(env, quiet=quiet_migrate)
+            own = {"DIALER_PORT": str(port)}
+            services[name] = service(
+                name, "dialer", port, overrides.get("dialer", {}), overrides.get(name, {}), own
+            )
+    if options.relay_process and "relay" in wanted:
+        services["relay"] = service(
+            "relay", RELAY_MODULE, ports["relay"], overrides.get("relay", {})
+        )
+    system = System(services, env, log_dir, options.issue_token)
+    if options.migrate_first:
+        migrate(env, quiet=options.quiet_migrate)
     return system
 
 
-def start_services(system: System) -> System:
+def start_system(system: System) -> System:
     """Start every service of a prepared system (returns at once; wait with
-    `await system.ready()`); on failure the started ones are stopped."""
+    `await system.ready()`; stop it with `stop_system`); on failure the started ones are
+    stopped."""
     try:
         for service in system.services.values():
             service.start()
@@ -306,42 +353,6 @@ def start_services(system: System) -> System:
         stop_system(system)
         raise
     return system
-
-
-def start_system(
-    database_url: str,
-    amqp_url: str,
-    recordings_dir: str,
-    *,
-    name_prefix: str = "",
-    extra_env: Mapping[str, str] | None = None,
-    service_env: Mapping[str, Mapping[str, str]] | None = None,
-    dialers: int = 1,
-    relay_process: bool = False,
-    migrate_first: bool = True,
-    log_dir: Path = LOGS,
-    quiet_migrate: bool = False,
-    issue_token: TokenIssuer | None = None,
-) -> System:
-    """Every service as a real process on free ports, migrated first (`prepare_system` names
-    the options), all started. Returns at once (wait with `await system.ready()`); stop it
-    with `stop_system`."""
-    return start_services(
-        prepare_system(
-            database_url,
-            amqp_url,
-            recordings_dir,
-            name_prefix=name_prefix,
-            extra_env=extra_env,
-            service_env=service_env,
-            dialers=dialers,
-            relay_process=relay_process,
-            migrate_first=migrate_first,
-            log_dir=log_dir,
-            quiet_migrate=quiet_migrate,
-            issue_token=issue_token,
-        )
-    )
 
 
 def stop_system(system: System, *, timeout: float = 30) -> None:
