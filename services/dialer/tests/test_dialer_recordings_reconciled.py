@@ -79,6 +79,17 @@ async def recorded_and_completed(pool: Pool, calls: Calls, carrier: FakeCarrier)
     )
 
 
+async def with_a_recording(
+    pool: Pool, calls: Calls, carrier: FakeCarrier, status: str
+) -> tuple[Any, str, CarrierRecording]:
+    """A recorded call found completed whose one recording the carrier lists in `status`: its
+    CallRequested, SID and recording."""
+    event, sid = await recorded_and_completed(pool, calls, carrier)
+    recording = listed(status)
+    carrier.recordings[sid] = [recording]
+    return event, sid, recording
+
+
 def watchdog(pool: Pool, carrier: Carrier, **options: Any) -> StaleCallWatchdog:
     options.setdefault("stale_after_seconds", 0)
     return StaleCallWatchdog(pool, carrier, **options)
@@ -88,9 +99,7 @@ async def test_a_recorded_call_found_completed_gets_its_recording_reported_once(
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await recorded_and_completed(pool, calls, carrier)
-    recording = listed("completed")
-    carrier.recordings[sid] = [recording]
+    event, sid, recording = await with_a_recording(pool, calls, carrier, "completed")
 
     assert await watchdog(pool, carrier).check_once() == 1
 
@@ -157,9 +166,7 @@ async def test_a_recording_still_processing_is_asked_about_again_until_it_is_don
     pool: Pool, calls: Calls
 ) -> None:
     carrier = FakeCarrier()
-    event, sid = await recorded_and_completed(pool, calls, carrier)
-    recording = listed("processing")
-    carrier.recordings[sid] = [recording]
+    event, sid, recording = await with_a_recording(pool, calls, carrier, "processing")
 
     await watchdog(pool, carrier, recordings_recheck_seconds=3600).check_once()
     assert await calls.events(event.call_id, RecordingReported) == []
