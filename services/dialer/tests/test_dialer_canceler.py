@@ -44,6 +44,15 @@ async def place(pool: Pool, calls: Calls, carrier: TwilioCarrier, to: str, **kw:
     return event, result.call_sid
 
 
+async def place_in_a_batch(
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, to: str
+) -> tuple[str, Any, str]:
+    """`place` a call of a new batch; return (batch id, request, SID)."""
+    batch = f"batch-{uuid.uuid4().hex}"
+    event, sid = await place(pool, calls, carrier, to, batch_id=batch)
+    return batch, event, sid
+
+
 async def status_at(sim: LocalSimulator, sid: str) -> str:
     [call] = [c for c in await sim.calls() if c["sid"] == sid]
     return str(call["status"])
@@ -100,8 +109,7 @@ async def test_ringing_calls_of_a_canceled_batch_are_canceled_at_the_carrier_onc
 async def test_a_conversation_of_a_canceled_batch_is_left_alone(
     pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
-    batch = f"batch-{uuid.uuid4().hex}"
-    event, sid = await place(pool, calls, carrier, LONG_CALL_NUMBER, batch_id=batch)
+    batch, event, sid = await place_in_a_batch(pool, calls, carrier, LONG_CALL_NUMBER)
     await until_status(sim, sid, "in-progress")
     await cancel_batch(pool, batch)
     canceler = CarrierCanceler(pool, carrier)
@@ -119,8 +127,7 @@ async def test_a_conversation_of_a_canceled_batch_is_left_alone(
 async def test_a_call_already_known_to_be_answered_is_not_even_fetched(
     pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
 ) -> None:
-    batch = f"batch-{uuid.uuid4().hex}"
-    event, _ = await place(pool, calls, carrier, LONG_CALL_NUMBER, batch_id=batch)
+    batch, event, _ = await place_in_a_batch(pool, calls, carrier, LONG_CALL_NUMBER)
     async with pool.connection() as conn:
         await carrier_news.note_carrier_status(
             conn, event.call_id, "in-progress"
@@ -189,8 +196,7 @@ async def test_a_canceled_batch_wakes_the_canceler(
     canceler = CarrierCanceler(pool, carrier, wakeup=listener.subscribe(), poll_seconds=3600)
     running = asyncio.create_task(canceler.run())
     try:
-        batch = f"batch-{uuid.uuid4().hex}"
-        _, sid = await place(pool, calls, carrier, LONG_RING_NUMBER + "5", batch_id=batch)
+        batch, _, sid = await place_in_a_batch(pool, calls, carrier, LONG_RING_NUMBER + "5")
         await until_status(sim, sid, "ringing")
         await asyncio.sleep(0.3)  # the canceler has looked once and now waits
         await cancel_batch(pool, batch)
