@@ -36,6 +36,13 @@ async def poll_call(
         await asyncio.sleep(0.2)
 
 
+async def ended_call(http: aiohttp.ClientSession, system: System, to_number: str) -> dict[str, Any]:
+    """Place a call to `to_number` in a new organization; return it once it has ended."""
+    org = new_org_id()
+    call_id = await place_call(http, system, org, to_number=to_number, from_number=unique_number())
+    return await poll_call(http, system, org, call_id, TERMINAL)
+
+
 async def test_call_is_dialed_once_and_completes_with_carrier_details(
     system: System, http: aiohttp.ClientSession
 ) -> None:
@@ -83,11 +90,7 @@ async def test_call_is_dialed_once_and_completes_with_carrier_details(
 async def test_invalid_number_fails_with_the_carriers_error(
     system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org_id()
-    call_id = await place_call(
-        http, system, org, to_number="+15005550001", from_number=unique_number()
-    )
-    call = await poll_call(http, system, org, call_id, TERMINAL)
+    call = await ended_call(http, system, "+15005550001")
     assert call["status"] == "failed"
     assert call["outcome"] == "invalid_number"
     assert "not a valid phone number" in call["error_reason"]
@@ -96,11 +99,7 @@ async def test_invalid_number_fails_with_the_carriers_error(
 async def test_busy_line_ends_failed_with_outcome_busy(
     system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org_id()
-    call_id = await place_call(
-        http, system, org, to_number="+15005550003", from_number=unique_number()
-    )
-    call = await poll_call(http, system, org, call_id, TERMINAL)
+    call = await ended_call(http, system, "+15005550003")
     assert (call["status"], call["outcome"]) == ("failed", "busy")
 
 
