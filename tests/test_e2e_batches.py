@@ -37,6 +37,14 @@ async def post_batch(
         return body
 
 
+async def new_batch(
+    http: aiohttp.ClientSession, system: System, n: int
+) -> tuple[str, list[str], dict[str, Any]]:
+    """Post a batch of `n` new numbers in a new organization: (organization, numbers, 202 body)."""
+    org, to_numbers = new_org_id(), numbers(n)
+    return org, to_numbers, await post_batch(http, system, org, to_numbers)
+
+
 async def get_batch(
     http: aiohttp.ClientSession, system: System, org: str, batch_id: str
 ) -> dict[str, Any]:
@@ -96,9 +104,7 @@ async def test_batch_runs_to_completion_with_the_carriers_errors(
 async def test_batch_is_dialed_at_the_configured_rate(
     system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org_id()
-    to_numbers = numbers(30)
-    accepted = await post_batch(http, system, org, to_numbers)
+    org, to_numbers, accepted = await new_batch(http, system, 30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         mine = [d for d in await system.sim(http).calls() if d["to"] in set(to_numbers)]
@@ -173,9 +179,7 @@ async def test_two_organizations_batches_share_the_dial_rate(
 async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
     system: System, http: aiohttp.ClientSession
 ) -> None:
-    org = new_org_id()
-    to_numbers = numbers(200)
-    accepted = await post_batch(http, system, org, to_numbers)
+    org, to_numbers, accepted = await new_batch(http, system, 200)
     await asyncio.sleep(1.5)
     assert await cancel(http, system, org, accepted["batch_id"]) == 202
     await asyncio.sleep(1.0)
