@@ -82,10 +82,14 @@ async def dialed(http: aiohttp.ClientSession, chaos: ChaosSystem, seconds: float
 
 
 @contextlib.asynccontextmanager
-async def system(
-    databases: Callable[[str], str], amqp_factory: AmqpFactory, name: str, grace: str
-) -> AsyncIterator[ChaosSystem]:
-    """A system of the test's own, none of it started, with that intake grace; closed after."""
+async def requests_lost(
+    databases: Callable[[str], str], amqp_factory: AmqpFactory, case: str, grace: str
+) -> AsyncIterator[tuple[ChaosSystem, aiohttp.ClientSession, list[str]]]:
+    """A system of the test's own (lost-requests-`case`), none of it started, with that intake
+    grace, in which the requests of organization org_lost_`case` are then lost
+    (`lost_requests`): the system, a client session and the ids of the lost calls; closed
+    after."""
+    name = f"lost-requests-{case}"
     label = f"{name}_{uuid.uuid4().hex[:6]}"
     chaos = await chaos_system(
         databases(label),
@@ -95,7 +99,8 @@ async def system(
         extra_env={"DIALER_INTAKE_GRACE_SECONDS": grace},
     )
     try:
-        yield chaos
+        async with aiohttp.ClientSession() as http:
+            yield chaos, http, await lost_requests(http, chaos, f"org_lost_{case}")
     finally:
         chaos.close()
 
@@ -103,11 +108,7 @@ async def system(
 async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
     databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
-    async with (
-        system(databases, amqp_factory, "lost-requests-replay", "3600") as chaos,
-        aiohttp.ClientSession() as http,
-    ):
-        accepted = await lost_requests(http, chaos, "org_lost_replay")
+    async with requests_lost(databases, amqp_factory, "replay", "3600") as (chaos, http, accepted):
         assert await dialed(http, chaos, 3) == Counter()  # lost: nothing comes
 
         result = await replay(chaos.database_url, chaos.env["AMQP_URL"], topology.DIALER_REQUESTS)
@@ -125,11 +126,7 @@ async def test_a_deleted_and_recreated_queue_loses_nothing_once_replay_is_run(
 async def test_the_intake_watchdog_alone_takes_in_requests_that_never_arrived(
     databases: Callable[[str], str], amqp_factory: AmqpFactory
 ) -> None:
-    async with (
-        system(databases, amqp_factory, "lost-requests-watchdog", "2") as chaos,
-        aiohttp.ClientSession() as http,
-    ):
-        accepted = await lost_requests(http, chaos, "org_lost_watchdog")
+    async with requests_lost(databases, amqp_factory, "watchdog", "2") as (chaos, http, accepted):
         assert await dialed(http, chaos, 60) == Counter(accepted)  # each exactly once
         taken = await metric(http, chaos.service("dialer").url, "dials_taken_in_by_watchdog_total")
         assert taken == CALLS
