@@ -50,22 +50,22 @@ class Schema:
         return Schema({**self.fields, **fields}, self.extensions | extensions)
 
 
+# JSON's types by the Python type json.loads gives them; bool before int (a bool is an int)
+_JSON_TYPES: Final = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int, "int"),
+    (float, "float"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return next(
+        (name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__
+    )
 
 
 def _is_datetime(value: str) -> bool:
