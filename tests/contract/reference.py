@@ -23,6 +23,16 @@ from typing import Any, Final
 
 from calls_events import OUTCOMES as OUR_OUTCOMES
 
+# The reference's example conversation: its transcript and the usage of its first two providers
+EXAMPLE_TRANSCRIPT: Final = (
+    {"role": "user", "content": "Hi, I need help with my order."},
+    {"role": "assistant", "content": "Of course! Could you share your order number?"},
+)
+EXAMPLE_USAGE: Final = {
+    "deepgram": {"type": "stt", "model": "nova-2"},
+    "openai": {"type": "llm", "model": "gpt-4o"},
+}
+
 
 @dataclass(frozen=True)
 class Field:

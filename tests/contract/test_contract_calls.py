@@ -25,6 +25,7 @@ from calls_testing import unique_number
 from calls_testing.system import SIM_ACCOUNT_SID, SIM_AUTH_TOKEN, System
 from twilio.request_validator import RequestValidator
 
+from tests.contract import reference
 from tests.contract.reference import (
     BATCH_ACCEPTED,
     BATCH_STATUS,
@@ -63,14 +64,8 @@ DETAIL_ONLY = frozenset(CALL_DETAIL.fields) - frozenset(CALL_LOG_ITEM.fields) | 
 }
 
 CONVERSATION = {
-    "transcript": [
-        {"role": "user", "content": "Hi, I need help with my order."},
-        {"role": "assistant", "content": "Of course! Could you share your order number?"},
-    ],
-    "provider_usage": {
-        "deepgram": {"type": "stt", "model": "nova-2"},
-        "openai": {"type": "llm", "model": "gpt-4o"},
-    },
+    "transcript": [dict(turn) for turn in reference.EXAMPLE_TRANSCRIPT],
+    "provider_usage": reference.EXAMPLE_USAGE,
     "ended_by": "caller",
 }
 

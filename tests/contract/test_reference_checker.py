@@ -18,6 +18,8 @@ from tests.contract.reference import (
     CALL_DETAIL,
     CALL_LIST,
     CALL_LOG_ITEM,
+    EXAMPLE_TRANSCRIPT,
+    EXAMPLE_USAGE,
     OUTCOME_EXTENSIONS,
     Schema,
     violations,
@@ -50,13 +52,9 @@ LIST_EXAMPLE: dict[str, Any] = {
 }
 DETAIL_EXAMPLE: dict[str, Any] = {
     **LIST_EXAMPLE["items"][0],
-    "transcript": [
-        {"role": "user", "content": "Hi, I need help with my order."},
-        {"role": "assistant", "content": "Of course! Could you share your order number?"},
-    ],
+    "transcript": [dict(turn) for turn in EXAMPLE_TRANSCRIPT],
     "provider_usage": {
-        "deepgram": {"type": "stt", "model": "nova-2"},
-        "openai": {"type": "llm", "model": "gpt-4o"},
+        **copy.deepcopy(EXAMPLE_USAGE),
         "elevenlabs": {"type": "tts", "model": "eleven_turbo_v2"},
     },
     "recording_url": "call-CA1234567890abcdef.wav",
