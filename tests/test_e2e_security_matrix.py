@@ -39,6 +39,10 @@ class Tenant:
     # strings that identify this tenant's data; none may appear in another tenant's answers
     secrets: set[str] = field(default_factory=set)
 
+    def headers(self, credential: str) -> dict[str, str]:
+        """The headers of this tenant's `credential`: its JWT ("jwt") or its API key ("key")."""
+        return self.jwt if credential == "jwt" else self.key
+
 
 async def _json(response: aiohttp.ClientResponse, status: int) -> Any:
     assert response.status == status, await response.text()
@@ -301,12 +305,11 @@ async def test_another_organization_gets_404_and_not_a_byte_of_its_data(
     system: System, tenants: tuple[Tenant, Tenant], credential: str
 ) -> None:
     a, b = tenants
-    headers = b.jwt if credential == "jwt" else b.key
     before = await _stream_lengths(system, a)
     async with aiohttp.ClientSession() as http:
         for method, path, body in endpoints(a):
             expected = OTHER_ORG[(method, _kind(a, path))][0 if credential == "jwt" else 1]
-            status, raw = await _call(http, system, method, path, body, headers)
+            status, raw = await _call(http, system, method, path, body, b.headers(credential))
             assert status == expected, (credential, method, path, raw)
             assert _leaks(raw, a) == [], (credential, method, path, raw)
         # a's data is all still there and untouched
@@ -325,7 +328,7 @@ async def test_own_credentials_see_own_data(
 ) -> None:
     """The control for the tests above: the same requests with a's own credentials succeed."""
     a, b = tenants
-    headers = a.jwt if credential == "jwt" else a.key
+    headers = a.headers(credential)
     async with aiohttp.ClientSession() as http:
         for path in ("/calls", f"/calls/{a.call_id}", f"/calls/batch/{a.batch_id}", "/agents"):
             status, raw = await _call(http, system, "GET", path, None, headers)
