@@ -62,6 +62,12 @@ async def shutdown_system(shutdown_services: System) -> System:
     return await running(shutdown_services)
 
 
+def under_test(system: System, name: str) -> tuple[str, Service, str]:
+    """What a test of one service's shutdown starts from: the database URL, the service and a
+    new organization."""
+    return system.database_url, system.services[name], new_org_id()
+
+
 def amqp_url(system: System) -> str:
     return system.services["gateway"].env["AMQP_URL"]
 
@@ -127,9 +133,7 @@ async def messages_in(url: str, queue_name: str) -> list[Envelope]:
 async def test_gateway_answers_a_request_in_flight_at_sigterm_and_its_event_is_stored(
     shutdown_system: System,
 ) -> None:
-    url = shutdown_system.database_url
-    gateway = shutdown_system.services["gateway"]
-    org = new_org_id()
+    url, gateway, org = under_test(shutdown_system, "gateway")
     # block inserts into the event store (appends take no lock of their own): the request
     # commits only when we let it
     blocker = await connect(url)
@@ -183,9 +187,7 @@ async def test_dialer_finishes_and_records_a_dial_in_flight_at_sigterm(
     shutdown_system: System, http: aiohttp.ClientSession
 ) -> None:
     sim = shutdown_system.sim(http)
-    url = shutdown_system.database_url
-    dialer = shutdown_system.services["dialer"]
-    org = new_org_id()
+    url, dialer, org = under_test(shutdown_system, "dialer")
     to_number = unique_number()
     before = await sim.create_requests()
     # slow creates keep the dial in flight; no callbacks, so nothing new reaches the dialer's
@@ -250,11 +252,8 @@ def inbound_call(org: str) -> Envelope:
 async def test_call_log_stops_projecting_at_a_consistent_checkpoint_on_sigterm(
     shutdown_system: System,
 ) -> None:
-    url = shutdown_system.database_url
-    call_log = shutdown_system.services["call-log"]
-    org = new_org_id()
-    conn = await connect(url)
-    async with conn:
+    url, call_log, org = under_test(shutdown_system, "call-log")
+    async with await connect(url) as conn:
         start = await eventstore.head_position(conn)
         recorded = await eventstore.append(conn, [inbound_call(org) for _ in range(20_000)])
     head = recorded[-1].position or 0
@@ -359,9 +358,7 @@ class SlowCarrier:
 async def test_recordings_finishes_and_stores_a_download_in_flight_at_sigterm(
     shutdown_system: System,
 ) -> None:
-    url = shutdown_system.database_url
-    recordings = shutdown_system.services["recordings"]
-    org = new_org_id()
+    url, recordings, org = under_test(shutdown_system, "recordings")
     call_id = uuid.uuid4()
     sid = "RE" + uuid.uuid4().hex
     async with SlowCarrier(seconds=3.0) as carrier:
