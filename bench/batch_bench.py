@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import aiohttp
-from harness import System, bench_system, percentile, write_results
+from harness import System, bench_parser, bench_system, percentile, write_results
 
 
 def numbers(n: int, prefix: int) -> list[str]:
@@ -100,9 +100,7 @@ async def run(
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--drain", type=int, default=10_000, help="numbers in the drained batch")
     parser.add_argument(
         "--sizes", default="1000,10000", help="batch sizes whose accept time is measured"

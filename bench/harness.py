@@ -10,6 +10,7 @@ results file.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -223,3 +224,8 @@ def bench_system(
         if started:
             running(system)
         yield system
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line, with its module docstring, as written, for the help."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)

@@ -29,6 +29,7 @@ from calls_platform.db import open_pool
 from calls_testing.system import start_system
 from harness import (
     System,
+    bench_parser,
     bench_system,
     percentile,
     prepare_database,
@@ -244,9 +245,7 @@ async def projection_lag(url: str, rate: int, seconds: int) -> dict[str, float]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="reuse an already loaded database")

@@ -37,6 +37,7 @@ from harness import (
     SIM_ACCOUNT_SID,
     SIM_AUTH_TOKEN,
     System,
+    bench_parser,
     bench_system,
     machine,
     memory,
@@ -458,9 +459,7 @@ async def measure(
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds each")
     parser.add_argument("--warmup", type=float, default=3.0)

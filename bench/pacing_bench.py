@@ -23,7 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from harness import System, bench_system, machine, memory_of, percentile, write_results
+from harness import (
+    System,
+    bench_parser,
+    bench_system,
+    machine,
+    memory_of,
+    percentile,
+    write_results,
+)
 
 
 def gap_figures(created: list[float], cps: float) -> dict[str, Any]:
@@ -86,9 +94,7 @@ async def run(system: System, cps: float, duration: float) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--cps", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of dialing")
     parser.add_argument("--port-base", type=int, default=19100)
