@@ -16,13 +16,7 @@ import aiohttp
 import pytest
 from calls_platform import amqp
 
-from tests.chaos.harness import (
-    ChaosSystem,
-    MakeSystem,
-    Workload,
-    _fetch,
-    verify,
-)
+from tests.chaos.harness import ChaosSystem, MakeSystem, Workload, _fetch, verify
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 
