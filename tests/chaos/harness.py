@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -245,15 +245,7 @@ class PrivateRabbit:
         self._await_app()
 
     def queues(self) -> dict[str, tuple[int, int]]:
-        return parse_queues(
-            self.ctl(
-                "list_queues",
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--no-table-headers",
-            )
-        )
+        return parse_queues(self.ctl(*LIST_QUEUES))
 
     def stop(self) -> None:
         self.ctl("stop", check=False)
@@ -262,6 +254,16 @@ class PrivateRabbit:
             with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# the rabbitmqctl command (after its options) whose output parse_queues reads
+LIST_QUEUES: Final = (
+    "list_queues",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+    "--no-table-headers",
+)
 
 
 def parse_queues(output: str) -> dict[str, tuple[int, int]]:
@@ -275,17 +277,7 @@ def parse_queues(output: str) -> dict[str, tuple[int, int]]:
 
 def shared_vhost_queues(vhost: str) -> dict[str, tuple[int, int]]:
     result = subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "-p",
-            vhost,
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--no-table-headers",
-        ],
+        ["rabbitmqctl", "-q", "-p", vhost, *LIST_QUEUES],
         capture_output=True,
         text=True,
         check=True,
