@@ -171,11 +171,16 @@ async def load(url: str, calls: int, seed: int = 7) -> int:
                             json.dumps(data),
                         )
                     )
-        # the loaded history counts as already published: the relay starts at its end,
-        # as it would in a system that has been running (no backlog competing for CPU)
+        # positions were given explicitly: the sequence continues after them
+        await cur.execute("SELECT setval('eventstore.events_position_seq', %s)", (position,))
+        # the loaded history counts as already published: the relay starts at its end (the
+        # load's transaction and last position), as it would in a system that has been
+        # running (no backlog competing for CPU)
         await cur.execute(
-            "INSERT INTO eventstore.checkpoints (name, position) VALUES ('amqp-relay', %s)"
-            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            "INSERT INTO eventstore.checkpoints (name, transaction_id, position)"
+            " VALUES ('amqp-relay', pg_current_xact_id(), %s)"
+            " ON CONFLICT (name) DO UPDATE"
+            " SET transaction_id = excluded.transaction_id, position = excluded.position",
             (position,),
         )
         await conn.commit()

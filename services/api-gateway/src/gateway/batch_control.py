@@ -11,18 +11,12 @@ from calls_platform.http import CORRELATION_KEY, json_error
 from calls_platform.metrics import EVENTS_APPENDED
 
 from .context import POOL, principal
-from .reads import catching_up, fetch_batch
+from .reads import batch_to_change
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     batch_id = request.match_info["batch_id"]
-    status, batch = await fetch_batch(request, batch_id)
-    if status == 404:
-        return json_error(404, "not_found", "batch not found")
-    if status == 503:
-        return catching_up()
-    if status != 200:
-        raise web.HTTPBadGateway(text="call log unavailable")
+    batch = await batch_to_change(request, batch_id)
     if batch["status"] == "canceled" or all(
         call["call_status"] in TERMINAL_CALL_STATUSES for call in batch["calls"]
     ):

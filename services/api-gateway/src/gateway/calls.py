@@ -38,7 +38,7 @@ from .calling_policy import default_window
 from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall, Recipient
-from .reads import catching_up, fetch_batch
+from .reads import batch_to_change
 
 
 async def _resolve(
@@ -293,13 +293,7 @@ async def place_batch(request: web.Request) -> web.Response:
 
 async def cancel_batch(request: web.Request) -> web.Response:
     batch_id = request.match_info["batch_id"]
-    status, batch = await fetch_batch(request, batch_id)
-    if status == 404:
-        return json_error(404, "not_found", "batch not found")
-    if status == 503:
-        return catching_up()
-    if status != 200:
-        raise web.HTTPBadGateway(text="call log unavailable")
+    batch = await batch_to_change(request, batch_id)
     # Calls dialed but not yet ended can still be canceled at the carrier (the dialer does it):
     # only a batch whose every call has ended has nothing left to cancel.
     if all(call["call_status"] in TERMINAL_CALL_STATUSES for call in batch["calls"]):

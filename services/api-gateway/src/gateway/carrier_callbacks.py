@@ -12,14 +12,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Final, get_args
 
 from aiohttp import web
 from calls_events import (
+    CARRIER_STATUSES,
     CallStatusReported,
     Envelope,
     Event,
     InboundCallReceived,
     RecordingReported,
+    RecordingStatus,
     call_stream,
 )
 from calls_platform import eventstore
@@ -33,21 +36,7 @@ from .context import POOL, SETTINGS, TWILIO_VALIDATORS
 from .streams import find_call, inbound_call_id
 from .twiml import connect_to_agent, reject
 
-CARRIER_STATUSES = frozenset(
-    {
-        "queued",
-        "initiated",
-        "ringing",
-        "in-progress",
-        "completed",
-        "busy",
-        "failed",
-        "no-answer",
-        "canceled",
-    }
-)
-
-RECORDING_STATUSES = frozenset({"completed", "absent", "failed"})
+RECORDING_STATUSES: Final = frozenset(get_args(RecordingStatus))
 
 
 async def _verified_form(request: web.Request) -> dict[str, str] | web.Response:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 from aiohttp import web
-from calls_platform.http import json_error
+from calls_platform.http import BadRequest, json_error
 
 from .context import CALL_LOG, principal
 
@@ -72,6 +72,19 @@ async def fetch_batch(request: web.Request, batch_id: str) -> tuple[int, dict[st
             return resp.status, await resp.json()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _unavailable(exc) from None
+
+
+async def batch_to_change(request: web.Request, batch_id: str) -> dict[str, Any]:
+    """The batch a command (cancel, pause, resume) is about, as the call log shows it; an
+    unknown one, one not yet recorded, or the call log down are sent as their JSON error."""
+    status, batch = await fetch_batch(request, batch_id)
+    if status == 404:
+        raise BadRequest(json_error(404, "not_found", "batch not found"))
+    if status == 503:
+        raise BadRequest(catching_up())
+    if status != 200:
+        raise _unavailable(status=status)
+    return batch
 
 
 async def list_calls(request: web.Request) -> web.Response:
