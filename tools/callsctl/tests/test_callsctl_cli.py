@@ -61,9 +61,13 @@ def test_callsctl_help_for_every_command(command: list[str]) -> None:
 
 
 async def _append(url: str, events: list[Envelope]) -> list[Envelope]:
+    """Append `events` and wait until readers can read them (they read below the cluster's
+    oldest running transaction, which another test's may hold back for a moment)."""
     conn = await connect(url)
     async with conn:
-        return await eventstore.append(conn, events)
+        recorded = await eventstore.append(conn, events)
+        assert await eventstore.wait_readable(conn)
+        return recorded
 
 
 def _sql(url: str, query: str, *params: object) -> list[tuple[object, ...]]:
