@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -17,13 +17,6 @@ from calls_platform import amqp
 from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
 
 
 @pytest.fixture

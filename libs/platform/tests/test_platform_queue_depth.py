@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from calls_platform import amqp, queue_depth
+from calls_platform import queue_depth
 from calls_platform.service import stop_if_cancelling
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
 
 
 def ready(queue: str) -> float | None:

@@ -55,13 +55,6 @@ async def store(database_factory: Callable[[str], str]) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
-
-
-@pytest.fixture
 async def spy(broker: AbstractRobustConnection) -> AbstractQueue:
     """A private queue that gets a copy of every event published to the events exchange."""
     channel = await broker.channel()
