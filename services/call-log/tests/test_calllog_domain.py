@@ -633,31 +633,21 @@ def test_batch_status(counts: BatchCounts, cancel_requested: bool, status: str) 
     assert batch_status(counts, cancel_requested) == status
 
 
-@pytest.mark.parametrize(
-    ("events", "bucket"),
-    [
-        ([], "queued"),
-        ([initiated()], "initiated"),
-        ([initiated(), report("ringing", 2)], "initiated"),
-        ([initiated(), report("completed", 9, duration=7)], "initiated"),
-        ([initiated(), report("busy", 5)], "failed"),
-        ([initiated(), report("no-answer", 30)], "failed"),
-        ([failed(21211)], "failed"),
-        ([canceled()], "canceled"),
-        ([initiated(), report("canceled", 5)], "canceled"),
-    ],
-    ids=[
-        "queued",
-        "dialed",
-        "ringing",
-        "completed",
-        "busy",
-        "no-answer",
-        "refused",
-        "canceled",
-        "canceled-at-carrier",
-    ],
-)
+# test id: (events, bucket)
+BUCKETS: dict[str, tuple[list[Occurred], str]] = {
+    "queued": ([], "queued"),
+    "dialed": ([initiated()], "initiated"),
+    "ringing": ([initiated(), report("ringing", 2)], "initiated"),
+    "completed": ([initiated(), report("completed", 9, duration=7)], "initiated"),
+    "busy": ([initiated(), report("busy", 5)], "failed"),
+    "no-answer": ([initiated(), report("no-answer", 30)], "failed"),
+    "refused": ([failed(21211)], "failed"),
+    "canceled": ([canceled()], "canceled"),
+    "canceled-at-carrier": ([initiated(), report("canceled", 5)], "canceled"),
+}
+
+
+@pytest.mark.parametrize(("events", "bucket"), list(BUCKETS.values()), ids=list(BUCKETS))
 def test_batch_bucket_of_a_call(events: list[Occurred], bucket: str) -> None:
     view = call(*events)
 
