@@ -199,13 +199,13 @@ def _first_view(
 ) -> CallView:
     """A call's first view: who called whom, for which agent, and what the event adds."""
     return CallView(
-        call_id=event.call_id,
         organization_id=organization_id,
+        last_position=position,
+        call_id=event.call_id,
         from_number=event.from_number,
         to_number=event.to_number,
         agent_id=event.agent_id,
         agent_name=event.agent_name,
-        last_position=position,
         **fields,
     )
 
