@@ -665,29 +665,32 @@ def test_rows_carry_every_view_field_and_the_outcome() -> None:
 # --- recordings ------------------------------------------------------------------------------
 
 RECORDING_SID = "RE" + "2" * 32
+# the ids every recording event of the call carries
+RECORDING = {"call_id": CALL_ID, "call_sid": SID, "recording_sid": RECORDING_SID}
 
 
 def recording_reported(seconds: float = 70) -> Occurred:
-    event = RecordingReported(
-        call_id=CALL_ID,
-        call_sid=SID,
-        recording_sid=RECORDING_SID,
-        recording_url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}",
-        status="completed",
-        duration_seconds=57,
+    event = RecordingReported.model_validate(
+        {
+            **RECORDING,
+            "recording_url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/"
+            + RECORDING_SID,
+            "status": "completed",
+            "duration_seconds": 57,
+        }
     )
     return event, at(seconds)
 
 
 def recording_stored(seconds: float = 72) -> Occurred:
-    event = RecordingStored(
-        call_id=CALL_ID,
-        call_sid=SID,
-        recording_sid=RECORDING_SID,
-        storage_key=f"0123456789abcdef/{CALL_ID}/{RECORDING_SID}.wav",
-        size_bytes=912_044,
-        content_type="audio/wav",
-        duration_seconds=57,
+    event = RecordingStored.model_validate(
+        {
+            **RECORDING,
+            "storage_key": f"0123456789abcdef/{CALL_ID}/{RECORDING_SID}.wav",
+            "size_bytes": 912_044,
+            "content_type": "audio/wav",
+            "duration_seconds": 57,
+        }
     )
     return event, at(seconds)
 
