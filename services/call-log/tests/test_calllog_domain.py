@@ -501,14 +501,16 @@ def test_last_sequence_is_the_highest_seen() -> None:
 
 
 def test_an_inbound_call_is_in_progress_while_it_rings() -> None:
-    event = InboundCallReceived(
-        call_id=CALL_ID,
-        call_sid=SID,
-        from_number="+15551230001",
-        to_number="+15551230002",
-        agent_id=uuid.uuid4(),
-        agent_name="Ada",
-        received_at=at(1),
+    event = InboundCallReceived.model_validate(
+        {
+            "call_id": CALL_ID,
+            "call_sid": SID,
+            "from_number": "+15551230001",
+            "to_number": "+15551230002",
+            "agent_id": uuid.uuid4(),
+            "agent_name": "Ada",
+            "received_at": at(1),
+        }
     )
 
     view = fold([(event, at(1))])
