@@ -6,24 +6,22 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from calls_events import CallCanceled, Envelope, call_stream
 from calls_platform import amqp
 from calls_testing import new_org_id
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
 
 
 @pytest.fixture
@@ -174,13 +172,21 @@ async def find_dead_letter(
         await channel.close()
 
 
-async def test_consume_in_batches_hands_over_many_events_at_once_and_acks_them(
+async def batches_queue(
     broker: AbstractRobustConnection,
-) -> None:
+) -> tuple[AbstractChannel, str, AbstractQueue]:
+    """A fresh consumer queue bound to no event type, on a channel that prefetches 100."""
     channel = await broker.channel()
     await channel.set_qos(prefetch_count=100)
     queue_name = f"test.batches.{uuid.uuid4().hex[:8]}"
     queue = await amqp.declare_consumer_queue(channel, queue_name, [f"Nothing{uuid.uuid4().hex}"])
+    return channel, queue_name, queue
+
+
+async def test_consume_in_batches_hands_over_many_events_at_once_and_acks_them(
+    broker: AbstractRobustConnection,
+) -> None:
+    channel, queue_name, queue = await batches_queue(broker)
     sent = [canceled("org_a") for _ in range(50)]
     batches: list[list[Envelope]] = []
     done = asyncio.Event()
@@ -208,10 +214,7 @@ async def test_consume_in_batches_hands_over_many_events_at_once_and_acks_them(
 async def test_consume_in_batches_hands_a_failed_batch_back_for_redelivery(
     broker: AbstractRobustConnection,
 ) -> None:
-    channel = await broker.channel()
-    await channel.set_qos(prefetch_count=100)
-    queue_name = f"test.batches.{uuid.uuid4().hex[:8]}"
-    queue = await amqp.declare_consumer_queue(channel, queue_name, [f"Nothing{uuid.uuid4().hex}"])
+    channel, queue_name, queue = await batches_queue(broker)
     envelope = canceled("org_a")
     attempts: list[int] = []
     done = asyncio.Event()

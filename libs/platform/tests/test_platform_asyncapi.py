@@ -71,15 +71,11 @@ def _payload_validator(document: dict[str, Any], message: str) -> jsonschema.Dra
 def test_a_relayed_envelope_matches_its_message_payload_and_no_other() -> None:
     document = asyncapi.document()
     call_id = uuid.uuid4()
+    requested = CallRequested(
+        call_id=call_id, to_number="+14155550100", from_number="+14155550199", requested_by="test"
+    )
     envelope = Envelope.wrap(
-        CallRequested(
-            call_id=call_id,
-            to_number="+14155550100",
-            from_number="+14155550199",
-            requested_by="test",
-        ),
-        stream_id=call_stream(call_id),
-        organization_id="org_a",
+        requested, stream_id=call_stream(call_id), organization_id="org_a"
     ).model_copy(update={"position": 7, "stream_version": 1})
     body = json.loads(amqp.to_message(envelope).body)
     assert _payload_validator(document, "CallRequested").is_valid(body)

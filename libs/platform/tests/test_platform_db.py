@@ -21,16 +21,22 @@ async def backend_pid(pool: db.Pool) -> int:
         return int(row["pid"])
 
 
+async def drop_the_connection(url: str, pool: db.Pool) -> int:
+    """Terminates, from the server side, the pool's one connection; returns its backend pid."""
+    await pool.wait()
+    first = await backend_pid(pool)
+    async with await db.connect(url) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    return first
+
+
 async def test_a_connection_dropped_while_idle_is_replaced_not_handed_out(
     database_factory: Callable[[str], str],
 ) -> None:
     url = database_factory("pool")
     pool = await db.open_pool(url, name="test-pool", max_size=1)
     async with pool:
-        await pool.wait()
-        first = await backend_pid(pool)
-        async with await db.connect(url) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        first = await drop_the_connection(url, pool)
         await asyncio.sleep(1.2)  # idle longer than a connection in constant use ever is
         assert await backend_pid(pool) != first
 
@@ -44,10 +50,7 @@ async def test_a_connection_in_constant_use_is_not_pinged_before_each_checkout(
     url = database_factory("pool")
     pool = await db.open_pool(url, name="test-pool", max_size=1)
     async with pool:
-        await pool.wait()
-        first = await backend_pid(pool)
-        async with await db.connect(url) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        first = await drop_the_connection(url, pool)
         with pytest.raises(psycopg.OperationalError):
             await backend_pid(pool)
         assert await backend_pid(pool) != first

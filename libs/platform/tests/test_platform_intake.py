@@ -14,13 +14,11 @@ GRACE = timedelta(seconds=60)
 
 def requested(seconds_ago: float, position: int) -> Envelope:
     call_id = uuid.uuid4()
+    event = CallRequested(
+        call_id=call_id, to_number="+14155550100", from_number="+14155550199", requested_by="test"
+    )
     return Envelope.wrap(
-        CallRequested(
-            call_id=call_id,
-            to_number="+14155550100",
-            from_number="+14155550199",
-            requested_by="test",
-        ),
+        event,
         stream_id=call_stream(call_id),
         organization_id="org_a",
         occurred_at=NOW - timedelta(seconds=seconds_ago),

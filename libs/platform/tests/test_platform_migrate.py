@@ -46,19 +46,33 @@ async def test_concurrent_runs_apply_each_migration_once(
     assert sorted(results) == [[], [], ["0001_events.sql", "0002_commit_order.sql"]]
 
 
+def migrations_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, files: dict[str, str]
+) -> Path:
+    """An importable package `name` under tmp_path with `files` in its migrations folder."""
+    package = tmp_path / name
+    (package / "migrations").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for filename, sql in files.items():
+        (package / "migrations" / filename).write_text(sql)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package
+
+
 async def test_only_new_migrations_are_applied_in_name_order(
     database_factory: Callable[[str], str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    package = tmp_path / "scratch_migrations_pkg"
-    (package / "migrations").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "migrations" / "0001_items.sql").write_text(
-        "CREATE TABLE scratch.items (id int PRIMARY KEY, label text);"
-        " INSERT INTO scratch.items (id) VALUES (1);"
+    package = migrations_package(
+        tmp_path,
+        monkeypatch,
+        "scratch_migrations_pkg",
+        {
+            "0001_items.sql": "CREATE TABLE scratch.items (id int PRIMARY KEY, label text);"
+            " INSERT INTO scratch.items (id) VALUES (1);"
+        },
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     conn = await db.connect(database_factory("migrate"))
     async with conn:
         first = await apply_migrations(conn, "scratch", "scratch_migrations_pkg", "migrations")
@@ -84,12 +98,15 @@ async def test_a_failing_migration_applies_nothing_of_its_run(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    package = tmp_path / "scratch_broken_migrations_pkg"
-    (package / "migrations").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "migrations" / "0001_ok.sql").write_text("CREATE TABLE broken.ok (id int);")
-    (package / "migrations" / "0002_bad.sql").write_text("SELECT no_such_function();")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    migrations_package(
+        tmp_path,
+        monkeypatch,
+        "scratch_broken_migrations_pkg",
+        {
+            "0001_ok.sql": "CREATE TABLE broken.ok (id int);",
+            "0002_bad.sql": "SELECT no_such_function();",
+        },
+    )
     conn = await db.connect(database_factory("migrate"))
     async with conn:
         with pytest.raises(psycopg.errors.UndefinedFunction):

@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import aiormq.exceptions
 import pytest
-from aio_pika.abc import AbstractRobustConnection
-from calls_platform import amqp, queue_depth
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from calls_platform import queue_depth
 from calls_platform.service import stop_if_cancelling
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
 
 
 def ready(queue: str) -> float | None:
@@ -34,12 +26,20 @@ def consumers(queue: str) -> float | None:
     return REGISTRY.get_sample_value("queue_consumers", {"queue": queue})
 
 
+async def fresh_queue(
+    broker: AbstractRobustConnection, prefix: str
+) -> tuple[str, AbstractChannel, AbstractQueue]:
+    """A new auto-delete queue named after `prefix`, on a channel with publisher confirms."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    channel = await broker.channel(publisher_confirms=True)
+    queue = await channel.declare_queue(name, auto_delete=True)
+    return name, channel, queue
+
+
 async def test_ready_messages_and_consumers_of_existing_queues(
     broker: AbstractRobustConnection,
 ) -> None:
-    name = f"depth-{uuid.uuid4().hex[:8]}"
-    channel = await broker.channel(publisher_confirms=True)
-    queue = await channel.declare_queue(name, auto_delete=True)
+    name, channel, queue = await fresh_queue(broker, "depth")
     for i in range(3):
         await channel.default_exchange.publish(aio_pika.Message(str(i).encode()), routing_key=name)
     try:
@@ -54,9 +54,7 @@ async def test_ready_messages_and_consumers_of_existing_queues(
 async def test_a_missing_queue_has_no_series_and_is_not_created(
     broker: AbstractRobustConnection,
 ) -> None:
-    name = f"depth-gone-{uuid.uuid4().hex[:8]}"
-    channel = await broker.channel()
-    queue = await channel.declare_queue(name, auto_delete=True)
+    name, channel, queue = await fresh_queue(broker, "depth-gone")
     await queue_depth.sample_once(broker, [name])
     assert ready(name) == 0
     await queue.delete(if_unused=False, if_empty=False)
@@ -73,9 +71,7 @@ async def test_a_missing_queue_has_no_series_and_is_not_created(
 async def test_the_sampler_keeps_sampling_until_stopped(
     broker: AbstractRobustConnection,
 ) -> None:
-    name = f"depth-live-{uuid.uuid4().hex[:8]}"
-    channel = await broker.channel(publisher_confirms=True)
-    queue = await channel.declare_queue(name, auto_delete=True)
+    name, channel, queue = await fresh_queue(broker, "depth-live")
     task = asyncio.create_task(queue_depth.sample_forever(broker, [name], interval_seconds=0.05))
     try:
         await channel.default_exchange.publish(aio_pika.Message(b"x"), routing_key=name)

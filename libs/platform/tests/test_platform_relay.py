@@ -55,13 +55,6 @@ async def store(database_factory: Callable[[str], str]) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url)
-    async with connection:
-        yield connection
-
-
-@pytest.fixture
 async def spy(broker: AbstractRobustConnection) -> AbstractQueue:
     """A private queue that gets a copy of every event published to the events exchange."""
     channel = await broker.channel()
@@ -135,6 +128,15 @@ async def wait_for_checkpoint(store: Store, position: int) -> None:
             await asyncio.sleep(0.02)
 
 
+async def relay_once(
+    store: Store, broker: AbstractRobustConnection, spy: AbstractQueue, new: list[Envelope]
+) -> tuple[list[Envelope], list[AbstractIncomingMessage]]:
+    """Records `new` (of one organization), then relays until every one of them arrived."""
+    recorded = await store.append(new)
+    async with running_relay(store, broker):
+        return recorded, await receive_until(spy, recorded, new[0].organization_id)
+
+
 async def test_relay_publishes_each_event_once_and_resumes_from_its_checkpoint(
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
@@ -164,10 +166,7 @@ async def test_relayed_messages_are_persistent_routed_by_type_and_carry_the_enve
     store: Store, broker: AbstractRobustConnection, spy: AbstractQueue
 ) -> None:
     org = new_org_id()
-    recorded = await store.append(events(org, 2))
-
-    async with running_relay(store, broker):
-        messages = await receive_until(spy, recorded, org)
+    recorded, messages = await relay_once(store, broker, spy, events(org, 2))
 
     assert [m.message_id for m in messages] == [str(e.event_id) for e in recorded]
     for message, envelope in zip(messages, recorded, strict=True):

@@ -18,62 +18,58 @@ pytestmark = pytest.mark.integration
 CALL_ID = str(uuid.uuid4())
 BATCH_ID = f"batch-{uuid.uuid4().hex}"
 
+# every protected route, as registered: "METHOD route"
+PROTECTED_ROUTES = """
+POST /api-keys
+GET /api-keys
+DELETE /api-keys/{key_id}
+POST /agents
+GET /agents
+PUT /sip-config
+GET /sip-config
+POST /calls/batch
+GET /calls/batch/{batch_id}
+POST /calls/batch/{batch_id}/cancel
+POST /calls/batch/{batch_id}/pause
+POST /calls/batch/{batch_id}/resume
+PUT /do-not-call/{number}
+DELETE /do-not-call/{number}
+GET /do-not-call
+PUT /calling-policy
+GET /calling-policy
+POST /calls
+GET /calls
+GET /calls/{call_id}
+POST /calls/{call_id}/conversation
+GET /calls/{call_id}/recording
+DELETE /calls/{call_id}/recording
+POST /webhook-endpoints
+GET /webhook-endpoints
+GET /webhook-endpoints/{endpoint_id}
+PATCH /webhook-endpoints/{endpoint_id}
+DELETE /webhook-endpoints/{endpoint_id}
+POST /webhook-endpoints/{endpoint_id}/rotate-secret
+POST /webhook-endpoints/{endpoint_id}/test
+GET /webhook-endpoints/{endpoint_id}/deliveries
+POST /webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver
+POST /webhook-endpoints/{endpoint_id}/replay
+"""
+# the ids the requested paths fill in
+PATH_IDS = {
+    "key_id": str(uuid.uuid4()),
+    "batch_id": BATCH_ID,
+    "number": "+15551230001",
+    "call_id": CALL_ID,
+    "endpoint_id": CALL_ID,
+    "delivery_id": CALL_ID,
+}
 # (method, route as registered, path requested)
 PROTECTED = [
-    ("POST", "/api-keys", "/api-keys"),
-    ("GET", "/api-keys", "/api-keys"),
-    ("DELETE", "/api-keys/{key_id}", f"/api-keys/{uuid.uuid4()}"),
-    ("POST", "/agents", "/agents"),
-    ("GET", "/agents", "/agents"),
-    ("PUT", "/sip-config", "/sip-config"),
-    ("GET", "/sip-config", "/sip-config"),
-    ("POST", "/calls/batch", "/calls/batch"),
-    ("GET", "/calls/batch/{batch_id}", f"/calls/batch/{BATCH_ID}"),
-    ("POST", "/calls/batch/{batch_id}/cancel", f"/calls/batch/{BATCH_ID}/cancel"),
-    ("POST", "/calls/batch/{batch_id}/pause", f"/calls/batch/{BATCH_ID}/pause"),
-    ("POST", "/calls/batch/{batch_id}/resume", f"/calls/batch/{BATCH_ID}/resume"),
-    ("PUT", "/do-not-call/{number}", "/do-not-call/+15551230001"),
-    ("DELETE", "/do-not-call/{number}", "/do-not-call/+15551230001"),
-    ("GET", "/do-not-call", "/do-not-call"),
-    ("PUT", "/calling-policy", "/calling-policy"),
-    ("GET", "/calling-policy", "/calling-policy"),
-    ("POST", "/calls", "/calls"),
-    ("GET", "/calls", "/calls"),
-    ("GET", "/calls/{call_id}", f"/calls/{CALL_ID}"),
-    ("POST", "/calls/{call_id}/conversation", f"/calls/{CALL_ID}/conversation"),
-    ("GET", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
-    ("DELETE", "/calls/{call_id}/recording", f"/calls/{CALL_ID}/recording"),
-    ("POST", "/webhook-endpoints", "/webhook-endpoints"),
-    ("GET", "/webhook-endpoints", "/webhook-endpoints"),
-    ("GET", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
-    ("PATCH", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
-    ("DELETE", "/webhook-endpoints/{endpoint_id}", f"/webhook-endpoints/{CALL_ID}"),
-    (
-        "POST",
-        "/webhook-endpoints/{endpoint_id}/rotate-secret",
-        f"/webhook-endpoints/{CALL_ID}/rotate-secret",
-    ),
-    ("POST", "/webhook-endpoints/{endpoint_id}/test", f"/webhook-endpoints/{CALL_ID}/test"),
-    (
-        "GET",
-        "/webhook-endpoints/{endpoint_id}/deliveries",
-        f"/webhook-endpoints/{CALL_ID}/deliveries",
-    ),
-    (
-        "POST",
-        "/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
-        f"/webhook-endpoints/{CALL_ID}/deliveries/{CALL_ID}/redeliver",
-    ),
-    ("POST", "/webhook-endpoints/{endpoint_id}/replay", f"/webhook-endpoints/{CALL_ID}/replay"),
+    (method, route, route.format(**PATH_IDS))
+    for method, route in (line.split() for line in PROTECTED_ROUTES.strip().splitlines())
 ]
-PUBLIC_PREFIXES = (
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/webhooks/",
-    "/openapi.json",
-    "/asyncapi.json",
-    "/docs",
+PUBLIC_PREFIXES = tuple(
+    ["/healthz", "/readyz", "/metrics", "/webhooks/", "/openapi.json", "/asyncapi.json", "/docs"]
 )
 WELL_FORMED_UNKNOWN_KEY = "ck_" + "A" * 43
 

@@ -15,9 +15,11 @@ if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
 pytestmark = pytest.mark.integration
 
 
-async def create_agent(gateway: Gateway, org: str, name: str = "Ada") -> dict[str, Any]:
+async def create_agent(
+    gateway: Gateway, org: str, name: str = "Ada", **fields: Any
+) -> dict[str, Any]:
     response = await gateway.post_json(
-        "/agents", org, {"name": name, "phone_number": gateway.number()}
+        "/agents", org, {"name": name, "phone_number": gateway.number(), **fields}
     )
     assert response.status == 201, await response.text()
     agent: dict[str, Any] = await response.json()
@@ -90,12 +92,7 @@ async def test_place_call_answers_202_and_appends_exactly_one_call_requested(
 async def test_an_agent_with_recording_off_makes_unrecorded_calls_unless_a_call_asks(
     gateway: Gateway, org: str
 ) -> None:
-    response = await gateway.post_json(
-        "/agents",
-        org,
-        {"name": "Quiet", "phone_number": gateway.number(), "recording_enabled": False},
-    )
-    quiet = await response.json()
+    quiet = await create_agent(gateway, org, name="Quiet", recording_enabled=False)
     loud = await create_agent(gateway, org, name="Loud")
     cases = [
         ({"agent_id": quiet["id"]}, False),
@@ -114,12 +111,7 @@ async def test_an_agent_with_recording_off_makes_unrecorded_calls_unless_a_call_
 async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(
     gateway: Gateway, org: str
 ) -> None:
-    response = await gateway.post_json(
-        "/agents",
-        org,
-        {"name": "Quiet", "phone_number": gateway.number(), "recording_enabled": False},
-    )
-    quiet = await response.json()
+    quiet = await create_agent(gateway, org, name="Quiet", recording_enabled=False)
     for body, recorded in [({}, False), ({"record": True}, True)]:
         head = await gateway.head()
         response = await gateway.post_json(

@@ -210,16 +210,20 @@ async def wait_for_event(
     return []
 
 
+def conversation_reported(call_id: str, org: str) -> Envelope:
+    return Envelope.wrap(
+        ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
+        stream_id=f"call-{call_id}",
+        organization_id=org,
+    )
+
+
 async def test_conversation_published_on_the_inbox_is_recorded_once(
     gateway: Gateway, org: str, amqp_url: str
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
-    envelope = Envelope.wrap(
-        ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
-        stream_id=f"call-{call_id}",
-        organization_id=org,
-    )
+    envelope = conversation_reported(call_id, org)
     await publish_to_inbox(amqp_url, envelope)
     await publish_to_inbox(amqp_url, envelope)  # redelivered: stored once
     assert len(await wait_for_event(gateway, before, envelope.event_id)) == 1
@@ -234,11 +238,7 @@ async def test_inbox_report_for_another_organizations_call_is_not_recorded(
 ) -> None:
     call_id = await gateway.place_call(org)
     before = await gateway.head()
-    envelope = Envelope.wrap(
-        ConversationReported.model_validate({"call_id": call_id, **CONVERSATION}),
-        stream_id=f"call-{call_id}",
-        organization_id=other_org,
-    )
+    envelope = conversation_reported(call_id, other_org)
     await publish_to_inbox(amqp_url, envelope)
     # the handler refuses it at once (dead-lettered); a second is ample to see nothing recorded
     assert await wait_for_event(gateway, before, envelope.event_id, attempts=20) == []

@@ -501,14 +501,16 @@ def test_last_sequence_is_the_highest_seen() -> None:
 
 
 def test_an_inbound_call_is_in_progress_while_it_rings() -> None:
-    event = InboundCallReceived(
-        call_id=CALL_ID,
-        call_sid=SID,
-        from_number="+15551230001",
-        to_number="+15551230002",
-        agent_id=uuid.uuid4(),
-        agent_name="Ada",
-        received_at=at(1),
+    event = InboundCallReceived.model_validate(
+        {
+            "call_id": CALL_ID,
+            "call_sid": SID,
+            "from_number": "+15551230001",
+            "to_number": "+15551230002",
+            "agent_id": uuid.uuid4(),
+            "agent_name": "Ada",
+            "received_at": at(1),
+        }
     )
 
     view = fold([(event, at(1))])
@@ -633,31 +635,21 @@ def test_batch_status(counts: BatchCounts, cancel_requested: bool, status: str) 
     assert batch_status(counts, cancel_requested) == status
 
 
-@pytest.mark.parametrize(
-    ("events", "bucket"),
-    [
-        ([], "queued"),
-        ([initiated()], "initiated"),
-        ([initiated(), report("ringing", 2)], "initiated"),
-        ([initiated(), report("completed", 9, duration=7)], "initiated"),
-        ([initiated(), report("busy", 5)], "failed"),
-        ([initiated(), report("no-answer", 30)], "failed"),
-        ([failed(21211)], "failed"),
-        ([canceled()], "canceled"),
-        ([initiated(), report("canceled", 5)], "canceled"),
-    ],
-    ids=[
-        "queued",
-        "dialed",
-        "ringing",
-        "completed",
-        "busy",
-        "no-answer",
-        "refused",
-        "canceled",
-        "canceled-at-carrier",
-    ],
-)
+# test id: (events, bucket)
+BUCKETS: dict[str, tuple[list[Occurred], str]] = {
+    "queued": ([], "queued"),
+    "dialed": ([initiated()], "initiated"),
+    "ringing": ([initiated(), report("ringing", 2)], "initiated"),
+    "completed": ([initiated(), report("completed", 9, duration=7)], "initiated"),
+    "busy": ([initiated(), report("busy", 5)], "failed"),
+    "no-answer": ([initiated(), report("no-answer", 30)], "failed"),
+    "refused": ([failed(21211)], "failed"),
+    "canceled": ([canceled()], "canceled"),
+    "canceled-at-carrier": ([initiated(), report("canceled", 5)], "canceled"),
+}
+
+
+@pytest.mark.parametrize(("events", "bucket"), list(BUCKETS.values()), ids=list(BUCKETS))
 def test_batch_bucket_of_a_call(events: list[Occurred], bucket: str) -> None:
     view = call(*events)
 
@@ -675,29 +667,32 @@ def test_rows_carry_every_view_field_and_the_outcome() -> None:
 # --- recordings ------------------------------------------------------------------------------
 
 RECORDING_SID = "RE" + "2" * 32
+# the ids every recording event of the call carries
+RECORDING = {"call_id": CALL_ID, "call_sid": SID, "recording_sid": RECORDING_SID}
 
 
 def recording_reported(seconds: float = 70) -> Occurred:
-    event = RecordingReported(
-        call_id=CALL_ID,
-        call_sid=SID,
-        recording_sid=RECORDING_SID,
-        recording_url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{RECORDING_SID}",
-        status="completed",
-        duration_seconds=57,
+    event = RecordingReported.model_validate(
+        {
+            **RECORDING,
+            "recording_url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/"
+            + RECORDING_SID,
+            "status": "completed",
+            "duration_seconds": 57,
+        }
     )
     return event, at(seconds)
 
 
 def recording_stored(seconds: float = 72) -> Occurred:
-    event = RecordingStored(
-        call_id=CALL_ID,
-        call_sid=SID,
-        recording_sid=RECORDING_SID,
-        storage_key=f"0123456789abcdef/{CALL_ID}/{RECORDING_SID}.wav",
-        size_bytes=912_044,
-        content_type="audio/wav",
-        duration_seconds=57,
+    event = RecordingStored.model_validate(
+        {
+            **RECORDING,
+            "storage_key": f"0123456789abcdef/{CALL_ID}/{RECORDING_SID}.wav",
+            "size_bytes": 912_044,
+            "content_type": "audio/wav",
+            "duration_seconds": 57,
+        }
     )
     return event, at(seconds)
 

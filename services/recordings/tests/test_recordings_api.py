@@ -36,9 +36,9 @@ class Service:
     settings: Settings
     root: Path
 
-    @staticmethod
-    def path(org: str, call_id: uuid.UUID | str) -> str:
-        return f"/internal/orgs/{org}/calls/{call_id}/recording"
+
+def recording_path(org: str, call_id: uuid.UUID | str) -> str:
+    return f"/internal/orgs/{org}/calls/{call_id}/recording"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def store_recording(service: Service, reports: Reports, sim: Sim, wait: Wait) ->
         call_id = event_of(report, RecordingReported).call_id
 
         async def served() -> bool:
-            response = await service.client.get(service.path(org, call_id))
+            response = await service.client.get(recording_path(org, call_id))
             await response.read()
             return response.status == 200
 
@@ -133,7 +133,7 @@ async def test_probes(service: Service) -> None:
 async def test_a_stored_recording_is_served_whole_as_wav(
     service: Service, stored: Stored, reports: Reports
 ) -> None:
-    response = await service.client.get(service.path(stored.org, stored.call_id))
+    response = await service.client.get(recording_path(stored.org, stored.call_id))
 
     assert response.status == 200
     assert response.content_type == "audio/wav"
@@ -151,7 +151,7 @@ async def test_a_stored_recording_is_served_whole_as_wav(
 
 
 async def test_head_answers_the_headers_without_the_audio(service: Service, stored: Stored) -> None:
-    path = service.path(stored.org, stored.call_id)
+    path = recording_path(stored.org, stored.call_id)
     for _ in range(2):  # the connection stays usable
         response = await service.client.head(path)
         assert response.status == 200
@@ -172,7 +172,7 @@ async def test_a_byte_range_is_served_as_206_partial_content(
     end = size - 1 if last is None else last
 
     response = await service.client.get(
-        service.path(stored.org, stored.call_id), headers={"Range": header}
+        recording_path(stored.org, stored.call_id), headers={"Range": header}
     )
 
     assert response.status == 206
@@ -185,7 +185,7 @@ async def test_a_byte_range_is_served_as_206_partial_content(
 async def test_a_range_past_the_end_is_416_with_the_size(service: Service, stored: Stored) -> None:
     size = len(stored.audio)
     response = await service.client.get(
-        service.path(stored.org, stored.call_id), headers={"Range": f"bytes={size}-"}
+        recording_path(stored.org, stored.call_id), headers={"Range": f"bytes={size}-"}
     )
     assert response.status == 416
     assert response.headers["Content-Range"] == f"bytes */{size}"
@@ -194,7 +194,7 @@ async def test_a_range_past_the_end_is_416_with_the_size(service: Service, store
 
 async def test_an_unusable_range_is_ignored(service: Service, stored: Stored) -> None:
     response = await service.client.get(
-        service.path(stored.org, stored.call_id), headers={"Range": "bytes=0-1,4-5"}
+        recording_path(stored.org, stored.call_id), headers={"Range": "bytes=0-1,4-5"}
     )
     assert response.status == 200
     assert await response.read() == stored.audio
@@ -204,9 +204,9 @@ async def test_another_organizations_recording_is_not_found(
     service: Service, stored: Stored
 ) -> None:
     for path in (
-        service.path("org_someone_else", stored.call_id),
-        service.path(stored.org, uuid.uuid4()),
-        service.path(stored.org, "not-a-uuid"),
+        recording_path("org_someone_else", stored.call_id),
+        recording_path(stored.org, uuid.uuid4()),
+        recording_path(stored.org, "not-a-uuid"),
     ):
         response = await service.client.get(path)
         assert response.status == 404, path
@@ -226,7 +226,7 @@ async def test_an_absent_recording_is_not_found(
 
     await wait(settled, what="the absent report to be recorded")
     response = await service.client.get(
-        service.path(org, event_of(report, RecordingReported).call_id)
+        recording_path(org, event_of(report, RecordingReported).call_id)
     )
     assert response.status == 404
 
@@ -235,9 +235,9 @@ async def test_delete_removes_the_recording_for_good(
     service: Service, store_recording: StoreRecording, reports: Reports
 ) -> None:
     mine = await store_recording()
-    path = service.path(mine.org, mine.call_id)
+    path = recording_path(mine.org, mine.call_id)
     assert (
-        await service.client.delete(service.path("org_someone_else", mine.call_id))
+        await service.client.delete(recording_path("org_someone_else", mine.call_id))
     ).status == 404
     [stored] = await reports.events(mine.call_id)
     assert isinstance(stored, RecordingStored)
@@ -272,7 +272,7 @@ async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(
     audio = flaky.wav_bytes(seconds=30)  # ~1 MB: many chunks
     org = new_org_id()
     report = await reports.report(org, recording_url=flaky.plan(flaky.wav(audio)))
-    path = service.path(org, event_of(report, RecordingReported).call_id)
+    path = recording_path(org, event_of(report, RecordingReported).call_id)
 
     async def served() -> bool:
         response = await service.client.get(path, headers={"Range": "bytes=0-0"})

@@ -46,11 +46,9 @@ def test_defaults_store_locally_with_a_200_mib_limit_and_five_attempts(
 
 
 def test_a_bucket_selects_s3_storage(env: pytest.MonkeyPatch) -> None:
-    env.setenv("RECORDINGS_S3_BUCKET", "calls-recordings")
-    env.setenv("RECORDINGS_S3_ENDPOINT", "http://minio:9000")
-    env.setenv("RECORDINGS_S3_REGION", "eu-west-1")
-    env.setenv("RECORDINGS_S3_ACCESS_KEY", "key")
-    env.setenv("RECORDINGS_S3_SECRET_KEY", "secret")
+    s3 = "BUCKET=calls-recordings ENDPOINT=http://minio:9000 REGION=eu-west-1 ACCESS_KEY=key"
+    for name, value in (setting.split("=") for setting in f"{s3} SECRET_KEY=secret".split()):
+        env.setenv(f"RECORDINGS_S3_{name}", value)
     assert Settings.from_env().s3 == S3Settings(
         bucket="calls-recordings",
         endpoint_url="http://minio:9000",

@@ -108,19 +108,15 @@ async def append_call(
             requested_by="test",
         ),
         CallInitiated(call_id=call_id, call_sid="CA" + "1" * 32),
-        CallStatusReported(
-            call_id=call_id,
-            call_sid="CA" + "1" * 32,
-            carrier_status="in-progress",
-            sequence_number=2,
-            reported_at=T0,
-        ),
-        CallStatusReported(
-            call_id=call_id,
-            call_sid="CA" + "1" * 32,
-            carrier_status="completed",
-            sequence_number=3,
-            reported_at=T0,
+        *(
+            CallStatusReported(
+                call_id=call_id,
+                call_sid="CA" + "1" * 32,
+                carrier_status=status,
+                sequence_number=sequence_number,
+                reported_at=T0,
+            )
+            for sequence_number, status in ((2, "in-progress"), (3, "completed"))
         ),
     ]
     times = at or [T0] * len(events)

@@ -65,20 +65,22 @@ def callsctl(ctl_database_url: str, ctl_amqp_url: str) -> Invoke:
     return invoke
 
 
+# what the test calls were requested with, besides their ids
+REQUESTED = {
+    "to_number": "+14155550100",
+    "from_number": "+14155550199",
+    "requested_by": "callsctl-test",
+}
+
+
 def call_events(
     call_id: uuid.UUID, *, at: datetime | None = None, initiated: bool = True
 ) -> list[Envelope]:
     stream = f"call-{call_id}"
     occurred = at or datetime.now(UTC)
-    events: Sequence[Any] = [
-        CallRequested(
-            call_id=call_id,
-            to_number="+14155550100",
-            from_number="+14155550199",
-            requested_by="callsctl-test",
-        ),
-        *([CallInitiated(call_id=call_id, call_sid="CA" + call_id.hex)] if initiated else []),
-    ]
+    requested = CallRequested.model_validate({"call_id": call_id, **REQUESTED})
+    initiations = [CallInitiated(call_id=call_id, call_sid="CA" + call_id.hex)]
+    events: Sequence[Any] = [requested, *(initiations if initiated else [])]
     return [
         Envelope.wrap(e, stream_id=stream, organization_id=ORG, occurred_at=occurred)
         for e in events

@@ -69,17 +69,13 @@ async def put_calling_policy(request: web.Request) -> web.Response:
             daily_cap_per_number=body.daily_cap_per_number,
             requested_by=who.subject,
         )
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    event,
-                    stream_id=calling_policy_stream(who.organization_id),
-                    organization_id=who.organization_id,
-                    correlation_id=request[CORRELATION_KEY],
-                )
-            ],
+        envelope = Envelope.wrap(
+            event,
+            stream_id=calling_policy_stream(who.organization_id),
+            organization_id=who.organization_id,
+            correlation_id=request[CORRELATION_KEY],
         )
+        await eventstore.append(conn, [envelope])
         row = await _policy(conn, who.organization_id)
     EVENTS_APPENDED.labels(CallingPolicySet.TYPE).inc()
     return web.json_response(_view(row))

@@ -96,18 +96,14 @@ async def _record_on_call(
         call = await find_call(conn, call_id)
         if call is None or request.query.get("org", call.organization_id) != call.organization_id:
             return json_error(404, "not_found", "no such call")
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    report,
-                    stream_id=call.stream_id,
-                    organization_id=call.organization_id,
-                    correlation_id=call.correlation_id,
-                    event_id=event_id,
-                )
-            ],
+        envelope = Envelope.wrap(
+            report,
+            stream_id=call.stream_id,
+            organization_id=call.organization_id,
+            correlation_id=call.correlation_id,
+            event_id=event_id,
         )
+        await eventstore.append(conn, [envelope])
     EVENTS_APPENDED.labels(report.TYPE).inc()
     return web.Response(status=204)
 
@@ -204,17 +200,13 @@ async def incoming_call(request: web.Request) -> web.Response:
             agent_name=agent.name,
             received_at=_timestamp(verified.get("Timestamp")),
         )
-        await eventstore.append(
-            conn,
-            [
-                Envelope.wrap(
-                    event,
-                    stream_id=call_stream(call_id),
-                    organization_id=organization_id,
-                    correlation_id=request[CORRELATION_KEY],
-                    event_id=eventstore.deterministic_event_id("inbound", call_sid),
-                )
-            ],
+        envelope = Envelope.wrap(
+            event,
+            stream_id=call_stream(call_id),
+            organization_id=organization_id,
+            correlation_id=request[CORRELATION_KEY],
+            event_id=eventstore.deterministic_event_id("inbound", call_sid),
         )
+        await eventstore.append(conn, [envelope])
     EVENTS_APPENDED.labels(InboundCallReceived.TYPE).inc()
     return connect_to_agent(request.app[SETTINGS].agent_stream_url, call_id)

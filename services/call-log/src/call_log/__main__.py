@@ -96,14 +96,11 @@ def _print_progress(started: float) -> Callable[[int, int], None]:
     return report
 
 
+COMMANDS = {"rebuild": _rebuild_command}
+
+
 def main() -> None:
-    run_service(
-        SERVICE,
-        Settings.from_env,
-        create_app,
-        shutdown_timeout=10,
-        commands={"rebuild": _rebuild_command},
-    )
+    run_service(SERVICE, Settings.from_env, create_app, shutdown_timeout=10, commands=COMMANDS)
 
 
 if __name__ == "__main__":

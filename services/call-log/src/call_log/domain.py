@@ -191,6 +191,25 @@ def _carrier_sid(view: CallView, call_sid: str) -> str:
     return call_sid if is_placeholder_call_sid(view.call_sid) else view.call_sid
 
 
+def _first_view(
+    event: CallRequested | InboundCallReceived,
+    organization_id: str,
+    position: int,
+    **fields: Any,
+) -> CallView:
+    """A call's first view: who called whom, for which agent, and what the event adds."""
+    return CallView(
+        organization_id=organization_id,
+        last_position=position,
+        call_id=event.call_id,
+        from_number=event.from_number,
+        to_number=event.to_number,
+        agent_id=event.agent_id,
+        agent_name=event.agent_name,
+        **fields,
+    )
+
+
 def apply(
     view: CallView | None,
     event: Event,
@@ -206,20 +225,16 @@ def apply(
     if isinstance(event, CallRequested):
         if view is not None:
             return view  # replayed request: the first one stands
-        return CallView(
-            call_id=event.call_id,
-            organization_id=organization_id,
+        return _first_view(
+            event,
+            organization_id,
+            position,
             direction="outbound",
             status=QUEUED,
             call_sid=placeholder_call_sid(event.call_id),
-            from_number=event.from_number,
-            to_number=event.to_number,
-            agent_id=event.agent_id,
-            agent_name=event.agent_name,
             batch_id=event.batch_id,
             batch_index=event.batch_index,
             created_at=at,
-            last_position=position,
             variables=dict(event.variables),
             metadata=dict(event.metadata),
             attempt=event.attempt,
@@ -229,20 +244,16 @@ def apply(
     if isinstance(event, InboundCallReceived):
         if view is not None:
             return view  # the carrier retried its webhook: the first one stands
-        return CallView(
-            call_id=event.call_id,
-            organization_id=organization_id,
+        return _first_view(
+            event,
+            organization_id,
+            position,
             direction="inbound",
             status=IN_PROGRESS,
             carrier_status="ringing",
             call_sid=event.call_sid,
-            from_number=event.from_number,
-            to_number=event.to_number,
-            agent_id=event.agent_id,
-            agent_name=event.agent_name,
             created_at=event.received_at,
             start_time=event.received_at,
-            last_position=position,
         )
     if view is None:
         return None
