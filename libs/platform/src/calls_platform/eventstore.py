@@ -314,10 +314,8 @@ async def notify_appended(conn: Conn) -> None:
 
 
 def _envelope(row: Mapping[str, Any]) -> Envelope:
-    # constructed, not validated: every field comes from a typed column of the store, which
-    # only append() writes, from validated envelopes (the event in `data` is validated by
-    # Envelope.event() when a reader asks for it)
-    return Envelope.model_construct(
+    # validated (pydantic_core: faster than model_construct's Python, which was measured)
+    return Envelope(
         event_id=row["event_id"],
         event_type=row["event_type"],
         event_version=row["event_version"],
