@@ -70,8 +70,18 @@ async def test_dialer_killed_mid_campaign_keeps_every_campaign_rule(
             },
             ORG,
         )
+        # its window opens with the campaign's, so nothing of it can be dialed before the
+        # pause below is recorded (a batch dialable at once raced its own pause)
         paused_batch = await post_until_accepted(
-            http, chaos, "/calls/batch", {"to_numbers": held, "from_number": CALLER}, ORG
+            http,
+            chaos,
+            "/calls/batch",
+            {
+                "to_numbers": held,
+                "from_number": CALLER,
+                "schedule": {"window": window_opening_in(OPENS_IN)},
+            },
+            ORG,
         )
         async with http.post(
             f"{chaos.gateway}/calls/batch/{paused_batch['batch_id']}/pause",
