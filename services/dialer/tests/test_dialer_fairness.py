@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from calls_platform.db import Pool
 from dialer import claims, fairness
 from hypothesis import HealthCheck, given, settings
@@ -200,6 +201,7 @@ async def given_work(pool: Pool, w: Work) -> None:
             )
 
 
+@pytest.mark.integration
 @settings(
     max_examples=60,
     deadline=None,

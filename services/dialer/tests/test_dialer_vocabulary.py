@@ -23,6 +23,7 @@ async def index_statuses(pool: Pool, index: str) -> set[str]:
     return set(re.findall(r"'([a-z-]+)'::text", listed))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("index", "expected"),
     [
