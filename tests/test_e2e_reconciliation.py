@@ -77,22 +77,6 @@ async def wait_for(what: str, within: float, check: Any) -> Any:
         await asyncio.sleep(0.1)
 
 
-async def ensure_running(system: System, name: str) -> None:
-    """Leave the shared system as it was found: the service up and ready."""
-    service = system.services[name]
-    if service.process is None or service.process.poll() is not None:
-        service.start()
-
-    async def ready() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{service.url}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await wait_for(f"{name} to be ready", 60, ready)
-
-
 @pytest.fixture(scope="module")
 def reconciliation_services(
     database_factory: DatabaseFactory,
@@ -146,10 +130,10 @@ async def test_dialer_killed_while_the_carrier_creates_the_call_dials_it_exactly
         assert dialer.stop(signal.SIGKILL) == -signal.SIGKILL  # before it learned the SID
         killed_at = time.monotonic()
         assert (await get_call(http, system, org, call_id))["call_sid"].startswith("queued-")
-        await ensure_running(system, "dialer")
+        await running(system)
         call = await until_terminal(http, system, org, call_id, within=60)
     finally:
-        await ensure_running(system, "dialer")
+        await running(system)
     recovered_in = time.monotonic() - killed_at
 
     assert call["status"] == "completed"
@@ -203,7 +187,7 @@ async def test_gateway_down_while_calls_end_every_call_reaches_its_true_final_st
         assert min(c["created_at"] for c in carrier_calls) > stopped_at
         await asyncio.sleep(3)  # down a while longer
     finally:
-        await ensure_running(system, "gateway")
+        await running(system)
 
     for to_number, call_id in ids.items():
         call = await until_terminal(http, system, org, call_id, within=30)
