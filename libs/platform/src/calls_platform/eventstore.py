@@ -183,6 +183,18 @@ def _parameters(
     }
 
 
+async def _execute_appending(
+    conn: Conn, statement: str, parameters: Mapping[str, Any]
+) -> psycopg.AsyncCursor[Any]:
+    """Run an appending statement as its own transaction when the connection has none (no
+    BEGIN, no COMMIT: one round trip, the shortest time a transaction id is held), else in a
+    savepoint pipelined with it, so that a failure does not abort the caller's transaction."""
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        return await conn.execute(statement, parameters)
+    async with conn.pipeline(), conn.transaction():
+        return await conn.execute(statement, parameters)
+
+
 class NewStreamEvent(TypedDict):
     """An event in the form the store keeps it (ids as strings, `data` in its JSON form), for
     appends of many events built in bulk without an Envelope each (`append_new_streams`)."""
@@ -243,11 +255,7 @@ async def append_new_streams(conn: Conn, events: Sequence[NewStreamEvent]) -> in
         return 0
     document = pydantic_core.to_json(events).decode()
     try:
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            cur = await conn.execute(_APPEND_NEW_STREAMS, {"events": document})
-        else:
-            async with conn.pipeline(), conn.transaction():
-                cur = await conn.execute(_APPEND_NEW_STREAMS, {"events": document})
+        cur = await _execute_appending(conn, _APPEND_NEW_STREAMS, {"events": document})
     except psycopg.errors.UniqueViolation as exc:
         if exc.diag.constraint_name == "events_stream_id_stream_version_key":
             raise ConcurrencyError(exc.diag.message_detail or "?", NO_STREAM, 1) from exc
@@ -281,15 +289,8 @@ async def append(
     parameters = _parameters(events, expected_versions)
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-                # one statement is its own transaction: no BEGIN, no COMMIT, one round trip
-                cur = await conn.execute(_APPEND, parameters)
-                row = await cur.fetchone()
-            else:  # in a savepoint, so that a retry does not abort the caller's transaction
-                async with conn.pipeline():
-                    async with conn.transaction():
-                        cur = await conn.execute(_APPEND, parameters)
-                    row = await cur.fetchone()
+            cur = await _execute_appending(conn, _APPEND, parameters)
+            row = await cur.fetchone()
         except psycopg.errors.UniqueViolation as exc:
             if attempt == _ATTEMPTS:
                 stream = exc.diag.message_detail or "?"
