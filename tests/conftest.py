@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from calls_testing import unique_number
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
+from calls_testing.reads import read_json
 from calls_testing.system import (
     JWT_SECRET,
     System,
@@ -41,11 +42,10 @@ def gateway_token(org: str, sub: str) -> str:
 async def get_call(
     http: aiohttp.ClientSession, system: System, org: str, call_id: str
 ) -> dict[str, Any]:
-    """GET /calls/{id} as `org`, which must answer 200."""
-    async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        call: dict[str, Any] = await r.json()
-        return call
+    """GET /calls/{id} as `org`, which must answer 200 (after any `503 catching_up`)."""
+    status, call = await read_json(http, f"{system.gateway}/calls/{call_id}", system.auth(org))
+    assert status == 200, call
+    return dict(call)
 
 
 async def download_recording(

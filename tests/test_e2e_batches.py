@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id
+from calls_testing.reads import read_json
 from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
@@ -48,10 +49,10 @@ async def new_batch(
 async def get_batch(
     http: aiohttp.ClientSession, system: System, org: str, batch_id: str
 ) -> dict[str, Any]:
-    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        body: dict[str, Any] = await r.json()
-        return body
+    url = f"{system.gateway}/calls/batch/{batch_id}"
+    status, body = await read_json(http, url, system.auth(org))
+    assert status == 200, body
+    return dict(body)
 
 
 async def cancel(http: aiohttp.ClientSession, system: System, org: str, batch_id: str) -> int:

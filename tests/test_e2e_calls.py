@@ -16,7 +16,7 @@ from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, unique_number
 from calls_testing.system import System
 
-from tests.conftest import place_call
+from tests.conftest import get_call, place_call
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,7 @@ async def poll_call(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
-        async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
-            assert r.status == 200, await r.text()
-            call: dict[str, Any] = await r.json()
+        call = await get_call(http, system, org, call_id)
         if call["status"] in until or time.monotonic() > deadline:
             return call
         await asyncio.sleep(0.2)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from calls_testing import new_org_id
+from calls_testing.reads import read_json
 
 from tests.conftest import get_call
 
@@ -49,10 +50,10 @@ async def dials_to(
 async def batch_of(
     http: aiohttp.ClientSession, system: Any, org: str, batch_id: str
 ) -> dict[str, Any]:
-    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
-        assert r.status == 200, await r.text()
-        batch: dict[str, Any] = await r.json()
-        return batch
+    url = f"{system.gateway}/calls/batch/{batch_id}"
+    status, batch = await read_json(http, url, system.auth(org))
+    assert status == 200, batch
+    return dict(batch)
 
 
 async def until(check: Any, within: float, what: str) -> Any:

@@ -48,11 +48,14 @@ class Seeded:
 
 
 def _wait_for(url: str, headers: dict[str, str], done: Any, seconds: float = 30) -> Any:
+    """GET `url` until `done(body)` of a 200 (a `503 catching_up` is retried, as documented)."""
     deadline = time.monotonic() + seconds
     while True:
-        body = requests.get(url, headers=headers, timeout=10).json()
-        if done(body) or time.monotonic() > deadline:
+        answer = requests.get(url, headers=headers, timeout=10)
+        body = answer.json()
+        if answer.status_code == 200 and done(body):
             return body
+        assert time.monotonic() < deadline, f"{url}: {answer.status_code} {body}"
         time.sleep(0.2)
 
 

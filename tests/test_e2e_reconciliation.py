@@ -17,6 +17,7 @@ import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, unique_number
 from calls_testing.plugin import AmqpFactory, DatabaseFactory
+from calls_testing.reads import read_json
 from calls_testing.system import System
 from carrier_sim.client import SimCall
 
@@ -215,8 +216,11 @@ async def test_canceled_batch_calls_still_ringing_are_canceled_at_the_carrier(
     ) as r:
         assert r.status == 202, await r.text()
         batch_id = (await r.json())["batch_id"]
-    async with http.get(f"{system.gateway}/calls/batch/{batch_id}", headers=system.auth(org)) as r:
-        ids = {c["to_number"]: c["call_id"] for c in (await r.json())["calls"]}
+    status, batch = await read_json(
+        http, f"{system.gateway}/calls/batch/{batch_id}", system.auth(org)
+    )
+    assert status == 200, batch
+    ids = {c["to_number"]: c["call_id"] for c in batch["calls"]}
 
     async def all_ringing() -> bool:
         placed = [await dialed(http, system, ids[to]) for to in ringing]

@@ -19,6 +19,7 @@ import jwt
 import psycopg
 import pytest
 from calls_testing import new_org_id, unique_number
+from calls_testing.reads import read_json
 from calls_testing.system import System
 
 pytestmark = pytest.mark.integration
@@ -110,8 +111,8 @@ async def _tenant(http: aiohttp.ClientSession, system: System) -> Tenant:
 async def _wait_for_recording(http: aiohttp.ClientSession, system: System, t: Tenant) -> None:
     deadline = time.monotonic() + 30
     while True:
-        async with http.get(f"{system.gateway}/calls/{t.call_id}", headers=t.jwt) as r:
-            call = await _json(r, 200)
+        status, call = await read_json(http, f"{system.gateway}/calls/{t.call_id}", t.jwt)
+        assert status == 200, call
         if call["recording_url"]:
             t.call_sid = call["call_sid"]
             t.secrets |= {call["call_sid"], call["recording_url"]}
