@@ -47,6 +47,12 @@ DIALS_RECONCILED = Counter("dials_reconciled_total", "Ambiguous dials resolved",
 MIN_GAP = 0.95
 """Two dials are never sent closer than this share of the interval 1/DIALER_CPS."""
 
+CARRY = 1 - MIN_GAP
+"""The share of an interval the bucket keeps beyond one token (its capacity is 1 + CARRY): the
+loop wakes a few milliseconds after each token is due, and a bucket capped at exactly 1 lost
+that lateness at every dial (20 CPS measured 19.38 calls/s); kept, the next wait is shorter
+and the rate holds, while no gap can be shorter than MIN_GAP of an interval."""
+
 
 def _cancel_requested() -> bool:
     """Whether this task was asked to stop, even if a library lost the CancelledError on the
@@ -90,7 +96,7 @@ class DialLoop:
     async def run(self) -> None:
         """Dial forever (call under leadership). On cancel, waits for in-flight requests."""
         # a fresh bucket per leadership term: a new leader never bursts
-        bucket = TokenBucket(rate=self._cps, capacity=1.0, tokens=0.0)
+        bucket = TokenBucket(rate=self._cps, capacity=1.0 + CARRY, tokens=0.0)
         last_sent: float | None = None
         reconciler = asyncio.create_task(self._reconcile_forever(), name="reconciler")
         log.info("dial_loop_started", calls_per_second=self._cps)
