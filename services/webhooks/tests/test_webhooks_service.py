@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -177,6 +178,48 @@ async def test_an_event_taken_ahead_of_its_stream_brings_the_earlier_ones_in_ord
         row = await cur.fetchone()
     assert row is not None
     assert row["payload"]["data"] == {"call_id": str(call_id), "status": "queued"}
+
+
+async def test_the_view_is_fetched_while_no_transaction_of_the_intake_holds_back_readers(
+    db: str, pool: Pool
+) -> None:
+    """The call log's read waits until its projector has caught up with the event store,
+    and a transaction holding an id (the stream's row lock) keeps every event-store reader
+    in the cluster waiting: fetched inside it, each view could sit out that whole wait."""
+    held: list[int] = []
+
+    async def get_call(request: web.Request) -> web.Response:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+            row = await cur.fetchone()
+        held.append(row[0] if row else -1)
+        return web.json_response({"call_id": request.match_info["call_id"], "status": "queued"})
+
+    app = web.Application()
+    app.router.add_get("/internal/orgs/{org}/calls/{call_id}", get_call)
+    server = TestServer(app)
+    await server.start_server()
+    org, call_id = f"org_{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    endpoint = await new_endpoint(pool, org, "http://127.0.0.1:9/", ["call.queued", "call.ended"])
+    stored = await append_call(pool, org, call_id)
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
+            intake = Intake(pool, CallLog(http), Clock(T0))
+            for event in stored:
+                await intake(event)
+    finally:
+        await server.close()
+    assert held == [0, 0]  # one fetch per message (queued, ended), no transaction id held
+    assert [t for t, _ in await queued(pool, endpoint)] == ["call.queued", "call.ended"]
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payload FROM webhooks.deliveries WHERE endpoint_id = %s", (endpoint,)
+        )
+        payloads = [r["payload"] for r in await cur.fetchall()]
+    assert all(p["data"] == {"call_id": str(call_id), "status": "queued"} for p in payloads)
 
 
 async def test_an_endpoint_created_mid_call_gets_what_happens_after(

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from . import history, store
 from .calllog import CallLog, CallLogUnavailable
-from .domain import Message, batch_completed, is_batch_complete, translate
+from .domain import Message, StreamState, batch_completed, is_batch_complete, translate
 
 log = structlog.get_logger(__name__)
 
@@ -58,21 +58,24 @@ class Intake:
             if not await store.has_enabled_endpoint(conn, envelope.organization_id):
                 EVENTS_TAKEN.labels("ignored").inc()
                 return
-        # the call's (or batch's) view, fetched once per sequence, only for a message that
-        # some endpoint is subscribed to
-        views: dict[str, dict[str, Any] | None] = {}
+        # The call's (or batch's) view, as GET shows it now, is fetched from the call log
+        # before the transaction, never inside it: the stream's row lock gives the transaction
+        # an id, which holds back every event-store reader in the cluster (the call log's
+        # projector included, whose read-your-writes wait the fetch would then sit out).
+        async with self._pool.connection() as conn:
+            prepared = await store.peek_stream(conn, stream)
+            if envelope.stream_version < prepared.next_version:
+                EVENTS_TAKEN.labels("repeated").inc()
+                return
+            views = await self._prefetch_views(
+                conn, prepared, await self._events(conn, envelope, prepared)
+            )
         async with self._pool.connection() as conn, conn.transaction():
             state = await store.lock_stream(conn, stream)
             if envelope.stream_version < state.next_version:
                 EVENTS_TAKEN.labels("repeated").inc()
                 return
-            events = (
-                [envelope]
-                if envelope.stream_version == state.next_version
-                else await history.stream_events(
-                    conn, stream, versions_from=state.next_version, upto=envelope.stream_version
-                )
-            )
+            events = await self._events(conn, envelope, state)
             now = self._clock()
             for event in events:
                 translation = translate(state, event)
@@ -94,6 +97,36 @@ class Intake:
                     await self._queue(conn, message, views, now)
             await store.save_stream(conn, stream, state)
         EVENTS_TAKEN.labels("new").inc(len(events))
+
+    async def _events(self, conn: Conn, envelope: Envelope, state: StreamState) -> list[Envelope]:
+        """The stream's events from the one `state` expects next up to `envelope`'s."""
+        assert envelope.stream_version is not None
+        if envelope.stream_version == state.next_version:
+            return [envelope]
+        return await history.stream_events(
+            conn, envelope.stream_id, versions_from=state.next_version, upto=envelope.stream_version
+        )
+
+    async def _prefetch_views(
+        self, conn: Conn, state: StreamState, events: list[Envelope]
+    ) -> dict[str, dict[str, Any] | None]:
+        """The views the stream's messages will carry, for those some endpoint subscribes to.
+        A message the transaction makes that is not here (a batch's completion, or a stream
+        that moved on meanwhile) is queued without one, and the sender fetches it before the
+        first attempt."""
+        views: dict[str, dict[str, Any] | None] = {}
+        for event in events:
+            translation = translate(state, event)
+            state = translation.state
+            for message in translation.messages:
+                if message.sequence_key in views:
+                    continue
+                endpoints = await store.subscribers(
+                    conn, message.organization_id, message.type, message.created_at
+                )
+                if endpoints:
+                    views[message.sequence_key] = await self._view(message)
+        return views
 
     async def _completion(
         self, conn: Conn, batch_id: str, event: Envelope, progress: store.BatchProgress
@@ -120,25 +153,20 @@ class Intake:
         )
         if not endpoints:
             return
-        data = await self._view(message, views)
+        data = views.get(message.sequence_key)
         added = await store.add_deliveries(conn, message, endpoints, data, now=now)
         MESSAGES_QUEUED.labels(message.type).inc(added)
 
-    async def _view(
-        self, message: Message, views: dict[str, dict[str, Any] | None]
-    ) -> dict[str, Any] | None:
+    async def _view(self, message: Message) -> dict[str, Any] | None:
         """The call or batch as GET shows it now, frozen into the delivery; None when the call
         log does not answer (the sender fetches it before the first attempt instead)."""
-        key = message.sequence_key
-        if key not in views:
-            try:
-                views[key] = await self._call_log.view(
-                    organization_id=message.organization_id,
-                    event_type=message.type,
-                    call_id=message.call_id,
-                    batch_id=message.batch_id,
-                )
-            except CallLogUnavailable as exc:
-                log.warning("call_log_unavailable_at_intake", error=str(exc))
-                return None
-        return views[key]
+        try:
+            return await self._call_log.view(
+                organization_id=message.organization_id,
+                event_type=message.type,
+                call_id=message.call_id,
+                batch_id=message.batch_id,
+            )
+        except CallLogUnavailable as exc:
+            log.warning("call_log_unavailable_at_intake", error=str(exc))
+            return None

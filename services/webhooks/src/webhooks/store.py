@@ -188,6 +188,19 @@ async def lock_stream(conn: Conn, stream_id: str) -> StreamState:
     return StreamState(row["next_version"], row["batch_id"], frozenset(row["sent"]))
 
 
+async def peek_stream(conn: Conn, stream_id: str) -> StreamState:
+    """The stream's state as last committed, not locked (what the intake prepares against,
+    outside its transaction)."""
+    cur = await conn.execute(
+        "SELECT next_version, batch_id, sent FROM webhooks.streams WHERE stream_id = %s",
+        (stream_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return StreamState()
+    return StreamState(row["next_version"], row["batch_id"], frozenset(row["sent"]))
+
+
 async def save_stream(conn: Conn, stream_id: str, state: StreamState) -> None:
     await conn.execute(
         "UPDATE webhooks.streams SET next_version = %s, batch_id = %s, sent = %s"
