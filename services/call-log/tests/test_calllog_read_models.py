@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from importlib.resources import files
 from typing import Any
 
 import calls_events as ev
+import psycopg
 import pytest
 from call_log import queries
 from call_log.__main__ import migrate
@@ -297,6 +299,38 @@ async def test_step_applies_at_most_a_batch_and_checkpoints_each(
         projected, head = await projected_and_head(conn)
     assert projected == head
     assert projected.position == recorded[-1].position
+
+
+async def test_a_step_takes_no_transaction_id_until_it_writes_so_readers_do_not_wait_for_it(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    """A transaction with an id holds back every event-store reader in the cluster until it
+    ends. A step reads and folds first and writes last, so while it is stuck before its
+    first write (here on a table lock) events committed meanwhile can be read."""
+    await db.append(calls.batch("batch-held", 1), calls.requested(uuid.uuid4()))
+    async with await psycopg.AsyncConnection.connect(db.url) as blocker:
+        await blocker.execute("LOCK TABLE call_log.calls, call_log.batches IN SHARE MODE")
+        step = asyncio.create_task(Projector(db.pool).step())
+        async with await psycopg.AsyncConnection.connect(db.url, autocommit=True) as probe:
+
+            async def waiting() -> dict[str, Any] | None:
+                cur = await probe.execute(
+                    "SELECT pid, backend_xid::text AS xid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = await cur.fetchone()
+                return None if row is None else {"pid": row[0], "xid": row[1]}
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while (stuck := await waiting()) is None:
+                assert asyncio.get_running_loop().time() < deadline, "the step never blocked"
+                await asyncio.sleep(0.01)
+            assert stuck["xid"] is None  # stuck at its first write, it holds no id
+            await db.append(calls.requested(uuid.uuid4()))  # committed while the step waits
+            async with db.pool.connection() as conn:
+                assert await eventstore.wait_readable(conn, seconds=2)  # the head is readable
+        await blocker.rollback()
+    assert await step == 2
 
 
 async def test_projection_lag_is_what_is_committed_but_not_applied(

@@ -25,7 +25,7 @@ from calls_events import (
     BatchResumed,
     Envelope,
 )
-from calls_platform import eventstore
+from calls_platform import eventstore, leader
 from calls_platform.db import Conn, Pool
 from calls_platform.eventstore import Checkpoint
 from calls_platform.notify import AppendListener, wait_for
@@ -36,6 +36,7 @@ from .domain import CALL_EVENTS, CallView, apply
 log = structlog.get_logger(__name__)
 
 CHECKPOINT: Final = "calls"
+STEP_LOCK: Final = "call-log-projection-step"
 
 EVENTS_PROJECTED = Counter("projection_events_applied_total", "Events applied to the call log")
 PROJECTION_POSITION = Gauge("projection_position", "Last event position applied")
@@ -103,7 +104,11 @@ def _rows_document(views: Iterable[CallView]) -> str:
 
 
 async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
-    """Apply `events` (in position order) to the read models, in the caller's transaction."""
+    """Apply `events` (in position order) to the read models, in the caller's transaction.
+
+    Everything is read and folded before the first write: the first write gives the
+    transaction an id, and from then until its commit every event-store reader in the
+    cluster waits for it (see calls_platform.eventstore), so the writes come last, together."""
     call_ids = {uuid.UUID(str(e.data["call_id"])) for e in events if "call_id" in e.data}
     views: dict[uuid.UUID, CallView] = {}
     if call_ids:
@@ -114,6 +119,7 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
         views = {row["call_id"]: _view_from_row(row) for row in await cur.fetchall()}
     before_batch = dict(views)
     changed: set[uuid.UUID] = set()
+    batch_writes: list[tuple[str, tuple[Any, ...]]] = []  # in event order, after the fold
     for envelope in events:
         event = envelope.event()
         if isinstance(event, CALL_EVENTS):
@@ -129,32 +135,40 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
                 views[event.call_id] = after
                 changed.add(event.call_id)
         elif isinstance(event, BatchRequested):
-            await conn.execute(
-                "INSERT INTO call_log.batches (batch_id, organization_id, total, from_number,"
-                " agent_id, duplicates_dropped, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (batch_id) DO NOTHING",
+            batch_writes.append(
                 (
-                    event.batch_id,
-                    envelope.organization_id,
-                    event.total,
-                    event.from_number,
-                    event.agent_id,
-                    event.duplicates_dropped,
-                    envelope.occurred_at,
-                ),
+                    "INSERT INTO call_log.batches (batch_id, organization_id, total, from_number,"
+                    " agent_id, duplicates_dropped, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (batch_id) DO NOTHING",
+                    (
+                        event.batch_id,
+                        envelope.organization_id,
+                        event.total,
+                        event.from_number,
+                        event.agent_id,
+                        event.duplicates_dropped,
+                        envelope.occurred_at,
+                    ),
+                )
             )
         elif isinstance(event, BatchCancelRequested):
-            await conn.execute(
-                "UPDATE call_log.batches SET cancel_requested = true"
-                " WHERE batch_id = %s AND organization_id = %s",
-                (event.batch_id, envelope.organization_id),
+            batch_writes.append(
+                (
+                    "UPDATE call_log.batches SET cancel_requested = true"
+                    " WHERE batch_id = %s AND organization_id = %s",
+                    (event.batch_id, envelope.organization_id),
+                )
             )
         elif isinstance(event, BatchPaused | BatchResumed):
-            await conn.execute(
-                "UPDATE call_log.batches SET paused = %s"
-                " WHERE batch_id = %s AND organization_id = %s",
-                (isinstance(event, BatchPaused), event.batch_id, envelope.organization_id),
+            batch_writes.append(
+                (
+                    "UPDATE call_log.batches SET paused = %s"
+                    " WHERE batch_id = %s AND organization_id = %s",
+                    (isinstance(event, BatchPaused), event.batch_id, envelope.organization_id),
+                )
             )
+    for statement, parameters in batch_writes:
+        await conn.execute(statement, parameters)
     if changed:
         await conn.execute(_UPSERT, (_rows_document(views[i] for i in changed),))
         await _count(conn, [(before_batch.get(i), views[i]) for i in changed])
@@ -215,7 +229,11 @@ class Projector:
     async def step(self) -> int:
         """Apply the next batch of events; return how many were applied."""
         async with self._pool.connection() as conn, conn.transaction():
-            checkpoint = await checkpoint_of(conn, for_update=True)
+            # one step at a time (a second leader for a moment, a rebuild), by an advisory
+            # lock: FOR UPDATE on the checkpoint row gave each step a transaction id from its
+            # start, and every event-store reader in the cluster waited for the whole step
+            await step_lock(conn)
+            checkpoint = await checkpoint_of(conn)
             events = await eventstore.read_all(conn, after=checkpoint, limit=self._batch_size)
             if not events:
                 return 0
@@ -243,11 +261,16 @@ class Projector:
         )
 
 
-async def checkpoint_of(conn: Conn, *, for_update: bool = False) -> Checkpoint:
-    """The projector's checkpoint (optionally locked until the caller's commit)."""
+async def step_lock(conn: Conn) -> None:
+    """Hold the projection's step lock until the caller's transaction ends (an advisory lock:
+    it takes no transaction id)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (leader.lock_key(STEP_LOCK),))
+
+
+async def checkpoint_of(conn: Conn) -> Checkpoint:
+    """The projector's checkpoint."""
     cur = await conn.execute(
-        "SELECT transaction_id::text AS tx, position FROM call_log.checkpoints WHERE name = %s"
-        + (" FOR UPDATE" if for_update else ""),
+        "SELECT transaction_id::text AS tx, position FROM call_log.checkpoints WHERE name = %s",
         (CHECKPOINT,),
     )
     row = await cur.fetchone()
@@ -268,10 +291,11 @@ async def rebuild(
 ) -> int:
     """Empty the read models and replay every event; returns the number of events applied.
 
-    Run with the projector stopped (or let it wait on the checkpoint row lock). `progress`
+    Run with the projector stopped (or let it wait on the step lock). `progress`
     is told (events applied, head position) after each batch.
     """
     async with pool.connection() as conn, conn.transaction():
+        await step_lock(conn)
         await conn.execute("TRUNCATE call_log.calls, call_log.batches, call_log.call_counts")
         await conn.execute(
             "UPDATE call_log.checkpoints SET transaction_id = '0', position = 0 WHERE name = %s",
