@@ -409,3 +409,25 @@ def test_a_call_request_stored_before_campaigns_still_loads_with_no_rules() -> N
 def test_a_calling_window_refuses_what_it_cannot_mean(window: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         CallingWindow.model_validate(window)
+
+
+def test_the_typed_event_is_validated_once_and_a_copy_with_other_data_is_validated_again() -> None:
+    call_id = uuid.uuid4()
+    envelope = Envelope.wrap(
+        CallRequested(
+            call_id=call_id, to_number="+14155550100", from_number="+14155550101", requested_by="t"
+        ),
+        stream_id=f"call-{call_id}",
+        organization_id="org_1",
+    )
+    untouched = envelope.model_copy()
+    first = envelope.event()
+    assert envelope.event() is first  # the same (immutable) event, not validated again
+    assert envelope == untouched  # asking for it changes nothing about the envelope
+    other = uuid.uuid4()
+    copy = envelope.model_copy(update={"data": {**envelope.data, "call_id": str(other)}})
+    assert isinstance(copy.event(), CallRequested)
+    assert copy.event().call_id == other  # type: ignore[attr-defined]
+    renamed = envelope.model_copy(update={"event_type": "NoSuchEvent"})
+    with pytest.raises(UnknownEventType):
+        renamed.event()

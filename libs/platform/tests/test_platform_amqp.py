@@ -211,6 +211,45 @@ async def test_consume_in_batches_hands_over_many_events_at_once_and_acks_them(
     await declared.delete(if_unused=False, if_empty=False)
 
 
+async def test_a_batch_is_settled_with_one_ack_and_an_unparseable_message_among_it_is_not(
+    broker: AbstractRobustConnection,
+) -> None:
+    """One `multiple` ack per batch: every good message is acked (none comes back when the
+    channel closes), and the unparseable one among them was rejected on its own, not acked."""
+    channel, queue_name, queue = await batches_queue(broker)
+    good = [canceled("org_a") for _ in range(30)]
+    received: list[Envelope] = []
+    done = asyncio.Event()
+
+    async def handler(envelopes: list[Envelope]) -> None:
+        received.extend(envelopes)
+        if len(received) >= len(good):
+            done.set()
+
+    for i, envelope in enumerate(good):
+        if i == 10:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body=b"not an envelope"), routing_key=queue_name
+            )
+        await channel.default_exchange.publish(amqp.to_message(envelope), routing_key=queue_name)
+    tag = await amqp.consume_in_batches(queue, handler, max_batch=8, max_wait_seconds=0.01)
+    await asyncio.wait_for(done.wait(), 10)
+    await queue.cancel(tag)
+    await asyncio.sleep(0.2)
+    await channel.close()  # what was not settled would go back to the queue now
+    assert sorted(e.event_id for e in received) == sorted(e.event_id for e in good)
+    inspect = await broker.channel()
+    declared = await inspect.declare_queue(queue_name, passive=True)
+    assert declared.declaration_result.message_count == 0
+    dead = await inspect.declare_queue(amqp.DEAD_LETTER_QUEUE, passive=True)
+    found = []
+    while (message := await dead.get(no_ack=True, fail=False)) is not None:
+        found.append(message.body)
+    assert b"not an envelope" in found
+    await declared.delete(if_unused=False, if_empty=False)
+    await inspect.close()
+
+
 async def test_consume_in_batches_hands_a_failed_batch_back_for_redelivery(
     broker: AbstractRobustConnection,
 ) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 _REGISTRY: dict[str, type[Event]] = {}
 # (event_type, from_version) -> function turning that version's data into the next version's.
@@ -87,6 +87,17 @@ class Envelope(BaseModel):
     position: int | None = None
     stream_version: int | None = None
     data: dict[str, Any]
+    # (the data and type it was validated from, the event): see event()
+    _event: tuple[dict[str, Any], str, Event] | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # the fields only: whether event() was asked already (the private cache) is no
+        # difference between two envelopes
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
 
     @classmethod
     def wrap(
@@ -113,10 +124,18 @@ class Envelope(BaseModel):
         )
 
     def event(self) -> Event:
-        """The typed event, upcast to the current version if it was stored by an older one."""
+        """The typed event, upcast to the current version if it was stored by an older one.
+
+        Validated once per envelope (a consumer's intake validates it to dead-letter what is
+        not an event, and its handler asks again); the event is immutable, so it is shared."""
+        cached = self._event
+        if cached is not None and cached[0] is self.data and cached[1] == self.event_type:
+            return cached[2]
         cls = event_class(self.event_type)
         data, version = self.data, self.event_version
         while version < cls.VERSION:
             data = _UPCASTERS[(self.event_type, version)](data)
             version += 1
-        return cls.model_validate(data)
+        event = cls.model_validate(data)
+        self._event = (self.data, self.event_type, event)
+        return event

@@ -232,8 +232,9 @@ async def consume_in_batches(
 ) -> str:
     """Like `consume`, but hands the handler up to `max_batch` events at once (whatever arrived
     within `max_wait_seconds` of the first), so it can take them in one transaction. All are
-    acked after the handler returns, or all handed back if it raises. Set the channel's
-    prefetch to at least `max_batch`."""
+    acked after the handler returns, or all handed back if it raises, with one frame
+    (`multiple`: up to the batch's last delivery tag), so the queue must be the only one
+    consumed on its channel. Set the channel's prefetch to at least `max_batch`."""
     pending: list[tuple[Envelope, AbstractIncomingMessage]] = []
     lock = asyncio.Lock()
     timer: asyncio.Task[None] | None = None
@@ -256,9 +257,12 @@ async def consume_in_batches(
             QUEUE_MESSAGES_CONSUMED.labels(queue.name, "handled").inc(len(batch))
 
     async def settle(batch: list[tuple[Envelope, AbstractIncomingMessage]], ok: bool) -> None:
+        # every delivery before the batch's last is in it or was settled already (pending is in
+        # delivery order, an unparseable message is rejected on arrival): one frame settles all
+        # (a frame each was most of a busy consumer's writes to the socket)
+        last = max((message for _, message in batch), key=lambda m: m.delivery_tag or 0)
         try:
-            for _, message in batch:
-                await (message.ack() if ok else message.nack(requeue=True))
+            await (last.ack(multiple=True) if ok else last.nack(multiple=True, requeue=True))
         except (
             aio_pika.exceptions.AMQPError,
             aio_pika.exceptions.ChannelInvalidStateError,

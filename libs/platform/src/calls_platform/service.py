@@ -216,9 +216,19 @@ class Parts:
         self._consumers.append((declared, tag, drain_seconds))
 
     async def consume_in_batches(
-        self, channel: AbstractChannel, queue: str, handler: amqp.BatchHandler
+        self,
+        connection: AbstractRobustConnection,
+        queue: str,
+        handler: amqp.BatchHandler,
+        *,
+        prefetch: int,
     ) -> None:
-        """Like `consume`, handing the handler batches (calls_platform.amqp.consume_in_batches)."""
+        """Like `consume`, handing the handler batches (calls_platform.amqp.consume_in_batches),
+        on a channel of the queue's own (a batch is settled with one `multiple` ack, which
+        would settle another consumer's deliveries on a shared channel)."""
+        channel = await connection.channel()
+        self.close_with(channel.close)
+        await channel.set_qos(prefetch_count=prefetch)
         declared = await topology.declare_queue(channel, queue)
         tag = await amqp.consume_in_batches(declared, handler)
         self._consumers.append((declared, tag, 0.0))

@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> web.Application:
         pool = await parts.pool(url, name="dialer", max_size=20, ready=True)
         carrier = TwilioCarrier(settings.twilio)
         parts.close_with(carrier.close)
-        broker, channel = await parts.broker(settings.amqp_url, prefetch=1000)
+        broker, _ = await parts.broker(settings.amqp_url, prefetch=1)  # its consumers: own channels
         parts.relay(url, pool, broker)
         parts.task(
             queue_depth.sample_forever(broker, [*QUEUES, amqp.DEAD_LETTER_QUEUE]),
@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> web.Application:
         # in flight finish and record their results
         handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
         for name in QUEUES:
-            await parts.consume_in_batches(channel, name, handlers.handle_many)
+            await parts.consume_in_batches(broker, name, handlers.handle_many, prefetch=1000)
 
     return service_app(SERVICE, settings, build)
 
