@@ -75,7 +75,8 @@ def test_invalid_rate_or_capacity_is_refused(rate: float, capacity: float) -> No
 def _dial_loop(bucket: TokenBucket, late_by: list[float], dials: int) -> list[float]:
     """The dial loop's use of the bucket (scheduler.DialLoop.run) on a simulated clock that
     wakes `late_by[i % len]` seconds after each wait it was asked to sleep."""
-    now, taken, wakes = 0.0, [], itertools.cycle(late_by)
+    now, wakes = 0.0, itertools.cycle(late_by)
+    taken: list[float] = []
     while len(taken) < dials:
         wait = bucket.wait_time(now)
         if wait > 0:
