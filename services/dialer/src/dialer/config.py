@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from calls_platform.settings import BrokerSettings, ConfigError, broker_env
 
+from . import lost_recordings
 from .twilio_carrier import TwilioSettings
 
 
@@ -25,7 +26,7 @@ class Settings(BrokerSettings):
     carrier_queue_limit_seconds: float = 600.0
     # a recorded call that ended `completed` with no recording callback this long after has
     # its recordings listed at the carrier (Twilio posts it seconds to minutes after the call)
-    recording_grace_seconds: float = 300.0
+    recording_grace_seconds: float = lost_recordings.RECORDING_GRACE_SECONDS
     # how often every replica samples the due dials per organization (dialer.backlog)
     backlog_sample_seconds: float = 15.0
     # a CallRequested this old with no dial row is taken in from the event store (its message
@@ -64,7 +65,9 @@ class Settings(BrokerSettings):
             stale_after_seconds=float(env.get("DIALER_STALE_AFTER_SECONDS", "120")),
             in_progress_check_seconds=float(env.get("DIALER_IN_PROGRESS_CHECK_SECONDS", "300")),
             carrier_queue_limit_seconds=float(env.get("DIALER_CARRIER_QUEUE_LIMIT_SECONDS", "600")),
-            recording_grace_seconds=float(env.get("DIALER_RECORDING_GRACE_SECONDS", "300")),
+            recording_grace_seconds=float(
+                env.get("DIALER_RECORDING_GRACE_SECONDS", cls.recording_grace_seconds)
+            ),
             backlog_sample_seconds=float(env.get("DIALER_BACKLOG_SAMPLE_SECONDS", "15")),
             intake_grace_seconds=float(env.get("DIALER_INTAKE_GRACE_SECONDS", "60")),
         )

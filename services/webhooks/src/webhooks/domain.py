@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final, Literal, Protocol, TypeVar
 
 from calls_events import (
+    TERMINAL_CARRIER_STATUSES,
     BatchCancelRequested,
     BatchRequested,
     CallCanceled,
@@ -26,8 +27,6 @@ from calls_events import (
     RecordingStored,
 )
 
-# Carrier statuses after which a placed call is over.
-_TERMINAL_CARRIER: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 # The webhook types a call gets at most once (the carrier may report the same thing twice, by
 # callback and by reconciliation, under different event ids).
 _ONCE: Final = frozenset(
@@ -88,7 +87,7 @@ def _call_types(envelope: Envelope) -> tuple[str, uuid.UUID | None]:
     if isinstance(event, CallStatusReported):
         if event.carrier_status == "in-progress":
             return "call.answered", event.call_id
-        if event.carrier_status in _TERMINAL_CARRIER:
+        if event.carrier_status in TERMINAL_CARRIER_STATUSES:
             return "call.ended", event.call_id
         return "", event.call_id
     if isinstance(event, CallCanceled):
