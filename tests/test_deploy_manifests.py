@@ -308,7 +308,12 @@ def test_the_operator_components_run_postgres_and_rabbitmq_and_wire_their_secret
     assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
     assert cluster["spec"]["instances"] == 3
     assert cluster["spec"]["imageName"].endswith(":15")
-    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "calls", "owner": "calls"}
+    assert cluster["spec"]["bootstrap"]["initdb"] == {
+        "database": "calls",
+        "owner": "calls",
+        # the oldest-transaction metric sees every session's transaction only with pg_monitor
+        "postInitSQL": ["GRANT pg_monitor TO calls"],
+    }
     rabbit = of_kind(docs, "RabbitmqCluster")["calls-rabbitmq"]
     assert rabbit["apiVersion"] == "rabbitmq.com/v1beta1"
     assert rabbit["spec"]["replicas"] == 3
