@@ -48,6 +48,16 @@ async def get_call(
     return dict(call)
 
 
+async def get_batch(
+    http: aiohttp.ClientSession, system: System, org: str, batch_id: str
+) -> dict[str, Any]:
+    """GET /calls/batch/{id} as `org`, which must answer 200 (after any `503 catching_up`)."""
+    url = f"{system.gateway}/calls/batch/{batch_id}"
+    status, batch = await read_json(http, url, system.auth(org))
+    assert status == 200, batch
+    return dict(batch)
+
+
 async def download_recording(
     http: aiohttp.ClientSession, system: System, org: str, call_id: str
 ) -> bytes:

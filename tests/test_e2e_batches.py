@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id
-from calls_testing.reads import read_json
 from calls_testing.system import System
+
+from tests.conftest import get_batch
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +45,6 @@ async def new_batch(
     """Post a batch of `n` new numbers in a new organization: (organization, numbers, 202 body)."""
     org, to_numbers = new_org_id(), numbers(n)
     return org, to_numbers, await post_batch(http, system, org, to_numbers)
-
-
-async def get_batch(
-    http: aiohttp.ClientSession, system: System, org: str, batch_id: str
-) -> dict[str, Any]:
-    url = f"{system.gateway}/calls/batch/{batch_id}"
-    status, body = await read_json(http, url, system.auth(org))
-    assert status == 200, body
-    return dict(body)
 
 
 async def cancel(http: aiohttp.ClientSession, system: System, org: str, batch_id: str) -> int:

@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from calls_testing import new_org_id
-from calls_testing.reads import read_json
 
-from tests.conftest import get_call
+from tests.conftest import get_batch, get_call
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +44,6 @@ async def dials_to(
     async with http.get(f"{system.simulator}/_sim/calls") as r:
         calls: list[dict[str, Any]] = (await r.json())["calls"]
     return sorted((c for c in calls if c["to"] in set(wanted)), key=lambda c: c["created_at"])
-
-
-async def batch_of(
-    http: aiohttp.ClientSession, system: Any, org: str, batch_id: str
-) -> dict[str, Any]:
-    url = f"{system.gateway}/calls/batch/{batch_id}"
-    status, batch = await read_json(http, url, system.auth(org))
-    assert status == 200, batch
-    return dict(batch)
 
 
 async def until(check: Any, within: float, what: str) -> Any:
@@ -93,7 +83,7 @@ async def test_variables_reach_the_agent_in_the_twiml_and_metadata_the_detail(
     [dialed] = await until(lambda: dials_to(http, system, [to]), 15, "the dial")
     twiml = dialed["params"]["Twiml"]
     assert '<Parameter name="first_name" value="Ada"/>' in twiml
-    batch = await batch_of(http, system, org, accepted["batch_id"])
+    batch = await get_batch(http, system, org, accepted["batch_id"])
     call = await get_call(http, system, org, batch["calls"][0]["call_id"])
     assert call["variables"] == {"first_name": "Ada"}
     assert call["metadata"] == {"crm_id": 42}
@@ -147,7 +137,7 @@ async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_
     assert dialed["created_at"] >= opens_at - 1.0
     await asyncio.sleep(2)
     assert await dials_to(http, system, [chicago]) == []  # Chicago's window is 6 hours away
-    batch = await batch_of(http, system, org, accepted["batch_id"])
+    batch = await get_batch(http, system, org, accepted["batch_id"])
     waiting = await get_call(http, system, org, batch["calls"][0]["call_id"])
     assert waiting["status"] == "queued"
     not_before = datetime.fromisoformat(waiting["not_before"])
@@ -173,7 +163,7 @@ async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
     )
 
     async def three_ended() -> bool:
-        batch = await batch_of(http, system, org, accepted["batch_id"])
+        batch = await get_batch(http, system, org, accepted["batch_id"])
         entry = batch["calls"][0]
         return bool(entry["attempts"] == 3 and entry["call_status"] == "completed")
 
@@ -183,7 +173,7 @@ async def test_busy_twice_then_answered_is_three_calls_spaced_by_the_delay(
     assert [d["status"] for d in dialed] == ["busy", "busy", "completed"]
     for earlier, later in itertools.pairwise(dialed):
         assert later["created_at"] - earlier["end_time"] >= 2.0  # at least the delay after
-    batch = await batch_of(http, system, org, accepted["batch_id"])
+    batch = await get_batch(http, system, org, accepted["batch_id"])
     [entry] = batch["calls"]
     assert (entry["attempt"], entry["attempts"]) == (3, 3)
     last = await get_call(http, system, org, entry["call_id"])
@@ -226,7 +216,7 @@ async def test_max_concurrency_two_never_has_more_than_two_calls_at_the_carrier(
         in_flight += step
         most = max(most, in_flight)
     assert most == 2  # never more, and the limit was used
-    assert (await batch_of(http, system, org, accepted["batch_id"]))["status"] == "completed"
+    assert (await get_batch(http, system, org, accepted["batch_id"]))["status"] == "completed"
 
 
 async def test_pause_stops_dials_within_a_second_and_resume_continues(
@@ -248,7 +238,7 @@ async def test_pause_stops_dials_within_a_second_and_resume_continues(
     dialed = await dials_to(http, system, to)
     assert len(dialed) == after_a_second < 60  # nothing dialed from a second after the pause
     assert all(d["created_at"] < paused_at + 1.0 for d in dialed)
-    assert (await batch_of(http, system, org, batch_id))["paused"] is True
+    assert (await get_batch(http, system, org, batch_id))["paused"] is True
 
     await post(http, system, org, f"/calls/batch/{batch_id}/resume", {})
     await until(lambda: _at_least(http, system, to, 60), 20, "the rest of the batch")
@@ -278,7 +268,7 @@ async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     await until(lambda: _at_least(http, system, to, 3), 15, "the other numbers' dials")
 
     async def settled() -> dict[str, Any] | None:
-        batch = await batch_of(http, system, org, accepted["batch_id"])
+        batch = await get_batch(http, system, org, accepted["batch_id"])
         return batch if batch["calls"][2]["status"] == "failed" else None
 
     batch = await until(settled, 10, "the listed number's call to end")

@@ -62,14 +62,27 @@ async def open_pool(
 ) -> Pool:
     """Open a pool that checks connections that sat idle before handing them out, so a
     restarted PostgreSQL costs one failed check, not a failed request. `settings` are
-    PostgreSQL settings of its sessions (besides `session_options`' own)."""
+    PostgreSQL settings of its sessions (besides `session_options`' own).
+
+    PG_POOL_MAX_SIZE caps `max_size` (every pool of the process: size it to the server's
+    max_connections over all replicas); PG_POOL_MAX_IDLE_SECONDS closes connections beyond
+    `min_size` that sat unused that long (600 by default)."""
+    cap = int(os.environ.get("PG_POOL_MAX_SIZE", "0") or 0)
+    if cap > 0:
+        max_size = max(min(max_size, cap), min_size)
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
+        max_idle=float(os.environ.get("PG_POOL_MAX_IDLE_SECONDS", "600")),
         name=name,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": True, "options": session_options(settings)},
+        kwargs={
+            "row_factory": dict_row,
+            "autocommit": True,
+            "options": session_options(settings),
+            "application_name": name,  # who holds which connection, in pg_stat_activity
+        },
         check=_check_unless_recently_used,
         reconnect_timeout=30,
     )

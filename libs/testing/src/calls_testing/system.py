@@ -239,6 +239,10 @@ QUICK_ENV = {
     # due dials per organization sampled every second (15 s by default): the monitoring
     # test must see them while a batch is being dialed
     "DIALER_BACKLOG_SAMPLE_SECONDS": "1",
+    # several systems share the test server's max_connections (100 here): small pools, and
+    # connections a burst opened are closed again soon
+    "PG_POOL_MAX_SIZE": "8",
+    "PG_POOL_MAX_IDLE_SECONDS": "20",
 }
 """The tests' tunables: quick calls, quick retries, short grace periods (`SystemOptions.quick`;
 the benchmarks measure the services' own defaults)."""
