@@ -340,7 +340,12 @@ def test_callsctl_events_tail_prints_a_calls_stream_then_follows_it(
             assert all(e.event_id not in {o.event_id for o in other} for e in printed)
         finally:
             process.send_signal(signal.SIGINT)
-            _, errors = process.communicate(timeout=10)
+            try:
+                _, errors = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()  # not left running into the next tests
+                _, errors = process.communicate()
+                raise AssertionError(f"events tail did not stop on SIGINT: {errors}") from None
     assert process.returncode == 0, errors
 
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from calls_events import Envelope
 from calls_platform.db import connect
 from calls_platform.eventstore import read_stream
-from calls_platform.notify import AppendListener, wait_for
-from calls_platform.service import stop_tasks
 
 
 def call_stream(call_id: uuid.UUID) -> str:
@@ -27,23 +25,20 @@ async def tail_call(
     poll_seconds: float = 0.2,
 ) -> None:
     """Emit the call's events in stream order; with `follow`, keep emitting new ones until
-    cancelled."""
+    cancelled.
+
+    Polls, with no LISTEN connection beside it: appends do not NOTIFY, and a tail that also
+    listened sometimes did not end within 10 s of Ctrl-C (its listener's cancellation)."""
     stream = call_stream(call_id)
-    listener = AppendListener(database_url)
-    wakeup = listener.subscribe()  # before the first read, so no append is missed
-    tasks = [asyncio.create_task(listener.run(), name="tail-listener")] if follow else []
-    try:
-        conn = await connect(database_url)
-        async with conn:
-            seen = 0
-            while True:
-                for envelope in await read_stream(conn, stream):
-                    version = envelope.stream_version or 0
-                    if version > seen:
-                        emit(envelope)
-                        seen = version
-                if not follow:
-                    return
-                await wait_for(wakeup, poll_seconds)
-    finally:
-        await stop_tasks(tasks)
+    conn = await connect(database_url)
+    async with conn:
+        seen = 0
+        while True:
+            for envelope in await read_stream(conn, stream):
+                version = envelope.stream_version or 0
+                if version > seen:
+                    emit(envelope)
+                    seen = version
+            if not follow:
+                return
+            await asyncio.sleep(poll_seconds)
