@@ -316,6 +316,9 @@ def test_callsctl_events_tail_prints_a_calls_stream_then_follows_it(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as a shell's background job starts it: SIGINT inherited ignored (Ctrl-C must still
+        # stop it: the tail sets its own handlers)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     ) as process:
         try:
             printed = [Envelope.model_validate_json(_read_line(process)) for _ in first]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -294,8 +295,19 @@ def events_tail(settings: Settings, call_id: uuid.UUID, follow: bool, as_json: b
     def emit(envelope: Envelope) -> None:
         click.echo(envelope.model_dump_json() if as_json else _event_line(envelope))
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_call(settings.database_url, call_id, emit, follow=follow))
+    asyncio.run(_until_stopped(tail_call(settings.database_url, call_id, emit, follow=follow)))
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` until it returns or SIGINT/SIGTERM arrives (then cancel it and return).
+    The handlers are set here, not inherited: a process started in the background by a
+    non-interactive shell inherits SIGINT ignored, and then Ctrl-C's signal did nothing."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])
