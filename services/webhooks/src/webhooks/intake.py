@@ -58,24 +58,26 @@ class Intake:
             if not await store.has_enabled_endpoint(conn, envelope.organization_id):
                 EVENTS_TAKEN.labels("ignored").inc()
                 return
-        # The call's (or batch's) view, as GET shows it now, is fetched from the call log
-        # before the transaction, never inside it: the stream's row lock gives the transaction
-        # an id, which holds back every event-store reader in the cluster (the call log's
-        # projector included, whose read-your-writes wait the fetch would then sit out).
-        async with self._pool.connection() as conn:
+            # The call's (or batch's) view, as GET shows it now, is fetched from the call log
+            # before the transaction, never inside it: the stream's row lock gives the
+            # transaction an id, which holds back every event-store reader in the cluster (the
+            # call log's projector included, whose read-your-writes wait the fetch would then
+            # sit out).
             prepared = await store.peek_stream(conn, stream)
             if envelope.stream_version < prepared.next_version:
                 EVENTS_TAKEN.labels("repeated").inc()
                 return
-            views = await self._prefetch_views(
-                conn, prepared, await self._events(conn, envelope, prepared)
-            )
+            prepared_events = await self._events(conn, envelope, prepared)
+            views = await self._prefetch_views(conn, prepared, prepared_events)
         async with self._pool.connection() as conn, conn.transaction():
             state = await store.lock_stream(conn, stream)
             if envelope.stream_version < state.next_version:
                 EVENTS_TAKEN.labels("repeated").inc()
                 return
-            events = await self._events(conn, envelope, state)
+            # the stream as prepared (the usual case): its events are already read
+            events = (
+                prepared_events if state == prepared else await self._events(conn, envelope, state)
+            )
             now = self._clock()
             for event in events:
                 translation = translate(state, event)
