@@ -159,6 +159,18 @@ async def test_the_calling_policy_window_applies_to_calls_that_set_none(
     assert default["schedule"]["window"]["start"] == "08:00"
     assert own["schedule"]["window"]["start"] == "10:00"
 
+    # read in the same query as the caller ID: a batch gets it too, another organization not
+    head = await gateway.head()
+    numbers = [gateway.number(), gateway.number()]
+    for who in (org, other_org):
+        response = await gateway.post_json(
+            "/calls/batch", who, {"to_numbers": numbers, "from_number": gateway.number()}
+        )
+        assert response.status == 202, await response.text()
+    calls = await requested_calls(gateway, head)
+    windows = {(c["batch_id"], (c["schedule"] or {}).get("window", {}).get("start")) for c in calls}
+    assert sorted(start or "none" for _, start in windows) == ["08:00", "none"]
+
 
 async def test_the_do_not_call_list_is_the_organizations_own_and_announced_once(
     gateway: Any, org: str, other_org: str

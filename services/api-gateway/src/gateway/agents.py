@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from aiohttp import web
+from calls_events import CallingWindow
 from calls_platform.db import Conn
 from calls_platform.http import json_error, parse_body
 
@@ -37,22 +38,30 @@ async def find_agent_by_number(conn: Conn, organization_id: str, number: str) ->
 
 
 @dataclass(frozen=True)
-class CallerIdFacts:
-    """What choosing a call's caller ID and agent may need, read in one query."""
+class CallFacts:
+    """What accepting a call needs from the organization's configuration, read in one query:
+    choosing its caller ID and agent, and the calling window it gets when it sets none."""
 
     agent: Agent | None
     """The agent asked for by id (None: not asked for, or not this organization's)."""
     default_from_number: str | None
     by_number: dict[str, Agent]
     """The organization's agents whose number is the explicit one or the default."""
+    default_window: CallingWindow | None
+    """The calling policy's window (PUT /calling-policy), None where none is set."""
 
 
-_CALLER_ID_FACTS = """
+# one round trip for everything a POST /calls reads: each statement costs the gateway a
+# system call to send and another to receive, the largest part of its CPU per request
+# (docs/benchmarks.md, "Where the gateway's CPU goes")
+_CALL_FACTS = """
 WITH config AS (
     SELECT default_from_number FROM gateway.sip_config WHERE organization_id = %(org)s
 )
 SELECT
     (SELECT default_from_number FROM config) AS default_from_number,
+    (SELECT window_rules FROM gateway.calling_policies WHERE organization_id = %(org)s)
+        AS window_rules,
     coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'name', a.name,
         'phone_number', a.phone_number, 'recording_enabled', a.recording_enabled)), '[]')
         AS agents
@@ -62,20 +71,23 @@ WHERE a.organization_id = %(org)s AND (a.id = %(agent_id)s OR a.phone_number = %
 """
 
 
-async def caller_id_facts(
+async def call_facts(
     conn: Conn, organization_id: str, agent_id: uuid.UUID | None, from_number: str | None
-) -> CallerIdFacts:
-    """The agent by id, the SIP default and the agents by number, in one round trip."""
+) -> CallFacts:
+    """The agent by id, the SIP default, the agents by number and the default calling
+    window, in one round trip."""
     cur = await conn.execute(
-        _CALLER_ID_FACTS, {"org": organization_id, "agent_id": agent_id, "number": from_number}
+        _CALL_FACTS, {"org": organization_id, "agent_id": agent_id, "number": from_number}
     )
     row = await cur.fetchone()
     assert row is not None  # an aggregate: always one row
     agents = [Agent(**{**a, "id": uuid.UUID(a["id"])}) for a in row["agents"]]
-    return CallerIdFacts(
+    rules = row["window_rules"]
+    return CallFacts(
         agent=next((a for a in agents if a.id == agent_id), None),
         default_from_number=row["default_from_number"],
         by_number={a.phone_number: a for a in agents},
+        default_window=None if rules is None else CallingWindow.model_validate(rules),
     )
 
 

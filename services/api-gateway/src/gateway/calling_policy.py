@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from calls_events import CallingPolicySet, CallingWindow, Envelope, calling_policy_stream
+from calls_events import CallingPolicySet, Envelope, calling_policy_stream
 from calls_platform import eventstore
 from calls_platform.db import Conn
 from calls_platform.http import CORRELATION_KEY, parse_body
@@ -26,13 +26,6 @@ async def _policy(conn: Conn, organization_id: str) -> dict[str, Any] | None:
         (organization_id,),
     )
     return await cur.fetchone()
-
-
-async def default_window(conn: Conn, organization_id: str) -> CallingWindow | None:
-    row = await _policy(conn, organization_id)
-    if row is None or row["window_rules"] is None:
-        return None
-    return CallingWindow.model_validate(row["window_rules"])
 
 
 def _view(row: dict[str, Any] | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from calls_events import (
     TERMINAL_CALL_STATUSES,
     BatchCancelRequested,
     BatchRequested,
+    CallingWindow,
     CallRequested,
     Envelope,
     call_stream,
@@ -31,10 +32,9 @@ from calls_platform.metrics import EVENTS_APPENDED
 from pydantic import BaseModel
 
 from . import idempotency
-from .agents import caller_id_facts
+from .agents import call_facts
 from .auth import Principal
 from .caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
-from .calling_policy import default_window
 from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
 from .models import PlaceBatch, PlaceCall, Recipient
@@ -43,8 +43,10 @@ from .reads import batch_to_change
 
 async def _resolve(
     conn: Conn, org: str, from_number: str | None, agent_id: uuid.UUID | None
-) -> tuple[str, Agent | None]:
-    facts = await caller_id_facts(conn, org, agent_id, from_number)  # one query
+) -> tuple[str, Agent | None, CallingWindow | None]:
+    """The call's caller ID, its agent and the organization's default calling window (one
+    query)."""
+    facts = await call_facts(conn, org, agent_id, from_number)
     agent = None
     if agent_id is not None:
         agent = facts.agent
@@ -56,7 +58,7 @@ async def _resolve(
         raise unprocessable(str(exc), "from_number", str(exc)) from None
     if agent is None:
         agent = facts.by_number.get(number)
-    return number, agent
+    return number, agent, facts.default_window
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ async def place_call(request: web.Request) -> web.Response:
     body = await parse_body(request, PlaceCall)
 
     async def build(conn: Conn, who: Principal) -> Accepted:
-        from_number, agent = await _resolve(
+        from_number, agent, window = await _resolve(
             conn, who.organization_id, body.from_number, body.agent_id
         )
         call_id = uuid.uuid4()
@@ -132,9 +134,7 @@ async def place_call(request: web.Request) -> web.Response:
             requested_by=who.subject,
             variables=body.variables,
             metadata=body.metadata,
-            schedule=call_schedule(
-                body.schedule, await default_window(conn, who.organization_id), None
-            ),
+            schedule=call_schedule(body.schedule, window, None),
             retry=body.retry,
         )
         stream = call_stream(call_id)
@@ -219,12 +219,11 @@ async def place_batch(request: web.Request) -> web.Response:
     dropped = len(everyone) - len(numbers)
 
     async def build(conn: Conn, who: Principal) -> Accepted:
-        from_number, agent = await _resolve(
+        from_number, agent, window = await _resolve(
             conn, who.organization_id, body.from_number, body.agent_id
         )
         batch_id = f"batch-{uuid.uuid4().hex}"
         correlation_id = request[CORRELATION_KEY]
-        window = await default_window(conn, who.organization_id)
         schedules: dict[str | None, dict[str, Any] | None] = {}
 
         def schedule_of(time_zone: str | None) -> dict[str, Any] | None:
