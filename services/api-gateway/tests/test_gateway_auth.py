@@ -309,3 +309,56 @@ def test_clock_skew_leeway_is_configurable() -> None:
 def test_unusable_configuration_fails_at_start_up(options: JwtOptions) -> None:
     with pytest.raises(InvalidJwtConfig):
         JwtVerifier(options)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_verified_token_is_remembered_until_it_expires_as_its_full_check_would_say() -> None:
+    clock = Clock()
+    remembering = JwtVerifier(JwtOptions(secrets=(SECRET,), leeway_seconds=30), clock=clock)
+    exp = int(clock.now) + 60
+    token = jwt.encode(claims(exp=exp), SECRET, algorithm="HS256")
+    first = remembering.verify(bearer(token))
+    clock.now = exp + 29.9  # within the leeway: still good
+    assert remembering.verify(bearer(token)) == first
+    clock.now = exp + 30  # where PyJWT's own check refuses it (exp <= now - leeway)
+    with pytest.raises(Unauthenticated, match="token expired"):
+        remembering.verify(bearer(token))
+
+
+def test_a_refused_token_is_not_remembered_and_a_near_copy_of_a_good_one_is_checked() -> None:
+    remembering = JwtVerifier(JwtOptions(secrets=(SECRET,)))
+    good = jwt.encode(claims(), SECRET, algorithm="HS256")
+    forged = jwt.encode(claims(org_id="org_other"), OTHER_SECRET, algorithm="HS256")
+    assert remembering.verify(bearer(good)).organization_id == "org_acme"
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            remembering.verify(bearer(forged))
+    header, payload, signature = good.split(".")
+    tampered = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    with pytest.raises(Unauthenticated):
+        remembering.verify(bearer(tampered))
+
+
+def test_remembered_tokens_are_bounded_the_longest_remembered_going_first() -> None:
+    clock = Clock()
+    remembering = JwtVerifier(JwtOptions(secrets=(SECRET,)), clock=clock, kept=2)
+    exp = int(clock.now) + 60
+    tokens = [
+        jwt.encode(claims(sub=f"user_{i}", exp=exp), SECRET, algorithm="HS256") for i in range(3)
+    ]
+    for token in tokens:
+        remembering.verify(bearer(token))
+    # past expiry by the verifier's clock only: a remembered token is refused without a full
+    # check, the forgotten first one gets the full check, which (real time) still passes
+    clock.now = exp + 3600
+    for token in tokens[1:]:
+        with pytest.raises(Unauthenticated, match="token expired"):
+            remembering.verify(bearer(token))
+    assert remembering.verify(bearer(tokens[0])).subject == "user_0"
