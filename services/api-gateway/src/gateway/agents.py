@@ -53,7 +53,7 @@ class CallFacts:
 
 # one round trip for everything a POST /calls reads: each statement costs the gateway a
 # system call to send and another to receive, the largest part of its CPU per request
-# (docs/benchmarks.md, "Where the gateway's CPU goes")
+# (docs/benchmarks.md, "Session 6"); what accepting a call needs to read goes in here
 _CALL_FACTS = """
 WITH config AS (
     SELECT default_from_number FROM gateway.sip_config WHERE organization_id = %(org)s

@@ -1,5 +1,6 @@
 """An organization's calling policy (PUT/GET /calling-policy): the default calling window of
-calls that set none (copied into each call's request when it is accepted), the
+calls that set none (copied into each call's request when it is accepted; read there with the
+caller ID, `agents.call_facts`), the
 organization-wide concurrency limit and the per-number daily cap (applied by the dialer, which
 learns them from CallingPolicySet)."""
 
