@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from calls_testing import unique_number
+from calls_testing import unique_number, wait_until
 from calls_testing.system import System
 from standardwebhooks.webhooks import Webhook
 
@@ -83,6 +83,31 @@ async def deliveries(
         return page
 
 
+async def logged(
+    http: aiohttp.ClientSession,
+    system: System,
+    org: str,
+    endpoint_id: str,
+    settled: Callable[[list[dict[str, Any]]], bool],
+    what: str,
+    **query: str,
+) -> list[dict[str, Any]]:
+    """The endpoint's delivery log once `settled` holds for its items.
+
+    The webhooks service records an attempt after the receiver has answered, so a test that has
+    seen a message arrive waits for its attempt to be in the log before it reads the log.
+    """
+    items: list[dict[str, Any]] = []
+
+    async def holds() -> bool:
+        nonlocal items
+        items = (await deliveries(http, system, org, endpoint_id, **query))["items"]
+        return settled(items)
+
+    await wait_until(holds, within=30, what=what)
+    return items
+
+
 def verify(secret: str, message: Received) -> dict[str, Any]:
     payload: dict[str, Any] = Webhook(secret).verify(message.body, message.headers)
     return payload
@@ -122,10 +147,16 @@ async def test_every_event_of_a_call_arrives_signed_in_order_and_once(
     assert ended["data"]["duration"] is not None
     assert "error_reason" in ended["data"]
     # the log shows each delivered, with its one attempt
-    page = await deliveries(http, system, org, endpoint["id"], call_id=call_id)
-    assert page["total"] == 5
-    for item in page["items"]:
-        assert item["status"] == "delivered"
+    items = await logged(
+        http,
+        system,
+        org,
+        endpoint["id"],
+        lambda items: len(items) == 5 and all(i["status"] == "delivered" for i in items),
+        "five deliveries logged as delivered",
+        call_id=call_id,
+    )
+    for item in items:
         assert len(item["attempts"]) == 1
         assert item["attempts"][0]["response_status"] == 200
         assert item["attempts"][0]["response_body_excerpt"] == "answer 200"
@@ -168,11 +199,18 @@ async def test_receiver_down_then_back_gets_every_event_in_order(
             assert types == CALL_EVENTS, (call_id, types)
             for message in receiver.of_call(call_id):
                 verify(endpoint["secret"], message)
-        page = await deliveries(http, system, org, endpoint["id"], page_size="100")
-        assert page["total"] == 12
-        assert all(item["status"] == "delivered" for item in page["items"])
+        items = await logged(
+            http,
+            system,
+            org,
+            endpoint["id"],
+            lambda items: all(item["status"] == "delivered" for item in items),
+            "every delivery logged as delivered",
+            page_size="100",
+        )
+        assert len(items) == 12
         # the first of each call waited out the outage: its failed attempts are in the log
-        queued = [item for item in page["items"] if item["event_type"] == "call.queued"]
+        queued = [item for item in items if item["event_type"] == "call.queued"]
         for item in queued:
             failed = [a for a in item["attempts"] if a["response_status"] is None]
             assert len(failed) >= 3, item["attempts"]
@@ -194,9 +232,15 @@ async def test_500_three_times_then_200_is_four_attempts(
     assert len(receiver.of_call(call_id)) == 4
     # the same message each time (receivers deduplicate on webhook-id)
     assert len({m.headers["webhook-id"] for m in receiver.of_call(call_id)}) == 1
-    page = await deliveries(http, system, org, endpoint["id"], call_id=call_id)
-    (item,) = page["items"]
-    assert item["status"] == "delivered"
+    (item,) = await logged(
+        http,
+        system,
+        org,
+        endpoint["id"],
+        lambda items: len(items) == 1 and items[0]["status"] == "delivered",
+        "the delivery logged as delivered",
+        call_id=call_id,
+    )
     assert [a["response_status"] for a in item["attempts"]] == [500, 500, 500, 200]
     assert [a["number"] for a in item["attempts"]] == [1, 2, 3, 4]
 
@@ -212,9 +256,16 @@ async def test_410_is_not_retried(
     await until(lambda: len(receiver.of_call(call_id)) >= 2, 30, "both messages")
     await asyncio.sleep(3)  # past two retry intervals: nothing more comes
     assert [m.json["type"] for m in receiver.of_call(call_id)] == ["call.queued", "call.ended"]
-    page = await deliveries(http, system, org, endpoint["id"], status="failed")
-    assert page["total"] == 2
-    for item in page["items"]:
+    items = await logged(
+        http,
+        system,
+        org,
+        endpoint["id"],
+        lambda items: len(items) == 2,
+        "both deliveries logged as failed",
+        status="failed",
+    )
+    for item in items:
         assert [a["response_status"] for a in item["attempts"]] == [410]
         assert "not retried" in item["last_error"]
 
@@ -288,8 +339,15 @@ async def test_redeliver_and_replay_send_a_message_again(
     endpoint = await create_endpoint(http, system, org, receiver.url, ["call.queued"])
     call_id = await place_call(http, system, org)
     await until(lambda: len(receiver.of_call(call_id)) >= 1, 30, "call.queued")
-    await asyncio.sleep(0.5)
-    (item,) = (await deliveries(http, system, org, endpoint["id"], call_id=call_id))["items"]
+    (item,) = await logged(
+        http,
+        system,
+        org,
+        endpoint["id"],
+        lambda items: len(items) == 1 and len(items[0]["attempts"]) == 1,
+        "the first attempt logged",
+        call_id=call_id,
+    )
     async with http.post(
         f"{system.gateway}/webhook-endpoints/{endpoint['id']}/deliveries/{item['id']}/redeliver",
         headers=system.auth(org),
@@ -306,8 +364,16 @@ async def test_redeliver_and_replay_send_a_message_again(
         assert r.status == 202, await r.text()
     await until(lambda: len(receiver.of_call(call_id)) >= 3, 30, "the replay")
     assert receiver.of_call(call_id)[2].headers["webhook-id"] == first.headers["webhook-id"]
-    (item,) = (await deliveries(http, system, org, endpoint["id"], call_id=call_id))["items"]
-    assert len(item["attempts"]) == 3
+    (item,) = await logged(
+        http,
+        system,
+        org,
+        endpoint["id"],
+        lambda items: len(items) == 1 and len(items[0]["attempts"]) >= 3,
+        "the replay's attempt logged",
+        call_id=call_id,
+    )
+    assert len(item["attempts"]) == 3  # one message, three sends: first, redelivery, replay
 
 
 async def test_endpoints_are_scoped_to_the_organization_and_the_scope(
