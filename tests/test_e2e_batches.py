@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from calls_events import TERMINAL_CALL_STATUSES
-from calls_testing import new_org_id
+from calls_testing import new_org_id, wait_until
 from calls_testing.system import System
 
 from tests.conftest import get_batch
@@ -173,7 +173,13 @@ async def test_cancel_stops_dialing_within_a_second_and_counts_canceled_calls(
     system: System, http: aiohttp.ClientSession
 ) -> None:
     org, to_numbers, accepted = await new_batch(http, system, 200)
-    await asyncio.sleep(1.5)
+
+    async def dialing() -> bool:
+        return any(d["to"] in set(to_numbers) for d in await system.sim(http).calls())
+
+    # canceled mid-way: once the batch's requests have reached the dialer and it is dialing
+    # them (on a busy machine that takes longer than a fixed pause)
+    await wait_until(dialing, within=30, what="the batch's first dial")
     assert await cancel(http, system, org, accepted["batch_id"]) == 202
     await asyncio.sleep(1.0)
     dialed_soon_after = sum(d["to"] in set(to_numbers) for d in await system.sim(http).calls())
