@@ -13,6 +13,7 @@ import pytest
 from calls_events import TERMINAL_CALL_STATUSES
 from calls_testing import new_org_id, wait_until
 from calls_testing.system import System
+from carrier_sim.client import SimCall
 
 from tests.conftest import get_batch
 
@@ -148,22 +149,29 @@ async def test_two_organizations_batches_share_the_dial_rate(
     first_numbers, second_numbers = numbers(200), numbers(200)
     first = await post_batch(http, system, first_org, first_numbers)
     second = await post_batch(http, system, second_org, second_numbers)  # posted after
-    await asyncio.sleep(4.0)
-    mine = sorted(
-        (
-            d
-            for d in await system.sim(http).calls()
-            if d["to"] in set(first_numbers + second_numbers)
-        ),
-        key=lambda d: d["created_at"],
-    )
-    # from the moment both batches are waiting at the dialer, they take turns: round robin,
-    # not first come first served (before that, only the first batch has arrived)
-    first_of_second = next(i for i, d in enumerate(mine) if d["to"] in set(second_numbers))
-    both_waiting = mine[first_of_second:]
+    both_waiting: list[SimCall] = []
+
+    async def ten_dialed_since_both_waiting() -> bool:
+        nonlocal both_waiting
+        mine = sorted(
+            (
+                d
+                for d in await system.sim(http).calls()
+                if d["to"] in set(first_numbers + second_numbers)
+            ),
+            key=lambda d: d["created_at"],
+        )
+        # from the moment both batches are waiting at the dialer, they take turns: round robin,
+        # not first come first served (before that, only the first batch has arrived)
+        first_of_second = next(
+            (i for i, d in enumerate(mine) if d["to"] in set(second_numbers)), len(mine)
+        )
+        both_waiting = mine[first_of_second:]
+        return len(both_waiting) >= 10
+
+    await wait_until(ten_dialed_since_both_waiting, within=30, what="ten dials of both batches")
     from_first = sum(d["to"] in set(first_numbers) for d in both_waiting)
     from_second = len(both_waiting) - from_first
-    assert len(both_waiting) >= 10
     assert abs(from_first - from_second) <= 2
     assert await cancel(http, system, first_org, first["batch_id"]) == 202
     assert await cancel(http, system, second_org, second["batch_id"]) == 202
