@@ -250,6 +250,63 @@ async def test_a_batch_is_settled_with_one_ack_and_an_unparseable_message_among_
     await inspect.close()
 
 
+async def test_take_waiting_handles_what_is_waiting_in_order_and_acks_it(
+    broker: AbstractRobustConnection,
+) -> None:
+    channel, queue_name, queue = await batches_queue(broker)
+    assert await amqp.take_waiting(queue, Batches()) == 0  # an empty queue: nothing, at once
+    sent = [canceled("org_a") for _ in range(25)]
+    for i, envelope in enumerate(sent):
+        if i == 5:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body=b"not an envelope"), routing_key=queue_name
+            )
+        await channel.default_exchange.publish(amqp.to_message(envelope), routing_key=queue_name)
+    batches = Batches()
+    assert await amqp.take_waiting(queue, batches, max_batch=10) == 25
+    assert [e.event_id for batch in batches.seen for e in batch] == [e.event_id for e in sent]
+    assert [len(batch) for batch in batches.seen] == [10, 10, 5]
+    await channel.close()  # what was not acked would go back to the queue now
+    inspect = await broker.channel()
+    declared = await inspect.declare_queue(queue_name, passive=True)
+    assert declared.declaration_result.message_count == 0
+    await declared.delete(if_unused=False, if_empty=False)
+    await inspect.close()
+
+
+async def test_take_waiting_raises_when_the_handler_fails_and_leaves_the_batch_queued(
+    broker: AbstractRobustConnection,
+) -> None:
+    channel, queue_name, queue = await batches_queue(broker)
+    sent = [canceled("org_a") for _ in range(3)]
+    for envelope in sent:
+        await channel.default_exchange.publish(amqp.to_message(envelope), routing_key=queue_name)
+    with pytest.raises(RuntimeError, match="database restarting"):
+        await amqp.take_waiting(queue, Batches(failures=1))
+    await channel.close()
+    retry = await broker.channel()
+    again = await retry.declare_queue(queue_name, passive=True)
+    batches = Batches()
+    assert await amqp.take_waiting(again, batches) == 3  # all of it, on the next try
+    assert [e.event_id for e in batches.seen[0]] == [e.event_id for e in sent]
+    await again.delete(if_unused=False, if_empty=False)
+    await retry.close()
+
+
+class Batches:
+    """A batch handler that records the batches it was given; fails the first `failures`."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.seen: list[list[Envelope]] = []
+
+    async def __call__(self, envelopes: list[Envelope]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database restarting")
+        self.seen.append(envelopes)
+
+
 async def test_consume_in_batches_hands_a_failed_batch_back_for_redelivery(
     broker: AbstractRobustConnection,
 ) -> None:

@@ -223,6 +223,34 @@ async def stop_consuming(queue: AbstractQueue, consumer_tag: str, *, drain_secon
         log.warning("consumer_drain_timed_out", queue=queue.name, unfinished=len(late))
 
 
+async def take_waiting(queue: AbstractQueue, handler: BatchHandler, *, max_batch: int = 500) -> int:
+    """Handle what is waiting in `queue` right now, before the caller starts anything that must
+    not run ahead of it; return how many events were handled.
+
+    Takes messages one by one (basic.get) until the queue answers empty, hands them to
+    `handler` up to `max_batch` at a time and acks each batch after the handler returns. An
+    unparseable message is dead-lettered as `consume` does. A handler that raises leaves its
+    batch unacked: it goes back to the queue when the channel closes, and the error propagates
+    (the caller cannot go on as if the queue had been taken). Meant for a consumer's queue while
+    no consumer of this process is on it yet, on a channel of its own."""
+    taken = 0
+    while True:
+        batch: list[tuple[Envelope, AbstractIncomingMessage]] = []
+        while len(batch) < max_batch:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            envelope = await _parsed(queue.name, message)
+            if envelope is not None:
+                batch.append((envelope, message))
+        if not batch:
+            return taken
+        await handler([envelope for envelope, _ in batch])
+        await batch[-1][1].ack(multiple=True)  # the channel is this call's alone
+        QUEUE_MESSAGES_CONSUMED.labels(queue.name, "handled").inc(len(batch))
+        taken += len(batch)
+
+
 async def consume_in_batches(
     queue: AbstractQueue,
     handler: BatchHandler,

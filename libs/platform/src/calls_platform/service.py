@@ -233,6 +233,17 @@ class Parts:
         tag = await amqp.consume_in_batches(declared, handler)
         self._consumers.append((declared, tag, 0.0))
 
+    async def take_waiting(
+        self, connection: AbstractRobustConnection, queue: str, handler: amqp.BatchHandler
+    ) -> int:
+        """Handle what is waiting in `queue` now (calls_platform.amqp.take_waiting), on a
+        channel closed afterwards; return how many events. For a queue whose backlog must take
+        effect before the work started after this call (the dialer's cancels before it dials);
+        consume it afterwards as usual."""
+        async with connection.channel() as channel:
+            declared = await topology.declare_queue(channel, queue)
+            return await amqp.take_waiting(declared, handler)
+
     async def stop_work(self) -> None:
         """Stop taking messages (each consumer drains), then stop every background task."""
         consumers, self._consumers = self._consumers, []

@@ -12,7 +12,7 @@ import functools
 
 import structlog
 from aiohttp import web
-from calls_platform import amqp, leader, queue_depth
+from calls_platform import amqp, leader, queue_depth, topology
 from calls_platform.notify import Listener
 from calls_platform.service import Parts, Service, repeat, run_service, service_app
 
@@ -62,6 +62,12 @@ def create_app(settings: Settings) -> web.Application:
             ambiguous_safe_delay_seconds=settings.ambiguous_safe_delay_seconds,
         )
         parts.task(work.run(), name="work-listener")
+        handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
+        # cancels and campaign controls that came while no dialer ran take effect before this
+        # replica may dial: a batch canceled during a restart is not dialed by the restart
+        # (its requests, taken in afterwards, are recorded canceled)
+        controls = await parts.take_waiting(broker, topology.DIALER_CONTROL, handlers.handle_many)
+        log.info("dialer_controls_taken", waiting=controls)
         # the dial loop runs on one replica at a time, so the dial rate is global
         parts.task(leader.run_as_leader(url, "dialer", dial_loop.run), name="dial-loop")
         # calls whose carrier callbacks stopped coming, asked about at the carrier
@@ -104,7 +110,6 @@ def create_app(settings: Settings) -> web.Application:
         )
         # taken last, so that on stop the consumers stop taking work first; then the dials
         # in flight finish and record their results
-        handlers = Handlers(pool, recording_grace_seconds=settings.recording_grace_seconds)
         for name in QUEUES:
             await parts.consume_in_batches(broker, name, handlers.handle_many, prefetch=1000)
 
