@@ -37,7 +37,7 @@ from .auth import Principal
 from .caller_id import Agent, CallerIdUnresolved, choose_from_number, should_record
 from .campaign_models import call_schedule
 from .context import POOL, SETTINGS, principal
-from .models import PlaceBatch, PlaceCall, Recipient
+from .models import Callee, PlaceBatch, PlaceCall
 from .reads import batch_to_change
 
 
@@ -200,9 +200,9 @@ def requested_calls(
     ]
 
 
-def _unique_in_order(recipients: list[Recipient]) -> list[Recipient]:
+def _unique_in_order(recipients: list[Callee]) -> list[Callee]:
     """The first entry of each number (a number is dialed once per batch)."""
-    first: dict[str, Recipient] = {}
+    first: dict[str, Callee] = {}
     for recipient in recipients:
         first.setdefault(recipient.to_number, recipient)
     return list(first.values())

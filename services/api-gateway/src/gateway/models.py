@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from calls_events import (
     E164,
@@ -110,9 +110,22 @@ class PlaceBatch(_Body):
             raise ValueError("must list at least one number (or give recipients)")
         return numbers
 
-    def everyone(self) -> list[Recipient]:
-        """Every recipient in order, to_numbers first, each as a Recipient."""
-        return [Recipient(to_number=n) for n in self.to_numbers] + list(self.recipients)
+    def everyone(self) -> list[Callee]:
+        """Every number in order, to_numbers first, each as a Callee (validated already: a
+        Recipient made again of each of 10,000 to_numbers was a fifth of accepting them)."""
+        return [Callee(n, {}, {}, None) for n in self.to_numbers] + [
+            Callee(r.to_number, r.variables, r.metadata, r.time_zone) for r in self.recipients
+        ]
+
+
+class Callee(NamedTuple):
+    """One number of a batch as the batch's calls are made from it: a `to_numbers` entry (no
+    variables, metadata or zone of its own) or a recipient."""
+
+    to_number: str
+    variables: dict[str, Any]
+    metadata: dict[str, Any]
+    time_zone: str | None
 
 
 class ReportConversation(_Body):
