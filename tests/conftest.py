@@ -83,8 +83,17 @@ async def place_call(http: aiohttp.ClientSession, system: System, org: str, **bo
     return call_id
 
 
+RECORDING_SECONDS = 90.0
+"""How long a call may take, on a loaded machine, from its POST to its recording stored (the
+call is dialed, talks, ends; the recording is reported, downloaded and stored)."""
+
+
 async def recording_stored(
-    http: aiohttp.ClientSession, system: System, org: str, call_id: str, seconds: float = 40
+    http: aiohttp.ClientSession,
+    system: System,
+    org: str,
+    call_id: str,
+    seconds: float = RECORDING_SECONDS,
 ) -> dict[str, Any]:
     """The call once the call log shows its recording (within `seconds`)."""
     deadline = time.monotonic() + seconds

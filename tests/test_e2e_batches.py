@@ -119,8 +119,13 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
     system: System, http: aiohttp.ClientSession
 ) -> None:
     org = new_org_id()
-    batch = await post_batch(http, system, org, numbers(300))  # 15 s of dialing at 20 cps
-    await asyncio.sleep(1.0)
+    to_numbers = numbers(300)
+    batch = await post_batch(http, system, org, to_numbers)  # 15 s of dialing at 20 cps
+
+    async def dialing() -> bool:
+        return any(d["to"] in set(to_numbers) for d in await system.sim(http).calls())
+
+    await wait_until(dialing, within=30, what="the batch's first dial")
     single = numbers(1)[0]
     placed_at = time.time()
     async with http.post(
@@ -137,7 +142,9 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
             (d["created_at"] for d in await system.sim(http).calls() if d["to"] == single), None
         )
     assert dialed_at is not None
-    assert dialed_at - placed_at < 3.0
+    # beside the batch, not behind it: behind it, the call would wait for more than 200 dials
+    # (10 s at 20 cps); the margin is for a busy machine's pipeline (gateway, relay, dialer)
+    assert dialed_at - placed_at < 5.0
     assert (await get_batch(http, system, org, batch["batch_id"]))["queued"] > 100
     assert await cancel(http, system, org, batch["batch_id"]) == 202
 

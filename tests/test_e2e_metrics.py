@@ -12,6 +12,8 @@ from calls_testing import new_org_id, unique_number
 from calls_testing.metrics import Samples, scrape, series, value
 from calls_testing.system import System
 
+from tests.conftest import RECORDING_SECONDS
+
 pytestmark = pytest.mark.integration
 
 
@@ -37,7 +39,7 @@ async def one_recorded_call(http: aiohttp.ClientSession, system: System) -> tupl
     ) as r:
         assert r.status == 202, await r.text()
         call_id: str = (await r.json())["call_id"]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + RECORDING_SECONDS
     while True:
         async with http.get(f"{system.gateway}/calls/{call_id}", headers=system.auth(org)) as r:
             call = await r.json()

@@ -16,7 +16,7 @@ from calls_testing import new_org_id, unique_number
 from calls_testing.audio import assert_wav
 from calls_testing.system import System
 
-from tests.conftest import get_call, place_call
+from tests.conftest import RECORDING_SECONDS, get_call, place_call
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def wait_for_call(
     http: aiohttp.ClientSession, system: System, org: str, call_id: str, done: Any
 ) -> Any:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + RECORDING_SECONDS
     while True:
         call = await get_call(http, system, org, call_id)
         if done(call):

@@ -22,6 +22,8 @@ from calls_testing import new_org_id, unique_number
 from calls_testing.reads import read_json
 from calls_testing.system import System
 
+from tests.conftest import RECORDING_SECONDS
+
 pytestmark = pytest.mark.integration
 
 
@@ -109,7 +111,7 @@ async def _tenant(http: aiohttp.ClientSession, system: System) -> Tenant:
 
 
 async def _wait_for_recording(http: aiohttp.ClientSession, system: System, t: Tenant) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + RECORDING_SECONDS
     while True:
         status, call = await read_json(http, f"{system.gateway}/calls/{t.call_id}", t.jwt)
         assert status == 200, call

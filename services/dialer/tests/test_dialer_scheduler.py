@@ -232,7 +232,19 @@ async def _requests(carrier: FakeCarrier, n: int) -> bool:
     return len(carrier.requests) >= n
 
 
-class SwallowingWakeup(asyncio.Event):
+class WatchedWakeup(asyncio.Event):
+    """A wakeup that tells when the loop has begun waiting on it (`entered`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.entered.set()
+        return await super().wait()
+
+
+class SwallowingWakeup(WatchedWakeup):
     """A wakeup whose wait() loses the first cancellation, as asyncio.wait_for does on Python
     3.11 when the cancellation coincides with its wakeup (psycopg_pool waits for a free
     connection that way)."""
@@ -263,22 +275,23 @@ class Wakeups:
     ("wakeup", "notified", "swallowed"),
     [
         # shutdown (or lost leadership) while a notification is being delivered
-        pytest.param(asyncio.Event, True, 0, id="notified-at-that-moment"),
+        pytest.param(WatchedWakeup, True, 0, id="notified-at-that-moment"),
         pytest.param(SwallowingWakeup, False, 1, id="cancellation-lost-on-the-way"),
     ],
 )
 async def test_cancelling_an_idle_loop_stops_it(
     pool: Pool,
     background: Background,
-    wakeup: type[asyncio.Event],
+    wakeup: type[WatchedWakeup],
     notified: bool,
     swallowed: int,
 ) -> None:
     """Even when work is notified at that moment, or a library loses the cancellation."""
-    wakeups = Wakeups(wakeup())
+    event = wakeup()
+    wakeups = Wakeups(event)
     loop = DialLoop(pool, FakeCarrier(), wakeups, calls_per_second=50)  # type: ignore[arg-type]
     task = background(loop.run())
-    await asyncio.sleep(0.2)  # nothing to dial: waiting for work
+    await asyncio.wait_for(event.entered.wait(), 10)  # nothing to dial: waiting for work
 
     if notified:
         wakeups.event.set()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from calls_testing.receiver import Receiver
+from carrier_sim import SimConfig
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
@@ -17,6 +18,12 @@ LONG = "+15005550007"
 LONG_RING = "+15005550008"
 
 
+# queued until canceled: the carrier does not start the call for a minute (with the default
+# 20 ms, the cancel had to come within 20 ms of the create to find it queued)
+QUEUEING = SimConfig(ring_seconds=0.05, talk_seconds=0.15, initiate_delay_seconds=60)
+
+
+@pytest.mark.parametrize("sim_config", [QUEUEING])
 async def test_cancel_a_queued_call(twilio: Client, receiver: Receiver, dial: Dial) -> None:
     call = await dial(LONG)
     updated = await twilio.calls(call.sid).update_async(status="canceled")
@@ -30,7 +37,7 @@ async def test_cancel_a_queued_call(twilio: Client, receiver: Receiver, dial: Di
 
 
 async def test_cancel_a_ringing_call(twilio: Client, receiver: Receiver, dial: Dial) -> None:
-    call = await dial(LONG)
+    call = await dial(LONG_RING + "2")  # rings until canceled (LONG rang only RING_SECONDS)
     await receiver.wait_status(call.sid, "ringing")
     await twilio.calls(call.sid).update_async(status="canceled")
     await receiver.wait_status(call.sid, "canceled")
