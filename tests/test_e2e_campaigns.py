@@ -255,7 +255,8 @@ async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     org = new_org_id()
     to = numbers(4)
     listed = to[2]
-    window = window_opening_in(3, "America/Los_Angeles")
+    # time for the listing to reach the dialer (through the relay) before the window opens
+    window = window_opening_in(6, "America/Los_Angeles")
     accepted = await post(
         http,
         system,
