@@ -54,8 +54,12 @@ async def test_dials_never_exceed_the_configured_rate(rig: Rig) -> None:
     )
     created = sorted(c["created_at"] for c in await rig.sim.calls())
     assert len(created) == 10
+    # as the carrier saw them: a single gap carries scheduling and network jitter (one request
+    # delayed brings it close to the next); over any 5 gaps the bucket's spacing dominates
+    spans = [created[i + 5] - created[i] for i in range(len(created) - 5)]
+    assert min(spans) >= 0.9, spans
     gaps = [b - a for a, b in itertools.pairwise(created)]
-    assert min(gaps) >= 0.18, gaps
+    assert min(gaps) >= 0.1, gaps  # never two back to back
 
 
 async def test_an_invalid_number_fails_with_code_21211_and_is_not_retried(rig: Rig) -> None:
@@ -178,8 +182,9 @@ async def test_two_loops_under_leadership_dial_at_the_global_rate(dialer_db: str
     await asyncio.sleep(2.5)
     created = sorted(c["created_at"] for c in await rig.sim.calls())
     window = [t for t in created if t < created[0] + 2.0]
-    # 5 per second for 2 s is about 10; both loops dialing would make it about 20
-    assert 6 <= len(window) <= 12, len(window)
+    # 5 per second for 2 s is about 10; both loops dialing would make it about 20 (a busy
+    # machine may make it fewer: the bound that matters is the upper one)
+    assert 3 <= len(window) <= 12, len(window)
     numbers = [c["to"] for c in await rig.sim.calls()]
     assert len(numbers) == len(set(numbers))
     assert len(numbers) < len(requested)
