@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from calls_events import RecordingDeleted, RecordingReported, RecordingStored
@@ -21,6 +22,7 @@ from calls_testing.events import event_of
 from calls_testing.plugin import AmqpFactory
 from calls_testing.waiting import Wait
 from recordings.__main__ import create_app
+from recordings.api import STORAGE
 from recordings.config import Settings
 from recordings.domain import RetryPolicy
 
@@ -256,6 +258,84 @@ async def test_delete_removes_the_recording_for_good(
     ]
 
 
+async def test_storage_refusing_a_delete_leaves_the_recording_served(
+    service: Service, store_recording: StoreRecording, reports: Reports
+) -> None:
+    mine = await store_recording()
+    path = recording_path(mine.org, mine.call_id)
+    [stored] = await reports.events(mine.call_id)
+    assert isinstance(stored, RecordingStored)
+    audio_file = service.root / stored.storage_key
+    kept = audio_file.with_name(audio_file.name + ".kept")
+    audio_file.rename(kept)
+    (audio_file / "in-the-way").mkdir(parents=True)  # a directory there: unlink fails
+    try:
+        response = await service.client.delete(path)
+        assert response.status == 500
+        assert (await response.json())["error"]["code"]
+        assert (await reports.row(mine.recording_sid))["state"] == "stored"
+        assert await reports.events(mine.call_id) == [stored]  # no RecordingDeleted
+    finally:
+        (audio_file / "in-the-way").rmdir()
+        audio_file.rmdir()
+        kept.rename(audio_file)
+    response = await service.client.get(path)
+    assert response.status == 200
+    assert await response.read() == mine.audio
+    assert (await service.client.delete(path)).status == 204
+
+
+async def test_storage_removes_the_audio_while_no_transaction_holds_back_readers(
+    service: Service,
+    store_recording: StoreRecording,
+    recordings_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An open transaction holding an id (any write) holds back every event-store reader in
+    the cluster: storage, which may be slow (S3), works outside any."""
+    mine = await store_recording()
+    storage = service.client.app[STORAGE]
+    remove = storage.delete
+    held: list[int] = []
+
+    async def delete_looking_at_transactions(key: str) -> None:
+        async with await psycopg.AsyncConnection.connect(recordings_db, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+            row = await cur.fetchone()
+        held.append(row[0] if row else -1)
+        await remove(key)
+
+    monkeypatch.setattr(storage, "delete", delete_looking_at_transactions)
+    assert (await service.client.delete(recording_path(mine.org, mine.call_id))).status == 204
+    assert held == [0]
+
+
+async def test_a_deletion_cut_short_is_not_served_and_repeating_delete_finishes_it(
+    service: Service, store_recording: StoreRecording, reports: Reports, pool: Any
+) -> None:
+    mine = await store_recording()
+    path = recording_path(mine.org, mine.call_id)
+    [stored] = await reports.events(mine.call_id)
+    assert isinstance(stored, RecordingStored)
+    async with pool.connection() as conn:  # as a DELETE that died after its first step leaves it
+        await conn.execute(
+            "UPDATE recordings.recordings SET state = 'deleting' WHERE recording_sid = %s",
+            (mine.recording_sid,),
+        )
+    assert (await service.client.get(path)).status == 404
+    assert (await service.client.delete(path)).status == 204
+    assert not (service.root / stored.storage_key).exists()
+    assert (await reports.row(mine.recording_sid))["state"] == "deleted"
+    assert [type(e) for e in await reports.events(mine.call_id)] == [
+        RecordingStored,
+        RecordingDeleted,
+    ]
+    assert (await service.client.delete(path)).status == 404
+
+
 async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
     """The service migrated on start over an already migrated database."""
     async with pool.connection() as conn:
@@ -263,6 +343,7 @@ async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
         assert [row["name"] for row in await cur.fetchall()] == [
             "0001_recordings.sql",
             "0002_intake_checkpoint.sql",
+            "0003_deleting.sql",
         ]
 
 

@@ -90,14 +90,30 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_recording(request: web.Request) -> web.Response:
-    recording = await _stored(request)
-    if recording is None or recording.storage_key is None:
+    """Three short steps, none holding a transaction open while storage works (an open
+    writing transaction holds back every event-store reader): stop serving it (deleting),
+    remove the audio, record the deletion with its event. Storage refusing puts the recording
+    back as it was; a deletion cut short between the steps is finished by repeating DELETE."""
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
         return _not_found()
-    requested_by = request.headers.get(REQUESTED_BY_HEADER, "unknown")[:255]
-    async with request.app[POOL].connection() as conn, conn.transaction():
-        if not await catalog.mark_deleted(conn, recording, requested_by=requested_by):
+    pool = request.app[POOL]
+    async with pool.connection() as conn:
+        recording = await catalog.find_deletable(conn, request.match_info["org"], call_id)
+        if recording is None or recording.storage_key is None:
+            return _not_found()
+        if not await catalog.begin_delete(conn, recording):
             return _not_found()  # deleted meanwhile
-        # inside the transaction: if storage refuses, the recording stays as it was
-        await request.app[STORAGE].delete(recording.storage_key)
+    requested_by = request.headers.get(REQUESTED_BY_HEADER, "unknown")[:255]
+    try:
+        await request.app[STORAGE].delete(recording.storage_key)  # absent already: fine
+    except Exception:
+        async with pool.connection() as conn:
+            await catalog.undo_delete(conn, recording)
+        raise
+    async with pool.connection() as conn, conn.transaction():
+        if not await catalog.mark_deleted(conn, recording, requested_by=requested_by):
+            return _not_found()  # another DELETE finished it meanwhile
     log.info("recording_deleted", recording_sid=recording.recording_sid, requested_by=requested_by)
     return web.Response(status=204)

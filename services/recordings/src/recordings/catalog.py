@@ -25,6 +25,7 @@ PENDING: Final = "pending"
 STORED: Final = "stored"
 ABSENT: Final = "absent"
 FAILED: Final = "failed"
+DELETING: Final = "deleting"
 DELETED: Final = "deleted"
 
 
@@ -202,12 +203,45 @@ async def mark_failed(conn: Conn, recording: Recording, *, reason: str, attempts
     return True
 
 
+async def find_deletable(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
+    """The call's recording that DELETE removes: the stored one, or one whose deletion was cut
+    short (`deleting`), if it is this organization's call."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM recordings.recordings"
+        " WHERE organization_id = %s AND call_id = %s AND state IN ('stored', 'deleting')"
+        " ORDER BY stored_at DESC LIMIT 1",
+        (organization_id, call_id),
+    )
+    row = await cur.fetchone()
+    return Recording(**row) if row else None
+
+
+async def begin_delete(conn: Conn, recording: Recording) -> bool:
+    """Stop serving the recording before its audio is removed (stored → deleting; a deletion
+    cut short is taken up again). Commit it before touching storage: see 0003_deleting.sql."""
+    cur = await conn.execute(
+        "UPDATE recordings.recordings SET state = 'deleting', updated_at = now()"
+        " WHERE recording_sid = %s AND state IN ('stored', 'deleting') RETURNING recording_sid",
+        (recording.recording_sid,),
+    )
+    return await cur.fetchone() is not None
+
+
+async def undo_delete(conn: Conn, recording: Recording) -> None:
+    """Serve the recording again: storage refused to remove its audio (deleting → stored)."""
+    await conn.execute(
+        "UPDATE recordings.recordings SET state = 'stored', updated_at = now()"
+        " WHERE recording_sid = %s AND state = 'deleting'",
+        (recording.recording_sid,),
+    )
+
+
 async def mark_deleted(conn: Conn, recording: Recording, *, requested_by: str) -> bool:
-    """Record a deletion and append RecordingDeleted; run it in the transaction that also
-    removes the audio from storage, so a failed removal leaves the recording as it was."""
+    """Record a deletion whose audio storage has removed (deleting → deleted) and append
+    RecordingDeleted, once; False if another request recorded it first."""
     cur = await conn.execute(
         "UPDATE recordings.recordings SET state = 'deleted', updated_at = now()"
-        " WHERE recording_sid = %s AND state = 'stored' RETURNING recording_sid",
+        " WHERE recording_sid = %s AND state = 'deleting' RETURNING recording_sid",
         (recording.recording_sid,),
     )
     if await cur.fetchone() is None:
