@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from calls_events import RecordingDeleted, RecordingReported, RecordingStored
 from calls_testing import new_org_id
 from calls_testing.events import event_of
 from calls_testing.plugin import AmqpFactory
+from calls_testing.transactions import holding_ids
 from calls_testing.waiting import Wait
 from recordings.__main__ import create_app
 from recordings.api import STORAGE
@@ -299,13 +299,7 @@ async def test_storage_removes_the_audio_while_no_transaction_holds_back_readers
     held: list[int] = []
 
     async def delete_looking_at_transactions(key: str) -> None:
-        async with await psycopg.AsyncConnection.connect(recordings_db, autocommit=True) as conn:
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-            )
-            row = await cur.fetchone()
-        held.append(row[0] if row else -1)
+        held.append(await holding_ids(recordings_db))
         await remove(key)
 
     monkeypatch.setattr(storage, "delete", delete_looking_at_transactions)

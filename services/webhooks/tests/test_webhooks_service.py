@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -26,6 +25,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
+from calls_testing.transactions import holding_ids
 from webhooks import store
 from webhooks.__main__ import create_app, migrate
 from webhooks.calllog import CallLog
@@ -189,13 +189,7 @@ async def test_the_view_is_fetched_while_no_transaction_of_the_intake_holds_back
     held: list[int] = []
 
     async def get_call(request: web.Request) -> web.Response:
-        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-            )
-            row = await cur.fetchone()
-        held.append(row[0] if row else -1)
+        held.append(await holding_ids(db))
         return web.json_response({"call_id": request.match_info["call_id"], "status": "queued"})
 
     app = web.Application()

@@ -9,6 +9,8 @@
 - `system`: the whole system as real processes (`start_system`/`stop_system`), for the
   end-to-end tests, the chaos suite and the benchmarks.
 - `downloads`: the assertions about a downloaded recording WAV.
+- `transactions.holding_ids`: how many sessions hold a transaction id (what holds back every
+  event-store reader), for tests that work waiting on the network holds none.
 """
 
 from calls_testing.ids import new_call_sid, new_org_id, new_recording_sid, unique_number

@@ -128,11 +128,17 @@ async def find(conn: Conn, recording_sid: str) -> Recording | None:
 async def find_stored(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's stored recording (the newest, should the carrier ever make two), if it is
     this organization's call."""
+    return await _newest(conn, organization_id, call_id, [STORED])
+
+
+async def _newest(
+    conn: Conn, organization_id: str, call_id: uuid.UUID, states: list[str]
+) -> Recording | None:
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM recordings.recordings"
-        " WHERE organization_id = %s AND call_id = %s AND state = 'stored'"
+        " WHERE organization_id = %s AND call_id = %s AND state = ANY(%s)"
         " ORDER BY stored_at DESC LIMIT 1",
-        (organization_id, call_id),
+        (organization_id, call_id, states),
     )
     row = await cur.fetchone()
     return Recording(**row) if row else None
@@ -206,14 +212,7 @@ async def mark_failed(conn: Conn, recording: Recording, *, reason: str, attempts
 async def find_deletable(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's recording that DELETE removes: the stored one, or one whose deletion was cut
     short (`deleting`), if it is this organization's call."""
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM recordings.recordings"
-        " WHERE organization_id = %s AND call_id = %s AND state IN ('stored', 'deleting')"
-        " ORDER BY stored_at DESC LIMIT 1",
-        (organization_id, call_id),
-    )
-    row = await cur.fetchone()
-    return Recording(**row) if row else None
+    return await _newest(conn, organization_id, call_id, [STORED, DELETING])
 
 
 async def begin_delete(conn: Conn, recording: Recording) -> bool:
