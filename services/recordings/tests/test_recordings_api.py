@@ -5,6 +5,7 @@ another organization; and deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 import wave
@@ -299,12 +300,17 @@ async def test_storage_removes_the_audio_while_no_transaction_holds_back_readers
     held: list[int] = []
 
     async def delete_looking_at_transactions(key: str) -> None:
-        held.append(await holding_ids(recordings_db))
+        # looked at for a while, as a slow storage would take: the service's own background
+        # work (its intake checkpoint) may hold an id for a moment, a transaction around this
+        # call would hold one all along
+        for _ in range(10):
+            held.append(await holding_ids(recordings_db))
+            await asyncio.sleep(0.03)
         await remove(key)
 
     monkeypatch.setattr(storage, "delete", delete_looking_at_transactions)
     assert (await service.client.delete(recording_path(mine.org, mine.call_id))).status == 204
-    assert held == [0]
+    assert min(held) == 0, held
 
 
 async def test_a_deletion_cut_short_is_not_served_and_repeating_delete_finishes_it(

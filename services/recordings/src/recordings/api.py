@@ -9,10 +9,11 @@ by this service when it stored it, never from anything in the request.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from calls_platform.db import Pool
+from calls_platform.db import Conn, Pool
 from calls_platform.http import CORRELATION_HEADER, CORRELATION_KEY, json_error
 
 from . import catalog
@@ -38,12 +39,20 @@ def _not_found() -> web.Response:
 
 
 async def _stored(request: web.Request) -> catalog.Recording | None:
+    return await _recording(request, catalog.find_stored)
+
+
+async def _recording(
+    request: web.Request,
+    find: Callable[[Conn, str, uuid.UUID], Awaitable[catalog.Recording | None]],
+) -> catalog.Recording | None:
+    """The request's recording as `find` looks it up (org and call id from the path)."""
     try:
         call_id = uuid.UUID(request.match_info["call_id"])
     except ValueError:
         return None
     async with request.app[POOL].connection() as conn:
-        return await catalog.find_stored(conn, request.match_info["org"], call_id)
+        return await find(conn, request.match_info["org"], call_id)
 
 
 async def get_recording(request: web.Request) -> web.StreamResponse:
@@ -94,15 +103,11 @@ async def delete_recording(request: web.Request) -> web.Response:
     writing transaction holds back every event-store reader): stop serving it (deleting),
     remove the audio, record the deletion with its event. Storage refusing puts the recording
     back as it was; a deletion cut short between the steps is finished by repeating DELETE."""
-    try:
-        call_id = uuid.UUID(request.match_info["call_id"])
-    except ValueError:
+    recording = await _recording(request, catalog.find_deletable)
+    if recording is None or recording.storage_key is None:
         return _not_found()
     pool = request.app[POOL]
     async with pool.connection() as conn:
-        recording = await catalog.find_deletable(conn, request.match_info["org"], call_id)
-        if recording is None or recording.storage_key is None:
-            return _not_found()
         if not await catalog.begin_delete(conn, recording):
             return _not_found()  # deleted meanwhile
     requested_by = request.headers.get(REQUESTED_BY_HEADER, "unknown")[:255]

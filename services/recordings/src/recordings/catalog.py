@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from dataclasses import dataclass, fields
-from typing import Final
+from typing import Final, LiteralString
 
 from calls_events import (
     Envelope,
@@ -128,17 +128,19 @@ async def find(conn: Conn, recording_sid: str) -> Recording | None:
 async def find_stored(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's stored recording (the newest, should the carrier ever make two), if it is
     this organization's call."""
-    return await _newest(conn, organization_id, call_id, [STORED])
+    return await _newest(conn, organization_id, call_id, "state = 'stored'")
 
 
 async def _newest(
-    conn: Conn, organization_id: str, call_id: uuid.UUID, states: list[str]
+    conn: Conn, organization_id: str, call_id: uuid.UUID, state_is: LiteralString
 ) -> Recording | None:
+    # the states written into the SQL, not passed as a parameter: a prepared statement's
+    # generic plan could not prove `state = ANY($3)` matches the partial index recordings_call
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM recordings.recordings"
-        " WHERE organization_id = %s AND call_id = %s AND state = ANY(%s)"
+        f" WHERE organization_id = %s AND call_id = %s AND {state_is}"
         " ORDER BY stored_at DESC LIMIT 1",
-        (organization_id, call_id, states),
+        (organization_id, call_id),
     )
     row = await cur.fetchone()
     return Recording(**row) if row else None
@@ -212,7 +214,7 @@ async def mark_failed(conn: Conn, recording: Recording, *, reason: str, attempts
 async def find_deletable(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's recording that DELETE removes: the stored one, or one whose deletion was cut
     short (`deleting`), if it is this organization's call."""
-    return await _newest(conn, organization_id, call_id, [STORED, DELETING])
+    return await _newest(conn, organization_id, call_id, "state IN ('stored', 'deleting')")
 
 
 async def begin_delete(conn: Conn, recording: Recording) -> bool:
