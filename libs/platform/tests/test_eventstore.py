@@ -283,6 +283,44 @@ async def test_read_all_returns_only_the_requested_types_in_commit_order(pool: P
     assert none == []
 
 
+async def test_read_all_of_whole_transactions_passes_the_limit_to_the_end_of_the_last(
+    pool: Pool,
+) -> None:
+    async with pool.connection() as conn:
+        start = await eventstore.head(conn)
+        together = await eventstore.append(conn, [requested(uuid.uuid4()) for _ in range(5)])
+        [alone] = await eventstore.append(conn, [requested(uuid.uuid4())])
+        assert await eventstore.wait_readable(conn)
+
+        cut = await eventstore.read_all(conn, after=start, limit=2)
+        whole = await eventstore.read_all(conn, after=start, limit=2, whole_transactions=True)
+        rest = await eventstore.read_all(conn, after=whole.checkpoint, whole_transactions=True)
+
+    assert [e.event_id for e in cut] == [e.event_id for e in together[:2]]
+    assert [e.event_id for e in whole] == [e.event_id for e in together]
+    assert whole.checkpoints[-1] == whole.checkpoint
+    assert [e.event_id for e in rest] == [alone.event_id]
+
+
+async def test_events_from_before_transaction_ids_count_one_by_one(pool: Pool) -> None:
+    """Migrated rows all have transaction_id 0: read as one transaction they would be the
+    whole old store in one read."""
+    async with pool.connection() as conn:
+        old = await eventstore.append(conn, [requested(uuid.uuid4()) for _ in range(3)])
+        # as migration 0002 left them (the append-only trigger forbids this to anyone else)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(
+                "UPDATE eventstore.events SET transaction_id = '0' WHERE event_id = ANY(%s)",
+                ([e.event_id for e in old],),
+            )
+        read = await eventstore.read_all(
+            conn, after=eventstore.START, limit=2, whole_transactions=True
+        )
+
+    assert [e.event_id for e in read] == [e.event_id for e in old[:2]]
+
+
 async def test_read_all_pages_with_after_and_limit(pool: Pool) -> None:
     async with pool.connection() as conn:
         start = await eventstore.head(conn)

@@ -288,7 +288,7 @@ EXPECTED_COMPLETED = {
 async def test_step_applies_at_most_a_batch_and_checkpoints_each(
     db: CallLogDatabase, calls: Calls
 ) -> None:
-    recorded = await db.append(*(calls.requested(uuid.uuid4()) for _ in range(5)))
+    recorded = [(await db.append(calls.requested(uuid.uuid4())))[0] for _ in range(5)]
     projector = Projector(db.pool, batch_size=2)
 
     applied = [await projector.step() for _ in range(4)]
@@ -299,6 +299,31 @@ async def test_step_applies_at_most_a_batch_and_checkpoints_each(
         projected, head = await projected_and_head(conn)
     assert projected == head
     assert projected.position == recorded[-1].position
+
+
+async def test_a_step_applies_what_one_append_wrote_all_at_once(
+    db: CallLogDatabase, calls: Calls
+) -> None:
+    """A batch and its calls, appended in one transaction, are never projected in part, even
+    when they are more events than a step takes: a read that ran out of waiting would show
+    `total` 4 beside fewer entries (the first step of a 10,000-call batch ended after 5,000)."""
+    batch_id = new_batch_id()
+    await db.append(
+        calls.batch(batch_id, 4),
+        *(calls.requested(uuid.uuid4(), batch_id=batch_id, batch_index=i) for i in range(4)),
+    )
+    [after] = await db.append(calls.requested(uuid.uuid4()))  # a transaction of its own
+    projector = Projector(db.pool, batch_size=2)
+
+    first = await projector.step()
+    async with db.pool.connection() as conn:
+        batch = await queries.get_batch(conn, calls.org, batch_id)
+
+    assert first == 5
+    assert batch is not None
+    assert (batch["total"], batch["queued"], len(batch["calls"])) == (4, 4, 4)
+    assert [await projector.step(), await projector.step()] == [1, 0]
+    assert await db.checkpoint() == after.position
 
 
 async def test_a_step_takes_no_transaction_id_until_it_writes_so_readers_do_not_wait_for_it(

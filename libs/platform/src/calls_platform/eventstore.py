@@ -350,12 +350,18 @@ async def read_all(
     after: Checkpoint | int,
     limit: int = 1000,
     types: Collection[str] | None = None,
+    whole_transactions: bool = False,
 ) -> Events:
     """Committed events after the checkpoint `after`, in commit order (transaction_id,
     position), optionally only the given types; `.checkpoint` is the last one's.
 
     Returns only what no running transaction can still precede: an open writing transaction
-    anywhere in the cluster holds back what committed after it began."""
+    anywhere in the cluster holds back what committed after it began.
+
+    `whole_transactions`: never end inside a transaction's events (the limit is passed by what
+    the last transaction has left), so a reader that applies each read in one transaction of
+    its own shows what one append wrote all at once or not at all (a batch and all its calls).
+    Events migrated from before transaction ids (transaction_id 0) count one by one."""
     cp = _checkpoint(after)
     parameters: dict[str, Any] = {"tx": str(cp.transaction_id), "position": cp.position}
     where = _READABLE
@@ -369,6 +375,8 @@ async def read_all(
         parameters,
     )
     rows = await cur.fetchall()
+    if whole_transactions and len(rows) == limit and rows[-1]["tx"] != "0":
+        rows += await _rest_of_transaction(conn, rows[-1], types)
     if not rows:
         return Events([], [], cp)
     return Events(
@@ -376,6 +384,23 @@ async def read_all(
         [Checkpoint(int(r["tx"]), r["position"]) for r in rows],
         cp,
     )
+
+
+async def _rest_of_transaction(
+    conn: Conn, last: Mapping[str, Any], types: Collection[str] | None
+) -> list[Any]:
+    # readable as a whole: its transaction id is below the snapshot's xmin, so it has ended
+    parameters: dict[str, Any] = {"tx": last["tx"], "position": last["position"]}
+    where = "transaction_id = %(tx)s::text::xid8 AND position > %(position)s"
+    if types is not None:
+        where += " AND event_type = ANY(%(types)s)"
+        parameters["types"] = list(types)
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS}, transaction_id::text AS tx FROM eventstore.events WHERE {where}"
+        " ORDER BY position",
+        parameters,
+    )
+    return await cur.fetchall()
 
 
 async def read_stream(conn: Conn, stream_id: str) -> list[Envelope]:

@@ -234,7 +234,10 @@ class Projector:
             # start, and every event-store reader in the cluster waited for the whole step
             await step_lock(conn)
             checkpoint = await checkpoint_of(conn)
-            events = await eventstore.read_all(conn, after=checkpoint, limit=self._batch_size)
+            # whole transactions: a read never shows a batch with only some of its calls
+            events = await eventstore.read_all(
+                conn, after=checkpoint, limit=self._batch_size, whole_transactions=True
+            )
             if not events:
                 return 0
             await apply_events(conn, events)
