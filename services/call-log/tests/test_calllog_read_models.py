@@ -306,7 +306,8 @@ async def test_a_step_applies_what_one_append_wrote_all_at_once(
 ) -> None:
     """A batch and its calls, appended in one transaction, are never projected in part, even
     when they are more events than a step takes: a read that ran out of waiting would show
-    `total` 4 beside fewer entries (the first step of a 10,000-call batch ended after 5,000)."""
+    `total` 4 beside fewer entries (the first 2,000-event step of a 10,000-call batch ended
+    after 1,999 of its calls)."""
     batch_id = new_batch_id()
     await db.append(
         calls.batch(batch_id, 4),

@@ -336,6 +336,9 @@ def _checkpoint(after: Checkpoint | int) -> Checkpoint:
     return after if isinstance(after, Checkpoint) else Checkpoint(0, after)
 
 
+# The events of one transaction after a position in it.
+_IN_TRANSACTION: Final = "transaction_id = %(tx)s::text::xid8 AND position > %(position)s"
+
 # Only below the oldest transaction still running: anything that commits later has a larger
 # transaction_id than what is read now, so it sorts after the reader's checkpoint.
 _READABLE: Final = (
@@ -363,20 +366,13 @@ async def read_all(
     its own shows what one append wrote all at once or not at all (a batch and all its calls).
     Events migrated from before transaction ids (transaction_id 0) count one by one."""
     cp = _checkpoint(after)
-    parameters: dict[str, Any] = {"tx": str(cp.transaction_id), "position": cp.position}
-    where = _READABLE
-    if types is not None:
-        where += " AND event_type = ANY(%(types)s)"
-        parameters["types"] = list(types)
-    parameters["limit"] = limit
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS}, transaction_id::text AS tx FROM eventstore.events WHERE {where}"
-        " ORDER BY transaction_id, position LIMIT %(limit)s",
-        parameters,
+    rows = await _read_rows(
+        conn, _READABLE, {"tx": str(cp.transaction_id), "position": cp.position}, types, limit
     )
-    rows = await cur.fetchall()
     if whole_transactions and len(rows) == limit and rows[-1]["tx"] != "0":
-        rows += await _rest_of_transaction(conn, rows[-1], types)
+        # the rest of the last transaction: below the snapshot's xmin, so it has ended
+        last = {"tx": rows[-1]["tx"], "position": rows[-1]["position"]}
+        rows += await _read_rows(conn, _IN_TRANSACTION, last, types, None)
     if not rows:
         return Events([], [], cp)
     return Events(
@@ -386,19 +382,21 @@ async def read_all(
     )
 
 
-async def _rest_of_transaction(
-    conn: Conn, last: Mapping[str, Any], types: Collection[str] | None
+async def _read_rows(
+    conn: Conn,
+    where: str,
+    parameters: dict[str, Any],
+    types: Collection[str] | None,
+    limit: int | None,
 ) -> list[Any]:
-    # readable as a whole: its transaction id is below the snapshot's xmin, so it has ended
-    parameters: dict[str, Any] = {"tx": last["tx"], "position": last["position"]}
-    where = "transaction_id = %(tx)s::text::xid8 AND position > %(position)s"
+    """Event rows matching `where`, of the given types, in commit order (`limit` None: all)."""
     if types is not None:
         where += " AND event_type = ANY(%(types)s)"
         parameters["types"] = list(types)
     cur = await conn.execute(
         f"SELECT {_COLUMNS}, transaction_id::text AS tx FROM eventstore.events WHERE {where}"
-        " ORDER BY position",
-        parameters,
+        " ORDER BY transaction_id, position LIMIT %(limit)s",  # LIMIT NULL: no limit
+        {**parameters, "limit": limit},
     )
     return await cur.fetchall()
 
