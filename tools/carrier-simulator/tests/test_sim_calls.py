@@ -256,7 +256,14 @@ async def test_list_filters_and_paging(twilio: Client, dial: Dial) -> None:
     assert await twilio.calls.list_async(start_time_after=future) == []
     assert len(await twilio.calls.list_async(start_time_before=future)) == 3
     assert await twilio.calls.list_async(from_="+19999999999") == []
-    assert [c.sid for c in await twilio.calls.list_async(start_time=datetime.now(UTC))] != []
+    # StartTime= is the second a call started (or was created, before it starts), not "now":
+    # on a slow machine the calls above started more than a second before this line
+    fetched = await twilio.calls(target.sid).fetch_async()
+    moment = fetched.start_time or fetched.date_created
+    in_that_second = await twilio.calls.list_async(start_time=moment)
+    assert target.sid in [c.sid for c in in_that_second]
+    later = moment + timedelta(seconds=2)
+    assert target.sid not in [c.sid for c in await twilio.calls.list_async(start_time=later)]
 
     page = await twilio.calls.page_async(to="+14155550111", page_size=1)
     assert [c.sid for c in page] == [third.sid]
