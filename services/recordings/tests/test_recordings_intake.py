@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_testing import new_org_id
 from prometheus_client import REGISTRY
@@ -60,6 +61,11 @@ async def test_a_report_that_never_arrived_is_captured_after_the_grace(
     clock = {"now": now}
     watchdog = intake_watchdog(pool, capture, grace_seconds=60, clock=lambda: clock["now"])
     before = taken_in()
+    async with pool.connection() as conn:
+        # the watchdog reads below the oldest transaction running in the cluster, which
+        # another test's may hold back: without this wait the report could still be unreadable
+        # at the check after the grace (this test failed that way now and then)
+        assert await eventstore.wait_readable(conn)
 
     await watchdog.check()  # within the grace: left for the queue
     assert await reports.find_row(callback["RecordingSid"]) is None
