@@ -30,8 +30,9 @@ from webhooks import store
 from webhooks.__main__ import create_app, migrate
 from webhooks.calllog import CallLog
 from webhooks.config import DEV_ENCRYPTION_KEY, Settings
-from webhooks.domain import RetryPolicy
+from webhooks.domain import Message, RetryPolicy
 from webhooks.intake import Intake
+from webhooks.retention import Retention
 from webhooks.sender import Sender, SenderSettings
 from webhooks.signing import SecretBox, new_secret
 
@@ -351,6 +352,9 @@ async def api(db: str, amqp_factory: Any) -> AsyncIterator[TestClient[Any, Any]]
         call_log_url="http://127.0.0.1:9",
         allow_private=False,
         migrate_on_start=False,
+        # its retention runs on the real clock: it must not delete other tests' deliveries,
+        # which are dated in March 2026 (T0)
+        delivery_retention_days=36500,
     )
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
@@ -393,3 +397,71 @@ async def test_the_service_is_ready_and_serves_metrics(api: TestClient[Any, Any]
     assert (await api.get("/readyz")).status == 200
     metrics = await (await api.get("/metrics")).text()
     assert "webhook_delivery_attempts_total" in metrics
+
+
+async def test_finished_deliveries_older_than_the_retention_are_deleted_with_their_attempts(
+    pool: Pool,
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    endpoint = await new_endpoint(pool, org, "https://example.com/hook", ["call.queued"])
+    async with pool.connection() as conn:
+        # disabled: the service this module runs (`api`) would otherwise send these
+        await store.update_endpoint(conn, org, endpoint, {"enabled": False}, now=T0)
+    old, recent = T0 - timedelta(days=40), T0 - timedelta(days=5)
+    names: dict[str, str] = {}  # message id: which delivery
+
+    async def delivery(name: str, at: datetime, state: str | None) -> None:
+        """A delivery queued at `at` and, unless `state` is None, finished then with it."""
+        message = Message(
+            id=f"msg_{uuid.uuid4().hex}",
+            type="call.queued",
+            sequence_key=f"call-{uuid.uuid4()}",
+            position=1,
+            created_at=at,
+            organization_id=org,
+        )
+        names[message.id] = name
+        async with pool.connection() as conn:
+            await store.add_deliveries(conn, message, [endpoint], {"status": "queued"}, now=at)
+            if state is None:
+                return
+            cur = await conn.execute(
+                "SELECT id FROM webhooks.deliveries WHERE message_id = %s", (message.id,)
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            attempt = store.Attempt(at=at, status=200, latency_ms=3, excerpt="ok", error=None)
+            await store.record_attempt(
+                conn, row["id"], 1, attempt, state=state, next_attempt_at=None, error=None
+            )
+
+    await delivery("old_delivered", old, "delivered")
+    await delivery("old_failed", old, "failed")
+    await delivery("old_pending", old, None)  # never finished: kept however old
+    await delivery("recent_delivered", recent, "delivered")
+
+    async def left() -> list[str]:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT message_id FROM webhooks.deliveries WHERE endpoint_id = %s", (endpoint,)
+            )
+            return sorted(names[r["message_id"]] for r in await cur.fetchall())
+
+    async def attempts() -> int:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM webhooks.attempts a"
+                " JOIN webhooks.deliveries d ON d.id = a.delivery_id WHERE d.endpoint_id = %s",
+                (endpoint,),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    assert await attempts() == 3
+    # 30 days kept, one row per statement: the loop goes on until nothing is left to delete
+    retention = Retention(pool, keep=timedelta(days=30), clock=lambda: T0, chunk=1)
+    assert await retention.prune() == 2
+    assert await left() == ["old_pending", "recent_delivered"]
+    assert await attempts() == 1  # the recent one's; the deleted ones' went with them
+    assert await retention.prune() == 0

@@ -38,6 +38,8 @@ class Settings:
     rotation_grace_seconds: float = 24 * 3600.0
     # messages taken from RabbitMQ at once (each holds a connection while it is queued)
     prefetch: int = 10
+    # how long the delivery log keeps a delivery after it was delivered or given up
+    delivery_retention_days: float = 30.0
     json_logs: bool = False
     log_level: str = "INFO"
     migrate_on_start: bool = True
@@ -91,6 +93,7 @@ class Settings:
             sender=sender,
             rotation_grace_seconds=number("WEBHOOKS_ROTATION_GRACE_SECONDS", 24 * 3600.0),
             prefetch=int(number("WEBHOOKS_PREFETCH", 10)),
+            delivery_retention_days=number("WEBHOOKS_DELIVERY_RETENTION_DAYS", 30.0),
             json_logs=env.get("LOG_FORMAT", "console") == "json",
             log_level=env.get("LOG_LEVEL", "INFO"),
             migrate_on_start=env.get("MIGRATE_ON_START", "true") == "true",

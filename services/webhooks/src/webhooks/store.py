@@ -411,6 +411,20 @@ async def record_attempt(
     )
 
 
+async def prune_finished(conn: Conn, *, finished_before: datetime, limit: int) -> int:
+    """Delete up to `limit` deliveries that finished (delivered or given up) before
+    `finished_before`, the oldest first, with their attempts; return how many. Pending ones are
+    never deleted, however old; rows another replica is deleting are skipped."""
+    cur = await conn.execute(
+        "DELETE FROM webhooks.deliveries WHERE id IN ("
+        " SELECT id FROM webhooks.deliveries"
+        " WHERE state <> 'pending' AND completed_at < %s"
+        " ORDER BY completed_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+        (finished_before, limit),
+    )
+    return cur.rowcount
+
+
 async def endpoint_failing_since(conn: Conn, endpoint_id: uuid.UUID) -> datetime | None:
     cur = await conn.execute(
         "SELECT failing_since FROM webhooks.endpoints WHERE id = %s FOR UPDATE", (endpoint_id,)
