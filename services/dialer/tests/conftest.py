@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import pytest
@@ -72,6 +73,29 @@ async def work(dialer_db: str) -> AsyncIterator[Listener]:
             await task
 
 
+class WallClock:
+    """A dial loop's wall clock (`DialLoop(wall_clock=…)`) in a test: the real time, until the
+    test sets a moment (e.g. some seconds after a dial started), so that it need not sleep
+    through a delay and a slow machine cannot overshoot it."""
+
+    def __init__(self) -> None:
+        self.moment: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.moment or datetime.now(UTC)
+
+    def set(self, moment: datetime, *, plus_seconds: float = 0.0) -> None:
+        self.moment = moment + timedelta(seconds=plus_seconds)
+
+    def real(self) -> None:
+        self.moment = None
+
+
+@pytest.fixture
+def wall_clock() -> WallClock:
+    return WallClock()
+
+
 @dataclass
 class Calls:
     """Requests calls the way the gateway does (a CallRequested in the event store) and reads
@@ -131,6 +155,12 @@ class Calls:
 
     async def state(self, call_id: uuid.UUID) -> str:
         return str((await self.dial(call_id))["state"])
+
+    async def started(self, call_id: uuid.UUID) -> datetime:
+        """When the dial's latest attempt was claimed (`dial_started_at`, the database's clock)."""
+        started: datetime | None = (await self.dial(call_id))["dial_started_at"]
+        assert started is not None, f"{call_id} was never claimed"
+        return started
 
     @overload
     async def events(self, call_id: uuid.UUID) -> list[Event]: ...

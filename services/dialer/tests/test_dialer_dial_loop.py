@@ -15,7 +15,7 @@ from calls_testing.simulator import LocalSimulator
 from psycopg import sql
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
-    from conftest import Calls, Rig
+    from conftest import Calls, Rig, WallClock
 
 pytestmark = pytest.mark.integration
 
@@ -145,24 +145,30 @@ async def test_reconcile_finds_the_carriers_call_whatever_the_database_time_zone
 
 
 async def test_an_ambiguous_dial_unknown_to_the_carrier_is_redialed_once_then_given_up(
-    rig: Rig,
+    rig: Rig, wall_clock: WallClock
 ) -> None:
     await rig.sim.fault_next_creates({"status": 500}, {"status": 500})
     event = await rig.calls.enqueued("org_a")
-    loop = rig.loop(reconcile_after_seconds=0.05, ambiguous_safe_delay_seconds=0.5)
+    loop = rig.loop(
+        reconcile_after_seconds=0.05, ambiguous_safe_delay_seconds=30, wall_clock=wall_clock
+    )
     await rig.run_until(loop, lambda: _create_requests(rig.sim, 1), "the first create request")
 
+    wall_clock.set(await rig.calls.started(event.call_id), plus_seconds=1)
     await loop.reconcile_once()  # before the safe delay: look again later
     assert await rig.calls.state(event.call_id) == "dialing"
-    await asyncio.sleep(0.5)
+    wall_clock.set(await rig.calls.started(event.call_id), plus_seconds=31)
     await loop.reconcile_once()
     row = await rig.calls.dial(event.call_id)
     assert (row["state"], row["redialed"]) == ("pending", True)
 
+    wall_clock.real()  # the loop claims the redial by the real clock
     await rig.run_until(loop, lambda: _create_requests(rig.sim, 2), "the second create request")
+    wall_clock.set(await rig.calls.started(event.call_id), plus_seconds=1)
+    await loop.reconcile_once()
     assert await rig.calls.state(event.call_id) == "dialing"
 
-    await asyncio.sleep(0.5)
+    wall_clock.set(await rig.calls.started(event.call_id), plus_seconds=31)
     await loop.reconcile_once()
     [failed] = await rig.calls.events(event.call_id)
     assert isinstance(failed, CallFailed)

@@ -25,7 +25,7 @@ from dialer.fake_carrier import FakeCarrier
 from dialer.scheduler import DialLoop
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
-    from conftest import Background, Calls, Loops
+    from conftest import Background, Calls, Loops, WallClock
 
 pytestmark = pytest.mark.integration
 
@@ -171,17 +171,26 @@ async def test_reconcile_leaves_dials_in_flight_alone(loops: Loops) -> None:
     await loops.wait(lambda: _state_is(loops.calls, event.call_id, "initiated"), what="initiated")
 
 
-async def test_reconcile_waits_then_dials_again_once_then_gives_up(loops: Loops) -> None:
+async def test_reconcile_waits_then_dials_again_once_then_gives_up(
+    loops: Loops, wall_clock: WallClock
+) -> None:
     event = await loops.calls.enqueued("org_a")
     carrier = FakeCarrier()
-    loop = dial_loop(loops, carrier, reconcile_after_seconds=0, ambiguous_safe_delay_seconds=0.3)
+    loop = dial_loop(
+        loops,
+        carrier,
+        reconcile_after_seconds=0,
+        ambiguous_safe_delay_seconds=30,
+        wall_clock=wall_clock,
+    )
     async with loops.pool.connection() as conn:
         await claims.claim_next(conn)
 
+    wall_clock.set(await loops.calls.started(event.call_id), plus_seconds=1)
     await loop.reconcile_once()  # the carrier's list may lag: not yet
     assert await loops.calls.state(event.call_id) == "dialing"
 
-    await asyncio.sleep(0.3)
+    wall_clock.set(await loops.calls.started(event.call_id), plus_seconds=31)
     await loop.reconcile_once()
     row = await loops.calls.dial(event.call_id)
     assert (row["state"], row["redialed"]) == ("pending", True)
@@ -190,10 +199,11 @@ async def test_reconcile_waits_then_dials_again_once_then_gives_up(loops: Loops)
         again = await claims.claim_next(conn)
     assert again is not None
     assert again.attempts == 2
+    wall_clock.set(await loops.calls.started(event.call_id), plus_seconds=1)
     await loop.reconcile_once()
     assert await loops.calls.state(event.call_id) == "dialing"
 
-    await asyncio.sleep(0.3)
+    wall_clock.set(await loops.calls.started(event.call_id), plus_seconds=31)
     await loop.reconcile_once()
     [failed] = await loops.calls.events(event.call_id)
     assert isinstance(failed, CallFailed)

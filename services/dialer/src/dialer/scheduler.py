@@ -78,7 +78,8 @@ class DialLoop:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        # what campaign rules (windows, schedules, retries' delays) are decided against
+        # what campaign rules (windows, schedules, retries' delays) and the reconciliation of
+        # ambiguous dials (how long ago a dial started) are decided against
         self._wall_clock = wall_clock
         self._pool = pool
         self._carrier = carrier
@@ -218,7 +219,7 @@ class DialLoop:
         """Resolve every dial left 'dialing' that is not in flight in this process."""
         async with self._pool.connection() as conn:
             stuck = [d for d in await attempts.dialing(conn) if d.call_id not in self._in_flight]
-        now = datetime.now(UTC)
+        now = self._wall_clock()
         for dial in stuck:
             started = dial.dial_started_at or now
             age = (now - started).total_seconds()
