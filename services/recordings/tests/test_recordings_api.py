@@ -12,7 +12,7 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,6 +22,7 @@ from calls_testing.events import event_of
 from calls_testing.plugin import AmqpFactory
 from calls_testing.transactions import holding_ids
 from calls_testing.waiting import Wait
+from recordings import catalog
 from recordings.__main__ import create_app
 from recordings.api import STORAGE
 from recordings.config import Settings
@@ -344,7 +345,31 @@ async def test_migrations_can_run_again(service: Service, pool: Any) -> None:
             "0001_recordings.sql",
             "0002_intake_checkpoint.sql",
             "0003_deleting.sql",
+            "0004_deletable_index.sql",
         ]
+
+
+@pytest.mark.parametrize("state_is", [catalog.SERVED, catalog.DELETABLE], ids=["get", "delete"])
+async def test_a_call_s_recording_is_found_through_the_index_by_get_and_by_delete(
+    pool: Any, state_is: LiteralString
+) -> None:
+    """The plan a prepared statement settles on (generic: parameters unknown) reads the
+    partial index, for GET's lookup and DELETE's alike (DELETE's once read every recording of
+    the organization); sequential scans off, so that a small table's cheaper scan does not
+    hide an index the planner cannot use."""
+    numbered = catalog.newest_query(state_is).replace("%s", "$1", 1).replace("%s", "$2", 1)
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE newest_recording (text, uuid) AS {numbered}")
+        try:
+            cur = await conn.execute(
+                "EXPLAIN EXECUTE newest_recording('org', '00000000-0000-0000-0000-000000000000')"
+            )
+            plan = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+        finally:
+            await conn.execute("DEALLOCATE newest_recording")
+    assert "recordings_call_live" in plan, plan
 
 
 async def test_a_client_that_goes_away_mid_download_leaves_the_service_serving(

@@ -128,20 +128,29 @@ async def find(conn: Conn, recording_sid: str) -> Recording | None:
 async def find_stored(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's stored recording (the newest, should the carrier ever make two), if it is
     this organization's call."""
-    return await _newest(conn, organization_id, call_id, "state = 'stored'")
+    return await _newest(conn, organization_id, call_id, SERVED)
+
+
+# The states of a call's recording that GET serves and that DELETE removes, written into the
+# SQL, not passed as a parameter: a prepared statement's generic plan could not prove
+# `state = ANY($3)` matches the partial index recordings_call_live (0004_deletable_index.sql)
+SERVED: Final = "state = 'stored'"
+DELETABLE: Final = "state IN ('stored', 'deleting')"
+
+
+def newest_query(state_is: LiteralString) -> str:
+    """The lookup of a call's newest recording in `state_is` (organization id, call id)."""
+    return (
+        f"SELECT {_COLUMNS} FROM recordings.recordings"
+        f" WHERE organization_id = %s AND call_id = %s AND {state_is}"
+        " ORDER BY stored_at DESC LIMIT 1"
+    )
 
 
 async def _newest(
     conn: Conn, organization_id: str, call_id: uuid.UUID, state_is: LiteralString
 ) -> Recording | None:
-    # the states written into the SQL, not passed as a parameter: a prepared statement's
-    # generic plan could not prove `state = ANY($3)` matches the partial index recordings_call
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM recordings.recordings"
-        f" WHERE organization_id = %s AND call_id = %s AND {state_is}"
-        " ORDER BY stored_at DESC LIMIT 1",
-        (organization_id, call_id),
-    )
+    cur = await conn.execute(newest_query(state_is), (organization_id, call_id))
     row = await cur.fetchone()
     return Recording(**row) if row else None
 
@@ -214,7 +223,7 @@ async def mark_failed(conn: Conn, recording: Recording, *, reason: str, attempts
 async def find_deletable(conn: Conn, organization_id: str, call_id: uuid.UUID) -> Recording | None:
     """The call's recording that DELETE removes: the stored one, or one whose deletion was cut
     short (`deleting`), if it is this organization's call."""
-    return await _newest(conn, organization_id, call_id, "state IN ('stored', 'deleting')")
+    return await _newest(conn, organization_id, call_id, DELETABLE)
 
 
 async def begin_delete(conn: Conn, recording: Recording) -> bool:
