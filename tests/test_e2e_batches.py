@@ -115,7 +115,7 @@ async def test_batch_is_dialed_at_the_configured_rate(
     assert (await get_batch(http, system, org, accepted["batch_id"]))["total"] == 30
 
 
-async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
+async def test_single_call_is_dialed_beside_a_draining_batch_not_behind_it(
     system: System, http: aiohttp.ClientSession
 ) -> None:
     org = new_org_id()
@@ -127,7 +127,6 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
 
     await wait_until(dialing, within=30, what="the batch's first dial")
     single = numbers(1)[0]
-    placed_at = time.time()
     async with http.post(
         f"{system.gateway}/calls",
         json={"to_number": single, "from_number": "+14155550199"},
@@ -135,17 +134,24 @@ async def test_single_call_is_dialed_within_seconds_while_a_batch_drains(
     ) as r:
         assert r.status == 202
     dialed_at = None
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while dialed_at is None and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
         dialed_at = next(
             (d["created_at"] for d in await system.sim(http).calls() if d["to"] == single), None
         )
     assert dialed_at is not None
-    # beside the batch, not behind it: behind it, the call would wait for more than 200 dials
-    # (10 s at 20 cps); the margin is for a busy machine's pipeline (gateway, relay, dialer)
-    assert dialed_at - placed_at < 5.0
-    assert (await get_batch(http, system, org, batch["batch_id"]))["queued"] > 100
+
+    async def batch_dialed_after_it() -> bool:
+        return any(
+            d["to"] in set(to_numbers) and d["created_at"] > dialed_at
+            for d in await system.sim(http).calls()
+        )
+
+    # beside the batch, not behind it: behind it, the call would wait until the batch's last
+    # dial; beside it, the batch goes on dialing after it (what this asserts does not depend on
+    # how fast the pipeline took the call to the dialer, which a loaded machine slows)
+    await wait_until(batch_dialed_after_it, within=15, what="a batch dial after the single call")
     assert await cancel(http, system, org, batch["batch_id"]) == 202
 
 

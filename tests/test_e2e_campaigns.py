@@ -95,8 +95,9 @@ async def test_a_window_opening_in_seconds_in_the_recipients_zone_dials_only_onc
 ) -> None:
     org = new_org_id()
     to = numbers(1)
-    window = window_opening_in(4, "America/Los_Angeles")
-    opens_at = time.time() + 4
+    opens_in = 8.0
+    window = window_opening_in(opens_in, "America/Los_Angeles")
+    opens_at = time.time() + opens_in
     await post(
         http,
         system,
@@ -104,9 +105,15 @@ async def test_a_window_opening_in_seconds_in_the_recipients_zone_dials_only_onc
         "/calls/batch",
         {"to_numbers": to, "from_number": CALLER, "schedule": {"window": window}},
     )
-    await asyncio.sleep(2.5)
+
+    async def waiting_at_the_dialer() -> bool:
+        return bool(await system.query("SELECT 1 FROM dialer.dials WHERE to_number = %s", to[0]))
+
+    # the request reaches the dialer before the window opens (through the relay: how soon is
+    # a benchmark's figure), so what is timed below is the dialer's own wake-up at the opening
+    await until(waiting_at_the_dialer, opens_in - 1.5, "the request to reach the dialer")
     assert await dials_to(http, system, to) == []  # closed: nothing dialed
-    [dialed] = await until(lambda: dials_to(http, system, to), 10, "the dial once open")
+    [dialed] = await until(lambda: dials_to(http, system, to), 15, "the dial once open")
     # HH:MM:SS has whole seconds: the window opens at most a second before opens_at
     assert dialed["created_at"] >= opens_at - 1.0
     assert dialed["created_at"] - opens_at < 3.0  # dialed within seconds of opening
@@ -125,6 +132,7 @@ async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_
     if in_london.utcoffset() - in_chicago.utcoffset() != six_hours:  # type: ignore[operator]
         pytest.skip("the zones are not 6 hours apart this week (DST changes on other dates)")
     window = window_opening_in(3, "Europe/London", hours=0.5)
+    opens_at = time.time() + 3  # when the window was made, not after the POST (which may be slow)
     accepted = await post(
         http,
         system,
@@ -132,7 +140,6 @@ async def test_two_recipients_six_hours_apart_are_each_dialed_only_in_their_own_
         "/calls/batch",
         {"to_numbers": [chicago, london], "from_number": CALLER, "schedule": {"window": window}},
     )
-    opens_at = time.time() + 3
     [dialed] = await until(lambda: dials_to(http, system, [london]), 10, "London's dial")
     assert dialed["created_at"] >= opens_at - 1.0
     await asyncio.sleep(2)
@@ -219,30 +226,36 @@ async def test_max_concurrency_two_never_has_more_than_two_calls_at_the_carrier(
     assert (await get_batch(http, system, org, accepted["batch_id"]))["status"] == "completed"
 
 
-async def test_pause_stops_dials_within_a_second_and_resume_continues(
+async def test_pause_stops_dialing_and_resume_continues(
     system: Any, http: aiohttp.ClientSession
 ) -> None:
     org = new_org_id()
-    to = numbers(60)  # 3 s of dialing at 20 CPS
+    to = numbers(200)  # 10 s of dialing at 20 CPS
     accepted = await post(
         http, system, org, "/calls/batch", {"to_numbers": to, "from_number": CALLER}
     )
     batch_id = accepted["batch_id"]
-    await until(lambda: _at_least(http, system, to, 5), 10, "the first dials")
+    await until(lambda: _at_least(http, system, to, 5), 15, "the first dials")
     paused = await post(http, system, org, f"/calls/batch/{batch_id}/pause", {})
     assert paused["paused"] is True
-    paused_at = time.time()
-    await asyncio.sleep(1.0)
-    after_a_second = len(await dials_to(http, system, to))
+
+    async def stopped() -> int | None:
+        # no dial for 2 s (40 dials' worth): the dialer has the pause. How soon after the 202
+        # that is, is the relay's and the consumer's latency (a benchmark's figure): this test
+        # allowed one second once, and a loaded CI machine took longer
+        before = len(await dials_to(http, system, to))
+        await asyncio.sleep(2.0)
+        return before if len(await dials_to(http, system, to)) == before else None
+
+    dialed = await until(stopped, 20, "dialing to stop")
+    assert dialed < 200  # stopped by the pause, not by the end of the batch
     await asyncio.sleep(2.0)
-    dialed = await dials_to(http, system, to)
-    assert len(dialed) == after_a_second < 60  # nothing dialed from a second after the pause
-    assert all(d["created_at"] < paused_at + 1.0 for d in dialed)
+    assert len(await dials_to(http, system, to)) == dialed  # still nothing while paused
     assert (await get_batch(http, system, org, batch_id))["paused"] is True
 
     await post(http, system, org, f"/calls/batch/{batch_id}/resume", {})
-    await until(lambda: _at_least(http, system, to, 60), 20, "the rest of the batch")
-    assert len({d["to"] for d in await dials_to(http, system, to)}) == 60  # each number once
+    await until(lambda: _at_least(http, system, to, 200), 40, "the rest of the batch")
+    assert len({d["to"] for d in await dials_to(http, system, to)}) == 200  # each number once
 
 
 async def _at_least(http: aiohttp.ClientSession, system: Any, to: list[str], n: int) -> bool:
@@ -256,7 +269,9 @@ async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     to = numbers(4)
     listed = to[2]
     # time for the listing to reach the dialer (through the relay) before the window opens
-    window = window_opening_in(6, "America/Los_Angeles")
+    opens_in = 12.0
+    window = window_opening_in(opens_in, "America/Los_Angeles")
+    opens_at = time.monotonic() + opens_in
     accepted = await post(
         http,
         system,
@@ -266,7 +281,19 @@ async def test_a_number_listed_after_the_batch_was_accepted_is_never_dialed(
     )
     async with http.put(f"{system.gateway}/do-not-call/{listed}", headers=system.auth(org)) as r:
         assert r.status == 201, await r.text()
-    await until(lambda: _at_least(http, system, to, 3), 15, "the other numbers' dials")
+
+    async def at_the_dialer() -> bool:
+        rows = await system.query(
+            "SELECT listed FROM dialer.do_not_call WHERE organization_id = %s AND number = %s",
+            org,
+            listed,
+        )
+        return bool(rows and rows[0]["listed"])
+
+    await until(at_the_dialer, opens_in, "the listing to reach the dialer")
+    # (otherwise the dialer would rightly dial it: it checks the list it has at dial time)
+    assert time.monotonic() < opens_at, "the listing reached the dialer after the window opened"
+    await until(lambda: _at_least(http, system, to, 3), 25, "the other numbers' dials")
 
     async def settled() -> dict[str, Any] | None:
         batch = await get_batch(http, system, org, accepted["batch_id"])

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 from calls_testing import new_org_id, unique_number
 from calls_testing.audio import assert_wav
@@ -39,32 +38,23 @@ async def place_recorded_call(http: aiohttp.ClientSession, system: System, org: 
     return await place_call(http, system, org, from_number=unique_number(), record=True)
 
 
-async def query(system: System, sql: str, *params: Any) -> list[Any]:
-    url = system.services["gateway"].env["DATABASE_URL"]
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        cur = await conn.execute(sql, params)
-        return list(await cur.fetchall())
-
-
 async def events(system: System, call_id: str, event_type: str) -> list[dict[str, Any]]:
-    rows = await query(
-        system,
+    rows = await system.query(
         "SELECT data FROM eventstore.events WHERE stream_id = %s AND event_type = %s"
         " ORDER BY position",
         f"call-{call_id}",
         event_type,
     )
-    return [row[0] for row in rows]
+    return [row["data"] for row in rows]
 
 
 async def dial_row(system: System, call_id: str) -> tuple[Any, Any, int]:
-    [row] = await query(
-        system,
+    [row] = await system.query(
         "SELECT recordings_due_at, recording_reported_at, recordings_checks"
         " FROM dialer.dials WHERE call_id = %s",
         uuid.UUID(call_id),
     )
-    return row[0], row[1], row[2]
+    return row["recordings_due_at"], row["recording_reported_at"], row["recordings_checks"]
 
 
 async def test_a_recording_whose_callback_alone_was_lost_is_still_fetched(

@@ -25,11 +25,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
+import psycopg
 from carrier_sim.client import SimulatorClient
 from carrier_sim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from psycopg.rows import dict_row
 
 SIM_ACCOUNT_SID = DEFAULT_ACCOUNT_SID
 SIM_AUTH_TOKEN = DEFAULT_AUTH_TOKEN
@@ -146,6 +148,15 @@ class System:
     @property
     def database_url(self) -> str:
         return self.env["DATABASE_URL"]
+
+    async def query(self, query: str, *params: object) -> list[dict[str, Any]]:
+        """Rows of one query against the system's database, as dicts: for tests that look at
+        what a service recorded where the API does not show it."""
+        async with await psycopg.AsyncConnection.connect(
+            self.database_url, row_factory=dict_row
+        ) as conn:
+            cur = await conn.execute(query, params)
+            return list(await cur.fetchall())
 
     def token(self, org: str, sub: str = "e2e") -> str:
         assert self.issue_token is not None, "SystemOptions(issue_token=…) to make tokens"
