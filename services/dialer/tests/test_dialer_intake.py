@@ -1,6 +1,7 @@
-"""The dialer's intake watchdog, against the real event store: a request whose message never
-reached the dialer's queue is taken in from the store once it is older than the grace; one the
-consumer took in, or one still within the grace, is left alone."""
+"""The dialer's intake watchdogs, against the real event store: a request, a cancel or a
+campaign rule whose message never reached the dialer's queues is taken in from the store once
+it is older than the grace; one the consumer took in, or one still within the grace, is left
+alone."""
 
 from __future__ import annotations
 
@@ -8,10 +9,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from calls_events import (
+    BatchCancelRequested,
+    BatchPaused,
+    CallCanceled,
+    CallingPolicySet,
+    DoNotCallAdded,
+    Envelope,
+    Event,
+    calling_policy_stream,
+    do_not_call_stream,
+)
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from dialer import dial_queue
-from dialer.intake import intake_watchdog
+from calls_testing import unique_number
+from dialer import campaign_store, dial_queue
+from dialer.intake import control_watchdog, intake_watchdog
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -77,3 +90,78 @@ async def test_a_request_of_a_canceled_batch_is_taken_in_canceled(pool: Pool, ca
     await readable(pool)  # what an open transaction elsewhere holds back
     await watchdog.check()
     assert (await calls.dial(request.call_id))["state"] == "canceled"
+
+
+def control_taken_in() -> float:
+    return REGISTRY.get_sample_value("dialer_control_events_taken_in_by_watchdog_total") or 0.0
+
+
+async def test_control_events_that_never_arrived_are_applied_after_the_grace(
+    pool: Pool, calls: Any
+) -> None:
+    org = "org_control"
+    waiting = await calls.enqueued(org, batch_id="batch_cut")  # to be ended by the cancel
+    listed = unique_number()
+
+    async def appended(event: Event, stream_id: str) -> Envelope:
+        """Appended as the gateway does; its message never reaches dialer.control."""
+        async with pool.connection() as conn:
+            [recorded] = await eventstore.append(
+                conn, [Envelope.wrap(event, stream_id=stream_id, organization_id=org)]
+            )
+        return recorded
+
+    await appended(DoNotCallAdded(number=listed, requested_by="key_1"), do_not_call_stream(org))
+    await appended(BatchPaused(batch_id="batch_held", requested_by="key_1"), "batch_held")
+    await appended(BatchCancelRequested(batch_id="batch_cut", requested_by="key_1"), "batch_cut")
+    policy = await appended(
+        CallingPolicySet(max_concurrency=3, requested_by="key_1"), calling_policy_stream(org)
+    )
+    async with pool.connection() as conn:  # this one the consumer had
+        assert (await campaign_store.apply_campaign_event(conn, policy, policy.event())).applied
+    await readable(pool)
+    now = datetime.now(UTC)
+    clock = {"now": now}
+    watchdog = control_watchdog(pool, grace_seconds=60, clock=lambda: clock["now"])
+    before = control_taken_in()
+
+    async def held() -> dict[str, Any]:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT"
+                " (SELECT listed FROM dialer.do_not_call WHERE number = %s) AS listed,"
+                " (SELECT paused FROM dialer.batch_pauses WHERE batch_id = 'batch_held') AS paused,"
+                " EXISTS (SELECT 1 FROM dialer.canceled_batches WHERE batch_id = 'batch_cut')"
+                " AS canceled,"
+                " (SELECT max_concurrency FROM dialer.calling_policies"
+                "  WHERE organization_id = %s) AS max_concurrency",
+                (listed, org),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return row
+
+    await watchdog.check()  # within the grace: left for the queue
+    assert await held() == {
+        "listed": None,
+        "paused": None,
+        "canceled": False,
+        "max_concurrency": 3,
+    }
+    assert await calls.state(waiting.call_id) == "pending"
+
+    clock["now"] = now + timedelta(seconds=61)
+    await watchdog.check()
+    assert await held() == {
+        "listed": True,
+        "paused": True,
+        "canceled": True,
+        "max_concurrency": 3,
+    }
+    assert await calls.state(waiting.call_id) == "canceled"
+    assert [type(e) for e in await calls.events(waiting.call_id)] == [CallCanceled]
+    assert control_taken_in() == before + 3  # the policy the consumer had is not counted
+
+    await watchdog.check()  # again: nothing new, nothing applied twice
+    assert control_taken_in() == before + 3
+    assert [type(e) for e in await calls.events(waiting.call_id)] == [CallCanceled]

@@ -21,7 +21,7 @@ from .canceler import CarrierCanceler
 from .config import Settings
 from .consumer import QUEUES, Handlers
 from .dials import CANCEL_CHANNEL, WORK_CHANNEL
-from .intake import intake_watchdog
+from .intake import control_watchdog, intake_watchdog
 from .scheduler import DialLoop
 from .twilio_carrier import TwilioCarrier
 from .watchdog import StaleCallWatchdog
@@ -94,6 +94,12 @@ def create_app(settings: Settings) -> web.Application:
         # belt and braces behind dialer.requests: requests whose message never came
         intake = intake_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
         parts.task(leader.run_as_leader(url, "dialer-intake", intake.run), name="intake-watchdog")
+        # and behind dialer.control: cancels and campaign rules whose message never came
+        control = control_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
+        parts.task(
+            leader.run_as_leader(url, "dialer-control-intake", control.run),
+            name="control-watchdog",
+        )
         cancels = Listener(url, CANCEL_CHANNEL)
         canceler = CarrierCanceler(
             pool,

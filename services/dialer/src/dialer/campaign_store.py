@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from calls_events import (
     BatchPaused,
@@ -180,22 +180,32 @@ async def schedule_retry(
 # --- projections of the campaign events -----------------------------------------------------
 
 
-async def apply_campaign_event(conn: Conn, envelope: Envelope, event: Event) -> bool:
-    """Fold one campaign event into the dialer's tables; True if dialing may now proceed
+class Folded(NamedTuple):
+    """What folding a campaign event did: whether it changed the dialer's tables (False: they
+    already held it, or a later event of the same key), and whether dialing may now proceed
     where it could not before (a resume, a number taken off the list, a higher limit)."""
+
+    applied: bool
+    unblocks: bool
+
+
+async def apply_campaign_event(conn: Conn, envelope: Envelope, event: Event) -> Folded:
+    """Fold one campaign event into the dialer's tables (idempotent)."""
     org = envelope.organization_id
     if isinstance(event, BatchPaused | BatchResumed):
         paused = isinstance(event, BatchPaused)
         keys = {"batch_id": event.batch_id}
-        await _project(conn, envelope, "batch_pauses", keys, organization_id=org, paused=paused)
-        return not paused
+        applied = await _project(
+            conn, envelope, "batch_pauses", keys, organization_id=org, paused=paused
+        )
+        return Folded(applied, applied and not paused)
     if isinstance(event, DoNotCallAdded | DoNotCallRemoved):
         listed = isinstance(event, DoNotCallAdded)
         keys = {"organization_id": org, "number": event.number}
-        await _project(conn, envelope, "do_not_call", keys, listed=listed)
-        return not listed
+        applied = await _project(conn, envelope, "do_not_call", keys, listed=listed)
+        return Folded(applied, applied and not listed)
     if isinstance(event, CallingPolicySet):
-        await _project(
+        applied = await _project(
             conn,
             envelope,
             "calling_policies",
@@ -203,18 +213,19 @@ async def apply_campaign_event(conn: Conn, envelope: Envelope, event: Event) -> 
             max_concurrency=event.max_concurrency,
             daily_cap_per_number=event.daily_cap_per_number,
         )
-        return True
-    return False
+        return Folded(applied, applied)
+    return Folded(False, False)
 
 
 async def _project(
     conn: Conn, envelope: Envelope, table: str, keys: Mapping[str, Any], **values: Any
-) -> None:
+) -> bool:
     """Upsert the row of `keys` in dialer.`table` with `values`, unless it already holds
-    a later event's (its `last_position`: a redelivered older event changes nothing)."""
+    this event's or a later one's (its `last_position`: a redelivered older event changes
+    nothing); True if the row was written."""
     columns = {**keys, **values, "last_position": envelope.position or 0}
     target = sql.Identifier("dialer", table)
-    await conn.execute(
+    cur = await conn.execute(
         sql.SQL(
             "INSERT INTO {target} ({columns}) VALUES ({values}) ON CONFLICT ({keys}) DO UPDATE"
             " SET {updates} WHERE {target}.last_position < excluded.last_position"
@@ -231,6 +242,7 @@ async def _project(
         ),
         list(columns.values()),
     )
+    return cur.rowcount > 0
 
 
 CAMPAIGN_EVENTS: Final = (

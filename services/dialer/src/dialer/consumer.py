@@ -79,7 +79,8 @@ class Handlers:
                             )
                 elif isinstance(event, campaign_store.CAMPAIGN_EVENTS):
                     async with conn.transaction():
-                        if await campaign_store.apply_campaign_event(conn, envelope, event):
+                        folded = await campaign_store.apply_campaign_event(conn, envelope, event)
+                        if folded.unblocks:
                             await dials.notify(conn, WORK_CHANNEL)
                 elif isinstance(event, RecordingReported) and event.reported_via == "callback":
                     # the dialer's own reports (listed at the carrier) are accounted for when

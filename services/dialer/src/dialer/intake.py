@@ -1,8 +1,10 @@
-"""Calls requested but never taken in: a CallRequested whose message never reached the dialer's
-queue (published before the queue existed, a queue deleted or purged) would leave its call
-`queued` for good. The dialer tails the event store for CallRequested (its own checkpoint in
-dialer.intake_checkpoints) and takes in, as its consumer would, every request older than the
-grace that has no dial row."""
+"""What the dialer's queues never brought, taken from the event store. A message that never
+reached them (published before the queue existed, a queue deleted or purged) would leave a
+call `queued` for good, or, for a control event, dial what should not be dialed: a number put
+on the do-not-call list, a paused or canceled batch. Two tails of the store, each with its own
+checkpoint in dialer.intake_checkpoints, take in, as the consumer would, every event older than
+the grace that the dialer does not hold yet: requests with no dial row (`intake_watchdog`), and
+cancels, pauses, resumes, do-not-call changes and calling policies (`control_watchdog`)."""
 
 from __future__ import annotations
 
@@ -10,18 +12,25 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
 
-from calls_events import CallRequested, Envelope
+from calls_events import BatchCancelRequested, CallRequested, Envelope
 from calls_platform.db import Conn, Pool
 from calls_platform.intake import IntakeWatchdog
 from prometheus_client import Counter
 
-from . import dial_queue
+from . import campaign_store, dial_queue, dials
 
 CHECKPOINT: Final = "call-requests"
+CONTROL_CHECKPOINT: Final = "control-events"
+CONTROL_TYPES: Final = (BatchCancelRequested, *campaign_store.CAMPAIGN_EVENTS)
 
 TAKEN_IN = Counter(
     "dials_taken_in_by_watchdog_total",
     "Requested calls the dialer's queue never brought, taken in from the event store",
+)
+CONTROL_TAKEN_IN = Counter(
+    "dialer_control_events_taken_in_by_watchdog_total",
+    "Cancels, pauses, resumes, do-not-call changes and calling policies the dialer's control"
+    " queue never brought, applied from the event store",
 )
 
 
@@ -54,6 +63,50 @@ def intake_watchdog(
         checkpoint_table="dialer.intake_checkpoints",
         types=[CallRequested.TYPE],
         take_in=take_in,
+        grace_seconds=grace_seconds,
+        clock=clock,
+    )
+
+
+async def take_in_control(conn: Conn, envelopes: Sequence[Envelope]) -> int:
+    """Apply, in store order, the control events the dialer does not hold yet (each is
+    idempotent: one the consumer applied, or one a later event of its key overrode, changes
+    nothing); return how many changed something."""
+    cancels = [
+        event.batch_id for e in envelopes if isinstance(event := e.event(), BatchCancelRequested)
+    ]
+    cur = await conn.execute(
+        "SELECT batch_id FROM dialer.canceled_batches WHERE batch_id = ANY(%s)", (cancels,)
+    )
+    canceled = {row["batch_id"] for row in await cur.fetchall()}
+    taken = 0
+    unblocks = False
+    for envelope in envelopes:
+        event = envelope.event()
+        if isinstance(event, BatchCancelRequested):
+            if event.batch_id not in canceled:
+                await dial_queue.cancel_batch(conn, envelope.organization_id, event.batch_id)
+                canceled.add(event.batch_id)
+                taken += 1
+        elif isinstance(event, campaign_store.CAMPAIGN_EVENTS):
+            folded = await campaign_store.apply_campaign_event(conn, envelope, event)
+            taken += folded.applied
+            unblocks = unblocks or folded.unblocks
+    if unblocks:
+        await dials.notify(conn, dials.WORK_CHANNEL)
+    CONTROL_TAKEN_IN.inc(taken)
+    return taken
+
+
+def control_watchdog(
+    pool: Pool, *, grace_seconds: float, clock: Callable[[], datetime] | None = None
+) -> IntakeWatchdog:
+    return IntakeWatchdog(
+        pool,
+        name=CONTROL_CHECKPOINT,
+        checkpoint_table="dialer.intake_checkpoints",
+        types=[t.TYPE for t in CONTROL_TYPES],
+        take_in=take_in_control,
         grace_seconds=grace_seconds,
         clock=clock,
     )
