@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
 
-from calls_events import BatchCancelRequested, CallRequested, Envelope
+from calls_events import BatchCancelRequested, CallRequested, Envelope, Event
 from calls_platform.db import Conn, Pool
-from calls_platform.intake import IntakeWatchdog
+from calls_platform.intake import IntakeWatchdog, TakeIn
 from prometheus_client import Counter
 
 from . import campaign_store, dial_queue, dials
@@ -57,12 +57,24 @@ async def take_in(conn: Conn, envelopes: Sequence[Envelope]) -> int:
 def intake_watchdog(
     pool: Pool, *, grace_seconds: float, clock: Callable[[], datetime] | None = None
 ) -> IntakeWatchdog:
+    """Requests with no dial row."""
+    return _watchdog(pool, CHECKPOINT, [CallRequested], take_in, grace_seconds, clock)
+
+
+def _watchdog(
+    pool: Pool,
+    name: str,
+    types: Sequence[type[Event]],
+    take: TakeIn,
+    grace_seconds: float,
+    clock: Callable[[], datetime] | None,
+) -> IntakeWatchdog:
     return IntakeWatchdog(
         pool,
-        name=CHECKPOINT,
+        name=name,
         checkpoint_table="dialer.intake_checkpoints",
-        types=[CallRequested.TYPE],
-        take_in=take_in,
+        types=[t.TYPE for t in types],
+        take_in=take,
         grace_seconds=grace_seconds,
         clock=clock,
     )
@@ -101,12 +113,5 @@ async def take_in_control(conn: Conn, envelopes: Sequence[Envelope]) -> int:
 def control_watchdog(
     pool: Pool, *, grace_seconds: float, clock: Callable[[], datetime] | None = None
 ) -> IntakeWatchdog:
-    return IntakeWatchdog(
-        pool,
-        name=CONTROL_CHECKPOINT,
-        checkpoint_table="dialer.intake_checkpoints",
-        types=[t.TYPE for t in CONTROL_TYPES],
-        take_in=take_in_control,
-        grace_seconds=grace_seconds,
-        clock=clock,
-    )
+    """Cancels and campaign rules the dialer does not hold."""
+    return _watchdog(pool, CONTROL_CHECKPOINT, CONTROL_TYPES, take_in_control, grace_seconds, clock)
