@@ -363,6 +363,19 @@ async def test_redeliver_and_replay_send_a_message_again(
         headers=system.auth(org),
     ) as r:
         assert r.status == 202, await r.text()
+        replay = await r.json()
+    assert (replay["status"], replay["queued"], replay["finished_at"]) == ("started", 0, None)
+    replay_url = f"{system.gateway}/webhook-endpoints/{endpoint['id']}/replays/{replay['id']}"
+
+    async def replay_done() -> bool:
+        async with http.get(replay_url, headers=system.auth(org)) as r:
+            assert r.status == 200, await r.text()
+            followed = await r.json()
+        return bool(followed["status"] == "done" and followed["queued"] == 1)
+
+    await wait_until(replay_done, within=30, what="the replay to be done, its message queued")
+    async with http.get(replay_url, headers=system.auth(new_org())) as r:
+        assert r.status == 404  # another organization's replay
     await until(lambda: len(receiver.of_call(call_id)) >= 3, 30, "the replay")
     assert receiver.of_call(call_id)[2].headers["webhook-id"] == first.headers["webhook-id"]
     (item,) = await logged(

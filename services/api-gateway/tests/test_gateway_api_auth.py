@@ -53,6 +53,7 @@ POST /webhook-endpoints/{endpoint_id}/test
 GET /webhook-endpoints/{endpoint_id}/deliveries
 POST /webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver
 POST /webhook-endpoints/{endpoint_id}/replay
+GET /webhook-endpoints/{endpoint_id}/replays/{replay_id}
 """
 # the ids the requested paths fill in
 PATH_IDS = {
@@ -62,6 +63,7 @@ PATH_IDS = {
     "call_id": CALL_ID,
     "endpoint_id": CALL_ID,
     "delivery_id": CALL_ID,
+    "replay_id": CALL_ID,
 }
 # (method, route as registered, path requested)
 PROTECTED = [

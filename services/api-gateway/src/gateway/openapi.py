@@ -90,6 +90,7 @@ PATH_PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
     "number": {"type": "string", "pattern": E164, "description": "E.164; `%2B` for the `+`"},
     "endpoint_id": {"type": "string", "format": "uuid"},
     "delivery_id": {"type": "string", "format": "uuid"},
+    "replay_id": {"type": "string", "format": "uuid"},
 }
 
 IDEMPOTENCY_KEY: Final = {
@@ -601,7 +602,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             description="Re-reads the event store from the start and queues every message of the "
             "endpoint's types whose event happened since `since`: one the endpoint never got is "
             "queued, one it got is sent again (same message id). `batch.completed` is not "
-            "replayed.",
+            "replayed. The replay is recorded before the answer and runs in the background; one "
+            "cut short by a restart goes on where it was, queuing each message once.",
+        ),
+        Operation(
+            "get /webhook-endpoints/{endpoint_id}/replays/{replay_id}",
+            "getWebhookReplay",
+            "How far a replay is",
+            replies=(Reply(200, "The replay.", schemas.WebhookReplay),),
+            errors=(404, 502),
         ),
     ),
     *_tagged(

@@ -358,10 +358,23 @@ class WebhookTestResult(_Response):
     error: str | None
 
 
-class WebhookReplayStarted(_Response):
+class _WebhookReplayFields(_Response):
+    id: uuid.UUID = Field(description="the replay's id: `GET …/replays/{replay_id}` follows it")
     endpoint_id: uuid.UUID
     since: datetime
+    queued: int = Field(ge=0, description="messages queued again so far")
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WebhookReplayStarted(_WebhookReplayFields):
     status: Literal["started"]
+
+
+class WebhookReplay(_WebhookReplayFields):
+    status: Literal["running", "done"] = Field(
+        description="`running` until every message since `since` is queued again"
+    )
 
 
 class WebhookCallMessage(_Response):

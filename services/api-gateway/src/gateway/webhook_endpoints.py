@@ -36,6 +36,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(one + "/deliveries", _of_endpoint("GET", "deliveries"))
     r.add_post(one + "/deliveries/{delivery_id}/redeliver", redeliver)
     r.add_post(one + "/replay", replay)
+    r.add_get(one + "/replays/{replay_id}", get_replay)
 
 
 def _unavailable(exc: BaseException | None = None, status: int | None = None) -> web.HTTPBadGateway:
@@ -129,3 +130,13 @@ async def replay(request: web.Request) -> web.Response:
         return _not_found()
     body = await parse_body(request, ReplayWebhooks)
     return await _relay(request, "POST", endpoint_id, "replay", body=body)
+
+
+async def get_replay(request: web.Request) -> web.Response:
+    endpoint_id = _id(request, "endpoint_id")
+    replay_id = _id(request, "replay_id")
+    if endpoint_id is None:
+        return _not_found()
+    if replay_id is None:
+        return _not_found("replay")
+    return await _relay(request, "GET", endpoint_id, "replays", replay_id)

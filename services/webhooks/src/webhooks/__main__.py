@@ -1,9 +1,9 @@
 """Composition root of the webhooks service: builds every dependency and runs the service.
 
 Every replica takes stored events from its queue and turns them into deliveries, sends the
-deliveries that are due (each leased to one replica at a time), deletes finished deliveries
-older than the retention, and serves the internal API the gateway proxies /webhook-endpoints
-to. It appends no events, so it runs no relay.
+deliveries that are due (each leased to one replica at a time), runs replays (leased too),
+deletes finished deliveries older than the retention, and serves the internal API the gateway
+proxies /webhook-endpoints to. It appends no events, so it runs no relay.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from . import admin, api, store
 from .calllog import CallLog
 from .config import Settings
 from .intake import QUEUE, Intake
+from .replays import Replayer
 from .retention import Retention
 from .sender import Sender, watch_backlog
 from .signing import SecretBox
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
             pool, keep=timedelta(days=settings.delivery_retention_days), clock=utc_now
         )
         parts.task(retention.run(), name="webhooks-retention")
+        parts.task(Replayer(pool, utc_now).run(), name="webhooks-replays")
         _, channel = await parts.broker(
             settings.amqp_url, name="webhooks", prefetch=settings.prefetch
         )

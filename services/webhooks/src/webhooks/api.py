@@ -4,7 +4,6 @@ message. Not exposed outside the cluster; the gateway authenticates and checks t
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +14,11 @@ import aiohttp
 import structlog
 from aiohttp import web
 from calls_events import WEBHOOK_EVENT_TYPES, WebhookEventType
-from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_platform.http import BadRequest, invalid, json_error, parse_body, unprocessable
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from . import history, signing, store
-from .domain import translate
+from . import signing, store
 from .sender import body_of, post, signing_secrets
 from .urls import SafeResolver, UnsafeUrl, check_url
 
@@ -44,7 +41,6 @@ class Config:
 
 
 CONFIG: web.AppKey[Config] = web.AppKey("webhooks_config")
-_REPLAYS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("webhooks_replays")
 
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 Events = Annotated[list[WebhookEventType], Field(min_length=1, max_length=len(WEBHOOK_EVENT_TYPES))]
@@ -81,7 +77,6 @@ class DeliveryQuery(BaseModel):
 
 
 def setup_routes(app: web.Application) -> None:
-    app[_REPLAYS] = set()
     base = "/internal/orgs/{org}/webhook-endpoints"
     r = app.router
     r.add_post(base, create_endpoint)
@@ -94,6 +89,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(base + "/{endpoint_id}/deliveries", list_deliveries)
     r.add_post(base + "/{endpoint_id}/deliveries/{delivery_id}/redeliver", redeliver)
     r.add_post(base + "/{endpoint_id}/replay", replay)
+    r.add_get(base + "/{endpoint_id}/replays/{replay_id}", get_replay)
 
 
 def _refused_url(exc: UnsafeUrl) -> BadRequest:
@@ -305,58 +301,32 @@ async def redeliver(request: web.Request) -> web.Response:
 
 async def replay(request: web.Request) -> web.Response:
     """Queue again, from the event store, every message of the endpoint's types since a
-    moment: ones delivered before are sent again, ones it never got are queued. Runs in the
-    background; the deliveries appear in the log as they are queued."""
+    moment: ones delivered before are sent again, ones it never got are queued. Recorded, then
+    run in the background by any replica (webhooks.replays); the deliveries appear in the log
+    as they are queued, and `GET …/replays/{id}` says how far it is."""
     config = request.app[CONFIG]
     row = await _endpoint(request)
     body = await parse_body(request, Replay)
     if body.since > config.clock():
         raise unprocessable("invalid request body", "since", "must not be in the future")
-    task = asyncio.create_task(
-        _replay(config, row["id"], row["organization_id"], set(row["events"]), body.since)
-    )
-    request.app[_REPLAYS].add(task)
-    task.add_done_callback(request.app[_REPLAYS].discard)
+    async with config.pool.connection() as conn:
+        replay_row = await store.create_replay(
+            conn, row["id"], row["organization_id"], body.since, now=config.clock()
+        )
     return web.json_response(
-        {"endpoint_id": str(row["id"]), "since": body.since.isoformat(), "status": "started"},
+        {**store.replay_view(replay_row), "status": "started"},
         status=202,
     )
 
 
-async def _replay(
-    config: Config,
-    endpoint_id: uuid.UUID,
-    organization_id: str,
-    types: set[str],
-    since: datetime,
-) -> None:
-    states: dict[str, Any] = {}
-    cursor, queued = eventstore.START, 0
+async def get_replay(request: web.Request) -> web.Response:
+    row = await _endpoint(request)
     try:
-        while True:
-            async with config.pool.connection() as conn:
-                events, next_cursor = await history.replay_page(
-                    conn, after=cursor, organization_id=organization_id
-                )
-                for event in events:
-                    if not event.stream_id.startswith(("call-", "batch-")):
-                        continue
-                    state = states.get(event.stream_id, history.replay_state())
-                    translation = translate(state, event)
-                    states[event.stream_id] = translation.state
-                    if not history.since(event, since):
-                        continue
-                    for message in translation.messages:
-                        if message.type in types:
-                            await store.requeue_message(
-                                conn, endpoint_id, message, now=config.clock()
-                            )
-                            queued += 1
-                await conn.execute("SELECT pg_notify(%s, '')", (store.NOTIFY_CHANNEL,))
-            if next_cursor is None:
-                break
-            cursor = next_cursor
-    except Exception:
-        log.exception("webhook_replay_failed", endpoint_id=str(endpoint_id))
-        return
-    log.info("webhook_replay_done", endpoint_id=str(endpoint_id), queued=queued)
+        replay_id = uuid.UUID(request.match_info["replay_id"])
+    except ValueError:
+        return json_error(404, "not_found", "replay not found")
+    async with request.app[CONFIG].pool.connection() as conn:
+        found = await store.get_replay(conn, row["id"], replay_id)
+    if found is None:
+        return json_error(404, "not_found", "replay not found")
+    return web.json_response(store.replay_view(found))

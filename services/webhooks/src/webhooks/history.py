@@ -28,15 +28,20 @@ async def stream_events(
 
 
 async def replay_page(
-    conn: Conn, *, after: eventstore.Checkpoint, organization_id: str
-) -> tuple[list[Envelope], eventstore.Checkpoint | None]:
+    conn: Conn, *, after: eventstore.Checkpoint, organization_id: str, limit: int = REPLAY_PAGE
+) -> tuple[list[tuple[Envelope, eventstore.Checkpoint]], eventstore.Checkpoint | None]:
     """One page of the store in commit order for a replay: the organization's events after
-    cursor `after`, and the cursor to continue from (None at the end)."""
-    events = await eventstore.read_all(conn, after=after, limit=REPLAY_PAGE)
+    cursor `after`, each with the cursor just past it, and the cursor to continue from (None
+    at the end)."""
+    events = await eventstore.read_all(conn, after=after, limit=limit)
     if not events:
         return [], None
-    mine = [e for e in events if e.organization_id == organization_id]
-    return mine, events.checkpoint if len(events) == REPLAY_PAGE else None
+    mine = [
+        (e, at)
+        for e, at in zip(events, events.checkpoints, strict=True)
+        if e.organization_id == organization_id
+    ]
+    return mine, events.checkpoint if len(events) == limit else None
 
 
 def replay_state() -> StreamState:

@@ -607,3 +607,98 @@ async def backlog(conn: Conn, now: datetime) -> list[dict[str, Any]]:
         oldest = row["oldest"]
         row["oldest_age_seconds"] = (now - oldest).total_seconds() if oldest else 0.0
     return rows
+
+
+# --- replays ----------------------------------------------------------------------------------
+
+_REPLAY_COLUMNS = (
+    "id, endpoint_id, organization_id, since, state, cursor_transaction_id::text AS cursor_tx,"
+    " cursor_position, queued, created_at, finished_at"
+)
+
+
+@dataclass(frozen=True)
+class ReplayRow:
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    organization_id: str
+    since: datetime
+    state: str
+    cursor_tx: str
+    cursor_position: int
+    queued: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def replay_view(row: ReplayRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "endpoint_id": str(row.endpoint_id),
+        "since": _iso(row.since),
+        "status": row.state,
+        "queued": row.queued,
+        "created_at": _iso(row.created_at),
+        "finished_at": _iso(row.finished_at),
+    }
+
+
+async def create_replay(
+    conn: Conn, endpoint_id: uuid.UUID, organization_id: str, since: datetime, *, now: datetime
+) -> ReplayRow:
+    cur = await conn.execute(
+        "INSERT INTO webhooks.replays (id, endpoint_id, organization_id, since, created_at)"
+        f" VALUES (%s, %s, %s, %s, %s) RETURNING {_REPLAY_COLUMNS}",
+        (uuid.uuid4(), endpoint_id, organization_id, since, now),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return ReplayRow(**row)
+
+
+async def get_replay(conn: Conn, endpoint_id: uuid.UUID, replay_id: uuid.UUID) -> ReplayRow | None:
+    cur = await conn.execute(
+        f"SELECT {_REPLAY_COLUMNS} FROM webhooks.replays WHERE endpoint_id = %s AND id = %s",
+        (endpoint_id, replay_id),
+    )
+    row = await cur.fetchone()
+    return ReplayRow(**row) if row else None
+
+
+async def lease_replay(conn: Conn, *, now: datetime, seconds: float) -> ReplayRow | None:
+    """Take the oldest running replay no replica holds (or whose holder's lease ran out)."""
+    cur = await conn.execute(
+        "UPDATE webhooks.replays SET leased_until = %(until)s WHERE id = ("
+        " SELECT id FROM webhooks.replays"
+        " WHERE state = 'running' AND (leased_until IS NULL OR leased_until < %(now)s)"
+        " ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {_REPLAY_COLUMNS}",
+        {"now": now, "until": now + timedelta(seconds=seconds)},
+    )
+    row = await cur.fetchone()
+    return ReplayRow(**row) if row else None
+
+
+async def replay_progressed(
+    conn: Conn,
+    replay_id: uuid.UUID,
+    *,
+    cursor: tuple[int, int],
+    queued: int,
+    leased_until: datetime,
+) -> None:
+    """The replay's messages up to `cursor` are queued (in the caller's transaction, with
+    them); its lease goes on."""
+    await conn.execute(
+        "UPDATE webhooks.replays SET cursor_transaction_id = %s::text::xid8,"
+        " cursor_position = %s, queued = queued + %s, leased_until = %s WHERE id = %s",
+        (str(cursor[0]), cursor[1], queued, leased_until, replay_id),
+    )
+
+
+async def replay_done(conn: Conn, replay_id: uuid.UUID, *, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE webhooks.replays SET state = 'done', finished_at = %s, leased_until = NULL"
+        " WHERE id = %s",
+        (now, replay_id),
+    )

@@ -1,0 +1,122 @@
+"""Replays against the real PostgreSQL: a replay cut short (its replica stopped after a page)
+is taken up by another once its lease runs out and goes on past the page it saved, so each
+message is queued again once; one leased by a running replica is left to it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from calls_events import CallInitiated, CallRequested, Envelope, Event, call_stream
+from calls_platform import eventstore
+from calls_platform.db import Pool, open_pool
+from webhooks import store
+from webhooks.__main__ import migrate
+from webhooks.config import DEV_ENCRYPTION_KEY
+from webhooks.replays import Replayer
+from webhooks.signing import SecretBox, new_secret
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+async def pool(database_factory: Any) -> AsyncIterator[Pool]:
+    """A database of this module's own: replays are taken by whichever replayer asks first."""
+    url: str = database_factory("webhooks_replays")
+    await migrate(url)
+    pool = await open_pool(url, name="webhooks-replays-test", max_size=5)
+    await pool.wait()
+    yield pool
+    await pool.close()
+
+
+async def placed_call(pool: Pool, org: str) -> None:
+    """A call requested and placed, in two commits (two messages: queued, initiated)."""
+    call_id = uuid.uuid4()
+    events: list[Event] = [
+        CallRequested(
+            call_id=call_id, to_number="+14155550100", from_number="+14155550199", requested_by="t"
+        ),
+        CallInitiated(call_id=call_id, call_sid="CA" + uuid.uuid4().hex),
+    ]
+    for event in events:
+        async with pool.connection() as conn:
+            await eventstore.append(
+                conn, [Envelope.wrap(event, stream_id=call_stream(call_id), organization_id=org)]
+            )
+
+
+async def deliveries(pool: Pool, endpoint_id: uuid.UUID) -> dict[str, str]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT message_id, state FROM webhooks.deliveries WHERE endpoint_id = %s",
+            (endpoint_id,),
+        )
+        return {row["message_id"]: row["state"] for row in await cur.fetchall()}
+
+
+async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs_out(
+    pool: Pool,
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    async with pool.connection() as conn:
+        endpoint = await store.create_endpoint(
+            conn,
+            organization_id=org,
+            url="https://example.com/hook",
+            events=["call.queued", "call.initiated"],
+            description=None,
+            secret_sealed=SecretBox(DEV_ENCRYPTION_KEY).seal(new_secret()),
+            now=now,
+        )
+    for _ in range(3):
+        await placed_call(pool, org)  # six events, one message each
+    async with pool.connection() as conn:
+        assert await eventstore.wait_readable(conn)
+        replay = await store.create_replay(
+            conn, endpoint["id"], org, now - timedelta(hours=1), now=now
+        )
+
+    clock = Clock(now)
+    first = Replayer(pool, clock, page=2, lease_seconds=60)
+    assert await first.run_next(pages=1)  # one page, then its replica stops
+    page_one = await deliveries(pool, endpoint["id"])
+    assert len(page_one) == 2
+    async with pool.connection() as conn:
+        # the sender delivers them: queued again by the replay, they would be pending again
+        await conn.execute(
+            "UPDATE webhooks.deliveries SET state = 'delivered', completed_at = now()"
+            " WHERE endpoint_id = %s",
+            (endpoint["id"],),
+        )
+        running = await store.get_replay(conn, endpoint["id"], replay.id)
+    assert running is not None
+    assert (running.state, running.queued) == ("running", 2)
+
+    second = Replayer(pool, clock, page=2, lease_seconds=60)
+    assert not await second.run_next()  # the first one's lease holds
+
+    clock.now = now + timedelta(seconds=61)
+    assert await second.run_next()  # taken up: goes on after the saved page
+    after = await deliveries(pool, endpoint["id"])
+    assert len(after) == 6
+    assert {m: after[m] for m in page_one} == dict.fromkeys(page_one, "delivered")
+    assert sorted(after.values()).count("pending") == 4
+    async with pool.connection() as conn:
+        finished = await store.get_replay(conn, endpoint["id"], replay.id)
+    assert finished is not None
+    assert store.replay_view(finished)["status"] == "done"
+    assert finished.queued == 6  # each message once
+    assert not await second.run_next()  # nothing left to run
