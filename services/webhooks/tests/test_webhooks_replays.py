@@ -1,6 +1,8 @@
 """Replays against the real PostgreSQL: a replay cut short (its replica stopped after a page)
 is taken up by another once its lease runs out and goes on past the page it saved, so each
-message is queued again once; one leased by a running replica is left to it."""
+message is queued again once; one leased by a running replica is left to it, and the replica
+that lost its lease saves nothing more; what happened after a replay was asked for is not
+part of it."""
 
 from __future__ import annotations
 
@@ -66,11 +68,7 @@ async def deliveries(pool: Pool, endpoint_id: uuid.UUID) -> dict[str, str]:
         return {row["message_id"]: row["state"] for row in await cur.fetchall()}
 
 
-async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs_out(
-    pool: Pool,
-) -> None:
-    org = f"org_{uuid.uuid4().hex[:8]}"
-    now = datetime.now(UTC)
+async def new_endpoint(pool: Pool, org: str, now: datetime) -> uuid.UUID:
     async with pool.connection() as conn:
         endpoint = await store.create_endpoint(
             conn,
@@ -81,13 +79,34 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
             secret_sealed=SecretBox(DEV_ENCRYPTION_KEY).seal(new_secret()),
             now=now,
         )
-    for _ in range(3):
-        await placed_call(pool, org)  # six events, one message each
+    endpoint_id: uuid.UUID = endpoint["id"]
+    return endpoint_id
+
+
+async def asked_for(pool: Pool, endpoint_id: uuid.UUID, org: str, now: datetime) -> store.ReplayRow:
+    """A replay of the last hour, asked for now (as the API records it)."""
     async with pool.connection() as conn:
         assert await eventstore.wait_readable(conn)
-        replay = await store.create_replay(
-            conn, endpoint["id"], org, now - timedelta(hours=1), now=now
+        return await store.create_replay(
+            conn,
+            endpoint_id,
+            org,
+            now - timedelta(hours=1),
+            until=await eventstore.head(conn),
+            now=now,
         )
+
+
+async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs_out(
+    pool: Pool,
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    endpoint = {"id": await new_endpoint(pool, org, now)}
+    for _ in range(3):
+        await placed_call(pool, org)  # six events, one message each
+    replay = await asked_for(pool, endpoint["id"], org, now)
+    await placed_call(pool, org)  # after the replay was asked for: not part of it
 
     clock = Clock(now)
     first = Replayer(pool, clock, page=2, lease_seconds=60)
@@ -109,6 +128,10 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
     assert not await second.run_next()  # the first one's lease holds
 
     clock.now = now + timedelta(seconds=61)
+    stalled = uuid.uuid4()  # a replica that leases it next and then stalls past its lease
+    async with pool.connection() as conn:
+        assert await store.lease_replay(conn, stalled, now=clock.now, seconds=60)
+    clock.now = now + timedelta(seconds=122)
     assert await second.run_next()  # taken up: goes on after the saved page
     after = await deliveries(pool, endpoint["id"])
     assert len(after) == 6
@@ -118,5 +141,12 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
         finished = await store.get_replay(conn, endpoint["id"], replay.id)
     assert finished is not None
     assert store.replay_view(finished)["status"] == "done"
-    assert finished.queued == 6  # each message once
+    assert finished.queued == 6  # each message once; the call placed after it is not in it
     assert not await second.run_next()  # nothing left to run
+
+    async with pool.connection() as conn:  # the stalled replica wakes up: it saves nothing
+        assert not await store.replay_progressed(
+            conn, replay.id, stalled, cursor=(0, 1), queued=5, leased_until=clock.now
+        )
+        unchanged = await store.get_replay(conn, endpoint["id"], replay.id)
+    assert unchanged == finished

@@ -18,7 +18,7 @@ from calls_platform.db import Pool
 from calls_platform.http import BadRequest, invalid, json_error, parse_body, unprocessable
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from . import signing, store
+from . import history, signing, store
 from .sender import body_of, post, signing_secrets
 from .urls import SafeResolver, UnsafeUrl, check_url
 
@@ -311,7 +311,12 @@ async def replay(request: web.Request) -> web.Response:
         raise unprocessable("invalid request body", "since", "must not be in the future")
     async with config.pool.connection() as conn:
         replay_row = await store.create_replay(
-            conn, row["id"], row["organization_id"], body.since, now=config.clock()
+            conn,
+            row["id"],
+            row["organization_id"],
+            body.since,
+            until=await history.store_head(conn),
+            now=config.clock(),
         )
     return web.json_response(
         {**store.replay_view(replay_row), "status": "started"},

@@ -4,6 +4,7 @@ the earlier events of a stream when one arrives ahead of them, and a replay's ev
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from calls_events import Envelope
 from calls_platform import eventstore
@@ -27,21 +28,32 @@ async def stream_events(
     ]
 
 
+class ReplayPage(NamedTuple):
+    """One page of the store for a replay: the organization's events on it, each with the
+    cursor just past it; the cursor past the page; whether the page was full (more may
+    follow at once) or reached what is readable now."""
+
+    events: list[tuple[Envelope, eventstore.Checkpoint]]
+    end: eventstore.Checkpoint
+    full: bool
+
+
 async def replay_page(
     conn: Conn, *, after: eventstore.Checkpoint, organization_id: str, limit: int = REPLAY_PAGE
-) -> tuple[list[tuple[Envelope, eventstore.Checkpoint]], eventstore.Checkpoint | None]:
-    """One page of the store in commit order for a replay: the organization's events after
-    cursor `after`, each with the cursor just past it, and the cursor to continue from (None
-    at the end)."""
+) -> ReplayPage:
+    """The next page of the store after cursor `after`, in commit order."""
     events = await eventstore.read_all(conn, after=after, limit=limit)
-    if not events:
-        return [], None
     mine = [
         (e, at)
         for e, at in zip(events, events.checkpoints, strict=True)
         if e.organization_id == organization_id
     ]
-    return mine, events.checkpoint if len(events) == limit else None
+    return ReplayPage(mine, events.checkpoint, len(events) == limit)
+
+
+async def store_head(conn: Conn) -> eventstore.Checkpoint:
+    """The store's last committed event: where a replay asked for now ends."""
+    return await eventstore.head(conn)
 
 
 def replay_state() -> StreamState:

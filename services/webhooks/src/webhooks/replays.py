@@ -1,16 +1,21 @@
 """Replays (`POST /webhook-endpoints/{id}/replay`): every message of the endpoint's types whose
-event happened since a moment, queued again from the event store. A replay is a row
-(webhooks.replays), run by whichever replica leases it; one cut short (the replica stopped or
-died) is taken up again when its lease runs out and goes on past the last page it saved.
+event happened since a moment, up to the store's last event when the replay was asked for,
+queued again from the event store. A replay is a row (webhooks.replays), run by whichever
+replica leases it; one cut short (the replica stopped or died) is taken up again when its lease
+runs out and goes on past the last page it saved.
 
 The store is folded from its start each time, because the once-only message types
 (`call.queued`, `call.answered`, ...) need each stream from its first event; only what lies
-past the saved cursor is queued, and each page's deliveries commit with the cursor, so a
-message is queued again once per replay however often it is taken up."""
+past the saved cursor is queued. Pages are read outside any transaction and each page's
+deliveries are written, with the cursor, in one short one: a transaction that holds an id
+holds back every event-store reader in the cluster (the relay, the projector, the dialer's
+watchdogs), so none is held while the store is read. A replica whose lease was taken over can
+save nothing more (its page rolls back), so a message is queued again once per replay."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
@@ -21,16 +26,23 @@ from calls_platform.db import Pool
 from prometheus_client import Counter
 
 from . import history, store
-from .domain import StreamState, translate
+from .domain import Message, StreamState, translate
 
 log = structlog.get_logger(__name__)
 
 POLL_SECONDS: Final = 1.0
 LEASE_SECONDS: Final = 60.0
+# while the events up to the replay's end are not all readable yet (a transaction that began
+# before they committed is still open), wait this long and read again
+NOT_YET_READABLE_SECONDS: Final = 0.2
 
 REPLAYED = Counter(
     "webhook_replayed_messages_total", "Messages queued again by replays (POST …/replay)"
 )
+
+
+class LeaseLost(Exception):
+    """Another replica took the replay over (this one's lease ran out)."""
 
 
 class Replayer:
@@ -52,6 +64,9 @@ class Replayer:
         while True:
             try:
                 ran = await self.run_next()
+            except LeaseLost:
+                log.warning("webhook_replay_taken_over")
+                ran = True
             except Exception:
                 log.exception("webhook_replay_failed")
                 ran = False
@@ -61,57 +76,60 @@ class Replayer:
     async def run_next(self, *, pages: int | None = None) -> bool:
         """Lease the oldest replay no one runs and run it (at most `pages` pages: a test's
         way of cutting one short); False when there was none."""
+        token = uuid.uuid4()
         async with self._pool.connection() as conn:
-            replay = await store.lease_replay(conn, now=self._clock(), seconds=self._lease)
+            replay = await store.lease_replay(conn, token, now=self._clock(), seconds=self._lease)
             endpoint = (
                 await store.get_endpoint(conn, replay.organization_id, replay.endpoint_id)
                 if replay
                 else None
             )
-        if replay is None or endpoint is None:
-            return replay is not None
+        if replay is None:
+            return False
+        if endpoint is None:
+            return True  # deleted meanwhile: its replays went with it
         types = set(endpoint["events"])
         saved = eventstore.Checkpoint(int(replay.cursor_tx), replay.cursor_position)
+        until = eventstore.Checkpoint(int(replay.until_tx), replay.until_position)
         states: dict[str, StreamState] = {}
         cursor, done = eventstore.START, 0
         while pages is None or done < pages:
-            async with self._pool.connection() as conn, conn.transaction():
-                events, next_cursor = await history.replay_page(
+            async with self._pool.connection() as conn:  # reads only: takes no transaction id
+                page = await history.replay_page(
                     conn, after=cursor, organization_id=replay.organization_id, limit=self._page
                 )
-                queued = 0
-                for event, at in events:
-                    if not event.stream_id.startswith(("call-", "batch-")):
-                        continue
-                    state = states.get(event.stream_id, history.replay_state())
-                    translation = translate(state, event)
-                    states[event.stream_id] = translation.state
-                    if at <= saved or not history.since(event, replay.since):
-                        continue  # queued by an earlier run of this replay, or too old
-                    for message in translation.messages:
-                        if message.type in types:
-                            await store.requeue_message(
-                                conn, replay.endpoint_id, message, now=self._clock()
-                            )
-                            queued += 1
-                now = self._clock()
-                if next_cursor is None:
-                    await store.replay_progressed(
-                        conn, replay.id, cursor=saved, queued=queued, leased_until=now
-                    )
-                    await store.replay_done(conn, replay.id, now=now)
-                else:  # (also while folding what an earlier run queued: the lease goes on)
-                    await store.replay_progressed(
-                        conn,
-                        replay.id,
-                        cursor=max(saved, next_cursor),
-                        queued=queued,
-                        leased_until=now + timedelta(seconds=self._lease),
-                    )
-            REPLAYED.inc(queued)
-            if next_cursor is None:
+            messages: list[Message] = []
+            for event, at in page.events:
+                if at > until:
+                    break  # after the replay was asked for: sent as it happened
+                if not event.stream_id.startswith(("call-", "batch-")):
+                    continue
+                state = states.get(event.stream_id, history.replay_state())
+                translation = translate(state, event)
+                states[event.stream_id] = translation.state
+                if at <= saved or not history.since(event, replay.since):
+                    continue  # queued by an earlier run of this replay, or too old
+                messages += [m for m in translation.messages if m.type in types]
+            finished = page.end >= until
+            now = self._clock()
+            async with self._pool.connection() as conn, conn.transaction():
+                await store.requeue_messages(conn, replay.endpoint_id, messages, now=now)
+                if not await store.replay_progressed(
+                    conn,
+                    replay.id,
+                    token,
+                    cursor=max(saved, min(page.end, until)),
+                    queued=len(messages),
+                    leased_until=now + timedelta(seconds=self._lease),
+                    done_at=now if finished else None,
+                ):
+                    raise LeaseLost(str(replay.id))  # rolls this page back
+            REPLAYED.inc(len(messages))
+            if finished:
                 log.info("webhook_replay_done", replay_id=str(replay.id))
                 return True
-            cursor = next_cursor
+            if not page.full:
+                await asyncio.sleep(NOT_YET_READABLE_SECONDS)
+            cursor = page.end
             done += 1
         return True

@@ -577,17 +577,45 @@ async def redeliver(
     return cur.rowcount == 1
 
 
-async def requeue_message(
-    conn: Conn, endpoint_id: uuid.UUID, message: Message, *, now: datetime
+async def requeue_messages(
+    conn: Conn, endpoint_id: uuid.UUID, messages: Sequence[Message], *, now: datetime
 ) -> None:
-    """A replayed message: queued for the endpoint if it never was, sent again if it was."""
-    await add_deliveries(conn, message, [endpoint_id], None, now=now)
+    """Replayed messages: each queued for the endpoint if it never was, sent again if it was
+    (a page of them in a few statements: the caller's transaction stays short)."""
+    if not messages:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO webhooks.deliveries (id, endpoint_id, organization_id, message_id,"
+            " event_type, sequence_key, position, call_id, batch_id, payload, data_pending,"
+            " next_attempt_at, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, true, %s, %s)"
+            " ON CONFLICT (endpoint_id, message_id) DO NOTHING",
+            [
+                (
+                    uuid.uuid4(),
+                    endpoint_id,
+                    m.organization_id,
+                    m.id,
+                    m.type,
+                    m.sequence_key,
+                    m.position,
+                    m.call_id,
+                    m.batch_id,
+                    json.dumps(payload(m, None)),
+                    now,
+                    now,
+                )
+                for m in messages
+            ],
+        )
     await conn.execute(
         "UPDATE webhooks.deliveries SET state = 'pending', next_attempt_at = %s,"
         " first_attempt_at = NULL, completed_at = NULL"
-        " WHERE endpoint_id = %s AND message_id = %s AND state <> 'pending'",
-        (now, endpoint_id, message.id),
+        " WHERE endpoint_id = %s AND message_id = ANY(%s) AND state <> 'pending'",
+        (now, endpoint_id, [m.id for m in messages]),
     )
+    await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
 # --- backlog --------------------------------------------------------------------------------
@@ -613,7 +641,8 @@ async def backlog(conn: Conn, now: datetime) -> list[dict[str, Any]]:
 
 _REPLAY_COLUMNS = (
     "id, endpoint_id, organization_id, since, state, cursor_transaction_id::text AS cursor_tx,"
-    " cursor_position, queued, created_at, finished_at"
+    " cursor_position, until_transaction_id::text AS until_tx, until_position, queued,"
+    " created_at, finished_at"
 )
 
 
@@ -626,6 +655,8 @@ class ReplayRow:
     state: str
     cursor_tx: str
     cursor_position: int
+    until_tx: str
+    until_position: int
     queued: int
     created_at: datetime
     finished_at: datetime | None
@@ -644,12 +675,20 @@ def replay_view(row: ReplayRow) -> dict[str, Any]:
 
 
 async def create_replay(
-    conn: Conn, endpoint_id: uuid.UUID, organization_id: str, since: datetime, *, now: datetime
+    conn: Conn,
+    endpoint_id: uuid.UUID,
+    organization_id: str,
+    since: datetime,
+    *,
+    until: tuple[int, int],
+    now: datetime,
 ) -> ReplayRow:
+    """A replay of the endpoint's messages since `since`, up to the store's cursor `until`."""
     cur = await conn.execute(
-        "INSERT INTO webhooks.replays (id, endpoint_id, organization_id, since, created_at)"
-        f" VALUES (%s, %s, %s, %s, %s) RETURNING {_REPLAY_COLUMNS}",
-        (uuid.uuid4(), endpoint_id, organization_id, since, now),
+        "INSERT INTO webhooks.replays (id, endpoint_id, organization_id, since,"
+        " until_transaction_id, until_position, created_at)"
+        f" VALUES (%s, %s, %s, %s, %s::text::xid8, %s, %s) RETURNING {_REPLAY_COLUMNS}",
+        (uuid.uuid4(), endpoint_id, organization_id, since, str(until[0]), until[1], now),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -665,15 +704,19 @@ async def get_replay(conn: Conn, endpoint_id: uuid.UUID, replay_id: uuid.UUID) -
     return ReplayRow(**row) if row else None
 
 
-async def lease_replay(conn: Conn, *, now: datetime, seconds: float) -> ReplayRow | None:
-    """Take the oldest running replay no replica holds (or whose holder's lease ran out)."""
+async def lease_replay(
+    conn: Conn, token: uuid.UUID, *, now: datetime, seconds: float
+) -> ReplayRow | None:
+    """Take the oldest running replay no replica holds (or whose holder's lease ran out),
+    under `token`."""
     cur = await conn.execute(
-        "UPDATE webhooks.replays SET leased_until = %(until)s WHERE id = ("
+        "UPDATE webhooks.replays SET leased_until = %(until)s, lease_token = %(token)s"
+        " WHERE id = ("
         " SELECT id FROM webhooks.replays"
         " WHERE state = 'running' AND (leased_until IS NULL OR leased_until < %(now)s)"
         " ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {_REPLAY_COLUMNS}",
-        {"now": now, "until": now + timedelta(seconds=seconds)},
+        {"now": now, "until": now + timedelta(seconds=seconds), "token": token},
     )
     row = await cur.fetchone()
     return ReplayRow(**row) if row else None
@@ -682,23 +725,30 @@ async def lease_replay(conn: Conn, *, now: datetime, seconds: float) -> ReplayRo
 async def replay_progressed(
     conn: Conn,
     replay_id: uuid.UUID,
+    token: uuid.UUID,
     *,
     cursor: tuple[int, int],
     queued: int,
     leased_until: datetime,
-) -> None:
+    done_at: datetime | None = None,
+) -> bool:
     """The replay's messages up to `cursor` are queued (in the caller's transaction, with
-    them); its lease goes on."""
-    await conn.execute(
+    them); its lease goes on, or it is done (`done_at`). False, and nothing saved, when the
+    lease is no longer `token`'s: another replica took it over (the caller rolls back)."""
+    cur = await conn.execute(
         "UPDATE webhooks.replays SET cursor_transaction_id = %s::text::xid8,"
-        " cursor_position = %s, queued = queued + %s, leased_until = %s WHERE id = %s",
-        (str(cursor[0]), cursor[1], queued, leased_until, replay_id),
+        " cursor_position = %s, queued = queued + %s, leased_until = %s,"
+        " state = CASE WHEN %s::timestamptz IS NULL THEN state ELSE 'done' END,"
+        " finished_at = %s WHERE id = %s AND lease_token = %s AND state = 'running'",
+        (
+            str(cursor[0]),
+            cursor[1],
+            queued,
+            None if done_at else leased_until,
+            done_at,
+            done_at,
+            replay_id,
+            token,
+        ),
     )
-
-
-async def replay_done(conn: Conn, replay_id: uuid.UUID, *, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE webhooks.replays SET state = 'done', finished_at = %s, leased_until = NULL"
-        " WHERE id = %s",
-        (now, replay_id),
-    )
+    return cur.rowcount == 1

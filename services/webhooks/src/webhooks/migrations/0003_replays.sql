@@ -12,8 +12,15 @@ CREATE TABLE webhooks.replays (
     -- the store's cursor past the last page whose messages were queued
     cursor_transaction_id xid8 NOT NULL DEFAULT '0',
     cursor_position bigint NOT NULL DEFAULT 0,
+    -- the store's last event when the replay was asked for: what it replays ends there (later
+    -- events reach the endpoint as they happen)
+    until_transaction_id xid8 NOT NULL,
+    until_position bigint NOT NULL,
     queued integer NOT NULL DEFAULT 0,
+    -- the replica running it holds it until then, under this token (a replica whose lease ran
+    -- out and was taken over can save nothing more)
     leased_until timestamptz,
+    lease_token uuid,
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
