@@ -41,9 +41,11 @@ async def readable(pool: Pool) -> None:
         assert await eventstore.wait_readable(conn)
 
 
-async def checkpoint(pool: Pool) -> int | None:
+async def checkpoint(pool: Pool, name: str = "call-requests") -> int | None:
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT position FROM dialer.intake_checkpoints")
+        cur = await conn.execute(
+            "SELECT position FROM dialer.intake_checkpoints WHERE name = %s", (name,)
+        )
         row = await cur.fetchone()
     return None if row is None else int(row["position"])
 
@@ -165,3 +167,45 @@ async def test_control_events_that_never_arrived_are_applied_after_the_grace(
     await watchdog.check()  # again: nothing new, nothing applied twice
     assert control_taken_in() == before + 3
     assert [type(e) for e in await calls.events(waiting.call_id)] == [CallCanceled]
+
+
+async def test_the_control_tail_moves_past_the_events_it_does_not_read(
+    pool: Pool, calls: Any
+) -> None:
+    """Control events are rare: a checkpoint that stopped at the last of them would have every
+    pass scan the whole store since (the read is by type). Once what was readable at a pass is
+    older than the grace, the checkpoint moves past it; nothing after it is skipped."""
+    org = "org_tail"
+
+    async def listed(number: str) -> Envelope:
+        event = DoNotCallAdded(number=number, requested_by="key_1")
+        async with pool.connection() as conn:
+            [recorded] = await eventstore.append(
+                conn, [Envelope.wrap(event, stream_id=do_not_call_stream(org), organization_id=org)]
+            )
+        return recorded
+
+    first = await listed(unique_number())
+    async with pool.connection() as conn:  # the consumer had it
+        assert (await campaign_store.apply_campaign_event(conn, first, first.event())).applied
+    requests = [(await calls.requested(org))[0] for _ in range(5)]  # no concern of this tail
+    await readable(pool)
+    now = datetime.now(UTC)
+    clock = {"now": now}
+    watchdog = control_watchdog(pool, grace_seconds=60, clock=lambda: clock["now"])
+
+    await watchdog.check()
+    assert await checkpoint(pool, "control-events") is None  # nothing due yet
+
+    clock["now"] = now + timedelta(seconds=61)
+    await watchdog.check()
+    # past the requests: all readable at the first pass, which is older than the grace now
+    assert await checkpoint(pool, "control-events") == requests[-1].position
+
+    before = control_taken_in()
+    lost = await listed(unique_number())  # its message never came
+    await readable(pool)
+    clock["now"] = now + timedelta(seconds=122)
+    await watchdog.check()
+    assert control_taken_in() == before + 1  # not skipped
+    assert await checkpoint(pool, "control-events") == lost.position

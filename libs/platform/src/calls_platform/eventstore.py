@@ -431,6 +431,18 @@ async def head(conn: Conn) -> Checkpoint:
     return Checkpoint(int(row["tx"]), row["position"]) if row else START
 
 
+async def readable_head(conn: Conn) -> Checkpoint:
+    """The last event every reader can read now (START when there is none): committed, and
+    below the oldest transaction still running, so nothing can commit before it any more."""
+    cur = await conn.execute(
+        "SELECT transaction_id::text AS tx, position FROM eventstore.events"
+        " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    return Checkpoint(int(row["tx"]), row["position"]) if row else START
+
+
 async def head_position(conn: Conn) -> int:
     """The largest position stored (0 when empty). Positions are unique, not commit order:
     this is a size, not a place to read from (use `head`)."""

@@ -7,11 +7,18 @@ event store is shared infrastructure, the only thing read.
 The grace keeps the tail behind the consumer: an event younger than it is left for the queue
 (and the checkpoint waits before it), so in the normal case the tail finds every event already
 taken in and does nothing. Taking in is the consumer's own idempotent handling.
+
+The read is filtered by type, so the checkpoint cannot stop only at the last event of those
+types: for a rare type (a do-not-call change) every pass would scan the whole store since it.
+Each pass also notes the readable head and when; once a noted head is older than the grace,
+everything up to it is due, and a pass that read every event of its types (a complete, short
+batch) has taken in all of them up to it, so the checkpoint moves there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,6 +85,8 @@ class IntakeWatchdog:
             interval_seconds if interval_seconds is not None else min(grace_seconds / 2, 30.0)
         )
         self._clock = clock or _now
+        # (when, the readable head then) of recent passes, oldest first
+        self._marks: collections.deque[tuple[datetime, eventstore.Checkpoint]] = collections.deque()
 
     async def run(self) -> None:
         """Check forever (call under leadership)."""
@@ -100,21 +109,36 @@ class IntakeWatchdog:
     async def check(self) -> bool:
         """One pass over the next batch; True when there may be more due right away."""
         async with self._pool.connection() as conn:
+            now = self._clock()
+            self._marks.append((now, await eventstore.readable_head(conn)))
             checkpoint = await self._checkpoint(conn)
             batch = await self._read(conn, checkpoint)
-            chosen = due(batch, now=self._clock(), grace=self._grace)
-            if not chosen.events:
-                return False
-            taken = await self._take_in(conn, chosen.events)
-            if taken:
-                log.warning(
-                    "intake_watchdog_took_in",
-                    name=self._name,
-                    taken=taken,
-                    checked=len(chosen.events),
-                )
-            await self._save(conn, batch.checkpoints[len(chosen.events) - 1])
+            chosen = due(batch, now=now, grace=self._grace)
+            after = checkpoint
+            if chosen.events:
+                taken = await self._take_in(conn, chosen.events)
+                if taken:
+                    log.warning(
+                        "intake_watchdog_took_in",
+                        name=self._name,
+                        taken=taken,
+                        checked=len(chosen.events),
+                    )
+                after = batch.checkpoints[len(chosen.events) - 1]
+            if chosen.complete and len(batch) < BATCH:
+                after = max(after, self._due_head(now))
+            if after != checkpoint:
+                await self._save(conn, after)
         return chosen.complete and len(batch) == BATCH
+
+    def _due_head(self, now: datetime) -> eventstore.Checkpoint:
+        """The latest noted readable head older than the grace (START: none yet); the marks
+        before it are dropped."""
+        due_by = now - self._grace
+        while len(self._marks) > 1 and self._marks[1][0] <= due_by:
+            self._marks.popleft()
+        when, head = self._marks[0]
+        return head if when <= due_by else eventstore.START
 
     async def _read(self, conn: Conn, after: eventstore.Checkpoint) -> eventstore.Events:
         """The tail's only read of the store, in commit order."""

@@ -8,6 +8,7 @@ Every replica also competes for the outbox-relay leadership.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
 import structlog
@@ -91,14 +92,19 @@ def create_app(settings: Settings) -> web.Application:
             ),
             name="stale-call-watchdog",
         )
-        # belt and braces behind dialer.requests: requests whose message never came
-        intake = intake_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
-        parts.task(leader.run_as_leader(url, "dialer-intake", intake.run), name="intake-watchdog")
-        # and behind dialer.control: cancels and campaign rules whose message never came
-        control = control_watchdog(pool, grace_seconds=settings.intake_grace_seconds)
+        # belt and braces behind dialer.requests and dialer.control: requests, cancels and
+        # campaign rules whose message never came; one leadership (each holds a connection)
+        grace = settings.intake_grace_seconds
+        watchdogs = (
+            intake_watchdog(pool, grace_seconds=grace),
+            control_watchdog(pool, grace_seconds=grace),
+        )
+
+        async def tail_the_store() -> None:
+            await asyncio.gather(*(w.run() for w in watchdogs))
+
         parts.task(
-            leader.run_as_leader(url, "dialer-control-intake", control.run),
-            name="control-watchdog",
+            leader.run_as_leader(url, "dialer-intake", tail_the_store), name="intake-watchdogs"
         )
         cancels = Listener(url, CANCEL_CHANNEL)
         canceler = CarrierCanceler(
