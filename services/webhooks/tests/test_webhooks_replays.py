@@ -19,6 +19,7 @@ from webhooks import store
 from webhooks.__main__ import migrate
 from webhooks.config import DEV_ENCRYPTION_KEY
 from webhooks.replays import Replayer
+from webhooks.retention import Retention
 from webhooks.signing import SecretBox, new_secret
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,11 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
         )
         unchanged = await store.get_replay(conn, endpoint["id"], replay.id)
     assert unchanged == finished
+
+    # done long enough ago, it goes with the delivery log's retention
+    await Retention(pool, keep=timedelta(days=30), clock=lambda: now + timedelta(days=29)).prune()
+    async with pool.connection() as conn:
+        assert await store.get_replay(conn, endpoint["id"], replay.id) is not None
+    await Retention(pool, keep=timedelta(days=30), clock=lambda: now + timedelta(days=31)).prune()
+    async with pool.connection() as conn:
+        assert await store.get_replay(conn, endpoint["id"], replay.id) is None

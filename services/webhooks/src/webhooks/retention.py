@@ -1,5 +1,6 @@
 """How long the delivery log keeps what it sent: a delivery that finished (delivered, or given
-up) more than WEBHOOKS_DELIVERY_RETENTION_DAYS ago is deleted with its attempts. Pending
+up) more than WEBHOOKS_DELIVERY_RETENTION_DAYS ago is deleted with its attempts (and a replay
+done as long ago with it). Pending
 deliveries are never deleted. Runs in every replica (each deletes rows the others are not
 deleting); a replay (`POST /webhook-endpoints/{id}/replay`) queues messages again from the
 event store, which keeps everything, so nothing a customer can ask for again is lost."""
@@ -56,6 +57,8 @@ class Retention:
             PRUNED.inc(deleted)
             if deleted < self._chunk:
                 break
+        async with self._pool.connection() as conn:  # and the replays done as long ago
+            await store.prune_replays(conn, finished_before=cutoff)
         if total:
             log.info("webhook_deliveries_pruned", deleted=total, finished_before=cutoff)
         return total

@@ -425,6 +425,15 @@ async def prune_finished(conn: Conn, *, finished_before: datetime, limit: int) -
     return cur.rowcount
 
 
+async def prune_replays(conn: Conn, *, finished_before: datetime) -> int:
+    """Delete the replays that were done before `finished_before`; return how many."""
+    cur = await conn.execute(
+        "DELETE FROM webhooks.replays WHERE state = 'done' AND finished_at < %s",
+        (finished_before,),
+    )
+    return cur.rowcount
+
+
 async def endpoint_failing_since(conn: Conn, endpoint_id: uuid.UUID) -> datetime | None:
     cur = await conn.execute(
         "SELECT failing_since FROM webhooks.endpoints WHERE id = %s FOR UPDATE", (endpoint_id,)
