@@ -291,6 +291,12 @@ def test_upcasters_upgrade_data_stored_by_older_versions() -> None:
     assert stored(2, {"given_name": "Ada", "family_name": "Lovelace"}).event() == expected
     assert stored(3, expected.model_dump()).event() == expected
     assert wrap(expected).event_version == 3
+    # the cached event is the one of the version it was read as: a copy that says the data
+    # is of an older version is upcast, not served the newer reading
+    current = stored(2, {"given_name": "Ada", "family_name": "Lovelace", "title": "engineer"})
+    assert current.event() == expected.model_copy(update={"title": "agent"})
+    as_v3 = current.model_copy(update={"event_version": 3})
+    assert as_v3.event() == expected.model_copy(update={"title": "engineer"})
 
 
 @pytest.mark.parametrize(

@@ -87,8 +87,8 @@ class Envelope(BaseModel):
     position: int | None = None
     stream_version: int | None = None
     data: dict[str, Any]
-    # (the data and type it was validated from, the event): see event()
-    _event: tuple[dict[str, Any], str, Event] | None = PrivateAttr(default=None)
+    # (the data, type and version it was validated from, the event): see event()
+    _event: tuple[dict[str, Any], str, int, Event] | None = PrivateAttr(default=None)
 
     def __eq__(self, other: object) -> bool:
         # the fields only: whether event() was asked already (the private cache) is no
@@ -132,11 +132,16 @@ class Envelope(BaseModel):
         # the attribute (`self._event`), pydantic's __getattr__/__setattr__ cost three times
         # what validating a CallRequested does (profiled in the call log's projector)
         private = self.__pydantic_private__
-        cached: tuple[dict[str, Any], str, Event] | None = (
+        cached: tuple[dict[str, Any], str, int, Event] | None = (
             private.get("_event") if private is not None else None
         )
-        if cached is not None and cached[0] is self.data and cached[1] == self.event_type:
-            return cached[2]
+        if (
+            cached is not None
+            and cached[0] is self.data
+            and cached[1] == self.event_type
+            and cached[2] == self.event_version
+        ):
+            return cached[3]
         cls = event_class(self.event_type)
         data, version = self.data, self.event_version
         while version < cls.VERSION:
@@ -144,5 +149,5 @@ class Envelope(BaseModel):
             version += 1
         event = cls.model_validate(data)
         if private is not None:
-            private["_event"] = (self.data, self.event_type, event)
+            private["_event"] = (self.data, self.event_type, self.event_version, event)
         return event
