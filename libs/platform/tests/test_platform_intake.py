@@ -1,4 +1,5 @@
-"""The intake watchdog's decision: which events of a batch are old enough to check."""
+"""The intake watchdog's decisions: which events of a batch are old enough to check, and which
+noted readable head its checkpoint may move to."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from calls_events import CallRequested, Envelope, call_stream
-from calls_platform.intake import due
+from calls_platform import eventstore
+from calls_platform.intake import HeadMarks, due
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=60)
@@ -49,3 +51,33 @@ def test_nothing_is_due_in_an_empty_batch_or_one_that_starts_young() -> None:
 
 def test_an_event_exactly_at_the_grace_is_due() -> None:
     assert len(due([requested(60, 1)], now=NOW, grace=GRACE).events) == 1
+
+
+def head(position: int) -> eventstore.Checkpoint:
+    return eventstore.Checkpoint(0, position)
+
+
+def test_no_head_is_due_before_one_was_noted_the_grace_ago() -> None:
+    marks = HeadMarks(GRACE)
+    assert marks.due(NOW) == eventstore.START
+    marks.note(NOW, head(10))
+    assert marks.due(NOW + timedelta(seconds=59)) == eventstore.START
+    assert marks.due(NOW + GRACE) == head(10)
+
+
+def test_the_due_head_is_the_latest_noted_the_grace_ago() -> None:
+    marks = HeadMarks(GRACE)
+    for seconds, position in [(0, 10), (20, 20), (40, 30), (80, 40)]:
+        marks.note(NOW + timedelta(seconds=seconds), head(position))
+    assert marks.due(NOW + timedelta(seconds=100)) == head(30)
+    assert marks.due(NOW + timedelta(seconds=140)) == head(40)
+
+
+def test_a_tail_passing_all_day_keeps_only_the_marks_it_may_still_need() -> None:
+    marks = HeadMarks(GRACE)
+    for second in range(0, 86_400, 3):
+        marks.note(NOW + timedelta(seconds=second), head(second))
+    # the one noted a grace ago and the twenty younger ones, not 28,800
+    assert len(marks) == 21
+    last = NOW + timedelta(seconds=86_397)
+    assert marks.due(last) == head(86_397 - 60)

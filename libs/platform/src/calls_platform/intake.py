@@ -57,6 +57,35 @@ def due(batch: Sequence[Envelope], *, now: datetime, grace: timedelta) -> Due:
     return Due(batch, complete=True)
 
 
+class HeadMarks:
+    """The readable heads a tail noted, and when: `due(now)` is the latest one noted at least
+    the grace before `now`. Only that one and the younger ones are kept, whatever the number
+    of passes (a busy tail passes every few seconds for as long as the service runs)."""
+
+    def __init__(self, grace: timedelta) -> None:
+        self._grace = grace
+        self._marks: collections.deque[tuple[datetime, eventstore.Checkpoint]] = collections.deque()
+
+    def note(self, when: datetime, head: eventstore.Checkpoint) -> None:
+        self._marks.append((when, head))
+        due_by = when - self._grace
+        while len(self._marks) > 1 and self._marks[1][0] <= due_by:
+            self._marks.popleft()
+
+    def due(self, now: datetime) -> eventstore.Checkpoint:
+        """The latest head noted at least the grace before `now`; START when none is."""
+        due_by = now - self._grace
+        due_head = eventstore.START
+        for when, head in self._marks:
+            if when > due_by:
+                break
+            due_head = head
+        return due_head
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+
 class IntakeWatchdog:
     """Tails the store for `types`, hands what is due to `take_in`, keeps a checkpoint called
     `name` in `checkpoint_table` (a `(name text primary key, transaction_id xid8, position
@@ -85,8 +114,7 @@ class IntakeWatchdog:
             interval_seconds if interval_seconds is not None else min(grace_seconds / 2, 30.0)
         )
         self._clock = clock or _now
-        # (when, the readable head then) of recent passes, oldest first
-        self._marks: collections.deque[tuple[datetime, eventstore.Checkpoint]] = collections.deque()
+        self._heads = HeadMarks(self._grace)
 
     async def run(self) -> None:
         """Check forever (call under leadership)."""
@@ -110,7 +138,7 @@ class IntakeWatchdog:
         """One pass over the next batch; True when there may be more due right away."""
         async with self._pool.connection() as conn:
             now = self._clock()
-            self._marks.append((now, await eventstore.readable_head(conn)))
+            self._heads.note(now, await eventstore.readable_head(conn))
             checkpoint = await self._checkpoint(conn)
             batch = await self._read(conn, checkpoint)
             chosen = due(batch, now=now, grace=self._grace)
@@ -126,19 +154,10 @@ class IntakeWatchdog:
                     )
                 after = batch.checkpoints[len(chosen.events) - 1]
             if chosen.complete and len(batch) < BATCH:
-                after = max(after, self._due_head(now))
+                after = max(after, self._heads.due(now))
             if after != checkpoint:
                 await self._save(conn, after)
         return chosen.complete and len(batch) == BATCH
-
-    def _due_head(self, now: datetime) -> eventstore.Checkpoint:
-        """The latest noted readable head older than the grace (START: none yet); the marks
-        before it are dropped."""
-        due_by = now - self._grace
-        while len(self._marks) > 1 and self._marks[1][0] <= due_by:
-            self._marks.popleft()
-        when, head = self._marks[0]
-        return head if when <= due_by else eventstore.START
 
     async def _read(self, conn: Conn, after: eventstore.Checkpoint) -> eventstore.Events:
         """The tail's only read of the store, in commit order."""
