@@ -2,15 +2,17 @@
 is taken up by another once its lease runs out and goes on past the page it saved, so each
 message is queued again once; one leased by a running replica is left to it, and the replica
 that lost its lease saves nothing more; what happened after a replay was asked for is not
-part of it."""
+part of it; one waiting for its end to be readable writes nothing but its lease."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from calls_events import CallInitiated, CallRequested, Envelope, Event, call_stream
 from calls_platform import eventstore
@@ -34,9 +36,14 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-async def pool(database_factory: Any) -> AsyncIterator[Pool]:
+def url(database_factory: Any) -> str:
     """A database of this module's own: replays are taken by whichever replayer asks first."""
     url: str = database_factory("webhooks_replays")
+    return url
+
+
+@pytest.fixture(scope="module")
+async def pool(url: str) -> AsyncIterator[Pool]:
     await migrate(url)
     pool = await open_pool(url, name="webhooks-replays-test", max_size=5)
     await pool.wait()
@@ -159,3 +166,64 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
     await Retention(pool, keep=timedelta(days=30), clock=lambda: now + timedelta(days=31)).prune()
     async with pool.connection() as conn:
         assert await store.get_replay(conn, endpoint["id"], replay.id) is None
+
+
+async def row_version(pool: Pool, replay_id: uuid.UUID) -> tuple[str, datetime]:
+    """The replay row's xmin (a new one with every UPDATE) and its lease."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT xmin::text AS version, leased_until FROM webhooks.replays WHERE id = %s",
+            (replay_id,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row["version"], row["leased_until"]
+
+
+async def test_a_replay_waiting_for_its_end_to_be_readable_writes_only_its_lease(
+    pool: Pool, url: str
+) -> None:
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    endpoint_id = await new_endpoint(pool, org, now)
+    async with pool.connection() as conn:
+        assert await eventstore.wait_readable(conn)
+    holder = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        # a transaction with an id older than the call's events: they commit but are not
+        # readable while it is open
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT pg_current_xact_id()")
+        await placed_call(pool, org)
+        async with pool.connection() as conn:
+            replay = await store.create_replay(
+                conn,
+                endpoint_id,
+                org,
+                now - timedelta(hours=1),
+                until=await eventstore.head(conn),
+                now=now,
+            )
+        clock = Clock(now)
+        running = asyncio.create_task(Replayer(pool, clock, lease_seconds=60).run_next())
+        await asyncio.sleep(0.5)  # its first page is saved (or had nothing to save)
+        before = await row_version(pool, replay.id)
+        await asyncio.sleep(1.5)
+        assert await row_version(pool, replay.id) == before  # not one write while waiting
+        assert not running.done()
+
+        clock.now = now + timedelta(seconds=21)  # a third of the lease: renewed
+        for _ in range(50):
+            version, leased_until = await row_version(pool, replay.id)
+            if version != before[0]:
+                break
+            await asyncio.sleep(0.1)
+        assert leased_until == clock.now + timedelta(seconds=60)
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+    assert await asyncio.wait_for(running, 10)
+    async with pool.connection() as conn:
+        finished = await store.get_replay(conn, endpoint_id, replay.id)
+    assert finished is not None
+    assert (finished.state, finished.queued) == ("done", 2)

@@ -10,7 +10,11 @@ past the saved cursor is queued. Pages are read outside any transaction and each
 deliveries are written, with the cursor, in one short one: a transaction that holds an id
 holds back every event-store reader in the cluster (the relay, the projector, the dialer's
 watchdogs), so none is held while the store is read. A replica whose lease was taken over can
-save nothing more (its page rolls back), so a message is queued again once per replay."""
+save nothing more (its page rolls back), so a message is queued again once per replay.
+
+A replay's end is the store's last committed event when it was asked for, which may not be
+readable yet (a transaction that began before it committed is still open); the replay waits
+for it, writing nothing meanwhile but its lease's renewal."""
 
 from __future__ import annotations
 
@@ -33,8 +37,10 @@ log = structlog.get_logger(__name__)
 POLL_SECONDS: Final = 1.0
 LEASE_SECONDS: Final = 60.0
 # while the events up to the replay's end are not all readable yet (a transaction that began
-# before they committed is still open), wait this long and read again
+# before they committed is still open), wait this long and read again, twice as long each time
+# nothing more was readable, up to the most
 NOT_YET_READABLE_SECONDS: Final = 0.2
+NOT_YET_READABLE_MAX_SECONDS: Final = 2.0
 
 REPLAYED = Counter(
     "webhook_replayed_messages_total", "Messages queued again by replays (POST …/replay)"
@@ -93,6 +99,8 @@ class Replayer:
         until = eventstore.Checkpoint(int(replay.until_tx), replay.until_position)
         states: dict[str, StreamState] = {}
         cursor, done = eventstore.START, 0
+        last_saved, saved_at = saved, self._clock()
+        wait = NOT_YET_READABLE_SECONDS
         while pages is None or done < pages:
             async with self._pool.connection() as conn:  # reads only: takes no transaction id
                 page = await history.replay_page(
@@ -111,25 +119,49 @@ class Replayer:
                     continue  # queued by an earlier run of this replay, or too old
                 messages += [m for m in translation.messages if m.type in types]
             finished = page.end >= until
+            progress = max(saved, min(page.end, until))
             now = self._clock()
-            async with self._pool.connection() as conn, conn.transaction():
-                await store.requeue_messages(conn, replay.endpoint_id, messages, now=now)
-                if not await store.replay_progressed(
-                    conn,
-                    replay.id,
-                    token,
-                    cursor=max(saved, min(page.end, until)),
-                    queued=len(messages),
-                    leased_until=now + timedelta(seconds=self._lease),
-                    done_at=now if finished else None,
-                ):
-                    raise LeaseLost(str(replay.id))  # rolls this page back
-            REPLAYED.inc(len(messages))
+            # a page that queues nothing and moves nothing (folding again what an earlier run
+            # saved, or waiting for the end to be readable) is not written, but the lease is
+            # renewed a third of the way through it
+            renew = now >= saved_at + timedelta(seconds=self._lease / 3)
+            if messages or finished or progress != last_saved or renew:
+                await self._save(replay, token, messages, progress, now, finished)
+                REPLAYED.inc(len(messages))
+                last_saved, saved_at = progress, now
             if finished:
                 log.info("webhook_replay_done", replay_id=str(replay.id))
                 return True
-            if not page.full:
-                await asyncio.sleep(NOT_YET_READABLE_SECONDS)
+            if page.full:
+                wait = NOT_YET_READABLE_SECONDS
+            else:
+                await asyncio.sleep(wait)
+                wait = wait * 2 if page.end == cursor else NOT_YET_READABLE_SECONDS
+                wait = min(wait, NOT_YET_READABLE_MAX_SECONDS)
             cursor = page.end
             done += 1
         return True
+
+    async def _save(
+        self,
+        replay: store.ReplayRow,
+        token: uuid.UUID,
+        messages: list[Message],
+        cursor: eventstore.Checkpoint,
+        now: datetime,
+        finished: bool,
+    ) -> None:
+        """Queue a page's messages and move the cursor, in one short transaction; LeaseLost
+        (and the page rolled back) when another replica took the replay over."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.requeue_messages(conn, replay.endpoint_id, messages, now=now)
+            if not await store.replay_progressed(
+                conn,
+                replay.id,
+                token,
+                cursor=cursor,
+                queued=len(messages),
+                leased_until=now + timedelta(seconds=self._lease),
+                done_at=now if finished else None,
+            ):
+                raise LeaseLost(str(replay.id))
