@@ -17,6 +17,7 @@ import pytest
 from calls_events import CallInitiated, CallRequested, Envelope, Event, call_stream
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
+from calls_testing.clocks import ManualClock
 from webhooks import store
 from webhooks.__main__ import migrate
 from webhooks.config import DEV_ENCRYPTION_KEY
@@ -25,14 +26,6 @@ from webhooks.retention import Retention
 from webhooks.signing import SecretBox, new_secret
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +84,14 @@ async def new_endpoint(pool: Pool, org: str, now: datetime) -> uuid.UUID:
     return endpoint_id
 
 
-async def asked_for(pool: Pool, endpoint_id: uuid.UUID, org: str, now: datetime) -> store.ReplayRow:
-    """A replay of the last hour, asked for now (as the API records it)."""
+async def asked_for(
+    pool: Pool, endpoint_id: uuid.UUID, org: str, now: datetime, *, readable: bool = True
+) -> store.ReplayRow:
+    """A replay of the last hour, asked for now (as the API records it, once what is stored is
+    readable; `readable=False`: at once, its end perhaps not readable yet)."""
     async with pool.connection() as conn:
-        assert await eventstore.wait_readable(conn)
+        if readable:
+            assert await eventstore.wait_readable(conn)
         return await store.create_replay(
             conn,
             endpoint_id,
@@ -116,7 +113,7 @@ async def test_a_replay_cut_short_goes_on_past_its_last_page_once_its_lease_runs
     replay = await asked_for(pool, endpoint["id"], org, now)
     await placed_call(pool, org)  # after the replay was asked for: not part of it
 
-    clock = Clock(now)
+    clock = ManualClock(now)
     first = Replayer(pool, clock, page=2, lease_seconds=60)
     assert await first.run_next(pages=1)  # one page, then its replica stops
     page_one = await deliveries(pool, endpoint["id"])
@@ -195,16 +192,8 @@ async def test_a_replay_waiting_for_its_end_to_be_readable_writes_only_its_lease
         await holder.execute("BEGIN")
         await holder.execute("SELECT pg_current_xact_id()")
         await placed_call(pool, org)
-        async with pool.connection() as conn:
-            replay = await store.create_replay(
-                conn,
-                endpoint_id,
-                org,
-                now - timedelta(hours=1),
-                until=await eventstore.head(conn),
-                now=now,
-            )
-        clock = Clock(now)
+        replay = await asked_for(pool, endpoint_id, org, now, readable=False)
+        clock = ManualClock(now)
         running = asyncio.create_task(Replayer(pool, clock, lease_seconds=60).run_next())
         await asyncio.sleep(0.5)  # its first page is saved (or had nothing to save)
         before = await row_version(pool, replay.id)

@@ -25,6 +25,7 @@ from calls_events import (
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
+from calls_testing.clocks import ManualClock
 from calls_testing.transactions import holding_ids
 from webhooks import store
 from webhooks.__main__ import create_app, migrate
@@ -39,14 +40,6 @@ from webhooks.signing import SecretBox, new_secret
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +146,7 @@ async def test_an_event_taken_ahead_of_its_stream_brings_the_earlier_ones_in_ord
         ["call.queued", "call.initiated", "call.answered", "call.ended"],
     )
     stored = await append_call(pool, org, call_id)
-    intake = Intake(pool, call_log, Clock(T0))
+    intake = Intake(pool, call_log, ManualClock(T0))
     await intake(stored[2])  # the third arrives first (another consumer holds the first two)
     assert [t for t, _ in await queued(pool, endpoint)] == [
         "call.queued",
@@ -202,7 +195,7 @@ async def test_the_view_is_fetched_while_no_transaction_of_the_intake_holds_back
     stored = await append_call(pool, org, call_id)
     try:
         async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
-            intake = Intake(pool, CallLog(http), Clock(T0))
+            intake = Intake(pool, CallLog(http), ManualClock(T0))
             for event in stored:
                 await intake(event)
     finally:
@@ -223,7 +216,7 @@ async def test_an_endpoint_created_mid_call_gets_what_happens_after(
     org, call_id = f"org_{uuid.uuid4().hex[:8]}", uuid.uuid4()
     minute = timedelta(minutes=1)
     stored = await append_call(pool, org, call_id, at=[T0, T0, T0 + 2 * minute, T0 + 3 * minute])
-    intake = Intake(pool, call_log, Clock(T0))
+    intake = Intake(pool, call_log, ManualClock(T0))
     await intake(stored[0])  # no endpoint yet: nothing kept
     await intake(stored[1])
     async with pool.connection() as conn:
@@ -255,7 +248,7 @@ async def test_a_call_s_next_delivery_waits_for_the_previous_one(
         pool, org, "http://127.0.0.1:9/", ["call.queued", "call.initiated"]
     )
     stored = await append_call(pool, org, call_id)
-    intake = Intake(pool, call_log, Clock(T0))
+    intake = Intake(pool, call_log, ManualClock(T0))
     await intake(stored[1])
     async with pool.connection() as conn:
         # the first is put off (as after a failed attempt): the second is not due before it is
@@ -297,7 +290,7 @@ async def test_an_endpoint_failing_for_a_day_is_disabled_and_says_so(
     org, call_id = f"org_{uuid.uuid4().hex[:8]}", uuid.uuid4()
     endpoint = await new_endpoint(pool, org, str(receiver.make_url("/hook")), ["call.queued"])
     stored = await append_call(pool, org, call_id)
-    clock = Clock(T0)
+    clock = ManualClock(T0)
     await Intake(pool, call_log, clock)(stored[0])
     settings = SenderSettings(policy=RetryPolicy(base_seconds=60), disable_after_seconds=86400)
     try:
