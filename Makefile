@@ -75,6 +75,10 @@ bench-history: install services ## call-history benchmark at 1,000,000 calls (CA
 bench-batch: install services ## batch benchmark: accept 1k/10k, status at 10k, single call while 10k drain
 	@$(UV) run python bench/batch_bench.py
 
+.PHONY: bench-claim
+bench-claim: install ## what one dialer claim costs with 100,000 queued calls (PENDING=… to change)
+	@$(UV) run python bench/claim_bench.py --pending $${PENDING:-100000}
+
 .PHONY: bench-load
 bench-load: install services ## POST /calls beside its floor, GET /calls/{id}, GET /calls, memory, gateway profile (DURATION=30)
 	@$(UV) run --with py-spy python bench/load_bench.py --duration $${DURATION:-30} --profile

@@ -93,19 +93,6 @@ async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
     return True
 
 
-# how long a call to a number that has a call in flight waits before it is looked at again
-NUMBER_BUSY_WAIT: Final = timedelta(seconds=3)
-
-
-async def wait_for_number(conn: Conn, call_id: uuid.UUID, now: datetime) -> None:
-    """Another call to the same number of the organization is in flight: look again shortly
-    (no event: it is the dialer's pacing, not a decision about the call)."""
-    await conn.execute(
-        "UPDATE dialer.dials SET not_before = %s WHERE call_id = %s AND state = 'pending'",
-        (now + NUMBER_BUSY_WAIT, call_id),
-    )
-
-
 async def _end(conn: Conn, call_id: uuid.UUID, state: str) -> None:
     await conn.execute(
         "UPDATE dialer.dials SET state = %s, finished_at = now()"
