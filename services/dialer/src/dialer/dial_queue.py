@@ -38,10 +38,13 @@ async def enqueue_many(conn: Conn, requests: Sequence[tuple[Envelope, CallReques
         return 0
     async with conn.transaction():
         batch_ids = sorted({r.batch_id for _, r in requests if r.batch_id})
-        cur = await conn.execute(
-            "SELECT batch_id FROM dialer.canceled_batches WHERE batch_id = ANY(%s)", (batch_ids,)
-        )
-        canceled_batches = {row["batch_id"] for row in await cur.fetchall()}
+        canceled_batches: set[str] = set()
+        if batch_ids:
+            cur = await conn.execute(
+                "SELECT batch_id FROM dialer.canceled_batches WHERE batch_id = ANY(%s)",
+                (batch_ids,),
+            )
+            canceled_batches = {row["batch_id"] for row in await cur.fetchall()}
         rows = [
             (
                 r.call_id,
