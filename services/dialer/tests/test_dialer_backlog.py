@@ -79,6 +79,32 @@ async def test_an_organization_served_recently_is_not_unserved_however_old_its_b
     assert backlog.unserved_seconds < 60  # but it is being dialed
 
 
+async def test_a_dial_waiting_for_its_number_is_counted_but_not_unserved(
+    pool: Pool, calls: Any
+) -> None:
+    talking = await calls.enqueued("org_busy", "+14155550142")
+    async with pool.connection() as conn:
+        claimed = await claims.claim_next(conn)
+    assert claimed is not None
+    assert claimed.call_id == talking.call_id
+    waiting = await calls.enqueued("org_busy", "+14155550142")
+    await age(pool, waiting.call_id, 3600)
+    async with pool.connection() as conn:  # served long ago: the call in flight is a long one
+        await conn.execute(
+            "UPDATE dialer.fairness SET last_served = now() - interval '1 hour'"
+            " WHERE key = 'org:org_busy'"
+        )
+    [backlog] = (await backlog_of(pool)).values()
+    assert backlog.pending == 1
+    assert backlog.oldest_age_seconds >= 3599
+    assert backlog.unserved_seconds == 0.0  # not an organization the dialer is failing
+
+    other = await calls.enqueued("org_busy")  # one it could dial: unserved again
+    await age(pool, other.call_id, 600)
+    [backlog] = (await backlog_of(pool)).values()
+    assert 599 <= backlog.unserved_seconds < 700
+
+
 def sample(name: str, org: str) -> float | None:
     return REGISTRY.get_sample_value(name, {"organization_id": org})
 

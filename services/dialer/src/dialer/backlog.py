@@ -17,6 +17,8 @@ from calls_platform.db import Conn, Pool
 from calls_platform.service import stop_if_cancelling
 from prometheus_client import Gauge
 
+from .campaign_store import IN_FLIGHT
+
 log = structlog.get_logger(__name__)
 
 DIALS_PENDING = Gauge(
@@ -46,17 +48,27 @@ class OrganizationBacklog:
 
 async def read_backlog(conn: Conn) -> list[OrganizationBacklog]:
     """Due dials per organization; the time since the organization was last served (a dial
-    claimed: dialer.fairness) counts from when its oldest due dial became due at the earliest."""
+    claimed: dialer.fairness) counts from when its oldest due dial became due at the earliest.
+    A dial waiting for its number (the organization has a call to it in flight) is counted but
+    is not unserved: it is dialed when that call ends, however long it lasts."""
     cur = await conn.execute(
-        """
-        SELECT d.organization_id, count(*) AS pending,
-               extract(epoch FROM now() - min(d.not_before))::float8 AS oldest,
-               extract(epoch FROM now() - greatest(min(d.not_before), max(f.last_served)))::float8
-                   AS unserved
-        FROM dialer.dials d
-        LEFT JOIN dialer.fairness f ON f.key = 'org:' || d.organization_id
-        WHERE d.state = 'pending' AND d.not_before <= now()
-        GROUP BY d.organization_id
+        f"""
+        SELECT organization_id, count(*) AS pending,
+               extract(epoch FROM now() - min(not_before))::float8 AS oldest,
+               CASE WHEN bool_and(number_busy) THEN 0.0
+                    ELSE extract(epoch FROM now() - greatest(
+                        min(not_before) FILTER (WHERE NOT number_busy), max(last_served)))::float8
+               END AS unserved
+        FROM (
+            SELECT d.organization_id, d.not_before, f.last_served,
+                   EXISTS (SELECT 1 FROM dialer.dials b
+                           WHERE b.organization_id = d.organization_id
+                             AND b.to_number = d.to_number AND {IN_FLIGHT}) AS number_busy
+            FROM dialer.dials d
+            LEFT JOIN dialer.fairness f ON f.key = 'org:' || d.organization_id
+            WHERE d.state = 'pending' AND d.not_before <= now()
+        ) due
+        GROUP BY organization_id
         """
     )
     return [
