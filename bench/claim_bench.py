@@ -2,11 +2,12 @@
 queued calls in the dials table.
 
     make bench-claim
-    uv run python bench/claim_bench.py --pending 100000
+    uv run python bench/claim_bench.py --pending 100000 --finished 200000
 
 A database of its own, the dialer's schema, `--pending` dials taken in as the dialer takes
 them in (`dial_queue.enqueue_many`), a third single calls and the rest spread over `--batches`
-batches. Three backlogs:
+batches, beside `--finished` dials of an earlier batch that were placed and ended (a table
+with history: its size is what PostgreSQL prices the claim by). Three backlogs:
 
 - *distinct numbers*: every queued call is to another number;
 - *one busy number, batches behind it*: the single calls are all to one number, which has a
@@ -30,7 +31,7 @@ from typing import Any
 
 import psycopg
 from calls_events import CallRequested, Envelope, call_stream
-from calls_platform.db import open_pool
+from calls_platform.db import open_pool, session_options
 from dialer import claims, dial_queue
 from dialer.__main__ import migrate
 from harness import PG_BASE, bench_parser, drop_database, machine, prepare_database, write_results
@@ -52,9 +53,14 @@ def request(n: int, *, batch: str | None, number: str) -> tuple[Envelope, CallRe
     return envelope.model_copy(update={"position": n + 1, "stream_version": 1}), event
 
 
-async def backlog(url: str, pending: int, batches: int, *, busy: bool) -> None:
-    """`pending` queued dials: a third single calls, the rest in `batches` batches."""
+async def backlog(url: str, pending: int, batches: int, *, busy: bool, finished: int) -> None:
+    """`pending` queued dials: a third single calls, the rest in `batches` batches; and
+    `finished` dials of an earlier batch, placed and ended (the table's history)."""
     pool = await open_pool(url, name="bench-claim", max_size=2)
+    done_batch = f"batch-{uuid.uuid4().hex}"
+    history = [
+        request(pending + n, batch=done_batch, number=f"+1212{n:07d}") for n in range(finished)
+    ]
     singles = pending // 3 if batches else pending
     rows = [
         request(n, batch=None, number=BUSY if busy else f"+1415{n:07d}") for n in range(singles)
@@ -67,6 +73,13 @@ async def backlog(url: str, pending: int, batches: int, *, busy: bool) -> None:
             for i in range(per_batch)
         ]
     async with pool.connection() as conn:
+        for start in range(0, len(history), 5000):
+            await dial_queue.enqueue_many(conn, history[start : start + 5000])
+        await conn.execute(
+            "UPDATE dialer.dials SET state = 'initiated', carrier_status = 'completed',"
+            " finished_at = now() WHERE batch_id = %s",
+            (done_batch,),
+        )
         for start in range(0, len(rows), 5000):
             await dial_queue.enqueue_many(conn, rows[start : start + 5000])
         if busy:  # the busy number's first call is placed and ringing
@@ -79,10 +92,11 @@ async def backlog(url: str, pending: int, batches: int, *, busy: bool) -> None:
 
 
 async def time_claims(url: str, claims_n: int) -> dict[str, Any]:
+    """Claims in a session set as the dialer's are (`claims.SESSION`)."""
     took: list[float] = []
     holds = claimed = 0
     async with await psycopg.AsyncConnection.connect(
-        url, row_factory=psycopg.rows.dict_row
+        url, row_factory=psycopg.rows.dict_row, options=session_options(claims.SESSION)
     ) as conn:
         for _ in range(claims_n):
             t0 = time.perf_counter()
@@ -105,7 +119,12 @@ async def time_claims(url: str, claims_n: int) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": machine(), "pending": args.pending}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "pending": args.pending,
+        "finished": args.finished,
+        "session": claims.SESSION,
+    }
     cases = [
         ("distinct numbers", False, args.batches),
         ("one busy number, batches behind it", True, args.batches),
@@ -116,7 +135,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         prepare_database(url, keep=False)
         try:
             await migrate(url)
-            await backlog(url, args.pending, batches, busy=busy)
+            await backlog(url, args.pending, batches, busy=busy, finished=args.finished)
             results[label] = await time_claims(url, args.claims)
             print(f"{label}: {results[label]}", flush=True)
         finally:
@@ -128,6 +147,7 @@ def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--finished", type=int, default=200_000, help="dials already ended")
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()

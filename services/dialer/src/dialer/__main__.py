@@ -17,7 +17,7 @@ from calls_platform import amqp, leader, queue_depth, topology
 from calls_platform.notify import Listener
 from calls_platform.service import Parts, Service, repeat, run_service, service_app
 
-from . import backlog
+from . import backlog, claims
 from .canceler import CarrierCanceler
 from .config import Settings
 from .consumer import QUEUES, Handlers
@@ -39,7 +39,9 @@ WATCHDOG_SECONDS = 5.0
 def create_app(settings: Settings) -> web.Application:
     async def build(parts: Parts) -> None:
         url = settings.database_url
-        pool = await parts.pool(url, name="dialer", max_size=20, ready=True)
+        pool = await parts.pool(
+            url, name="dialer", max_size=20, settings=claims.SESSION, ready=True
+        )
         carrier = TwilioCarrier(settings.twilio)
         parts.close_with(carrier.close)
         broker, _ = await parts.broker(settings.amqp_url, prefetch=1)  # its consumers: own channels

@@ -1,7 +1,9 @@
 """The order in which pending dials take turns (pure).
 
 Every dial is in a lane: each batch is a lane, and so are an organization's single calls. The
-head of a lane is its earliest requested pending dial that is due. Turns go round robin:
+head of a lane is its earliest requested pending dial that is due and whose number has no call
+of its organization in flight (`claims` applies that rule in SQL; the generated inputs of the
+agreement test have no calls in flight). Turns go round robin:
 first among organizations, then among that organization's lanes, each least recently served
 first (never served: first of all); between heads as recently served, the earlier request.
 A head that was claimed, or put off or ended by its campaign rules, has had its turn: its
