@@ -17,7 +17,7 @@ from calls_platform.db import Conn, Pool
 from calls_platform.service import stop_if_cancelling
 from prometheus_client import Gauge
 
-from .campaign_store import IN_FLIGHT
+from .campaign_store import number_busy
 
 log = structlog.get_logger(__name__)
 
@@ -61,9 +61,7 @@ async def read_backlog(conn: Conn) -> list[OrganizationBacklog]:
                END AS unserved
         FROM (
             SELECT d.organization_id, d.not_before, f.last_served,
-                   EXISTS (SELECT 1 FROM dialer.dials b
-                           WHERE b.organization_id = d.organization_id
-                             AND b.to_number = d.to_number AND {IN_FLIGHT}) AS number_busy
+                   {number_busy("d")} AS number_busy
             FROM dialer.dials d
             LEFT JOIN dialer.fairness f ON f.key = 'org:' || d.organization_id
             WHERE d.state = 'pending' AND d.not_before <= now()

@@ -245,3 +245,12 @@ IN_FLIGHT: Final = (
     "(state = 'dialing' OR (state = 'initiated' AND (carrier_status IS NULL"
     f" OR carrier_status NOT IN {sql_list(TERMINAL)})))"
 )
+
+
+def number_busy(dial: str) -> str:
+    """SQL: the organization of the dial aliased `dial` has a call in flight to its number
+    (one call to a number at a time; the `dials_in_flight` index)."""
+    return (
+        f"EXISTS (SELECT 1 FROM dialer.dials busy WHERE busy.organization_id = {dial}"
+        f".organization_id AND busy.to_number = {dial}.to_number AND {IN_FLIGHT})"
+    )

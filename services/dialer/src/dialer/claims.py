@@ -58,9 +58,9 @@ async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
 # ORDER BY is fairness.turn_key (organization, then lane, least recently served first, never
 # served first of all; then the earlier request). The lanes are found by skipping through the
 # pending index (a recursive query, one probe per lane) and each lane's head by reading that
-# lane in request order until the first that may be dialed: a claim reads a few index entries
-# per lane, not every pending dial (a backlog of 100,000 queued calls cost a sort of all of
-# them at every claim).
+# lane in request order until the first that may be dialed: a few index entries per lane when
+# its front dials may ring, and every dial it passes over otherwise (put off by a window, or
+# to a busy number), instead of a sort of every pending dial at each claim.
 _HEADS: Final = f"""
     WITH RECURSIVE lanes (lane) AS (
         (SELECT lane FROM dialer.dials WHERE state = 'pending' ORDER BY lane LIMIT 1)
@@ -75,9 +75,7 @@ _HEADS: Final = f"""
                 request, max_concurrency
             FROM dialer.dials d
             WHERE d.lane = l.lane AND d.state = 'pending' AND d.not_before <= %(now)s
-              AND NOT EXISTS (SELECT 1 FROM dialer.dials f
-                              WHERE f.organization_id = d.organization_id
-                                AND f.to_number = d.to_number AND {campaign_store.IN_FLIGHT})
+              AND NOT {campaign_store.number_busy("d")}
             ORDER BY d.requested_position
             LIMIT 1
         ) d
