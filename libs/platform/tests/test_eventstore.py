@@ -481,3 +481,106 @@ async def test_append_new_streams_in_a_transaction_leaves_it_usable(pool: Pool) 
             assert await eventstore.append_new_streams(conn, _new_stream_events(2)) == 2
         assert await eventstore.wait_readable(conn)
         assert len(await eventstore.read_all(conn, after=eventstore.START)) == 3
+
+
+def _initiated(call_id: uuid.UUID) -> CallInitiated:
+    return CallInitiated(call_id=call_id, call_sid="CA" + "1" * 32)
+
+
+async def test_continue_stream_appends_with_the_openers_organization_and_correlation(
+    pool: Pool,
+) -> None:
+    call_id = uuid.uuid4()
+    opener = requested(call_id).model_copy(update={"correlation_id": "req-7"})
+    event_id = uuid.uuid4()
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [opener])
+        continued = await eventstore.continue_stream(
+            conn, call_stream(call_id), _initiated(call_id), event_id=event_id, organization_id=None
+        )
+        stream = await eventstore.read_stream(conn, call_stream(call_id))
+    assert continued is not None and continued.appended
+    assert [e.event_id for e in stream] == [opener.event_id, event_id]
+    stored = stream[1]
+    assert (stored.organization_id, stored.correlation_id, stored.stream_version) == (
+        "org_a",
+        "req-7",
+        2,
+    )
+    assert stored.event() == _initiated(call_id)
+    assert continued.envelope == stored
+
+
+async def test_continue_stream_of_another_organization_or_no_stream_appends_nothing(
+    pool: Pool,
+) -> None:
+    call_id = uuid.uuid4()
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [requested(call_id, org="org_a")])
+        head = await eventstore.head_position(conn)
+        elsewhere = await eventstore.continue_stream(
+            conn,
+            call_stream(call_id),
+            _initiated(call_id),
+            event_id=uuid.uuid4(),
+            organization_id="org_b",
+        )
+        missing = await eventstore.continue_stream(
+            conn,
+            call_stream(uuid.uuid4()),
+            _initiated(call_id),
+            event_id=uuid.uuid4(),
+            organization_id=None,
+        )
+        assert await eventstore.head_position(conn) == head
+        assert len(await eventstore.read_stream(conn, call_stream(call_id))) == 1
+    assert (elsewhere, missing) == (None, None)
+
+
+async def test_continue_stream_stores_an_event_id_once(pool: Pool) -> None:
+    call_id = uuid.uuid4()
+    event_id = uuid.uuid4()
+    async with pool.connection() as conn:
+        await eventstore.append(conn, [requested(call_id)])
+        results = [
+            await eventstore.continue_stream(
+                conn,
+                call_stream(call_id),
+                _initiated(call_id),
+                event_id=event_id,
+                organization_id="org_a",
+            )
+            for _ in range(2)
+        ]
+        stream = await eventstore.read_stream(conn, call_stream(call_id))
+    assert [r is not None and r.appended for r in results] == [True, False]
+    assert [e.stream_version for e in stream] == [1, 2]
+
+
+async def test_racing_continue_stream_calls_both_land_in_order(pool: Pool) -> None:
+    """Two reports on one call at once (two callbacks): the second waits on the unique
+    (stream_id, stream_version) index, loses, and is appended again as version 3."""
+    call_id = uuid.uuid4()
+    stream_id = call_stream(call_id)
+    async with pool.connection() as a, pool.connection() as b:
+        await eventstore.append(a, [requested(call_id)])
+        async with a.transaction():
+            first = await eventstore.continue_stream(
+                a, stream_id, _initiated(call_id), event_id=uuid.uuid4(), organization_id="org_a"
+            )
+            racing = asyncio.create_task(
+                eventstore.continue_stream(
+                    b,
+                    stream_id,
+                    canceled(call_id).event(),
+                    event_id=uuid.uuid4(),
+                    organization_id="org_a",
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # waiting on a's uncommitted version 2
+        second = await racing
+        stream = await eventstore.read_stream(a, stream_id)
+    assert first is not None and second is not None
+    assert (first.envelope.stream_version, second.envelope.stream_version) == (2, 3)
+    assert [e.stream_version for e in stream] == [1, 2, 3]

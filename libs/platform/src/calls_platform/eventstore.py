@@ -26,7 +26,7 @@ from typing import Any, Final, NamedTuple, TypedDict
 
 import psycopg
 import pydantic_core
-from calls_events import Envelope
+from calls_events import Envelope, Event
 from psycopg.pq import TransactionStatus
 
 from .db import Conn, Pool
@@ -92,16 +92,9 @@ class Events(list[Envelope]):
         self.checkpoint = self.checkpoints[-1] if self.checkpoints else start
 
 
-# One statement, one round trip: skip the event ids already stored, read each stream's head,
-# check the expected versions, number the new events and insert them. Nothing is inserted when
-# a version is not as expected. Each new row records
-#   greatest(this transaction's id, its stream predecessor's transaction_id)
-# so that a stream's events are in stream_version order in the readers' order too, even when
-# the appending transaction took its id (by writing its own tables first) before it read the
-# stream: a later transaction_id is safe (the row is read no earlier than that transaction's
-# end, and this one ended before it can be), an earlier one would put v2 before v1.
-_APPEND: Final = """
-WITH input AS (
+# The new events, as a document: one row each, in the order given.
+_INPUT_DOCUMENT: Final = """
+input AS (
     SELECT * FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
         event_id uuid, stream_id text, event_type text, event_version int,
         organization_id text, occurred_at timestamptz, correlation_id text,
@@ -111,7 +104,47 @@ WITH input AS (
 ),
 expected AS (
     SELECT key AS stream_id, value::int AS expected FROM jsonb_each_text(%(expected)s::jsonb)
+)"""
+
+# One new event on an existing stream, as of the organization and correlation of the event
+# that opened it; no row (nothing appended) when the stream does not exist or is another
+# organization's. The lookup and the append are one statement: one round trip, where a read
+# of the stream and then an append were two (a carrier callback's cost was mostly round trips).
+_INPUT_ON_STREAM: Final = """
+opener AS (
+    SELECT e.organization_id, e.correlation_id FROM eventstore.events e
+    WHERE e.stream_id = %(stream_id)s ORDER BY e.stream_version LIMIT 1
 ),
+input AS (
+    SELECT %(event_id)s::uuid AS event_id, %(stream_id)s::text AS stream_id,
+        %(event_type)s::text AS event_type, %(event_version)s::int AS event_version,
+        o.organization_id, %(occurred_at)s::timestamptz AS occurred_at, o.correlation_id,
+        %(causation_id)s::text AS causation_id, %(data)s::jsonb AS data, 1::bigint AS ord
+    FROM opener o
+    WHERE %(organization_id)s::text IS NULL OR o.organization_id = %(organization_id)s::text
+),
+expected AS (
+    SELECT NULL::text AS stream_id, NULL::int AS expected WHERE false
+)"""
+
+
+def _append_statement(input_ctes: str) -> str:
+    """One statement, one round trip: skip the event ids already stored, read each stream's
+    head, check the expected versions, number the new events and insert them. Nothing is
+    inserted when a version is not as expected. Each new row records
+      greatest(this transaction's id, its stream predecessor's transaction_id)
+    so that a stream's events are in stream_version order in the readers' order too, even when
+    the appending transaction took its id (by writing its own tables first) before it read the
+    stream: a later transaction_id is safe (the row is read no earlier than that transaction's
+    end, and this one ended before it can be), an earlier one would put v2 before v1.
+
+    `input_ctes` defines `input` (the new events, numbered `ord`) and `expected` (stream →
+    version it must be at); the statement answers `mismatched`, `inserted`, and the
+    `organization_id` (None: there was none) and `correlation_id` of its first input row."""
+    return (
+        "WITH"
+        + input_ctes
+        + """,
 streams AS (
     SELECT stream_id FROM input UNION SELECT stream_id FROM expected
 ),
@@ -153,8 +186,15 @@ SELECT
         'stream_id', stream_id, 'expected', expected, 'actual', actual)), '[]')
      FROM mismatched) AS mismatched,
     (SELECT coalesce(jsonb_agg(jsonb_build_array(event_id, position, stream_version)), '[]')
-     FROM inserted) AS inserted
+     FROM inserted) AS inserted,
+    (SELECT organization_id FROM input ORDER BY ord LIMIT 1) AS organization_id,
+    (SELECT correlation_id FROM input ORDER BY ord LIMIT 1) AS correlation_id
 """
+    )
+
+
+_APPEND: Final = _append_statement(_INPUT_DOCUMENT)
+_APPEND_ON_STREAM: Final = _append_statement(_INPUT_ON_STREAM)
 
 
 def _parameters(
@@ -286,10 +326,21 @@ async def append(
     """
     if not events:
         return []
-    parameters = _parameters(events, expected_versions)
+    row = await _run_append(conn, _APPEND, _parameters(events, expected_versions))
+    recorded = {uuid.UUID(i): (position, version) for i, position, version in row["inserted"]}
+    return [
+        e.model_copy(update={"position": at[0], "stream_version": at[1]})
+        for e in events
+        if (at := recorded.get(e.event_id)) is not None
+    ]
+
+
+async def _run_append(conn: Conn, statement: str, parameters: Mapping[str, Any]) -> Any:
+    """Run an appending statement, again after losing a race for a stream's next version (the
+    unique constraint); its row, once no expected version mismatched."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            cur = await _execute_appending(conn, _APPEND, parameters)
+            cur = await _execute_appending(conn, statement, parameters)
             row = await cur.fetchone()
         except psycopg.errors.UniqueViolation as exc:
             if attempt == _ATTEMPTS:
@@ -300,13 +351,63 @@ async def append(
         if row["mismatched"]:
             first = row["mismatched"][0]
             raise ConcurrencyError(first["stream_id"], first["expected"], first["actual"])
-        recorded = {uuid.UUID(i): (position, version) for i, position, version in row["inserted"]}
-        return [
-            e.model_copy(update={"position": at[0], "stream_version": at[1]})
-            for e in events
-            if (at := recorded.get(e.event_id)) is not None
-        ]
+        return row
     raise AssertionError("unreachable")
+
+
+class Continued(NamedTuple):
+    """What continue_stream did: the event as recorded on its stream (the stream's
+    organization and correlation; position and version None when it was stored already), and
+    whether it is new."""
+
+    envelope: Envelope
+    appended: bool
+
+
+async def continue_stream(
+    conn: Conn,
+    stream_id: str,
+    event: Event,
+    *,
+    event_id: uuid.UUID,
+    organization_id: str | None,
+    causation_id: str | None = None,
+) -> Continued | None:
+    """Append `event` to an existing stream, with the organization and correlation id of the
+    event that opened it, in one statement (one round trip: no read of the stream first).
+    None, and nothing appended, when the stream does not exist or, given `organization_id`,
+    belongs to another organization. An event id already stored is not appended again
+    (`appended` False), as in append(). Runs in the caller's transaction when there is one."""
+    envelope = Envelope.wrap(
+        event,
+        stream_id=stream_id,
+        organization_id=organization_id or "",  # replaced by the stream's
+        causation_id=causation_id,
+        event_id=event_id,
+    )
+    parameters = {
+        "stream_id": stream_id,
+        "event_id": str(event_id),
+        "event_type": envelope.event_type,
+        "event_version": envelope.event_version,
+        "occurred_at": envelope.occurred_at,
+        "causation_id": causation_id,
+        "data": pydantic_core.to_json(envelope.data).decode(),
+        "organization_id": organization_id,
+    }
+    row = await _run_append(conn, _APPEND_ON_STREAM, parameters)
+    if row["organization_id"] is None:
+        return None
+    [inserted] = row["inserted"] or [[None, None, None]]
+    recorded = envelope.model_copy(
+        update={
+            "organization_id": row["organization_id"],
+            "correlation_id": row["correlation_id"],
+            "position": inserted[1],
+            "stream_version": inserted[2],
+        }
+    )
+    return Continued(recorded, appended=inserted[0] is not None)
 
 
 async def notify_appended(conn: Conn) -> None:
@@ -407,17 +508,6 @@ async def read_stream(conn: Conn, stream_id: str) -> list[Envelope]:
         (stream_id,),
     )
     return [_envelope(row) for row in await cur.fetchall()]
-
-
-async def first_event(conn: Conn, stream_id: str) -> Envelope | None:
-    """A stream's first event (what created it), None for a stream that does not exist."""
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM eventstore.events WHERE stream_id = %s"
-        " ORDER BY stream_version LIMIT 1",
-        (stream_id,),
-    )
-    row = await cur.fetchone()
-    return _envelope(row) if row else None
 
 
 async def head(conn: Conn) -> Checkpoint:

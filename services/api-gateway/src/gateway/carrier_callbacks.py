@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from .agents import find_agent_for_number
 from .context import POOL, SETTINGS, TWILIO_VALIDATORS
-from .streams import find_call, inbound_call_id
+from .streams import inbound_call_id
 from .twiml import connect_to_agent, reject
 
 RECORDING_STATUSES: Final = frozenset(get_args(RecordingStatus))
@@ -90,21 +90,20 @@ async def _record_on_call(
     request: web.Request, call_id: uuid.UUID, report: Event, event_id: uuid.UUID
 ) -> web.Response:
     """Append a carrier report to its call's stream (once per event id); 404 for a call we do
-    not know, or whose organization differs from the one the callback URL names."""
-    # no transaction: the lookup reads, the append is one statement (its own transaction)
+    not know, or whose organization differs from the one the callback URL names. The lookup
+    and the append are one statement (one round trip)."""
     async with request.app[POOL].connection() as conn:
-        call = await find_call(conn, call_id)
-        if call is None or request.query.get("org", call.organization_id) != call.organization_id:
-            return json_error(404, "not_found", "no such call")
-        envelope = Envelope.wrap(
+        continued = await eventstore.continue_stream(
+            conn,
+            call_stream(call_id),
             report,
-            stream_id=call.stream_id,
-            organization_id=call.organization_id,
-            correlation_id=call.correlation_id,
             event_id=event_id,
+            organization_id=request.query.get("org"),
         )
-        await eventstore.append(conn, [envelope])
-    EVENTS_APPENDED.labels(report.TYPE).inc()
+    if continued is None:
+        return json_error(404, "not_found", "no such call")
+    if continued.appended:
+        EVENTS_APPENDED.labels(report.TYPE).inc()
     return web.Response(status=204)
 
 

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 
 from aiohttp import web
-from calls_events import ConversationReported, Envelope
+from calls_events import ConversationReported, call_stream
 from calls_platform import eventstore
 from calls_platform.http import invalid, json_error, parse_body
 from calls_platform.metrics import EVENTS_APPENDED
@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from .context import POOL, principal
 from .models import ReportConversation
-from .streams import find_call
 
 
 async def report_conversation(request: web.Request) -> web.Response:
@@ -35,23 +34,16 @@ async def report_conversation(request: web.Request) -> web.Response:
         raise invalid(exc) from None
     # a retried identical report is stored once; a different later report supersedes it
     digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
-    async with request.app[POOL].connection() as conn, conn.transaction():
-        call = await find_call(conn, call_id)
-        if call is None or call.organization_id != org:
-            return json_error(404, "not_found", "call not found")
-        await eventstore.append(
+    async with request.app[POOL].connection() as conn:
+        continued = await eventstore.continue_stream(
             conn,
-            [
-                Envelope.wrap(
-                    event,
-                    stream_id=call.stream_id,
-                    organization_id=org,
-                    correlation_id=call.correlation_id,
-                    event_id=eventstore.deterministic_event_id(
-                        "conversation", str(call_id), digest
-                    ),
-                )
-            ],
+            call_stream(call_id),
+            event,
+            event_id=eventstore.deterministic_event_id("conversation", str(call_id), digest),
+            organization_id=org,
         )
-    EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
+    if continued is None:
+        return json_error(404, "not_found", "call not found")
+    if continued.appended:
+        EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
     return web.json_response({"call_id": str(call_id), "status": "recorded"}, status=202)

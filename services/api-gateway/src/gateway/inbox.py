@@ -17,8 +17,6 @@ from calls_platform import eventstore, topology
 from calls_platform.db import Pool
 from calls_platform.metrics import EVENTS_APPENDED
 
-from .streams import find_call
-
 log = structlog.get_logger(__name__)
 
 # bound to ConversationReported on calls.inbox (calls_platform.topology)
@@ -37,24 +35,19 @@ class InboxHandler:
         event = envelope.event()
         if not isinstance(event, ConversationReported):
             raise UnacceptableReport(f"{envelope.event_type} is not accepted on the inbox")
-        async with self._pool.connection() as conn, conn.transaction():
-            call = await find_call(conn, event.call_id)
-            if call is None or call.organization_id != envelope.organization_id:
-                raise UnacceptableReport(f"no call {event.call_id} in {envelope.organization_id}")
-            await eventstore.append(
+        async with self._pool.connection() as conn:
+            continued = await eventstore.continue_stream(
                 conn,
-                [
-                    Envelope.wrap(
-                        event,
-                        stream_id=call_stream(event.call_id),
-                        organization_id=call.organization_id,
-                        correlation_id=call.correlation_id,
-                        causation_id=envelope.causation_id,
-                        event_id=envelope.event_id,
-                    )
-                ],
+                call_stream(event.call_id),
+                event,
+                event_id=envelope.event_id,
+                organization_id=envelope.organization_id,
+                causation_id=envelope.causation_id,
             )
-        EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
+        if continued is None:
+            raise UnacceptableReport(f"no call {event.call_id} in {envelope.organization_id}")
+        if continued.appended:
+            EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
         log.info(
             "inbox_report_appended", call_id=str(event.call_id), event_id=str(envelope.event_id)
         )
