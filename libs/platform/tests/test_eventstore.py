@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -584,3 +585,35 @@ async def test_racing_continue_stream_calls_both_land_in_order(pool: Pool) -> No
     assert first is not None and second is not None
     assert (first.envelope.stream_version, second.envelope.stream_version) == (2, 3)
     assert [e.stream_version for e in stream] == [1, 2, 3]
+
+
+async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool: Pool) -> None:
+    """Readers ask their lag once a second; the generic plan PostgreSQL caches for the prepared
+    statement, before and after the table has statistics, must not scan the whole store (it
+    did: 71 ms a question with 500,000 events, for a reader 11 events behind)."""
+
+    prepared = (eventstore._LAG.replace("%(tx)s", "$1").replace("%(position)s", "$2")).replace(
+        "%(cap)s", "$3"
+    )
+
+    async def plan(conn: psycopg.AsyncConnection[Any]) -> str:
+        await conn.execute(f"PREPARE lag_plan (text, bigint, int) AS {prepared}")
+        cur = await conn.execute("EXPLAIN EXECUTE lag_plan ('0', 0, 100000)")
+        shown = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
+        await conn.execute("DEALLOCATE lag_plan")
+        return shown
+
+    async with pool.connection() as conn:
+        for _ in range(5):
+            await eventstore.append_new_streams(
+                conn,
+                [eventstore.new_stream_event(requested(uuid.uuid4())) for _ in range(10_000)],
+            )
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        before_statistics = await plan(conn)
+        await conn.execute("ANALYZE eventstore.events")
+        after_statistics = await plan(conn)
+        await conn.execute("RESET plan_cache_mode")
+    for shown in (before_statistics, after_statistics):
+        assert "Seq Scan" not in shown, shown
+        assert "events_read_order" in shown, shown
