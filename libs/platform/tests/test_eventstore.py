@@ -500,7 +500,8 @@ async def test_continue_stream_appends_with_the_openers_organization_and_correla
             conn, call_stream(call_id), _initiated(call_id), event_id=event_id, organization_id=None
         )
         stream = await eventstore.read_stream(conn, call_stream(call_id))
-    assert continued is not None and continued.appended
+    assert continued is not None
+    assert continued.appended
     assert [e.event_id for e in stream] == [opener.event_id, event_id]
     stored = stream[1]
     assert (stored.organization_id, stored.correlation_id, stored.stream_version) == (
@@ -582,7 +583,8 @@ async def test_racing_continue_stream_calls_both_land_in_order(pool: Pool) -> No
             assert not racing.done()  # waiting on a's uncommitted version 2
         second = await racing
         stream = await eventstore.read_stream(a, stream_id)
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert (first.envelope.stream_version, second.envelope.stream_version) == (2, 3)
     assert [e.stream_version for e in stream] == [1, 2, 3]
 
