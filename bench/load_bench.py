@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,31 @@ def machine_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+def ticks_of_command(name: str) -> int:
+    """CPU clock ticks of every process whose command is `name` (PostgreSQL's backends, the
+    RabbitMQ node), by their /proc entries now: what the services' work costs the servers."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == name:
+            fields = text.rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+# the servers every phase uses, by command name; a backend that starts and ends within a phase
+# is missed (the services hold pooled connections, so few do)
+SERVERS = {"postgresql (every backend)": "postgres", "rabbitmq": "beam.smp"}
+
+
 class Watch:
     """Samples memory of the watched processes every second while a phase runs, and measures
-    the CPU each (and the whole machine: others' work included) spent during it."""
+    the CPU each (and the whole machine: others' work included) spent during it, with the
+    servers' (SERVERS) and, when given `load`, the load generator's (a child process, from
+    RUSAGE_CHILDREN once it has been waited for)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -86,6 +109,9 @@ class Watch:
 
     def __enter__(self) -> Watch:
         self._cpu0 = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+        self._servers0 = {name: ticks_of_command(cmd) for name, cmd in SERVERS.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._children0 = children.ru_utime + children.ru_stime
         self._machine0 = machine_ticks()
         self._t0 = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._sample())
@@ -101,6 +127,12 @@ class Watch:
             name: round(100 * (cpu_ticks(pid) - self._cpu0[name]) / hz / seconds, 1)
             for name, pid in self.pids.items()
         }
+        for name, cmd in SERVERS.items():
+            used = ticks_of_command(cmd) - self._servers0[name]
+            self.cpu_percent[name] = round(100 * used / hz / seconds, 1)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent = children.ru_utime + children.ru_stime - self._children0
+        self.cpu_percent["load generator"] = round(100 * spent / seconds, 1)
         self.cpu_percent["machine (of 100 x cpus)"] = round(100 * busy / hz / seconds, 1)
         self.memory = {
             name: {"VmRSS_peak_kib": self.peak_rss[name], "VmHWM_kib": memory(pid)["VmHWM"]}
@@ -143,6 +175,17 @@ async def phase(
     return figures
 
 
+async def analyze(url: str) -> None:
+    """ANALYZE the system's database between phases, as autovacuum keeps a running system's
+    statistics. Without it every phase ran on tables PostgreSQL had never analyzed (a bench
+    database is new, autovacuum visits it a minute or more later), and a statement prepared
+    while a table was empty kept a sequential-scan plan as the table grew: the call log's
+    projector spent 1.1 ms a step reading ~9 calls by id, 43 % of PostgreSQL's time in the
+    callbacks phase (0.06 ms once analyzed; pg_stat_statements, 2026-12-04)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("ANALYZE")
+
+
 async def caught_up(url: str, limit_s: float = 600) -> float:
     """Wait until relay, call log and dialer have taken every event; return the seconds."""
     t0 = time.perf_counter()
@@ -162,13 +205,20 @@ async def caught_up(url: str, limit_s: float = 600) -> float:
                 " (SELECT (transaction_id, position)::text FROM eventstore.checkpoints"
                 "  WHERE name = 'amqp-relay'),"
                 " (SELECT (transaction_id, position)::text FROM call_log.checkpoints"
-                "  WHERE name = 'calls'),"
-                " (SELECT count(*) FROM eventstore.events WHERE event_type = 'CallRequested'),"
-                " (SELECT count(*) FROM dialer.dials)"
+                "  WHERE name = 'calls')"
             )
-            head, relayed, projected, requested, dials = await cur.fetchone() or (0,) * 5
-            if head == relayed == projected and requested == dials:
-                return round(time.perf_counter() - t0, 2)
+            head, relayed, projected = await cur.fetchone() or (0,) * 3
+            # the counts (whole-table scans, ~10 ms each at 100,000 events) only once the
+            # readers are there: asked every 50 ms they took CPU from what is being waited for
+            if head == relayed == projected:
+                cur = await conn.execute(
+                    "SELECT (SELECT count(*) FROM eventstore.events"
+                    "  WHERE event_type = 'CallRequested'),"
+                    " (SELECT count(*) FROM dialer.dials)"
+                )
+                requested, dials = await cur.fetchone() or (0, 0)
+                if requested == dials:
+                    return round(time.perf_counter() - t0, 2)
             await asyncio.sleep(0.05)
     raise TimeoutError("the system did not catch up")
 
@@ -345,6 +395,7 @@ async def measure(
     )
     results["POST /calls"] = await phase("POST /calls", args, pids, *post)
     results["catch-up after POST load (s)"] = await caught_up(system.database_url)
+    await analyze(system.database_url)
     print(f"caught up in {results['catch-up after POST load (s)']} s", flush=True)
     # the same with the gateway's per-organization rate limiter on, at a limit never reached:
     # what taking a token costs (a second gateway replica, configured so)
@@ -376,6 +427,7 @@ async def measure(
     finally:
         await asyncio.to_thread(limiting.close)
     await caught_up(system.database_url)
+    await analyze(system.database_url)
     # signed carrier status callbacks on calls the POST phase created, each a new report
     async with await psycopg.AsyncConnection.connect(system.database_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT call_id FROM call_log.calls LIMIT 5000")
@@ -403,15 +455,18 @@ async def measure(
     finally:
         os.unlink(urls.name)
     results["catch-up after callbacks load (s)"] = await caught_up(system.database_url)
+    await analyze(system.database_url)
     print(f"caught up in {results['catch-up after callbacks load (s)']} s", flush=True)
     results["projection lag at 1,000 events/s"] = await projection_lag(
         system.database_url, 1000, args.duration, writers=args.lag_writers
     )
     print(f"projection lag: {results['projection lag at 1,000 events/s']}", flush=True)
     results["catch-up after appends (s)"] = await caught_up(system.database_url)
+    await analyze(system.database_url)
     results["batches of 10,000"] = await batches(gateway, auth, 5)
     print(f"batches: {results['batches of 10,000']}", flush=True)
     await caught_up(system.database_url)
+    await analyze(system.database_url)
     results["floor POST /calls, again after"] = await phase(
         "floor again", args, watched, *floor_post
     )
