@@ -619,3 +619,49 @@ async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool:
     for shown in (before_statistics, after_statistics):
         assert "Seq Scan" not in shown, shown
         assert "events_read_order" in shown, shown
+
+
+async def test_read_organization_pages_one_tenant_and_ends_at_the_readable_head(
+    pool: Pool,
+) -> None:
+    async with pool.connection() as conn:
+        start = await eventstore.head(conn)
+        mine, theirs = [], []
+        for _ in range(3):
+            [a] = await eventstore.append(conn, [requested(uuid.uuid4(), org="org_a")])
+            [b] = await eventstore.append(conn, [requested(uuid.uuid4(), org="org_b")])
+            mine.append(a.event_id)
+            theirs.append(b)
+        assert await eventstore.wait_readable(conn)
+        full = await eventstore.read_organization(conn, "org_a", after=start, limit=2)
+        rest = await eventstore.read_organization(conn, "org_a", after=full.checkpoint, limit=2)
+        after_rest = await eventstore.read_organization(
+            conn, "org_a", after=rest.checkpoint, limit=2
+        )
+        head = await eventstore.head(conn)
+    assert [e.event_id for e in full] == mine[:2]
+    assert full.checkpoint == full.checkpoints[-1]  # a full page ends at its last event
+    assert [e.event_id for e in rest] == mine[2:]
+    # fewer than asked: everything readable was looked at, org_b's last event included
+    assert rest.checkpoint == head
+    assert list(after_rest) == []
+    assert after_rest.checkpoint == head
+
+
+async def test_read_organization_ends_before_what_an_open_transaction_holds_back(
+    pool: Pool,
+) -> None:
+    """The page's end is the head readable when the page was read: an event committed behind
+    a transaction still open is neither returned nor passed, and is read once it is readable."""
+    async with pool.connection() as reader, pool.connection() as idle:
+        assert await eventstore.wait_readable(reader)
+        start = await eventstore.head(reader)
+        async with idle.transaction():
+            await idle.execute("SELECT pg_current_xact_id()")  # a writer that went quiet
+            [held] = await eventstore.append(reader, [requested(uuid.uuid4(), org="org_a")])
+            page = await eventstore.read_organization(reader, "org_a", after=start)
+            assert list(page) == []
+            assert page.checkpoint == start
+        assert await eventstore.wait_readable(reader)
+        later = await eventstore.read_organization(reader, "org_a", after=page.checkpoint)
+    assert [e.event_id for e in later] == [held.event_id]

@@ -42,13 +42,10 @@ async def replay_page(
     conn: Conn, *, after: eventstore.Checkpoint, organization_id: str, limit: int = REPLAY_PAGE
 ) -> ReplayPage:
     """The next page of the store after cursor `after`, in commit order."""
-    events = await eventstore.read_all(conn, after=after, limit=limit)
-    mine = [
-        (e, at)
-        for e, at in zip(events, events.checkpoints, strict=True)
-        if e.organization_id == organization_id
-    ]
-    return ReplayPage(mine, events.checkpoint, len(events) == limit)
+    events = await eventstore.read_organization(conn, organization_id, after=after, limit=limit)
+    return ReplayPage(
+        list(zip(events, events.checkpoints, strict=True)), events.checkpoint, len(events) == limit
+    )
 
 
 async def store_head(conn: Conn) -> eventstore.Checkpoint:
