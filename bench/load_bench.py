@@ -93,8 +93,10 @@ SERVERS = {"postgresql (every backend)": "postgres", "rabbitmq": "beam.smp"}
 class Watch:
     """Samples memory of the watched processes every second while a phase runs, and measures
     the CPU each (and the whole machine: others' work included) spent during it, with the
-    servers' (SERVERS) and, when given `load`, the load generator's (a child process, from
-    RUSAGE_CHILDREN once it has been waited for)."""
+    servers' (SERVERS: every process of theirs on the machine, other databases' backends
+    included, so read them on a quiet machine) and the load generator's (the phase's child
+    process, from RUSAGE_CHILDREN once it has been waited for; over the whole phase, its
+    warm-up included, where loadgen's own `loadgen_cpu_s` covers the measured seconds)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids

@@ -555,7 +555,11 @@ async def test_continue_stream_stores_an_event_id_once(pool: Pool) -> None:
             for _ in range(2)
         ]
         stream = await eventstore.read_stream(conn, call_stream(call_id))
-    assert [r is not None and r.appended for r in results] == [True, False]
+    first, repeated = results
+    assert first is not None
+    assert first.appended
+    assert repeated is not None  # found, not a 404
+    assert not repeated.appended
     assert [e.stream_version for e in stream] == [1, 2]
 
 
@@ -606,6 +610,8 @@ async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool:
         return shown
 
     async with pool.connection() as conn:
+        # no statistics until the test asks for them
+        await conn.execute("ALTER TABLE eventstore.events SET (autovacuum_enabled = false)")
         for _ in range(5):
             await eventstore.append_new_streams(
                 conn,
@@ -621,7 +627,7 @@ async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool:
         assert "events_read_order" in shown, shown
 
 
-async def test_read_organization_pages_one_tenant_and_ends_at_the_readable_head(
+async def test_read_organization_returns_one_tenants_events_window_by_window(
     pool: Pool,
 ) -> None:
     async with pool.connection() as conn:
@@ -633,35 +639,64 @@ async def test_read_organization_pages_one_tenant_and_ends_at_the_readable_head(
             mine.append(a.event_id)
             theirs.append(b)
         assert await eventstore.wait_readable(conn)
-        full = await eventstore.read_organization(conn, "org_a", after=start, limit=2)
-        rest = await eventstore.read_organization(conn, "org_a", after=full.checkpoint, limit=2)
-        after_rest = await eventstore.read_organization(
-            conn, "org_a", after=rest.checkpoint, limit=2
-        )
-        head = await eventstore.head(conn)
-    assert [e.event_id for e in full] == mine[:2]
-    assert full.checkpoint == full.checkpoints[-1]  # a full page ends at its last event
-    assert [e.event_id for e in rest] == mine[2:]
-    # fewer than asked: everything readable was looked at, org_b's last event included
-    assert rest.checkpoint == head
-    assert list(after_rest) == []
-    assert after_rest.checkpoint == head
+        windows, cursor = [], start
+        for _ in range(4):
+            window = await eventstore.read_organization(conn, "org_a", after=cursor, limit=2)
+            windows.append(window)
+            cursor = window.events.checkpoint
+    # two events looked at a window, org_a's returned, the next window after org_b's
+    assert [[e.event_id for e in w.events] for w in windows] == [[m] for m in mine] + [[]]
+    assert [w.full for w in windows] == [True, True, True, False]
+    assert [w.events.checkpoint.position for w in windows[:3]] == [b.position for b in theirs]
+    assert windows[3].events.checkpoint == windows[2].events.checkpoint
+    assert all(e.organization_id == "org_a" for w in windows for e in w.events)
 
 
 async def test_read_organization_ends_before_what_an_open_transaction_holds_back(
     pool: Pool,
 ) -> None:
-    """The page's end is the head readable when the page was read: an event committed behind
-    a transaction still open is neither returned nor passed, and is read once it is readable."""
+    """An event committed behind a transaction still open is neither returned nor passed,
+    and is read once it is readable."""
     async with pool.connection() as reader, pool.connection() as idle:
         assert await eventstore.wait_readable(reader)
         start = await eventstore.head(reader)
         async with idle.transaction():
             await idle.execute("SELECT pg_current_xact_id()")  # a writer that went quiet
             [held] = await eventstore.append(reader, [requested(uuid.uuid4(), org="org_a")])
-            page = await eventstore.read_organization(reader, "org_a", after=start)
-            assert list(page) == []
-            assert page.checkpoint == start
+            window = await eventstore.read_organization(reader, "org_a", after=start)
+            assert list(window.events) == []
+            assert window.events.checkpoint == start
+            assert not window.full
         assert await eventstore.wait_readable(reader)
-        later = await eventstore.read_organization(reader, "org_a", after=page.checkpoint)
-    assert [e.event_id for e in later] == [held.event_id]
+        later = await eventstore.read_organization(reader, "org_a", after=start)
+    assert [e.event_id for e in later.events] == [held.event_id]
+
+
+async def test_read_organization_reads_the_index_in_the_plan_postgresql_caches(
+    pool: Pool,
+) -> None:
+    """A replay pages through the whole store: from its start, and in the generic plan, each
+    window must be read from the read-order index, not by scanning and sorting the store."""
+    prepared = (
+        (eventstore._ORGANIZATION_WINDOW.replace("%(tx)s", "$1").replace("%(position)s", "$2"))
+        .replace("%(organization_id)s", "$3")
+        .replace("%(limit)s", "$4")
+    )
+    async with pool.connection() as conn:
+        for _ in range(5):
+            await eventstore.append_new_streams(
+                conn,
+                [eventstore.new_stream_event(requested(uuid.uuid4())) for _ in range(10_000)],
+            )
+        await conn.execute("ANALYZE eventstore.events")
+        await conn.execute(f"PREPARE window_plan (text, bigint, text, int) AS {prepared}")
+        plans = []
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            cur = await conn.execute("EXPLAIN EXECUTE window_plan ('0', 0, 'org_b', 1000)")
+            plans.append("\n".join(row["QUERY PLAN"] for row in await cur.fetchall()))
+        await conn.execute("RESET plan_cache_mode")
+        await conn.execute("DEALLOCATE window_plan")
+    for plan in plans:
+        assert "Seq Scan" not in plan, plan
+        assert "events_read_order" in plan, plan

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from gateway.__main__ import create_app
+from prometheus_client import REGISTRY
 from twilio.request_validator import RequestValidator
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
@@ -87,10 +88,18 @@ async def test_the_same_callback_twice_is_recorded_once(gateway: Gateway, org: s
     call_id = await gateway.place_call(org)
     params = callback(gateway, "ringing", 1)
     head = await gateway.head()
+    counted = (
+        REGISTRY.get_sample_value("events_appended_total", {"type": "CallStatusReported"}) or 0
+    )
     for _ in range(2):
         response = await gateway.deliver(status_path(call_id, org), params)
         assert response.status == 204
     assert [e.event_type for e in await gateway.events_after(head)] == ["CallStatusReported"]
+    # the repeat is not counted as an event appended
+    assert (
+        REGISTRY.get_sample_value("events_appended_total", {"type": "CallStatusReported"})
+        == counted + 1
+    )
 
 
 async def test_successive_statuses_are_each_recorded(gateway: Gateway, org: str) -> None:

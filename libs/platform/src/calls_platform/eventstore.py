@@ -82,7 +82,8 @@ class ConcurrencyError(Exception):
 class Events(list[Envelope]):
     """Events read in commit order; `checkpoints[i]` is the checkpoint just past event i (a
     reader that takes only a prefix resumes from there), `checkpoint` the one past the last
-    (where the reader started, when nothing was read)."""
+    (where the reader started, when nothing was read; for read_organization, the last event
+    looked at, whichever organization's)."""
 
     def __init__(
         self, events: Iterable[Envelope], checkpoints: Sequence[Checkpoint], start: Checkpoint
@@ -483,34 +484,50 @@ async def read_all(
     )
 
 
-# One statement, so one snapshot: the page and the readable head it was read against. A head
-# read in a statement of its own could include an event committed after the page was read.
-_ORGANIZATION_PAGE: Final = f"""
-WITH head AS (
-    SELECT transaction_id::text AS head_tx, position AS head_position FROM eventstore.events
-    WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY transaction_id DESC, position DESC LIMIT 1
+# The next `limit` readable events in commit order, as read_all reads them (ORDER BY … LIMIT on
+# the read-order index, whatever the organization's share of the store), of which only the
+# organization's are returned whole; the last one looked at, whoever's, is where the next
+# window starts. Filtering the scan itself by organization let PostgreSQL plan, from the start
+# of the store, a sequential scan and a sort of the whole table for every page.
+_ORGANIZATION_WINDOW: Final = f"""
+WITH window_ AS MATERIALIZED (
+    SELECT position, transaction_id, organization_id FROM eventstore.events
+    WHERE {_READABLE} ORDER BY transaction_id, position LIMIT %(limit)s
 ),
-page AS (
-    SELECT {_COLUMNS}, transaction_id::text AS tx FROM eventstore.events
-    WHERE {_READABLE} AND organization_id = %(organization_id)s
-    ORDER BY transaction_id, position LIMIT %(limit)s
+edge AS (
+    SELECT transaction_id::text AS end_tx, position AS end_position,
+        (SELECT count(*) FROM window_) AS looked_at
+    FROM window_ ORDER BY transaction_id DESC, position DESC LIMIT 1
 )
-SELECT * FROM head LEFT JOIN page ON true ORDER BY page.tx::xid8, page.position
+SELECT edge.*, e.*
+FROM edge LEFT JOIN LATERAL (
+    SELECT {", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))},
+        e.transaction_id::text AS tx, e.transaction_id AS txid
+    FROM window_ w JOIN eventstore.events e USING (position)
+    WHERE w.organization_id = %(organization_id)s
+) e ON true
+ORDER BY e.txid, e.position
 """
+
+
+class Window(NamedTuple):
+    """What read_organization looked at: `events`, the organization's among them (their
+    `.checkpoint` is the last event looked at, whoever's: where the next window starts), and
+    whether the window was full (more may be readable at once)."""
+
+    events: Events
+    full: bool
 
 
 async def read_organization(
     conn: Conn, organization_id: str, *, after: Checkpoint | int, limit: int = 1000
-) -> Events:
-    """One organization's committed events after `after`, in commit order, filtered by
-    PostgreSQL (a reader of one tenant builds no envelope of another's). `.checkpoint` is the
-    last one's when `limit` were found; with fewer, everything readable was looked at, and it
-    is the store's readable head as of that read (a later event of the organization lies past
-    it), so a caller that resumes from it skips no event and reads nothing twice."""
+) -> Window:
+    """The next `limit` committed events after `after` in commit order, of which the
+    organization's are built into envelopes (a reader of one tenant builds none of another's,
+    and PostgreSQL reads no more of the store than read_all would)."""
     cp = _checkpoint(after)
     cur = await conn.execute(
-        _ORGANIZATION_PAGE,
+        _ORGANIZATION_WINDOW,
         {
             "tx": str(cp.transaction_id),
             "position": cp.position,
@@ -519,14 +536,14 @@ async def read_organization(
         },
     )
     rows = await cur.fetchall()
+    if not rows:  # nothing readable after `after`
+        return Window(Events([], [], cp), full=False)
     found = [row for row in rows if row["event_id"] is not None]
     events = Events(
         (_envelope(r) for r in found), [Checkpoint(int(r["tx"]), r["position"]) for r in found], cp
     )
-    if len(found) < limit and rows:  # no rows: the store has no readable event yet
-        head = Checkpoint(int(rows[0]["head_tx"]), rows[0]["head_position"])
-        events.checkpoint = max(events.checkpoint, head)
-    return events
+    events.checkpoint = Checkpoint(int(rows[0]["end_tx"]), rows[0]["end_position"])
+    return Window(events, full=rows[0]["looked_at"] == limit)
 
 
 async def _read_rows(

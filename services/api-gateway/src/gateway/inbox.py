@@ -46,8 +46,12 @@ class InboxHandler:
             )
         if continued is None:
             raise UnacceptableReport(f"no call {event.call_id} in {envelope.organization_id}")
-        if continued.appended:
-            EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
+        if not continued.appended:  # a redelivery: stored already
+            log.info(
+                "inbox_report_repeated", call_id=str(event.call_id), event_id=str(envelope.event_id)
+            )
+            return
+        EVENTS_APPENDED.labels(ConversationReported.TYPE).inc()
         log.info(
             "inbox_report_appended", call_id=str(event.call_id), event_id=str(envelope.event_id)
         )

@@ -30,8 +30,8 @@ async def stream_events(
 
 class ReplayPage(NamedTuple):
     """One page of the store for a replay: the organization's events on it, each with the
-    cursor just past it; the cursor past the page; whether the page was full (more may
-    follow at once) or reached what is readable now."""
+    cursor just past it; the cursor past the page (the last event on it, whoever's); whether
+    the page was full (more may follow at once) or reached what is readable now."""
 
     events: list[tuple[Envelope, eventstore.Checkpoint]]
     end: eventstore.Checkpoint
@@ -41,10 +41,12 @@ class ReplayPage(NamedTuple):
 async def replay_page(
     conn: Conn, *, after: eventstore.Checkpoint, organization_id: str, limit: int = REPLAY_PAGE
 ) -> ReplayPage:
-    """The next page of the store after cursor `after`, in commit order."""
-    events = await eventstore.read_organization(conn, organization_id, after=after, limit=limit)
+    """The next page of the store after cursor `after`, in commit order: `limit` events
+    looked at, the organization's built (eventstore.read_organization)."""
+    window = await eventstore.read_organization(conn, organization_id, after=after, limit=limit)
+    events = window.events
     return ReplayPage(
-        list(zip(events, events.checkpoints, strict=True)), events.checkpoint, len(events) == limit
+        list(zip(events, events.checkpoints, strict=True)), events.checkpoint, window.full
     )
 
 
