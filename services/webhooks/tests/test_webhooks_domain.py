@@ -11,9 +11,11 @@ from typing import Any
 import calls_events as ev
 from calls_events import Envelope, Event, call_stream
 from webhooks.domain import (
+    BatchTally,
     Decision,
     RetryPolicy,
     StreamState,
+    Translation,
     backoff_seconds,
     batch_completed,
     choose,
@@ -22,6 +24,7 @@ from webhooks.domain import (
     is_batch_complete,
     parse_retry_after,
     should_disable,
+    tally,
     translate,
 )
 
@@ -229,3 +232,16 @@ def test_choose_keeps_each_endpoint_within_its_slots() -> None:
 def test_a_huge_retry_after_waits_until_the_deadline_at_most() -> None:
     decision = first_retry(retry_after_seconds=parse_retry_after("9" * 30, T0))
     assert decision.retry_at == T0 + timedelta(days=1)
+
+
+def test_a_replays_tally_completes_a_batch_once_at_its_last_calls_end() -> None:
+    def ended() -> Translation:
+        return Translation(StreamState(), call_ended_in_batch=BATCH)
+
+    tallies: dict[str, BatchTally] = {}
+    assert tally(tallies, Translation(StreamState(), batch_total=(BATCH, 2))) is None
+    assert tally(tallies, ended()) is None
+    assert tally(tallies, ended()) == BATCH  # the second of two: completed now
+    assert tally(tallies, ended()) is None  # a retry's end later: completed already
+    assert tally(tallies, Translation(StreamState())) is None  # nothing of a batch
+    assert tallies[BATCH] == BatchTally(total=2, ended=3)

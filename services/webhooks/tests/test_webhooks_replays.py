@@ -14,13 +14,22 @@ from typing import Any
 
 import psycopg
 import pytest
-from calls_events import CallInitiated, CallRequested, Envelope, Event, call_stream
+from calls_events import (
+    BatchRequested,
+    CallCanceled,
+    CallInitiated,
+    CallRequested,
+    Envelope,
+    Event,
+    call_stream,
+)
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
 from calls_testing.clocks import ManualClock
 from webhooks import store
 from webhooks.__main__ import migrate
 from webhooks.config import DEV_ENCRYPTION_KEY
+from webhooks.domain import message_id
 from webhooks.replays import Replayer
 from webhooks.retention import Retention
 from webhooks.signing import SecretBox, new_secret
@@ -69,13 +78,15 @@ async def deliveries(pool: Pool, endpoint_id: uuid.UUID) -> dict[str, str]:
         return {row["message_id"]: row["state"] for row in await cur.fetchall()}
 
 
-async def new_endpoint(pool: Pool, org: str, now: datetime) -> uuid.UUID:
+async def new_endpoint(
+    pool: Pool, org: str, now: datetime, events: tuple[str, ...] = ("call.queued", "call.initiated")
+) -> uuid.UUID:
     async with pool.connection() as conn:
         endpoint = await store.create_endpoint(
             conn,
             organization_id=org,
             url="https://example.com/hook",
-            events=["call.queued", "call.initiated"],
+            events=list(events),
             description=None,
             secret_sealed=SecretBox(DEV_ENCRYPTION_KEY).seal(new_secret()),
             now=now,
@@ -216,3 +227,56 @@ async def test_a_replay_waiting_for_its_end_to_be_readable_writes_only_its_lease
         finished = await store.get_replay(conn, endpoint_id, replay.id)
     assert finished is not None
     assert (finished.state, finished.queued) == ("done", 2)
+
+
+async def test_a_replay_sends_a_completed_batchs_batch_completed_again(pool: Pool) -> None:
+    """batch.completed is made by the intake when a batch's last call ends, not by one event;
+    a replay makes it the same way (once, with the same message id), so an endpoint that
+    missed it gets it."""
+    org = f"org_{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    endpoint_id = await new_endpoint(pool, org, now, events=("batch.completed", "call.ended"))
+    batch_id = f"batch-{uuid.uuid4().hex}"
+    calls = [uuid.uuid4(), uuid.uuid4()]
+    opened = [
+        Envelope.wrap(
+            BatchRequested(
+                batch_id=batch_id, total=2, from_number="+14155550199", requested_by="t"
+            ),
+            stream_id=batch_id,
+            organization_id=org,
+        ),
+        *(
+            Envelope.wrap(
+                CallRequested(
+                    call_id=call_id,
+                    to_number=f"+1415555010{i}",
+                    from_number="+14155550199",
+                    batch_id=batch_id,
+                    batch_index=i,
+                    requested_by="t",
+                ),
+                stream_id=call_stream(call_id),
+                organization_id=org,
+            )
+            for i, call_id in enumerate(calls)
+        ),
+    ]
+    async with pool.connection() as conn:
+        await eventstore.append(conn, opened)
+        for call_id in calls:  # each call ends in a commit of its own
+            await eventstore.append(
+                conn,
+                [
+                    Envelope.wrap(
+                        CallCanceled(call_id=call_id, reason="batch canceled"),
+                        stream_id=call_stream(call_id),
+                        organization_id=org,
+                    )
+                ],
+            )
+    await asked_for(pool, endpoint_id, org, now)
+    assert await Replayer(pool, ManualClock(now), page=2).run_next()
+    queued = await deliveries(pool, endpoint_id)
+    assert message_id("batch.completed", batch_id) in queued
+    assert len(queued) == 3  # two call.ended and one batch.completed

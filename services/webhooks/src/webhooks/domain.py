@@ -174,6 +174,37 @@ def is_batch_complete(total: int | None, ended: int) -> bool:
     return total is not None and ended >= total
 
 
+@dataclass(frozen=True)
+class BatchTally:
+    """A batch's progress as a replay folds the store (the intake keeps it in
+    webhooks.batches): its total once its BatchRequested is seen, its calls ended, and
+    whether it has completed."""
+
+    total: int | None = None
+    ended: int = 0
+
+    @property
+    def completed(self) -> bool:
+        return is_batch_complete(self.total, self.ended)
+
+
+def tally(translations: dict[str, BatchTally], translation: Translation) -> str | None:
+    """Count what `translation` tells of a batch into `translations` (by batch id); the batch
+    id when this is what completes it (its batch.completed is made then, once)."""
+    if translation.batch_total is not None:
+        batch_id, total = translation.batch_total
+        before = translations.get(batch_id, BatchTally())
+        after = replace(before, total=total)
+    elif translation.call_ended_in_batch is not None:
+        batch_id = translation.call_ended_in_batch
+        before = translations.get(batch_id, BatchTally())
+        after = replace(before, ended=before.ended + 1)
+    else:
+        return None
+    translations[batch_id] = after
+    return batch_id if after.completed and not before.completed else None
+
+
 # --- retrying ---------------------------------------------------------------------------
 
 Outcome = Literal["delivered", "retryable", "refused"]

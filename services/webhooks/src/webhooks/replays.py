@@ -6,11 +6,12 @@ runs out and goes on past the last page it saved.
 
 The store is folded from its start each time, because the once-only message types
 (`call.queued`, `call.answered`, ...) need each stream from its first event; only what lies
-past the saved cursor is queued. Pages are read outside any transaction and each page's
-deliveries are written, with the cursor, in one short one: a transaction that holds an id
-holds back every event-store reader in the cluster (the relay, the projector, the dialer's
-watchdogs), so none is held while the store is read. A replica whose lease was taken over can
-save nothing more (its page rolls back), so a message is queued again once per replay.
+past the saved cursor is queued. A batch's `batch.completed` is made as the intake makes it,
+when the fold reaches the end of the batch's last call. Pages are read outside any transaction
+and each page's deliveries are written, with the cursor, in one short one: a transaction that
+holds an id holds back every event-store reader in the cluster (the relay, the projector, the
+dialer's watchdogs), so none is held while the store is read. A replica whose lease was taken
+over can save nothing more (its page rolls back), so a message is queued again once per replay.
 
 A replay's end is the store's last committed event when it was asked for, which may not be
 readable yet (a transaction that began before it committed is still open); the replay waits
@@ -30,7 +31,7 @@ from calls_platform.db import Pool
 from prometheus_client import Counter
 
 from . import history, store
-from .domain import Message, StreamState, translate
+from .domain import BatchTally, Message, StreamState, batch_completed, tally, translate
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,7 @@ class Replayer:
         saved = eventstore.Checkpoint(int(replay.cursor_tx), replay.cursor_position)
         until = eventstore.Checkpoint(int(replay.until_tx), replay.until_position)
         states: dict[str, StreamState] = {}
+        batches: dict[str, BatchTally] = {}
         cursor, done = eventstore.START, 0
         last_saved, saved_at = saved, self._clock()
         wait = NOT_YET_READABLE_SECONDS
@@ -115,9 +117,21 @@ class Replayer:
                 state = states.get(event.stream_id, history.replay_state())
                 translation = translate(state, event)
                 states[event.stream_id] = translation.state
+                made = list(translation.messages)
+                completed = tally(batches, translation)
+                if completed is not None:  # as the intake makes it: at the last call's end
+                    assert event.position is not None
+                    made.append(
+                        batch_completed(
+                            completed,
+                            event.organization_id,
+                            position=event.position,
+                            at=event.occurred_at,
+                        )
+                    )
                 if at <= saved or not history.since(event, replay.since):
                     continue  # queued by an earlier run of this replay, or too old
-                messages += [m for m in translation.messages if m.type in types]
+                messages += [m for m in made if m.type in types]
             finished = page.end >= until
             progress = max(saved, min(page.end, until))
             now = self._clock()
