@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -13,6 +12,7 @@ from calls_events import CallCanceled, CallInitiated, CallRequested, Envelope, c
 from calls_platform import eventstore
 from calls_platform.db import Pool, open_pool
 from calls_platform.migrate import migrate_event_store
+from calls_testing import plans
 from calls_testing.plugin import DatabaseFactory
 
 pytestmark = pytest.mark.integration
@@ -597,18 +597,7 @@ async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool:
     """Readers ask their lag once a second; the generic plan PostgreSQL caches for the prepared
     statement, before and after the table has statistics, must not scan the whole store (it
     did: 71 ms a question with 500,000 events, for a reader 11 events behind)."""
-
-    prepared = (eventstore._LAG.replace("%(tx)s", "$1").replace("%(position)s", "$2")).replace(
-        "%(cap)s", "$3"
-    )
-
-    async def plan(conn: psycopg.AsyncConnection[Any]) -> str:
-        await conn.execute(f"PREPARE lag_plan (text, bigint, int) AS {prepared}")
-        cur = await conn.execute("EXPLAIN EXECUTE lag_plan ('0', 0, 100000)")
-        shown = "\n".join(row["QUERY PLAN"] for row in await cur.fetchall())
-        await conn.execute("DEALLOCATE lag_plan")
-        return shown
-
+    caught_up = {"tx": "0", "position": 0, "cap": 100_000}
     async with pool.connection() as conn:
         # no statistics until the test asks for them
         await conn.execute("ALTER TABLE eventstore.events SET (autovacuum_enabled = false)")
@@ -617,13 +606,11 @@ async def test_the_lag_query_reads_the_index_in_the_plan_postgresql_caches(pool:
                 conn,
                 [eventstore.new_stream_event(requested(uuid.uuid4())) for _ in range(10_000)],
             )
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        before_statistics = await plan(conn)
+        before_statistics = await plans.plan(conn, eventstore._LAG, caught_up)
         await conn.execute("ANALYZE eventstore.events")
-        after_statistics = await plan(conn)
-        await conn.execute("RESET plan_cache_mode")
+        after_statistics = await plans.plan(conn, eventstore._LAG, caught_up)
     for shown in (before_statistics, after_statistics):
-        assert "Seq Scan" not in shown, shown
+        assert plans.scans(shown) == [], shown
         assert "events_read_order" in shown, shown
 
 
@@ -677,11 +664,7 @@ async def test_read_organization_reads_the_index_in_the_plan_postgresql_caches(
 ) -> None:
     """A replay pages through the whole store: from its start, and in the generic plan, each
     window must be read from the read-order index, not by scanning and sorting the store."""
-    prepared = (
-        (eventstore._ORGANIZATION_WINDOW.replace("%(tx)s", "$1").replace("%(position)s", "$2"))
-        .replace("%(organization_id)s", "$3")
-        .replace("%(limit)s", "$4")
-    )
+    from_the_start = {"tx": "0", "position": 0, "organization_id": "org_b", "limit": 1000}
     async with pool.connection() as conn:
         for _ in range(5):
             await eventstore.append_new_streams(
@@ -689,14 +672,10 @@ async def test_read_organization_reads_the_index_in_the_plan_postgresql_caches(
                 [eventstore.new_stream_event(requested(uuid.uuid4())) for _ in range(10_000)],
             )
         await conn.execute("ANALYZE eventstore.events")
-        await conn.execute(f"PREPARE window_plan (text, bigint, text, int) AS {prepared}")
-        plans = []
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            await conn.execute(f"SET plan_cache_mode = {mode}")
-            cur = await conn.execute("EXPLAIN EXECUTE window_plan ('0', 0, 'org_b', 1000)")
-            plans.append("\n".join(row["QUERY PLAN"] for row in await cur.fetchall()))
-        await conn.execute("RESET plan_cache_mode")
-        await conn.execute("DEALLOCATE window_plan")
-    for plan in plans:
-        assert "Seq Scan" not in plan, plan
+        shown = [
+            await plans.plan(conn, eventstore._ORGANIZATION_WINDOW, from_the_start, mode)
+            for mode in ("force_custom_plan", "force_generic_plan")
+        ]
+    for plan in shown:
+        assert plans.scans(plan) == [], plan
         assert "events_read_order" in plan, plan

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from calls_events import CallStatusReported
 from calls_platform.db import Pool
+from calls_testing import plans
 from calls_testing.simulator import LocalSimulator
-from dialer import attempts, claims
+from dialer import attempts, claims, watchdog
 from dialer.carrier import DialRequest, Placed
 from dialer.twilio_carrier import TwilioCarrier
 from dialer.watchdog import StaleCallWatchdog
@@ -101,3 +102,30 @@ async def test_a_call_in_progress_whose_completion_callback_was_lost_is_asked_ab
     reports = await calls.events(event.call_id, CallStatusReported)
     assert [r.carrier_status for r in reports] == ["completed"]
     assert reports[0].source == "reconciliation"
+
+
+async def test_the_stale_call_queries_read_their_index_in_the_plan_postgresql_caches(
+    pool: Pool,
+) -> None:
+    """Every 5 s the watchdog asks for the dialed calls not known to have ended, among every
+    dial ever made: in the generic plan PostgreSQL may cache, the dials_unfinished index, not a
+    scan of the table (with the terminal statuses as a parameter it scanned every dial)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO dialer.dials (call_id, organization_id, lane, to_number, from_number,"
+            " record, state, requested_position, requested_event_id, call_sid, carrier_status,"
+            " finished_at)"
+            " SELECT gen_random_uuid(), 'org_a', 'org_a', '+15550100' || lpad(i::text, 6, '0'),"
+            " '+15017122661', false, 'initiated', i, gen_random_uuid(), 'CA' || md5(i::text),"
+            " CASE WHEN i % 1000 = 0 THEN 'in-progress' ELSE 'completed' END, now()"
+            " FROM generate_series(1, 50000) i"
+        )
+        await conn.execute("ANALYZE dialer.dials")
+        parameters = {"talking": "in-progress", "in_progress": 300, "quiet": 60, "batch": 50}
+        shown = [
+            await plans.plan(conn, statement, parameters)
+            for statement in (watchdog.OLDEST_UNFINISHED_SQL, watchdog.STALE_CALLS_SQL)
+        ]
+    for plan in shown:
+        assert plans.scans(plan) == [], plan
+        assert "dials_unfinished" in plan, plan

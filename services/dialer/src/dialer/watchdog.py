@@ -17,13 +17,15 @@ RecordingReported events their callbacks would have produced (see `lost_recordin
 
 from __future__ import annotations
 
+from typing import Final
+
 import structlog
 from calls_platform.db import Pool
 from prometheus_client import Counter, Gauge
 
 from . import carrier_news, lost_recordings, recording_checks
 from .carrier import Carrier
-from .statuses import IN_PROGRESS, KNOWN, TERMINAL
+from .statuses import IN_PROGRESS, KNOWN, TERMINAL, sql_list
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,27 @@ RECORDINGS_RECONCILED = Counter(
 )
 OLDEST_UNFINISHED = Gauge(
     "oldest_unfinished_call_age_seconds", "Age of the oldest dialed call not known to have ended"
+)
+
+
+# Calls dialed and not known to have ended: the predicate of the dials_unfinished index, as it
+# reads there (the terminal statuses as literals: as a parameter, the generic plan PostgreSQL
+# caches for the statement could not use the partial index and scanned every dial).
+_UNFINISHED: Final = (
+    "state = 'initiated'"
+    f" AND (carrier_status IS NULL OR carrier_status NOT IN {sql_list(TERMINAL)})"
+)
+OLDEST_UNFINISHED_SQL: Final = (
+    "SELECT extract(epoch FROM now() - min(coalesce(carrier_news_at, finished_at)))"
+    f" AS quiet FROM dialer.dials WHERE {_UNFINISHED}"
+)
+# the limit is applied in the query: calls long in progress (not yet due) must not fill the
+# batch and hide the quiet calls behind them
+STALE_CALLS_SQL: Final = (
+    f"SELECT call_id, call_sid, carrier_status FROM dialer.dials WHERE {_UNFINISHED}"
+    " AND coalesce(carrier_news_at, finished_at) <= now() - make_interval(secs =>"
+    " CASE WHEN carrier_status = %(talking)s THEN %(in_progress)s ELSE %(quiet)s END)"
+    " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %(batch)s"
 )
 
 
@@ -127,33 +150,16 @@ class StaleCallWatchdog:
         return appended
 
     async def _check_stale_calls(self) -> int:
-        unfinished = (
-            "state = 'initiated'"
-            " AND (carrier_status IS NULL OR carrier_status <> ALL(%(terminal)s))"
-        )
         params = {
-            "terminal": sorted(TERMINAL),
             "talking": IN_PROGRESS,
             "in_progress": self._in_progress_check,
             "quiet": self._stale_after,
             "batch": self._batch,
         }
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT extract(epoch FROM now() - min(coalesce(carrier_news_at, finished_at)))"
-                f" AS quiet FROM dialer.dials WHERE {unfinished}",
-                params,
-            )
+            cur = await conn.execute(OLDEST_UNFINISHED_SQL)
             oldest = await cur.fetchone()
-            # the limit is applied in the query: calls long in progress (not yet due) must not
-            # fill the batch and hide the quiet calls behind them
-            cur = await conn.execute(
-                f"SELECT call_id, call_sid, carrier_status FROM dialer.dials WHERE {unfinished}"
-                " AND coalesce(carrier_news_at, finished_at) <= now() - make_interval(secs =>"
-                " CASE WHEN carrier_status = %(talking)s THEN %(in_progress)s ELSE %(quiet)s END)"
-                " ORDER BY coalesce(carrier_news_at, finished_at) LIMIT %(batch)s",
-                params,
-            )
+            cur = await conn.execute(STALE_CALLS_SQL, params)
             rows = await cur.fetchall()
         quiet = oldest["quiet"] if oldest else None
         OLDEST_UNFINISHED.set(float(quiet) if quiet is not None else 0.0)
