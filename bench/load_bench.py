@@ -390,6 +390,14 @@ async def measure(
     await asyncio.sleep(5)
     results["memory_at_rest_kib"] = {name: memory(pid) for name, pid in pids.items()}
     print(f"memory at rest: {results['memory_at_rest_kib']}", flush=True)
+    # a few seconds of calls first, caught up and analyzed, so the first measured phase does not
+    # run on empty tables with the plans made for them (see analyze())
+    warm = argparse.Namespace(**{**vars(args), "duration": 5.0, "warmup": 1.0})
+    seeded = await loadgen(warm, *post)
+    await caught_up(system.database_url)
+    await analyze(system.database_url)
+    results["warm-up calls before the first phase"] = seeded["statuses"]
+    print(f"warm-up: {seeded['statuses']}", flush=True)
     floor_post = ("--url", f"{floor}/calls", "--method", "POST", "--body", POST_BODY)
     watched = pids | {"floor_server": floor_proc.pid}
     results["floor POST /calls (bare handler, one INSERT)"] = await phase(
