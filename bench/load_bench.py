@@ -57,10 +57,15 @@ POST_BODY = '{"to_number": "+1{n}", "from_number": "+14155550100"}'
 SERVICES = ("simulator", "call-log", "gateway", "dialer", "recordings", "relay")
 
 
+def _ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, from a /proc/<pid>/stat line."""
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
+    return _ticks(Path(f"/proc/{pid}/stat").read_text())
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -80,8 +85,7 @@ def ticks_of_command(name: str) -> int:
         except OSError:  # ended meanwhile
             continue
         if text[text.index("(") + 1 : text.rindex(")")] == name:
-            fields = text.rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
+            total += _ticks(text)
     return total
 
 

@@ -21,7 +21,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, TypedDict
 
 import psycopg
@@ -129,7 +129,7 @@ expected AS (
 )"""
 
 
-def _append_statement(input_ctes: str) -> str:
+def _append_statement(input_ctes: str, *, answers: str = "") -> str:
     """One statement, one round trip: skip the event ids already stored, read each stream's
     head, check the expected versions, number the new events and insert them. Nothing is
     inserted when a version is not as expected. Each new row records
@@ -140,8 +140,8 @@ def _append_statement(input_ctes: str) -> str:
     end, and this one ended before it can be), an earlier one would put v2 before v1.
 
     `input_ctes` defines `input` (the new events, numbered `ord`) and `expected` (stream →
-    version it must be at); the statement answers `mismatched`, `inserted`, and the
-    `organization_id` (None: there was none) and `correlation_id` of its first input row."""
+    version it must be at); the statement answers `mismatched` and `inserted`, and `answers`
+    (more columns of the final SELECT, each after a comma)."""
     return (
         "WITH"
         + input_ctes
@@ -187,15 +187,20 @@ SELECT
         'stream_id', stream_id, 'expected', expected, 'actual', actual)), '[]')
      FROM mismatched) AS mismatched,
     (SELECT coalesce(jsonb_agg(jsonb_build_array(event_id, position, stream_version)), '[]')
-     FROM inserted) AS inserted,
-    (SELECT organization_id FROM input ORDER BY ord LIMIT 1) AS organization_id,
-    (SELECT correlation_id FROM input ORDER BY ord LIMIT 1) AS correlation_id
+     FROM inserted) AS inserted
 """
+        + answers
     )
 
 
 _APPEND: Final = _append_statement(_INPUT_DOCUMENT)
-_APPEND_ON_STREAM: Final = _append_statement(_INPUT_ON_STREAM)
+# and the stream's organization (None: no such stream, or another organization's) and
+# correlation id, which the new event took
+_APPEND_ON_STREAM: Final = _append_statement(
+    _INPUT_ON_STREAM,
+    answers=", (SELECT organization_id FROM input) AS organization_id,"
+    " (SELECT correlation_id FROM input) AS correlation_id",
+)
 
 
 def _parameters(
@@ -379,34 +384,34 @@ async def continue_stream(
     None, and nothing appended, when the stream does not exist or, given `organization_id`,
     belongs to another organization. An event id already stored is not appended again
     (`appended` False), as in append(). Runs in the caller's transaction when there is one."""
-    envelope = Envelope.wrap(
-        event,
-        stream_id=stream_id,
-        organization_id=organization_id or "",  # replaced by the stream's
-        causation_id=causation_id,
-        event_id=event_id,
-    )
+    data = event.model_dump(mode="json")
+    occurred_at = datetime.now(UTC)
     parameters = {
         "stream_id": stream_id,
         "event_id": str(event_id),
-        "event_type": envelope.event_type,
-        "event_version": envelope.event_version,
-        "occurred_at": envelope.occurred_at,
+        "event_type": event.TYPE,
+        "event_version": event.VERSION,
+        "occurred_at": occurred_at,
         "causation_id": causation_id,
-        "data": pydantic_core.to_json(envelope.data).decode(),
+        "data": pydantic_core.to_json(data).decode(),
         "organization_id": organization_id,
     }
     row = await _run_append(conn, _APPEND_ON_STREAM, parameters)
     if row["organization_id"] is None:
         return None
     [inserted] = row["inserted"] or [[None, None, None]]
-    recorded = envelope.model_copy(
-        update={
-            "organization_id": row["organization_id"],
-            "correlation_id": row["correlation_id"],
-            "position": inserted[1],
-            "stream_version": inserted[2],
-        }
+    recorded = Envelope(
+        event_id=event_id,
+        event_type=event.TYPE,
+        event_version=event.VERSION,
+        stream_id=stream_id,
+        organization_id=row["organization_id"],
+        occurred_at=occurred_at,
+        correlation_id=row["correlation_id"],
+        causation_id=causation_id,
+        position=inserted[1],
+        stream_version=inserted[2],
+        data=data,
     )
     return Continued(recorded, appended=inserted[0] is not None)
 
