@@ -4,6 +4,7 @@ whose callbacks never arrived still ends in its true state, recorded once."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -64,6 +65,39 @@ async def test_call_with_lost_callbacks_is_completed_from_the_carrier_once(
 
     assert await watchdog.check_once() == 0  # ended: never asked about again
     assert len(await calls.events(event.call_id, CallStatusReported)) == 1
+
+
+async def test_a_call_the_carrier_does_not_know_does_not_hold_up_the_others(
+    pool: Pool, calls: Calls, carrier: TwilioCarrier, sim: LocalSimulator
+) -> None:
+    """Found trying a restart by hand: the simulator forgot the calls placed before it
+    restarted, the watchdog's pass failed on the first one's 404 every 5 s, and the quiet
+    calls behind it were never asked about (the oldest is always first)."""
+    forgotten, _ = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    async with pool.connection() as conn:  # a SID the carrier has no call of, dialed first
+        await conn.execute(
+            "UPDATE dialer.dials SET call_sid = %s, finished_at = now() - interval '1 hour'"
+            " WHERE call_id = %s",
+            ("CA" + "0" * 32, forgotten.call_id),
+        )
+    event, call_sid = await dial_with_callbacks_lost(pool, calls, carrier, sim)
+    await wait_until_the_carrier_ends(sim, call_sid)
+    watchdog = StaleCallWatchdog(pool, carrier, stale_after_seconds=60)
+    async with pool.connection() as conn:  # both quiet for longer, the unknown one longest
+        for call_id, quiet in ((forgotten.call_id, "10 minutes"), (event.call_id, "2 minutes")):
+            await conn.execute(
+                "UPDATE dialer.dials SET carrier_news_at = now() - %s::interval WHERE call_id = %s",
+                (quiet, call_id),
+            )
+
+    assert await watchdog.check_once() == 1
+    [report] = await calls.events(event.call_id, CallStatusReported)
+    assert report.carrier_status == "completed"
+    assert await calls.events(forgotten.call_id, CallStatusReported) == []
+    # asked, and not asked again until it is quiet for stale_after_seconds once more
+    assert (await calls.dial(forgotten.call_id))["carrier_news_at"] > datetime.now(UTC) - timedelta(
+        seconds=30
+    )
 
 
 async def test_a_call_with_recent_news_is_not_asked_about(

@@ -93,6 +93,10 @@ class CancelRefused:
     message: str
 
 
+class UnknownCall(LookupError):
+    """The carrier has no call of that SID (Twilio answers 404)."""
+
+
 class Carrier(Protocol):
     async def create_call(self, request: DialRequest) -> DialResult: ...
 
@@ -100,7 +104,9 @@ class Carrier(Protocol):
         self, *, to_number: str, from_number: str, since: datetime
     ) -> list[CarrierCall]: ...
 
-    async def fetch_call(self, call_sid: str) -> CarrierCall: ...
+    async def fetch_call(self, call_sid: str) -> CarrierCall:
+        """The call as the carrier has it now; UnknownCall when it has none of that SID."""
+        ...
 
     async def list_recordings(self, call_sid: str) -> list[CarrierRecording]: ...
 

@@ -81,6 +81,14 @@ def reported_at(found: CarrierCall, now: datetime) -> datetime:
     return now
 
 
+async def note_asked(conn: Conn, call_id: uuid.UUID) -> None:
+    """The carrier was asked about a placed call and told nothing usable (it has no call of
+    that SID, or a status we do not know): it is not asked again before its next due time."""
+    await conn.execute(
+        "UPDATE dialer.dials SET carrier_news_at = now() WHERE call_id = %s", (call_id,)
+    )
+
+
 async def record_carrier_answer(
     conn: Conn,
     call_id: uuid.UUID,

@@ -22,6 +22,7 @@ from .carrier import (
     DialRequest,
     DialResult,
     Placed,
+    UnknownCall,
 )
 
 CANCELABLE = frozenset({"queued", "ringing"})
@@ -30,10 +31,6 @@ NOT_IN_PROGRESS = CancelRefused(code=21220, message="Call is not in-progress. Ca
 
 def new_call_sid() -> str:
     return "CA" + uuid.uuid4().hex
-
-
-class UnknownCall(LookupError):
-    """No call of that SID (Twilio answers 404)."""
 
 
 class FakeCarrier:

@@ -125,8 +125,13 @@ class TwilioCarrier:
         return [port.CarrierCall(sid=str(c.sid), status=str(c.status)) for c in calls]
 
     async def fetch_call(self, call_sid: str) -> port.CarrierCall:
-        async with asyncio.timeout(self._settings.timeout_seconds):
-            call = await self._client.calls(call_sid).fetch_async()
+        try:
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                call = await self._client.calls(call_sid).fetch_async()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                raise port.UnknownCall(call_sid) from exc
+            raise
         return _carrier_call(call)
 
     async def list_recordings(self, call_sid: str) -> list[port.CarrierRecording]:

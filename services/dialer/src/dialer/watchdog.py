@@ -24,7 +24,7 @@ from calls_platform.db import Pool
 from prometheus_client import Counter, Gauge
 
 from . import carrier_news, lost_recordings, recording_checks
-from .carrier import Carrier
+from .carrier import Carrier, UnknownCall
 from .statuses import IN_PROGRESS, KNOWN, TERMINAL, sql_list
 
 log = structlog.get_logger(__name__)
@@ -165,12 +165,23 @@ class StaleCallWatchdog:
         OLDEST_UNFINISHED.set(float(quiet) if quiet is not None else 0.0)
         recorded = 0
         for row in rows:
-            found = await self._carrier.fetch_call(row["call_sid"])
+            try:
+                found = await self._carrier.fetch_call(row["call_sid"])
+            except UnknownCall:
+                # asked again at its next due time; the pass goes on (it was the first of
+                # every pass, and the quiet calls behind it were never asked)
+                CALLS_RECONCILED.labels("not-found").inc()
+                log.warning("stale_call_unknown_to_carrier", call_id=str(row["call_id"]))
+                async with self._pool.connection() as conn:
+                    await carrier_news.note_asked(conn, row["call_id"])
+                continue
             CALLS_RECONCILED.labels(found.status).inc()
             if found.status not in KNOWN:
                 log.warning(
                     "stale_call_unknown_status", call_id=str(row["call_id"]), status=found.status
                 )
+                async with self._pool.connection() as conn:
+                    await carrier_news.note_asked(conn, row["call_id"])
                 continue
             async with self._pool.connection() as conn:
                 if not await carrier_news.record_carrier_answer(
