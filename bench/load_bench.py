@@ -217,9 +217,15 @@ async def caught_up(url: str, limit_s: float = 600) -> float:
             # the counts (whole-table scans, ~10 ms each at 100,000 events) only once the
             # readers are there: asked every 50 ms they took CPU from what is being waited for
             if head == relayed == projected:
+                # every call requested, one by one or carried by a batch's request (whose
+                # calls' own CallRequested come as they are dialed), has its dial
                 cur = await conn.execute(
-                    "SELECT (SELECT count(*) FROM eventstore.events"
-                    "  WHERE event_type = 'CallRequested'),"
+                    "SELECT (SELECT count(*) FROM ("
+                    "  SELECT data->>'call_id' FROM eventstore.events"
+                    "   WHERE event_type = 'CallRequested'"
+                    "  UNION SELECT c->>'call_id' FROM eventstore.events,"
+                    "   jsonb_array_elements(coalesce(data->'calls', '[]')) c"
+                    "   WHERE event_type = 'BatchRequested') r),"
                     " (SELECT count(*) FROM dialer.dials)"
                 )
                 requested, dials = await cur.fetchone() or (0, 0)

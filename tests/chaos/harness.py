@@ -679,6 +679,14 @@ async def verify(
     )
     for batch_id in workload.batch_ids:
         assert batch_calls[batch_id] > 0
+    # a batch carries its calls; each got its own stream, opened by the dialer, once
+    carried = [
+        c["call_id"]
+        for e in events
+        if e["event_type"] == "BatchRequested"
+        for c in e["data"].get("calls", [])
+    ]
+    assert set(carried) <= set(requested), set(carried) - set(requested)
 
     # exactly one terminal state per call
     verdicts: dict[str, list[str]] = defaultdict(list)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from calls_events import CallFailed, CallInitiated, Envelope, call_stream
 from calls_platform import eventstore
+from calls_testing.events import requests_in
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
     from conftest import Gateway
@@ -43,22 +44,23 @@ async def test_batch_answers_202_and_drops_duplicates(gateway: Gateway, org: str
         "duplicates_dropped": 3,
     }
 
-    events = await gateway.events_after(head)
-    assert [e.event_type for e in events] == ["BatchRequested"] + ["CallRequested"] * 3
-    requested = events[0]
+    # one event: the batch, carrying its calls (the dialer opens each call's stream)
+    [requested] = await gateway.events_after(head)
+    assert requested.event_type == "BatchRequested"
     assert requested.stream_id == answer["batch_id"]
     assert requested.organization_id == org
     assert requested.data["total"] == 3
     assert requested.data["duplicates_dropped"] == 3
     assert requested.data["from_number"] == caller
-    calls = [e.data for e in events[1:]]
-    assert [c["to_number"] for c in calls] == [a, b, c]
-    assert [c["batch_index"] for c in calls] == [0, 1, 2]
-    assert {c["batch_id"] for c in calls} == {answer["batch_id"]}
-    assert {c["from_number"] for c in calls} == {caller}
-    assert len({c["call_id"] for c in calls}) == 3
-    assert {e.organization_id for e in events} == {org}
-    assert len({e.correlation_id for e in events}) == 1
+    assert [c["to_number"] for c in requested.data["calls"]] == [a, b, c]
+    calls = requests_in([requested])
+    assert [c.data["to_number"] for c in calls] == [a, b, c]
+    assert [c.data["batch_index"] for c in calls] == [0, 1, 2]
+    assert {c.data["batch_id"] for c in calls} == {answer["batch_id"]}
+    assert {c.data["from_number"] for c in calls} == {caller}
+    assert len({c.data["call_id"] for c in calls}) == len({c.stream_id for c in calls}) == 3
+    assert {e.organization_id for e in calls} == {org}
+    assert {e.correlation_id for e in calls} == {requested.correlation_id}
 
 
 async def test_batch_resolves_caller_id_like_a_single_call(gateway: Gateway, org: str) -> None:
@@ -70,7 +72,8 @@ async def test_batch_resolves_caller_id_like_a_single_call(gateway: Gateway, org
         "/calls/batch", org, {"to_numbers": [gateway.number()], "agent_id": agent["id"]}
     )
     assert response.status == 202
-    batch_requested, call_requested = await gateway.events_after(head)
+    [batch_requested] = await gateway.events_after(head)
+    [call_requested] = requests_in([batch_requested])
     assert batch_requested.data["from_number"] == agent["phone_number"]
     assert batch_requested.data["agent_id"] == agent["id"]
     assert call_requested.data["agent_name"] == "Ada"
@@ -233,7 +236,7 @@ async def test_cancel_another_orgs_batch_is_404_and_appends_nothing(
 
 async def _dial_every_call(gateway: Gateway, org: str, start: Any, *, fail: bool) -> None:
     """Append what the dialer would: each call placed (still ringing), or refused (ended)."""
-    calls = [e for e in await gateway.events_after(start) if e.event_type == "CallRequested"]
+    calls = requests_in(await gateway.events_after(start))
     assert len(calls) == 2
     async with gateway.pool.connection() as conn:
         await eventstore.append(
@@ -291,4 +294,5 @@ async def test_batch_with_the_same_idempotency_key_is_queued_once(
     second = await gateway.client.post("/calls/batch", json=body, headers=headers)
     assert first.status == second.status == 202
     assert (await first.json())["batch_id"] == (await second.json())["batch_id"]
-    assert len(await gateway.events_after(before)) == 3  # BatchRequested + 2 CallRequested
+    [batch] = await gateway.events_after(before)  # one BatchRequested, carrying 2 calls
+    assert len(batch.data["calls"]) == 2

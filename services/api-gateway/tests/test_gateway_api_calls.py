@@ -8,6 +8,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from calls_testing.events import requests_in
 
 if TYPE_CHECKING:  # the fixtures' types, from this folder's conftest
     from conftest import Gateway
@@ -120,7 +121,7 @@ async def test_a_batch_is_recorded_as_its_record_or_its_agent_says(
             {"to_numbers": [gateway.number(), gateway.number()], "agent_id": quiet["id"], **body},
         )
         assert response.status == 202
-        calls = [e for e in await gateway.events_after(head) if e.event_type == "CallRequested"]
+        calls = requests_in(await gateway.events_after(head))
         assert [e.data["record"] for e in calls] == [recorded, recorded]
 
 

@@ -1,5 +1,5 @@
 """Integration: the campaign extensions of the API: recipients with variables and metadata,
-schedules and retries carried in each CallRequested (with the organization's default window),
+schedules and retries carried in each call's request (with the organization's default window),
 clear 422s for what cannot be meant, pause and resume, the do-not-call list and the calling
 policy, each scoped to its organization."""
 
@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from calls_testing.events import requests_in
 
 pytestmark = pytest.mark.integration
 
 
 async def requested_calls(gateway: Any, head: int) -> list[dict[str, Any]]:
-    return [e.data for e in await gateway.events_after(head) if e.event_type == "CallRequested"]
+    """The calls requested after `head`, one by one or in a batch's request."""
+    return [e.data for e in requests_in(await gateway.events_after(head))]
 
 
 async def test_recipients_carry_their_variables_metadata_and_zone_into_their_calls(

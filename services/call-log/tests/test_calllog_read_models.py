@@ -104,6 +104,23 @@ class Calls:
         )
         return self._wrap(event, batch_id, minutes)
 
+    def carrying_batch(
+        self, batch_id: str, numbers: list[str], minutes: float = 0
+    ) -> tuple[Envelope, list[Envelope]]:
+        """A BatchRequested carrying its calls, as the gateway appends it, and each call's
+        CallRequested as the dialer appends it on the call's stream when it handles it."""
+        event = ev.BatchRequested(
+            batch_id=batch_id,
+            total=len(numbers),
+            from_number="+15559870002",
+            requested_by="key_1",
+            agent_id=AGENT,
+            agent_name="Ada",
+            calls=tuple(ev.BatchCall(call_id=uuid.uuid4(), to_number=n) for n in numbers),
+        )
+        batch = self._wrap(event, batch_id, minutes)
+        return batch, [ev.requested_call_envelope(batch, c) for c in ev.requested_calls(event)]
+
     def batch_canceled(self, batch_id: str, minutes: float) -> Envelope:
         event = ev.BatchCancelRequested(batch_id=batch_id, requested_by="key_1")
         return self._wrap(event, batch_id, minutes)
@@ -470,6 +487,14 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
             calls.canceled(in_batch[2], 8.5),
         ],
     ]
+    # a batch carrying its calls, whose calls' own requests come as the dialer handles them
+    carried, opened = calls.carrying_batch("b-carried", ["+15551230101", "+15551230102"], 8.6)
+    carried_ids = [uuid.UUID(e.data["call_id"]) for e in opened]
+    history += [
+        [carried],
+        [opened[0], calls.initiated(carried_ids[0], 8.7)],
+        [opened[1], calls.canceled(carried_ids[1], 8.8)],
+    ]
     inbound = uuid.uuid4()
     history.append(
         [
@@ -509,8 +534,10 @@ async def test_rebuild_produces_exactly_the_rows_of_incremental_projection(
 
     assert replayed == sum(len(events) for events in history)
     assert await db.rows() == incremental
-    assert len(incremental["calls"]) == 10
+    assert len(incremental["calls"]) == 12
     by_id = {row["call_id"]: row for row in incremental["calls"]}
+    assert [by_id[c]["status"] for c in carried_ids] == ["in-progress", "failed"]
+    assert {by_id[c]["created_at"] for c in carried_ids} == {at(8.6)}
     assert (by_id[inbound]["status"], by_id[inbound]["outcome"]) == ("completed", "caller_hangup")
     assert (by_id[done]["transcript"], by_id[done]["provider_usage"]) == (None, None)
     assert by_id[queued]["call_sid"] == f"queued-{queued.hex[:12]}"
@@ -887,6 +914,38 @@ async def test_batch_moves_from_queued_through_in_progress_to_completed(
     assert [c["call_sid"] for c in queued["calls"]] == [None, None, None]
     assert completed["duplicates_dropped"] == 1
     assert completed["created_at"] == at(0).isoformat()
+
+
+async def test_a_batch_carrying_its_calls_is_queued_from_its_request(
+    shared_db: CallLogDatabase, calls: Calls
+) -> None:
+    """Its calls are rows from the batch's one event on; each call's own CallRequested,
+    appended when the dialer first handles it, changes nothing."""
+    batch_id = new_batch_id()
+    numbers = ["+15551230011", "+15551230012", "+15551230013"]
+    batch, opened = calls.carrying_batch(batch_id, numbers, 1)
+    await shared_db.append(batch)
+    queued = await get_batch(shared_db, calls, batch_id)
+    assert (queued["status"], queued["total"], counts(queued)) == ("queued", 3, (3, 0, 0, 0))
+    assert [c["to_number"] for c in queued["calls"]] == numbers
+    assert [c["call_id"] for c in queued["calls"]] == [e.data["call_id"] for e in opened]
+    first = uuid.UUID(opened[0].data["call_id"])
+    before = await detail(shared_db, calls, first)
+    assert (before["status"], before["agent_name"], before["batch_id"]) == (
+        "queued",
+        "Ada",
+        batch_id,
+    )
+    assert before["created_at"] == at(1).isoformat()
+
+    await shared_db.append(opened[0])  # the dialer opens the call's stream
+    assert await shared_db.project() == 1
+    assert await detail(shared_db, calls, first) == before
+    await shared_db.append(calls.initiated(first, 2))
+    dialing = await get_batch(shared_db, calls, batch_id)
+    assert counts(dialing) == (2, 1, 0, 0)
+    await shared_db.project()
+    assert (await detail(shared_db, calls, first))["status"] == "in-progress"
 
 
 async def test_a_batch_whose_cancel_was_requested_is_canceled(

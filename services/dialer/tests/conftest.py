@@ -14,7 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import pytest
-from calls_events import CallRequested, Envelope, Event
+from calls_events import (
+    BatchCall,
+    BatchRequested,
+    CallRequested,
+    Envelope,
+    Event,
+    Schedule,
+    requested_calls,
+)
+from calls_platform import eventstore
 from calls_platform.db import Pool
 from calls_platform.notify import Listener
 from calls_platform.service import stop_tasks
@@ -138,6 +147,38 @@ class Calls:
         async with self.pool.connection() as conn:
             assert await enqueue(conn, envelope, event)
         return event
+
+    async def batch_requested(
+        self,
+        org: str,
+        numbers: int | list[str],
+        *,
+        batch_id: str | None = None,
+        schedule: Schedule | None = None,
+        **fields: Any,
+    ) -> tuple[Envelope, list[CallRequested]]:
+        """Append a BatchRequested carrying its calls (`numbers`: how many, or their
+        numbers; `schedule`: each call's; `fields`: more of the batch's), as the gateway
+        does; return it as recorded and the requests it carries, in order."""
+        batch_id = batch_id or f"batch-{uuid.uuid4().hex}"
+        to = [unique_number() for _ in range(numbers)] if isinstance(numbers, int) else numbers
+        batch = BatchRequested(
+            batch_id=batch_id,
+            total=len(to),
+            from_number=FROM_NUMBER,
+            requested_by="test",
+            record=False,
+            calls=tuple(
+                BatchCall(call_id=uuid.uuid4(), to_number=n, schedule=schedule) for n in to
+            ),
+            **fields,
+        )
+        envelope = Envelope.wrap(
+            batch, stream_id=batch_id, organization_id=org, correlation_id=f"corr-{batch_id}"
+        )
+        async with self.pool.connection() as conn:
+            [recorded] = await eventstore.append(conn, [envelope])
+        return recorded, requested_calls(batch)
 
     async def carrier_says(self, call_id: uuid.UUID, *statuses: str) -> None:
         """The call's status callbacks say `statuses`, in this order (as the consumer notes

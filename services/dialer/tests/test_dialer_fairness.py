@@ -25,6 +25,7 @@ class PendingDial:
     lane: str
     batch_id: str | None
     requested_position: int
+    batch_index: int | None = None
     call_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -68,11 +69,20 @@ def work(draw: st.DrawFn, *, max_dials: int = 14) -> Work:
             unique=True,
         )
     )
-    dials = []
+    # a batch whose calls travel in its BatchRequested: they share its position, in
+    # batch_index order (the others' calls each have a position of their own)
+    carried = draw(st.sets(st.sampled_from(["b1", "b2", "b3"])))
+    carried_at: dict[str, int] = {}
+    dials: list[PendingDial] = []
     for (org, batch), position in zip(placed, positions, strict=True):
         batch_id = f"{org}-{batch}" if batch else None
         lane = fairness.lane_of(org, batch_id)
-        dials.append(PendingDial(org, lane, batch_id, position))
+        if batch_id and batch in carried:
+            at = carried_at.setdefault(batch_id, position)
+            index = len([d for d in dials if d.batch_id == batch_id])
+            dials.append(PendingDial(org, lane, batch_id, at, index))
+        else:
+            dials.append(PendingDial(org, lane, batch_id, position))
     keys = sorted(
         {fairness.org_key(d.organization_id) for d in dials}
         | {fairness.lane_key(d.lane) for d in dials}
@@ -101,12 +111,10 @@ def pending_before(w: Work, turns: list[PendingDial], step: int) -> list[Pending
 @given(work())
 def test_every_dial_is_claimed_once_each_lane_in_requested_order(w: Work) -> None:
     turns = w.turns()
-    assert sorted(turns, key=lambda d: d.requested_position) == sorted(
-        w.dials, key=lambda d: d.requested_position
-    )
+    assert sorted(turns, key=fairness.request_order) == sorted(w.dials, key=fairness.request_order)
     for lane in {d.lane for d in w.dials}:
-        positions = [d.requested_position for d in turns if d.lane == lane]
-        assert positions == sorted(positions)
+        order = [fairness.request_order(d) for d in turns if d.lane == lane]
+        assert order == sorted(order)
 
 
 @given(work())
@@ -183,8 +191,9 @@ async def given_work(pool: Pool, w: Work) -> None:
         for i, d in enumerate(w.dials):
             await conn.execute(
                 "INSERT INTO dialer.dials (call_id, organization_id, lane, batch_id, to_number,"
-                " from_number, record, state, requested_position, requested_event_id)"
-                " VALUES (%s, %s, %s, %s, %s, '+15017122661', false, 'pending', %s, %s)",
+                " from_number, record, state, requested_position, batch_index,"
+                " requested_event_id)"
+                " VALUES (%s, %s, %s, %s, %s, '+15017122661', false, 'pending', %s, %s, %s)",
                 (
                     d.call_id,
                     d.organization_id,
@@ -192,6 +201,7 @@ async def given_work(pool: Pool, w: Work) -> None:
                     d.batch_id,
                     f"+1555010{i:04d}",
                     d.requested_position,
+                    d.batch_index,
                     uuid.uuid4(),
                 ),
             )

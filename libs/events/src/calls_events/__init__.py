@@ -1,7 +1,13 @@
 """The one definition of every event in the Calls backend, shared by all services."""
 
 from ._base import Envelope, Event, UnknownEventType, event_class, event_types, upcaster
-from .batches import BatchCancelRequested, BatchRequested
+from .batches import (
+    BatchCall,
+    BatchCancelRequested,
+    BatchRequested,
+    requested_call_envelope,
+    requested_calls,
+)
 from .calls import (
     E164,
     CallCanceled,
@@ -73,6 +79,7 @@ __all__ = [
     "WEBHOOK_EVENT_DESCRIPTIONS",
     "WEBHOOK_EVENT_TYPES",
     "WEEKDAYS",
+    "BatchCall",
     "BatchCallStatus",
     "BatchCancelRequested",
     "BatchPaused",
@@ -119,5 +126,7 @@ __all__ = [
     "event_types",
     "is_placeholder_call_sid",
     "placeholder_call_sid",
+    "requested_call_envelope",
+    "requested_calls",
     "upcaster",
 ]

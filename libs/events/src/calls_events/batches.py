@@ -1,17 +1,39 @@
-"""Events of a batch campaign."""
+"""Events of a batch campaign, and the calls a batch's request stands for."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._base import Event
-from .calls import E164
+from ._base import Envelope, Event
+from .calls import E164, CallRequested, call_stream
+from .schedules import RetryPolicy, Schedule
+
+
+class BatchCall(BaseModel):
+    """One call of a batch, as its BatchRequested carries it: what differs from call to call
+    (the rest is the batch's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    call_id: uuid.UUID
+    to_number: str = Field(pattern=E164)
+    variables: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    schedule: Schedule | None = None
 
 
 class BatchRequested(Event):
-    """A batch was accepted; one CallRequested per unique number follows in the same commit."""
+    """A batch was accepted.
+
+    Its calls travel in it (`calls`, in the batch's order): each stands for the CallRequested
+    that `requested_calls` makes of it, which the dialer appends on the call's own stream when
+    it first handles the call (claims it, puts it off, ends it), so the store grows by one
+    event per call as calls are dialed, not by 10,000 at once. A batch stored before `calls`
+    existed has none: its CallRequested events follow in the same commit.
+    """
 
     TYPE = "BatchRequested"
 
@@ -21,6 +43,57 @@ class BatchRequested(Event):
     agent_id: uuid.UUID | None = None
     duplicates_dropped: int = Field(default=0, ge=0)
     requested_by: str
+    calls: tuple[BatchCall, ...] = ()
+    # what every call of the batch shares (with from_number, agent_id and requested_by)
+    agent_name: str | None = None
+    record: bool = True
+    retry: RetryPolicy | None = None
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+
+def requested_calls(batch: BatchRequested) -> list[CallRequested]:
+    """The CallRequested of each call `batch` carries (batch_index: its place in the batch),
+    built from parts already validated (no per-call validation)."""
+    shared: dict[str, Any] = {
+        "from_number": batch.from_number,
+        "agent_id": batch.agent_id,
+        "agent_name": batch.agent_name,
+        "batch_id": batch.batch_id,
+        "record": batch.record,
+        "requested_by": batch.requested_by,
+        "retry": batch.retry,
+        "max_concurrency": batch.max_concurrency,
+        "attempt": 1,
+        "previous_call_id": None,
+        "first_call_id": None,
+    }
+    return [
+        CallRequested.model_construct(
+            call_id=call.call_id,
+            to_number=call.to_number,
+            batch_index=index,
+            variables=call.variables,
+            metadata=call.metadata,
+            schedule=call.schedule,
+            **shared,
+        )
+        for index, call in enumerate(batch.calls)
+    ]
+
+
+def requested_call_envelope(batch: Envelope, call: CallRequested) -> Envelope:
+    """The envelope of a batch call's CallRequested, the same whoever makes it and however
+    often: its event id derived from the batch event's and the call's index, the batch's
+    organization, time and correlation, caused by the batch's request."""
+    return Envelope.wrap(
+        call,
+        stream_id=call_stream(call.call_id),
+        organization_id=batch.organization_id,
+        correlation_id=batch.correlation_id,
+        causation_id=str(batch.event_id),
+        event_id=uuid.uuid5(batch.event_id, f"call-{call.batch_index}"),
+        occurred_at=batch.occurred_at,
+    )
 
 
 class BatchCancelRequested(Event):

@@ -24,7 +24,10 @@ WEBHOOK_EVENT_TYPES: Final[tuple[str, ...]] = get_args(WebhookEventType)
 BATCH_WEBHOOK_EVENT_TYPES: Final = frozenset({"batch.completed", "batch.canceled"})
 # What each type means, for the docs (OpenAPI `webhooks`, docs/api.md).
 WEBHOOK_EVENT_DESCRIPTIONS: Final[dict[str, str]] = {
-    "call.queued": "An outbound call was accepted (POST /calls or a batch) and waits to be dialed.",
+    "call.queued": (
+        "An outbound call was accepted (POST /calls) and waits to be dialed; a batch's call,"
+        " when the dialer takes it up, just before it is dialed, put off or ended."
+    ),
     "call.initiated": "The carrier accepted the call (it has its CallSid), or an inbound call "
     "arrived.",
     "call.answered": "The call was answered (the carrier reported it in progress).",

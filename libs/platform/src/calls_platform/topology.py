@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from calls_events import (
     BatchCancelRequested,
     BatchPaused,
+    BatchRequested,
     BatchResumed,
     CallingPolicySet,
     CallRequested,
@@ -69,16 +70,23 @@ GATEWAY_INBOX: Final = "gateway.inbox"
 WEBHOOKS_EVENTS: Final = "webhooks.events"
 
 QUEUES: Final[tuple[QueueSpec, ...]] = (
-    # calls to dial, carrier reports that reveal a lost answer's SID (and that a recorded call
-    # ended), and recording reports (a call whose recording callback came needs no listing)
+    # calls to dial (one by one, or a batch's in its request), carrier reports that reveal a
+    # lost answer's SID (and that a recorded call ended), and recording reports (a call whose
+    # recording callback came needs no listing)
     QueueSpec(
         DIALER_REQUESTS,
-        (CallRequested.TYPE, CallStatusReported.TYPE, RecordingReported.TYPE),
+        (
+            CallRequested.TYPE,
+            BatchRequested.TYPE,
+            CallStatusReported.TYPE,
+            RecordingReported.TYPE,
+        ),
         owner="dialer",
     ),
     # cancels, and the campaign controls (pause, resume, do-not-call, calling policy), get a
-    # queue of their own so they never wait behind a backlog of requests (a 10,000-call batch is
-    # 10,000 messages): dialing of a canceled or paused batch stops within a second
+    # queue of their own so they never wait behind a backlog of requests (thousands of single
+    # calls, or a large batch's one message): dialing of a canceled or paused batch stops
+    # within a second
     QueueSpec(
         DIALER_CONTROL,
         (

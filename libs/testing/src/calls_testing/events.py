@@ -4,9 +4,18 @@ take them from there (the dialer, the recordings service, the call log)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TypeVar
 
-from calls_events import Envelope, Event, call_stream
+from calls_events import (
+    BatchRequested,
+    CallRequested,
+    Envelope,
+    Event,
+    call_stream,
+    requested_call_envelope,
+    requested_calls,
+)
 from calls_platform import eventstore
 from calls_platform.db import Pool
 
@@ -59,3 +68,15 @@ def event_of(envelope: Envelope, kind: type[E]) -> E:
 def of_kind(events: list[Event], kind: type[E]) -> list[E]:
     """Those of `events` that are `kind`s, typed as such."""
     return [e for e in events if isinstance(e, kind)]
+
+
+def requests_in(envelopes: Sequence[Envelope]) -> list[Envelope]:
+    """Every call request `envelopes` hold, in order: each stored CallRequested, and the ones
+    a BatchRequested carries, as the dialer appends them when it first handles each call."""
+    requests: list[Envelope] = []
+    for envelope in envelopes:
+        if envelope.event_type == CallRequested.TYPE:
+            requests.append(envelope)
+        elif isinstance(batch := envelope.event(), BatchRequested):
+            requests += [requested_call_envelope(envelope, c) for c in requested_calls(batch)]
+    return requests

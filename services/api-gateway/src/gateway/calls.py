@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -63,25 +62,17 @@ async def _resolve(
 
 @dataclass(frozen=True)
 class Accepted:
-    """What a request appends, and the 202's body. `envelopes` go through append() (with
-    `expected_versions`); `new_streams`, events that each open a stream (a batch's calls), in
-    one bulk statement."""
+    """What a request appends (with `expected_versions`), and the 202's body."""
 
     response: dict[str, Any]
     envelopes: Sequence[Envelope] = ()
     expected_versions: Mapping[str, int] = field(default_factory=dict)
-    new_streams: Sequence[eventstore.NewStreamEvent] = ()
 
     async def append(self, conn: Conn) -> None:
-        if self.envelopes:
-            await eventstore.append(conn, self.envelopes, expected_versions=self.expected_versions)
-        if self.new_streams:
-            await eventstore.append_new_streams(conn, self.new_streams)
+        await eventstore.append(conn, self.envelopes, expected_versions=self.expected_versions)
 
     def count(self) -> None:
-        types = Counter(e.event_type for e in self.envelopes)
-        types.update(e["event_type"] for e in self.new_streams)
-        for event_type, n in types.items():
+        for event_type, n in Counter(e.event_type for e in self.envelopes).items():
             EVENTS_APPENDED.labels(event_type).inc(n)
 
 
@@ -166,38 +157,23 @@ def _uuid4_strings(n: int) -> list[str]:
     return ids
 
 
-def requested_calls(
-    template: CallRequested,
-    calls: Sequence[Mapping[str, Any]],
-    *,
-    organization_id: str,
-    correlation_id: str | None,
-) -> list[eventstore.NewStreamEvent]:
-    """One CallRequested per entry of `calls` (index i: batch_index i, a new call id, and the
-    fields `calls[i]` gives, in their JSON form: to_number, and a recipient's variables,
-    metadata and schedule), the rest as in `template`: what Envelope.wrap would make of each,
-    in the store's form, built without validating 10,000 events one by one (the template is
-    validated; each recipient was, by PlaceBatch)."""
-    data = template.model_dump(mode="json")
-    occurred_at = datetime.now(UTC)
-    event_ids = _uuid4_strings(len(calls))
-    call_ids = _uuid4_strings(len(calls))
-    return [
-        {
-            "event_id": event_id,
-            "event_type": CallRequested.TYPE,
-            "event_version": CallRequested.VERSION,
-            "stream_id": call_stream(call_id),
-            "organization_id": organization_id,
-            "occurred_at": occurred_at,
-            "correlation_id": correlation_id,
-            "causation_id": None,
-            "data": {**data, **fields, "call_id": call_id, "batch_index": index},
-        }
-        for index, (fields, event_id, call_id) in enumerate(
-            zip(calls, event_ids, call_ids, strict=True)
-        )
-    ]
+def batch_calls(
+    recipients: Sequence[Callee], schedule_of: Callable[[str | None], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """The calls of a batch in the JSON form of BatchRequested.calls (a new call id each, and
+    a recipient's variables, metadata and schedule when it has them), built without
+    validating 10,000 models one by one (each recipient was validated, by PlaceBatch)."""
+    calls = []
+    for recipient, call_id in zip(recipients, _uuid4_strings(len(recipients)), strict=True):
+        call: dict[str, Any] = {"call_id": call_id, "to_number": recipient.to_number}
+        if recipient.variables:
+            call["variables"] = recipient.variables
+        if recipient.metadata:
+            call["metadata"] = recipient.metadata
+        if (schedule := schedule_of(recipient.time_zone)) is not None:
+            call["schedule"] = schedule
+        calls.append(call)
+    return calls
 
 
 def _unique_in_order(recipients: list[Callee]) -> list[Callee]:
@@ -235,6 +211,7 @@ async def place_batch(request: web.Request) -> web.Response:
                 )
             return schedules[time_zone]
 
+        # one event carries the batch and its calls (see docs/architecture.md, "Batches")
         batch = BatchRequested(
             batch_id=batch_id,
             total=len(numbers),
@@ -242,50 +219,26 @@ async def place_batch(request: web.Request) -> web.Response:
             agent_id=agent.id if agent else None,
             duplicates_dropped=dropped,
             requested_by=who.subject,
+            agent_name=agent.name if agent else None,
+            record=should_record(body.record, agent),
+            retry=body.retry,
+            max_concurrency=body.max_concurrency,
         )
-        events = [
-            eventstore.new_stream_event(
-                Envelope.wrap(
-                    batch,
-                    stream_id=batch_id,
-                    organization_id=who.organization_id,
-                    correlation_id=correlation_id,
-                )
-            ),
-            *requested_calls(
-                CallRequested(
-                    call_id=uuid.uuid4(),  # replaced, as are batch_index and what calls give
-                    to_number=numbers[0].to_number,
-                    from_number=from_number,
-                    agent_id=agent.id if agent else None,
-                    agent_name=agent.name if agent else None,
-                    batch_id=batch_id,
-                    batch_index=0,
-                    record=should_record(body.record, agent),
-                    requested_by=who.subject,
-                    retry=body.retry,
-                    max_concurrency=body.max_concurrency,
-                ),
-                [
-                    {
-                        "to_number": recipient.to_number,
-                        "variables": recipient.variables,
-                        "metadata": recipient.metadata,
-                        "schedule": schedule_of(recipient.time_zone),
-                    }
-                    for recipient in numbers
-                ],
-                organization_id=who.organization_id,
-                correlation_id=correlation_id,
-            ),
-        ]
+        envelope = Envelope(
+            event_type=BatchRequested.TYPE,
+            event_version=BatchRequested.VERSION,
+            stream_id=batch_id,
+            organization_id=who.organization_id,
+            correlation_id=correlation_id,
+            data={**batch.model_dump(mode="json"), "calls": batch_calls(numbers, schedule_of)},
+        )
         response = {
             "batch_id": batch_id,
             "total": len(numbers),
             "status": "queued",
             "duplicates_dropped": dropped,
         }
-        return Accepted(response, new_streams=events)
+        return Accepted(response, [envelope], {batch_id: eventstore.NO_STREAM})
 
     return await _accept(request, body, build)
 

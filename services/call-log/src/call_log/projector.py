@@ -24,6 +24,7 @@ from calls_events import (
     BatchRequested,
     BatchResumed,
     Envelope,
+    requested_calls,
 )
 from calls_platform import eventstore, leader
 from calls_platform.db import Conn, Pool
@@ -122,19 +123,28 @@ async def apply_events(conn: Conn, events: Sequence[Envelope]) -> None:
     batch_writes: list[tuple[str, tuple[Any, ...]]] = []  # in event order, after the fold
     for envelope in events:
         event = envelope.event()
-        if isinstance(event, CALL_EVENTS):
-            before = views.get(event.call_id)
+        # a batch's calls are queued from its BatchRequested on (each one's own CallRequested,
+        # appended when it is dialed, changes nothing)
+        folded = (
+            requested_calls(event)
+            if isinstance(event, BatchRequested)
+            else [event]
+            if isinstance(event, CALL_EVENTS)
+            else []
+        )
+        for call_event in folded:
+            before = views.get(call_event.call_id)
             after = apply(
                 before,
-                event,
+                call_event,
                 organization_id=envelope.organization_id,
                 position=envelope.position or 0,
                 at=envelope.occurred_at,
             )
             if after is not None and after != before:
-                views[event.call_id] = after
-                changed.add(event.call_id)
-        elif isinstance(event, BatchRequested):
+                views[call_event.call_id] = after
+                changed.add(call_event.call_id)
+        if isinstance(event, BatchRequested):
             batch_writes.append(
                 (
                     "INSERT INTO call_log.batches (batch_id, organization_id, total, from_number,"

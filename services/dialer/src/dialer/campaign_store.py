@@ -31,7 +31,7 @@ from calls_platform import eventstore
 from calls_platform.db import Conn
 from psycopg import sql
 
-from . import campaigns
+from . import campaigns, dials
 from .campaigns import Defer, DialNow, Expire, Skip
 from .dials import on_call
 from .statuses import TERMINAL, sql_list
@@ -87,9 +87,7 @@ async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
         case Skip(reason=reason):
             await _end(conn, call_id, "skipped")
             event, kind = CallSkipped(call_id=call_id, reason=reason), "skipped"
-    await eventstore.append(
-        conn, [on_call(head, event, eventstore.deterministic_event_id(kind, str(call_id)))]
-    )
+    await dials.append(conn, [(head, event)], kind)
     return True
 
 

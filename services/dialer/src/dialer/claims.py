@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from calls_platform.db import Conn
 
-from . import campaign_store, dial_queue
+from . import campaign_store, dial_queue, dials
 from .dials import DIAL_COLUMNS, Dial
 from .fairness import lane_key, org_key
 
@@ -71,17 +71,18 @@ _HEADS: Final = f"""
     ),
     heads AS (
         SELECT d.* FROM lanes l CROSS JOIN LATERAL (
-            SELECT call_id, lane, organization_id, requested_position, batch_id, to_number,
-                request, max_concurrency
+            SELECT call_id, lane, organization_id, requested_position, batch_index, batch_id,
+                to_number, request, max_concurrency, correlation_id, requested_event_id, unopened
             FROM dialer.dials d
             WHERE d.lane = l.lane AND d.state = 'pending' AND d.not_before <= %(now)s
               AND NOT {campaign_store.number_busy("d")}
-            ORDER BY d.requested_position
+            ORDER BY d.requested_position, d.batch_index
             LIMIT 1
         ) d
         WHERE l.lane IS NOT NULL
     )
-    SELECT h.call_id, h.lane, h.organization_id, h.requested_position, h.to_number, h.request,
+    SELECT h.call_id, h.lane, h.organization_id, h.requested_position, h.batch_index,
+        h.to_number, h.request, h.correlation_id, h.requested_event_id, h.unopened,
         p.daily_cap_per_number, coalesce(n.listed, false) AS do_not_call
     FROM heads h
     LEFT JOIN dialer.calling_policies p ON p.organization_id = h.organization_id
@@ -98,7 +99,8 @@ _HEADS: Final = f"""
            OR (SELECT count(*) FROM dialer.dials f
                WHERE f.organization_id = h.organization_id AND {campaign_store.IN_FLIGHT})
               < p.max_concurrency)
-    ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position
+    ORDER BY o.last_served NULLS FIRST, l.last_served NULLS FIRST, h.requested_position,
+        h.batch_index
     LIMIT 1
 """
 
@@ -126,14 +128,17 @@ async def _claim(conn: Conn, head: Mapping[str, Any]) -> Dial | None:
     cur = await conn.execute(
         "UPDATE dialer.dials SET state = 'dialing', attempts = attempts + 1,"
         " dial_started_at = now() WHERE call_id = %s AND state = 'pending'"
-        f" RETURNING {DIAL_COLUMNS}",
+        f" RETURNING {DIAL_COLUMNS}, unopened",
         (head["call_id"],),
     )
     row = await cur.fetchone()
     await served(conn, head)
     if row is None:
         return None
-    dial = Dial(**row)
+    # committed with `dialing`: the carrier is asked, and may call back, only once the call's
+    # request is on its stream
+    await dials.open_streams(conn, [row])
+    dial = Dial(**{column: value for column, value in row.items() if column != "unopened"})
     if dial.batch_id:
         cur = await conn.execute(
             "SELECT 1 FROM dialer.canceled_batches WHERE batch_id = %s", (dial.batch_id,)

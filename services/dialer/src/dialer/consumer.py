@@ -1,4 +1,5 @@
-"""What the dialer takes from RabbitMQ: calls to dial, batches to cancel, pause or resume,
+"""What the dialer takes from RabbitMQ: calls to dial (one by one, or a batch's in its
+request), batches to cancel, pause or resume,
 do-not-call and calling-policy changes (campaign rules it applies at dial time), carrier reports
 that reveal the SID of an attempt whose answer was lost (and that a recorded call ended), and
 recording reports (a call whose recording callback came needs no listing of its recordings at
@@ -10,6 +11,7 @@ from typing import Final
 
 from calls_events import (
     BatchCancelRequested,
+    BatchRequested,
     CallRequested,
     CallStatusReported,
     Envelope,
@@ -56,7 +58,10 @@ class Handlers:
                 conn, [(e, event) for e, event in events if isinstance(event, CallRequested)]
             )
             for envelope, event in events:
-                if isinstance(event, BatchCancelRequested):
+                if isinstance(event, BatchRequested):
+                    # the calls it carries (an older batch's come as CallRequested)
+                    await dial_queue.enqueue_batch(conn, envelope, event)
+                elif isinstance(event, BatchCancelRequested):
                     await dial_queue.cancel_batch(conn, envelope.organization_id, event.batch_id)
                 elif isinstance(event, CallStatusReported):
                     # one commit: a call that ended is never left without its retry

@@ -1,12 +1,20 @@
 """Step 3 of a call's path: requested calls into the dials table as `pending` (each once), and
 batch cancels (a canceled batch's calls not yet dialed end `canceled`, now or when they
-arrive)."""
+arrive). A batch's calls come in its one BatchRequested (`enqueue_batch`); their streams are
+opened later, when each call is first handled (`dials.open_streams`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from calls_events import CallCanceled, CallRequested, Envelope
+from calls_events import (
+    BatchRequested,
+    CallCanceled,
+    CallRequested,
+    Envelope,
+    requested_call_envelope,
+    requested_calls,
+)
 from calls_platform.db import Conn
 from psycopg.types.json import Jsonb
 
@@ -30,10 +38,31 @@ async def enqueue(conn: Conn, envelope: Envelope, request: CallRequested) -> boo
     return await enqueue_many(conn, [(envelope, request)]) == 1
 
 
-async def enqueue_many(conn: Conn, requests: Sequence[tuple[Envelope, CallRequested]]) -> int:
-    """Record requested calls in one transaction (a 10,000-call batch arrives as 10,000
+def batch_requests(
+    envelope: Envelope, batch: BatchRequested
+) -> list[tuple[Envelope, CallRequested]]:
+    """The requests a batch carries, each with the envelope its stream is to be opened with."""
+    return [(requested_call_envelope(envelope, call), call) for call in requested_calls(batch)]
+
+
+async def enqueue_batch(conn: Conn, envelope: Envelope, batch: BatchRequested) -> int:
+    """Record the calls `batch` carries (none: an older batch, whose CallRequested events
+    follow it) as pending dials whose streams are not open yet."""
+    return await enqueue_many(conn, batch_requests(envelope, batch), batch=envelope)
+
+
+async def enqueue_many(
+    conn: Conn,
+    requests: Sequence[tuple[Envelope, CallRequested]],
+    *,
+    batch: Envelope | None = None,
+) -> int:
+    """Record requested calls in one transaction (an older 10,000-call batch arrives as 10,000
     messages: taking them in bulk keeps a single call from waiting behind them). Each call is
-    recorded once; calls of a canceled batch end canceled. Returns how many were new."""
+    recorded once; calls of a canceled batch end canceled. Returns how many were new.
+
+    With `batch`: the requests are the calls that batch's stored event carries, not stored
+    yet themselves; each dial keeps its envelope (`unopened`) and the batch's position."""
     if not requests:
         return 0
     async with conn.transaction():
@@ -55,21 +84,23 @@ async def enqueue_many(conn: Conn, requests: Sequence[tuple[Envelope, CallReques
                 r.from_number,
                 r.record,
                 "canceled" if r.batch_id in canceled_batches else "pending",
-                e.position or 0,
+                (batch.position if batch else e.position) or 0,
                 e.correlation_id,
                 e.event_id,
                 _rules(r),
                 r.max_concurrency,
+                r.batch_index,
+                Jsonb(e.model_dump(mode="json")) if batch else None,
             )
             for e, r in requests
         ]
         cur = await conn.execute(
             "INSERT INTO dialer.dials (call_id, organization_id, lane, batch_id, to_number,"
             " from_number, record, state, requested_position, correlation_id, requested_event_id,"
-            " request, max_concurrency)"
+            " request, max_concurrency, batch_index, unopened)"
             " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[],"
             " %s::text[], %s::boolean[], %s::text[], %s::bigint[], %s::text[], %s::uuid[],"
-            " %s::jsonb[], %s::integer[])"
+            " %s::jsonb[], %s::integer[], %s::integer[], %s::jsonb[])"
             " ON CONFLICT (call_id) DO NOTHING"
             f" RETURNING {EVENT_COLUMNS}, state",
             [list(column) for column in zip(*rows, strict=True)],

@@ -50,8 +50,9 @@ DIAL_COLUMNS: Final = (
     "call_id, organization_id, to_number, from_number, record, attempts, correlation_id,"
     " requested_event_id, dial_started_at, batch_id, redialed, request"
 )
-# what an event about a dial is wrapped with (`on_call`)
-EVENT_COLUMNS: Final = "call_id, organization_id, correlation_id, requested_event_id"
+# what an event about a dial is wrapped with (`on_call`), and the envelope that opens its
+# stream when it is not open yet (`open_streams`)
+EVENT_COLUMNS: Final = "call_id, organization_id, correlation_id, requested_event_id, unopened"
 
 Row = Dial | Mapping[str, Any]
 """A dial, or the row of one that has at least EVENT_COLUMNS."""
@@ -81,9 +82,30 @@ def on_call(row: Row, event: Event, event_id: uuid.UUID) -> Envelope:
     )
 
 
+async def open_streams(conn: Conn, rows: Sequence[Row]) -> None:
+    """Open the stream of each dial whose stream is not open yet (a call a BatchRequested
+    carries): append its CallRequested, in the caller's transaction, so that nothing is ever
+    appended on a call, nor the carrier asked to ring it, before its request is on its
+    stream. Repeating it appends nothing (the envelope's id is the call's own)."""
+    unopened = [
+        (call_id_of(row), opening)
+        for row in rows
+        if not isinstance(row, Dial) and (opening := row.get("unopened")) is not None
+    ]
+    if not unopened:
+        return
+    await append_envelopes(conn, [Envelope.model_validate(opening) for _, opening in unopened])
+    await conn.execute(
+        "UPDATE dialer.dials SET unopened = NULL WHERE call_id = ANY(%s)",
+        ([call_id for call_id, _ in unopened],),
+    )
+
+
 async def append(conn: Conn, changes: Sequence[tuple[Row, Event]], kind: str) -> None:
-    """Append each change's event on its call, one of `kind` per call however often this runs
-    (the event id is derived from the kind and the call)."""
+    """Append each change's event on its call (its stream opened first, if it is not yet),
+    one of `kind` per call however often this runs (the event id is derived from the kind and
+    the call)."""
+    await open_streams(conn, [row for row, _ in changes])
     envelopes = []
     for row, event in changes:
         event_id = eventstore.deterministic_event_id(kind, str(call_id_of(row)))

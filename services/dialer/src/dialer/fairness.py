@@ -45,6 +45,9 @@ class Head(Protocol):
     @property
     def requested_position(self) -> int: ...
 
+    @property
+    def batch_index(self) -> int | None: ...
+
 
 H = TypeVar("H", bound=Head)
 
@@ -54,7 +57,13 @@ Served = Mapping[str, datetime]
 _NEVER = datetime.min  # compared only with another never-served (the flag before it differs)
 
 
-def turn_key(head: Head, served: Served) -> tuple[bool, datetime, bool, datetime, int]:
+def request_order(dial: Head) -> tuple[int, int]:
+    """A dial's place in request order: its request's position, then its place in its batch
+    (a batch's calls travel in one event and share its position)."""
+    return (dial.requested_position, dial.batch_index or 0)
+
+
+def turn_key(head: Head, served: Served) -> tuple[bool, datetime, bool, datetime, tuple[int, int]]:
     """Sorts heads in turn order: least recently served organization (never served first:
     the flag), then lane, then the earlier request."""
     org = served.get(org_key(head.organization_id))
@@ -64,7 +73,7 @@ def turn_key(head: Head, served: Served) -> tuple[bool, datetime, bool, datetime
         org or _NEVER,
         lane is not None,
         lane or _NEVER,
-        head.requested_position,
+        request_order(head),
     )
 
 
@@ -73,7 +82,7 @@ def heads_of(pending: Iterable[H]) -> list[H]:
     first: dict[str, H] = {}
     for dial in pending:
         head = first.get(dial.lane)
-        if head is None or dial.requested_position < head.requested_position:
+        if head is None or request_order(dial) < request_order(head):
             first[dial.lane] = dial
     return list(first.values())
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
 
-from calls_events import BatchCancelRequested, CallRequested, Envelope, Event
+from calls_events import BatchCancelRequested, BatchRequested, CallRequested, Envelope, Event
 from calls_platform.db import Conn, Pool
 from calls_platform.intake import IntakeWatchdog, TakeIn
 from prometheus_client import Counter
@@ -39,17 +39,25 @@ def requests_of(envelopes: Sequence[Envelope]) -> list[tuple[Envelope, CallReque
 
 
 async def take_in(conn: Conn, envelopes: Sequence[Envelope]) -> int:
-    """Take in the requests that have no dial row (the rest were taken in by the consumer)."""
-    requests = requests_of(envelopes)
-    cur = await conn.execute(
-        "SELECT call_id FROM dialer.dials WHERE call_id = ANY(%s)",
-        ([event.call_id for _, event in requests],),
-    )
+    """Take in the requests that have no dial row (the rest were taken in by the consumer):
+    stored CallRequested events, and the calls a BatchRequested carries."""
+    stored = requests_of(envelopes)
+    batches = [
+        (e, dial_queue.batch_requests(e, event))
+        for e in envelopes
+        if isinstance(event := e.event(), BatchRequested)
+    ]
+    asked = [event.call_id for _, event in stored] + [
+        event.call_id for _, calls in batches for _, event in calls
+    ]
+    cur = await conn.execute("SELECT call_id FROM dialer.dials WHERE call_id = ANY(%s)", (asked,))
     known = {row["call_id"] for row in await cur.fetchall()}
-    lost = [(e, event) for e, event in requests if event.call_id not in known]
-    if not lost:
-        return 0
-    taken = await dial_queue.enqueue_many(conn, lost)
+    lost = [(e, event) for e, event in stored if event.call_id not in known]
+    taken = await dial_queue.enqueue_many(conn, lost) if lost else 0
+    for batch, calls in batches:
+        lost = [(e, event) for e, event in calls if event.call_id not in known]
+        if lost:
+            taken += await dial_queue.enqueue_many(conn, lost, batch=batch)
     TAKEN_IN.inc(taken)
     return taken
 
@@ -58,7 +66,9 @@ def intake_watchdog(
     pool: Pool, *, grace_seconds: float, clock: Callable[[], datetime] | None = None
 ) -> IntakeWatchdog:
     """Requests with no dial row."""
-    return _watchdog(pool, CHECKPOINT, [CallRequested], take_in, grace_seconds, clock)
+    return _watchdog(
+        pool, CHECKPOINT, [CallRequested, BatchRequested], take_in, grace_seconds, clock
+    )
 
 
 def _watchdog(
