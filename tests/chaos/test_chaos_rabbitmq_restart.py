@@ -71,7 +71,9 @@ async def test_rabbitmq_restarted_mid_batch(
         report = await verify(http, chaos, workload)
 
     assert dialed_at_stop < BATCH_SIZE  # stopped mid-batch
-    assert backlog_while_down >= 21  # at least the calls accepted while it was down
+    # at least the requests accepted while it was down: the single call, and the batch (one
+    # event carrying its 20 calls)
+    assert backlog_while_down >= 2
     print(
         f"\nrabbitmq-restart: broker down {down_for:.1f}s, {backlog_while_down} events held,"
         f" outbox drained {drained_in:.1f}s after start_app, {workload.expected_calls} calls,"
