@@ -115,6 +115,20 @@ def test_a_call_ends_once_whether_it_failed_or_ended() -> None:
     assert types == ["call.queued", "call.failed"]
 
 
+def test_a_call_the_dialer_did_not_place_fails_and_ends_in_its_batch() -> None:
+    """Skipped (on the do-not-call list) or expired (past its end_at): its end is a
+    call.failed, once, and counts towards its batch's completion."""
+    for not_placed in (
+        ev.CallSkipped(call_id=CALL, reason="do_not_call"),
+        ev.CallExpired(call_id=CALL, end_at=T0),
+    ):
+        _, types = fold([requested(BATCH), not_placed, not_placed])
+        assert types == ["call.queued", "call.failed"]
+        queued = translate(StreamState(), stored(requested(BATCH), 1))
+        ended = translate(queued.state, stored(not_placed, 2))
+        assert ended.call_ended_in_batch == BATCH
+
+
 def test_a_message_id_is_the_same_for_the_same_event() -> None:
     envelope = stored(requested(), 1)
     first = translate(StreamState(), envelope).messages[0]

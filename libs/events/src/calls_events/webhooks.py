@@ -34,7 +34,8 @@ WEBHOOK_EVENT_DESCRIPTIONS: Final[dict[str, str]] = {
     "call.ended": "The call reached its final status after it was placed, or was canceled "
     "before it was dialed: `status`, `outcome`, `duration` and `error_reason` are final.",
     "call.failed": "The call could not be placed (the carrier refused it, e.g. an invalid "
-    "number): `error_reason` says why. A call ends with exactly one of call.ended and "
+    "number), or was not placed (the do-not-call list skipped it, or its end_at passed "
+    "first): `error_reason` says why. A call ends with exactly one of call.ended and "
     "call.failed.",
     "recording.ready": "The call's recording is stored and can be downloaded "
     "(GET /calls/{call_id}/recording).",

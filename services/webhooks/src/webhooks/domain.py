@@ -17,9 +17,11 @@ from calls_events import (
     BatchCancelRequested,
     BatchRequested,
     CallCanceled,
+    CallExpired,
     CallFailed,
     CallInitiated,
     CallRequested,
+    CallSkipped,
     CallStatusReported,
     ConversationReported,
     Envelope,
@@ -92,7 +94,8 @@ def _call_types(envelope: Envelope) -> tuple[str, uuid.UUID | None]:
         return "", event.call_id
     if isinstance(event, CallCanceled):
         return "call.ended", event.call_id
-    if isinstance(event, CallFailed):
+    if isinstance(event, CallFailed | CallSkipped | CallExpired):
+        # never placed: refused, or not dialed (on the do-not-call list, past its end_at)
         return "call.failed", event.call_id
     if isinstance(event, RecordingStored):
         return "recording.ready", event.call_id
