@@ -1,5 +1,6 @@
-"""A BatchRequested carries its calls; `requested_calls` and `requested_call_envelope` make of
-each the CallRequested the dialer appends on the call's stream, the same whoever asks."""
+"""A BatchRequested carries its calls; `requested_calls` (models, for the call log) and
+`requested_call_documents` (JSON, for the dialer, which appends them) make of each the
+CallRequested the dialer appends on the call's stream, the same whoever asks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from calls_events import (
     RetryPolicy,
     Schedule,
     call_stream,
-    requested_call_envelope,
+    requested_call_documents,
+    requested_call_envelopes,
     requested_calls,
 )
 
@@ -85,26 +87,29 @@ def test_a_calls_envelope_is_the_same_whoever_makes_it() -> None:
     envelope = stored_batch()
     batch = envelope.event()
     assert isinstance(batch, BatchRequested)
-    first = [requested_call_envelope(envelope, c) for c in requested_calls(batch)]
-    again = [requested_call_envelope(envelope, c) for c in requested_calls(batch)]
-    assert first == again
+    first = requested_call_envelopes(envelope, batch)
+    assert first == requested_call_envelopes(envelope, batch)
     assert len({e.event_id for e in first}) == 3
+    # the JSON form the dialer keeps is exactly the envelope's
+    for document, made in zip(requested_call_documents(envelope, batch), first, strict=True):
+        assert document == made.model_dump(mode="json")
     for made, call in zip(first, requested_calls(batch), strict=True):
         assert made.stream_id == call_stream(call.call_id)
         assert (made.organization_id, made.correlation_id) == ("org_a", envelope.correlation_id)
         assert made.occurred_at == envelope.occurred_at
         assert made.causation_id == str(envelope.event_id)
-        assert made.event() == call  # its data validates as the request it stands for
-        # it travels: stored in a dial row as JSON, it comes back the same
-        assert Envelope.model_validate(made.model_dump(mode="json")) == made
+        # its data is the request the call log folds, and validates as a CallRequested
+        assert made.data == call.model_dump(mode="json")
+        assert made.event() == call
+        assert Envelope.model_validate_json(made.model_dump_json()) == made
 
 
 def test_another_batch_gives_other_event_ids() -> None:
     one, other = stored_batch(), stored_batch()
     ids = {
-        requested_call_envelope(e, c).event_id
+        made.event_id
         for e in (one, other)
-        for c in requested_calls(e.event())  # type: ignore[arg-type]
+        for made in requested_call_envelopes(e, e.event())  # type: ignore[arg-type]
     }
     assert len(ids) == 6
 

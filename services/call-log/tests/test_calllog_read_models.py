@@ -119,7 +119,7 @@ class Calls:
             calls=tuple(ev.BatchCall(call_id=uuid.uuid4(), to_number=n) for n in numbers),
         )
         batch = self._wrap(event, batch_id, minutes)
-        return batch, [ev.requested_call_envelope(batch, c) for c in ev.requested_calls(event)]
+        return batch, ev.requested_call_envelopes(batch, event)
 
     def batch_canceled(self, batch_id: str, minutes: float) -> Envelope:
         event = ev.BatchCancelRequested(batch_id=batch_id, requested_by="key_1")

@@ -24,11 +24,11 @@ from calls_events import (
     Schedule,
     call_stream,
     do_not_call_stream,
-    requested_call_envelope,
+    requested_call_envelopes,
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool
-from dialer import attempts, claims, dial_queue, dials
+from dialer import attempts, campaign_store, claims, dial_queue, dials
 from dialer.consumer import Handlers
 from dialer.intake import intake_watchdog
 
@@ -56,6 +56,16 @@ async def events(pool: Pool, call_id: uuid.UUID) -> list[Event]:
     return [e.event() for e in await stream(pool, call_id)]
 
 
+def opening(batch: Envelope, request: CallRequested) -> Envelope:
+    """The envelope that opens `request`'s stream (before the dialer gives it its time)."""
+    [envelope] = [
+        e
+        for e in requested_call_envelopes(batch, batch.event())  # type: ignore[arg-type]
+        if e.data["call_id"] == str(request.call_id)
+    ]
+    return envelope
+
+
 async def deliver(pool: Pool, org: str, stream_id: str, event: Event) -> None:
     """Append an event as the gateway would and hand it to the dialer's consumer."""
     async with pool.connection() as conn:
@@ -77,7 +87,7 @@ async def test_a_batch_is_taken_in_from_its_request_once_in_its_order(
     for request in requests:
         dial = await calls.dial(request.call_id)
         assert dial["requested_position"] == batch.position
-        assert dial["requested_event_id"] == requested_call_envelope(batch, request).event_id
+        assert dial["requested_event_id"] == opening(batch, request).event_id
         assert dial["unopened"] is not None
         assert await stream(pool, request.call_id) == []  # nothing on its stream yet
     claimed = [await claim(pool) for _ in range(5)]
@@ -94,9 +104,16 @@ async def test_a_claim_opens_the_calls_stream_before_the_carrier_is_asked(
     assert dial.call_id == request.call_id
     # committed with `dialing`: a callback the carrier sends at once finds the call
     [opened] = await stream(pool, request.call_id)
-    assert opened == requested_call_envelope(batch, request).model_copy(
-        update={"position": opened.position, "stream_version": 1}
+    assert opened == opening(batch, request).model_copy(
+        update={
+            "position": opened.position,
+            "stream_version": 1,
+            "occurred_at": opened.occurred_at,
+        }
     )
+    # it happened when it was appended, not when the batch was accepted (the lag metrics and
+    # alerts read it)
+    assert opened.occurred_at > batch.occurred_at
     assert opened.event() == request
     assert opened.causation_id == str(batch.event_id)
     assert opened.correlation_id == batch.correlation_id
@@ -239,9 +256,31 @@ async def test_a_batch_whose_message_never_came_is_taken_in_from_the_store(
     for request in requests:
         dial = await calls.dial(request.call_id)
         assert (dial["state"], dial["requested_position"]) == ("pending", batch.position)
-        assert dial["requested_event_id"] == requested_call_envelope(batch, request).event_id
+        assert dial["requested_event_id"] == opening(batch, request).event_id
     claimed = [d.call_id for _ in range(4) if (d := await claim(pool))]
     batch_ids = [r.call_id for r in requests]
     assert sorted(claimed) == sorted([*batch_ids, arrived_request.call_id])
     assert [c for c in claimed if c in batch_ids] == batch_ids  # in the batch's order
     assert [type(e) for e in await events(pool, requests[0].call_id)] == [CallRequested]
+
+
+async def test_a_hold_on_a_call_its_batch_cancel_ended_meanwhile_records_nothing(
+    pool: Pool, calls: Calls
+) -> None:
+    """The claim read the head, then a consumer (another replica) canceled the batch: the
+    hold that would put the call off finds it no longer pending and appends nothing after its
+    CallCanceled."""
+    closed = Schedule(window=CallingWindow(start="20:00", end="21:00", time_zone="UTC"))
+    batch, [request] = await calls.batch_requested("org_a", 1, schedule=closed)
+    await Handlers(pool)(batch)
+    async with pool.connection() as conn, conn.transaction():
+        head = await claims.next_head(conn, NOW)
+        assert head is not None
+        assert head["call_id"] == request.call_id
+        async with pool.connection() as other:
+            await dial_queue.cancel_batch(other, "org_a", request.batch_id or "")
+        assert await campaign_store.hold(conn, head, NOW)  # claim another
+    assert await events(pool, request.call_id) == [
+        request,
+        CallCanceled(call_id=request.call_id, reason="batch canceled"),
+    ]

@@ -5,7 +5,8 @@ from .batches import (
     BatchCall,
     BatchCancelRequested,
     BatchRequested,
-    requested_call_envelope,
+    requested_call_documents,
+    requested_call_envelopes,
     requested_calls,
 )
 from .calls import (
@@ -126,7 +127,8 @@ __all__ = [
     "event_types",
     "is_placeholder_call_sid",
     "placeholder_call_sid",
-    "requested_call_envelope",
+    "requested_call_documents",
+    "requested_call_envelopes",
     "requested_calls",
     "upcaster",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,22 +51,29 @@ class BatchRequested(Event):
     max_concurrency: int | None = Field(default=None, ge=1)
 
 
+# what every call of a batch shares with it, by CallRequested field (the rest: the call's own,
+# its place in the batch, and a first attempt's defaults)
+_SHARED: Final = (
+    "from_number",
+    "agent_id",
+    "agent_name",
+    "batch_id",
+    "record",
+    "requested_by",
+    "retry",
+    "max_concurrency",
+)
+_FIRST_ATTEMPT: Final[dict[str, Any]] = {
+    "attempt": 1,
+    "previous_call_id": None,
+    "first_call_id": None,
+}
+
+
 def requested_calls(batch: BatchRequested) -> list[CallRequested]:
     """The CallRequested of each call `batch` carries (batch_index: its place in the batch),
     built from parts already validated (no per-call validation)."""
-    shared: dict[str, Any] = {
-        "from_number": batch.from_number,
-        "agent_id": batch.agent_id,
-        "agent_name": batch.agent_name,
-        "batch_id": batch.batch_id,
-        "record": batch.record,
-        "requested_by": batch.requested_by,
-        "retry": batch.retry,
-        "max_concurrency": batch.max_concurrency,
-        "attempt": 1,
-        "previous_call_id": None,
-        "first_call_id": None,
-    }
+    shared = {field: getattr(batch, field) for field in _SHARED}
     return [
         CallRequested.model_construct(
             call_id=call.call_id,
@@ -76,24 +83,42 @@ def requested_calls(batch: BatchRequested) -> list[CallRequested]:
             metadata=call.metadata,
             schedule=call.schedule,
             **shared,
+            **_FIRST_ATTEMPT,
         )
         for index, call in enumerate(batch.calls)
     ]
 
 
-def requested_call_envelope(batch: Envelope, call: CallRequested) -> Envelope:
-    """The envelope of a batch call's CallRequested, the same whoever makes it and however
-    often: its event id derived from the batch event's and the call's index, the batch's
-    organization, time and correlation, caused by the batch's request."""
-    return Envelope.wrap(
-        call,
-        stream_id=call_stream(call.call_id),
-        organization_id=batch.organization_id,
-        correlation_id=batch.correlation_id,
-        causation_id=str(batch.event_id),
-        event_id=uuid.uuid5(batch.event_id, f"call-{call.batch_index}"),
-        occurred_at=batch.occurred_at,
-    )
+def requested_call_documents(envelope: Envelope, batch: BatchRequested) -> list[dict[str, Any]]:
+    """The envelope of each batch call's CallRequested in its JSON form, as the dialer keeps it
+    until it appends it, the same whoever makes it and however often: its data what
+    `requested_calls` gives, its event id derived from the batch event's and the call's index,
+    the batch's organization, time and correlation, caused by the batch's request (whoever
+    appends it may give it its own time). Built from JSON, without a model per call."""
+    dumped = batch.model_dump(mode="json")
+    shared = {field: dumped[field] for field in _SHARED} | _FIRST_ATTEMPT
+    occurred_at = envelope.model_dump(mode="json", include={"occurred_at"})["occurred_at"]
+    return [
+        {
+            "event_id": str(uuid.uuid5(envelope.event_id, f"call-{index}")),
+            "event_type": CallRequested.TYPE,
+            "event_version": CallRequested.VERSION,
+            "stream_id": call_stream(call["call_id"]),
+            "organization_id": envelope.organization_id,
+            "occurred_at": occurred_at,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": str(envelope.event_id),
+            "position": None,
+            "stream_version": None,
+            "data": {**shared, **call, "batch_index": index},
+        }
+        for index, call in enumerate(dumped["calls"])
+    ]
+
+
+def requested_call_envelopes(envelope: Envelope, batch: BatchRequested) -> list[Envelope]:
+    """`requested_call_documents` as envelopes."""
+    return [Envelope.model_validate(d) for d in requested_call_documents(envelope, batch)]
 
 
 class BatchCancelRequested(Event):

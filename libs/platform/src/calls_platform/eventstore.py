@@ -294,10 +294,11 @@ async def append_new_streams(conn: Conn, events: Sequence[NewStreamEvent]) -> in
 
     For many events at once (a bulk load: the tests and benchmarks fill the store with it;
     batches used it for their 10,000 CallRequested until a batch became one event): one
-    statement, no per-event lookups and nothing read back, so its cost is the insert's. Unlike append() it does not
-    skip stored event ids: the ids must be new (a stored one raises UniqueViolation, and
-    nothing is appended), and a stream that exists raises ConcurrencyError. Runs in the
-    caller's transaction when there is one (keep it short: see append())."""
+    statement, no per-event lookups and nothing read back, so its cost is the insert's.
+    Unlike append() it does not skip stored event ids: the ids must be new (a stored one
+    raises UniqueViolation, and nothing is appended), and a stream that exists raises
+    ConcurrencyError. Runs in the caller's transaction when there is one (keep it short: see
+    append())."""
     if not events:
         return 0
     document = pydantic_core.to_json(events).decode()

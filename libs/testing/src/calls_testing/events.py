@@ -13,8 +13,7 @@ from calls_events import (
     Envelope,
     Event,
     call_stream,
-    requested_call_envelope,
-    requested_calls,
+    requested_call_envelopes,
 )
 from calls_platform import eventstore
 from calls_platform.db import Pool
@@ -78,5 +77,5 @@ def requests_in(envelopes: Sequence[Envelope]) -> list[Envelope]:
         if envelope.event_type == CallRequested.TYPE:
             requests.append(envelope)
         elif isinstance(batch := envelope.event(), BatchRequested):
-            requests += [requested_call_envelope(envelope, c) for c in requested_calls(batch)]
+            requests += requested_call_envelopes(envelope, batch)
     return requests

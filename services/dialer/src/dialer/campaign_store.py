@@ -75,28 +75,28 @@ async def hold(conn: Conn, head: Mapping[str, Any], now: datetime) -> bool:
         case DialNow():
             return False
         case Defer(until=until, reason=reason):
-            await conn.execute(
-                "UPDATE dialer.dials SET not_before = %s WHERE call_id = %s AND state = 'pending'",
-                (until, call_id),
-            )
+            changed = await _change(conn, call_id, "not_before = %s", until)
             event: Event = CallScheduled(call_id=call_id, not_before=until, reason=reason)
             kind = f"scheduled-{until.isoformat()}"
         case Expire(end_at=end_at):
-            await _end(conn, call_id, "expired")
+            changed = await _change(conn, call_id, "state = %s, finished_at = now()", "expired")
             event, kind = CallExpired(call_id=call_id, end_at=end_at), "expired"
         case Skip(reason=reason):
-            await _end(conn, call_id, "skipped")
+            changed = await _change(conn, call_id, "state = %s, finished_at = now()", "skipped")
             event, kind = CallSkipped(call_id=call_id, reason=reason), "skipped"
-    await dials.append(conn, [(head, event)], kind)
+    # not pending any more (its batch canceled meanwhile, by a consumer): nothing to record
+    if changed:
+        await dials.append(conn, [(head, event)], kind)
     return True
 
 
-async def _end(conn: Conn, call_id: uuid.UUID, state: str) -> None:
-    await conn.execute(
-        "UPDATE dialer.dials SET state = %s, finished_at = now()"
-        " WHERE call_id = %s AND state = 'pending'",
-        (state, call_id),
+async def _change(conn: Conn, call_id: uuid.UUID, assignments: str, value: object) -> bool:
+    """Change a dial that is still pending; whether it was."""
+    cur = await conn.execute(
+        f"UPDATE dialer.dials SET {assignments} WHERE call_id = %s AND state = 'pending'",
+        (value, call_id),
     )
+    return cur.rowcount == 1
 
 
 async def schedule_retry(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from calls_events import Envelope, Event, call_stream
@@ -86,7 +86,9 @@ async def open_streams(conn: Conn, rows: Sequence[Row]) -> None:
     """Open the stream of each dial whose stream is not open yet (a call a BatchRequested
     carries): append its CallRequested, in the caller's transaction, so that nothing is ever
     appended on a call, nor the carrier asked to ring it, before its request is on its
-    stream. Repeating it appends nothing (the envelope's id is the call's own)."""
+    stream. The event takes the time it is appended (its id stays the one derived from the
+    batch's, so repeating it appends nothing). A `Dial` is a claimed dial, whose stream its
+    claim opened."""
     unopened = [
         (call_id_of(row), opening)
         for row in rows
@@ -94,7 +96,14 @@ async def open_streams(conn: Conn, rows: Sequence[Row]) -> None:
     ]
     if not unopened:
         return
-    await append_envelopes(conn, [Envelope.model_validate(opening) for _, opening in unopened])
+    now = datetime.now(UTC)
+    await append_envelopes(
+        conn,
+        [
+            Envelope.model_validate(opening).model_copy(update={"occurred_at": now})
+            for _, opening in unopened
+        ],
+    )
     await conn.execute(
         "UPDATE dialer.dials SET unopened = NULL WHERE call_id = ANY(%s)",
         ([call_id for call_id, _ in unopened],),

@@ -57,13 +57,16 @@ Served = Mapping[str, datetime]
 _NEVER = datetime.min  # compared only with another never-served (the flag before it differs)
 
 
-def request_order(dial: Head) -> tuple[int, int]:
+def request_order(dial: Head) -> tuple[int, bool, int]:
     """A dial's place in request order: its request's position, then its place in its batch
-    (a batch's calls travel in one event and share its position)."""
-    return (dial.requested_position, dial.batch_index or 0)
+    (a batch's calls travel in one event and share its position); none sorts after any, as
+    NULL does in the claim's ascending ORDER BY."""
+    return (dial.requested_position, dial.batch_index is None, dial.batch_index or 0)
 
 
-def turn_key(head: Head, served: Served) -> tuple[bool, datetime, bool, datetime, tuple[int, int]]:
+def turn_key(
+    head: Head, served: Served
+) -> tuple[bool, datetime, bool, datetime, tuple[int, bool, int]]:
     """Sorts heads in turn order: least recently served organization (never served first:
     the flag), then lane, then the earlier request."""
     org = served.get(org_key(head.organization_id))

@@ -42,22 +42,18 @@ async def take_in(conn: Conn, envelopes: Sequence[Envelope]) -> int:
     """Take in the requests that have no dial row (the rest were taken in by the consumer):
     stored CallRequested events, and the calls a BatchRequested carries."""
     stored = requests_of(envelopes)
-    batches = [
-        (e, dial_queue.batch_requests(e, event))
-        for e in envelopes
-        if isinstance(event := e.event(), BatchRequested)
-    ]
+    batches = [(e, event) for e in envelopes if isinstance(event := e.event(), BatchRequested)]
     asked = [event.call_id for _, event in stored] + [
-        event.call_id for _, calls in batches for _, event in calls
+        call.call_id for _, batch in batches for call in batch.calls
     ]
     cur = await conn.execute("SELECT call_id FROM dialer.dials WHERE call_id = ANY(%s)", (asked,))
     known = {row["call_id"] for row in await cur.fetchall()}
     lost = [(e, event) for e, event in stored if event.call_id not in known]
     taken = await dial_queue.enqueue_many(conn, lost) if lost else 0
-    for batch, calls in batches:
-        lost = [(e, event) for e, event in calls if event.call_id not in known]
-        if lost:
-            taken += await dial_queue.enqueue_many(conn, lost, batch=batch)
+    for envelope, batch in batches:
+        missing = [call.call_id for call in batch.calls if call.call_id not in known]
+        if missing:
+            taken += await dial_queue.enqueue_batch(conn, envelope, batch, only=missing)
     TAKEN_IN.inc(taken)
     return taken
 
