@@ -5,6 +5,7 @@ canceled. Against the real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -284,3 +285,44 @@ async def test_a_hold_on_a_call_its_batch_cancel_ended_meanwhile_records_nothing
         request,
         CallCanceled(call_id=request.call_id, reason="batch canceled"),
     ]
+
+
+async def test_a_cancel_during_the_intake_of_its_batch_cancels_every_call(
+    pool: Pool, calls: Calls
+) -> None:
+    """The batch's calls are being inserted (a consumer) when its cancel arrives (another
+    consumer, from the control queue): the cancel waits for the intake, and ends every call.
+    Before, it saw none of the uncommitted rows and they stayed pending."""
+    batch, requests = await calls.batch_requested("org_a", 50)
+    async with pool.connection() as intake, intake.transaction():
+        assert await dial_queue.enqueue_batch(intake, batch, batch.event()) == 50  # type: ignore[arg-type]
+
+        async def cancel() -> int:
+            async with pool.connection() as conn:
+                return await dial_queue.cancel_batch(conn, "org_a", requests[0].batch_id or "")
+
+        canceling = asyncio.create_task(cancel())
+        await asyncio.sleep(0.3)
+        assert not canceling.done()  # waits for the intake's commit
+    assert await canceling == 50
+    async with pool.connection() as conn:
+        assert await dial_queue.pending_count(conn) == 0
+    assert [await calls.state(r.call_id) for r in requests] == ["canceled"] * 50
+
+
+async def test_a_claim_that_finds_its_batch_canceled_takes_the_next_head_at_once(
+    pool: Pool, calls: Calls
+) -> None:
+    _, canceled = await calls.batch_requested("org_a", 3)
+    for envelope in await _batches(pool):
+        await Handlers(pool)(envelope)
+    single = await calls.enqueued("org_b")
+    async with pool.connection() as conn:
+        # a cancel that committed while the batch's intake was in flight, as before the lock
+        await conn.execute(
+            "INSERT INTO dialer.canceled_batches (batch_id, organization_id) VALUES (%s, %s)",
+            (canceled[0].batch_id, "org_a"),
+        )
+    dial = await claim(pool)
+    assert dial is not None
+    assert dial.call_id == single.call_id

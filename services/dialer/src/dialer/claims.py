@@ -49,7 +49,11 @@ async def claim_next(conn: Conn, now: datetime | None = None) -> Dial | None:
                 # of others that can ring now, instead of keeping them waiting
                 await served(conn, head)
                 continue
-            return await _claim(conn, head)
+            dial = await _claim(conn, head)
+            if dial is not None:
+                return dial
+            # taken meanwhile, or its batch was canceled meanwhile: the next head, now (one
+            # claim each every half second left a canceled batch's calls queued for long)
     return None
 
 

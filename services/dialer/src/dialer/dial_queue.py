@@ -140,11 +140,25 @@ RETURNING call_id, organization_id, correlation_id, requested_event_id,
 """
 
 
+async def lock_batches(conn: Conn, batch_ids: Sequence[str]) -> None:
+    """Hold each batch's intake lock until the caller's transaction ends (advisory: it takes
+    no transaction id; in sorted order, so two holders never wait for each other). A cancel
+    and the intake of the same batch's calls run one after the other: a cancel committed
+    while a batch's 10,000 calls were being inserted saw none of them, and they stayed
+    pending (found trying a cancel right after an accept, under load)."""
+    for batch_id in sorted(set(batch_ids)):
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('dialer.batch-intake'), hashtext(%s))",
+            (batch_id,),
+        )
+
+
 async def _enqueue(conn: Conn, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
     async with conn.transaction():
         batch_ids = sorted({row["batch_id"] for row in rows if row["batch_id"]})
+        await lock_batches(conn, batch_ids)
         canceled_batches: list[str] = []
         if batch_ids:
             cur = await conn.execute(
@@ -166,6 +180,7 @@ async def _enqueue(conn: Conn, rows: list[dict[str, Any]]) -> int:
 async def cancel_batch(conn: Conn, organization_id: str, batch_id: str) -> int:
     """Cancel every not-yet-dialed call of a batch; return how many were canceled."""
     async with conn.transaction():
+        await lock_batches(conn, [batch_id])  # after an intake of its calls in flight
         await conn.execute(
             "INSERT INTO dialer.canceled_batches (batch_id, organization_id) VALUES (%s, %s)"
             " ON CONFLICT DO NOTHING",
