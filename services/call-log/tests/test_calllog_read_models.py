@@ -690,6 +690,37 @@ async def test_list_filters_by_direction_and_agent(
     assert await list_ids(shared_db, calls, s, agent_id=str(uuid.uuid4())) == ([], 0)
 
 
+async def test_the_agent_filter_reads_its_index_not_the_organizations_calls(
+    db: CallLogDatabase,
+) -> None:
+    """GET /calls?agent_id=…: the total and the page's ids (the statements list_calls sends
+    for that filter) come from calls_org_agent_sort, with 50,000 calls of one organization
+    over 50 agents (before: a scan of every call of the organization, 65 to 78 ms at 1,000,000)."""
+    agents = [uuid.uuid4() for _ in range(50)]
+    async with db.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO call_log.calls (call_id, organization_id, call_sid, direction, status,"
+            " canceled, from_number, to_number, agent_id, created_at, last_position)"
+            " SELECT gen_random_uuid(), 'org_agents', 'queued-' || n, 'outbound', 'queued',"
+            " false, '+15550000000', '+1555' || lpad(n::text, 7, '0'), (%s::uuid[])[n %% 50 + 1],"
+            " now() - n * interval '1 second', n FROM generate_series(1, 50000) n",
+            (agents,),
+        )
+        await conn.execute("ANALYZE call_log.calls")
+        where = "organization_id = 'org_agents' AND agent_id = %s"
+        shown = []
+        for statement in (
+            f"SELECT count(*) AS total FROM call_log.calls WHERE {where}",
+            f"SELECT call_id FROM call_log.calls WHERE {where}"
+            " ORDER BY sort_time DESC, call_id DESC LIMIT 20 OFFSET 0",
+        ):
+            cur = await conn.execute(f"EXPLAIN {statement}", (agents[7],))
+            shown.append("\n".join(str(row["QUERY PLAN"]) for row in await cur.fetchall()))
+    for plan in shown:
+        assert "calls_org_agent_sort" in plan, plan
+        assert "Seq Scan" not in plan, plan
+
+
 @pytest.mark.parametrize("carrier_only", ["initiated", "ringing", "no-answer"])
 def test_a_carrier_status_that_is_no_call_status_is_refused_with_a_hint(
     carrier_only: str,
