@@ -20,6 +20,7 @@ from calls_platform import eventstore
 from calls_platform.db import Conn, Pool, open_pool
 from calls_platform.migrate import migrate_event_store
 from calls_testing import new_org_id
+from calls_testing.events import wrap_batch
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.integration
@@ -109,16 +110,18 @@ class Calls:
     ) -> tuple[Envelope, list[Envelope]]:
         """A BatchRequested carrying its calls, as the gateway appends it, and each call's
         CallRequested as the dialer appends it on the call's stream when it handles it."""
-        event = ev.BatchRequested(
-            batch_id=batch_id,
-            total=len(numbers),
+        batch = wrap_batch(
+            numbers,
+            self.org,
             from_number="+15559870002",
+            batch_id=batch_id,
+            occurred_at=at(minutes),
             requested_by="key_1",
             agent_id=AGENT,
             agent_name="Ada",
-            calls=tuple(ev.BatchCall(call_id=uuid.uuid4(), to_number=n) for n in numbers),
         )
-        batch = self._wrap(event, batch_id, minutes)
+        event = batch.event()
+        assert isinstance(event, ev.BatchRequested)
         return batch, ev.requested_call_envelopes(batch, event)
 
     def batch_canceled(self, batch_id: str, minutes: float) -> Envelope:

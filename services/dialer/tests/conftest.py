@@ -15,7 +15,6 @@ from typing import Any, overload
 
 import pytest
 from calls_events import (
-    BatchCall,
     BatchRequested,
     CallRequested,
     Envelope,
@@ -28,7 +27,7 @@ from calls_platform.db import Pool
 from calls_platform.notify import Listener
 from calls_platform.service import stop_tasks
 from calls_testing import unique_number
-from calls_testing.events import E, append_as_gateway, of_kind, read_call_events
+from calls_testing.events import E, append_as_gateway, of_kind, read_call_events, wrap_batch
 from calls_testing.receiver import Receiver, webhook_receiver
 from calls_testing.serving import pooled
 from calls_testing.simulator import LocalSimulator, local_simulator
@@ -160,24 +159,20 @@ class Calls:
         """Append a BatchRequested carrying its calls (`numbers`: how many, or their
         numbers; `schedule`: each call's; `fields`: more of the batch's), as the gateway
         does; return it as recorded and the requests it carries, in order."""
-        batch_id = batch_id or f"batch-{uuid.uuid4().hex}"
         to = [unique_number() for _ in range(numbers)] if isinstance(numbers, int) else numbers
-        batch = BatchRequested(
-            batch_id=batch_id,
-            total=len(to),
+        envelope = wrap_batch(
+            to,
+            org,
             from_number=FROM_NUMBER,
-            requested_by="test",
+            batch_id=batch_id,
+            call={"schedule": schedule},
             record=False,
-            calls=tuple(
-                BatchCall(call_id=uuid.uuid4(), to_number=n, schedule=schedule) for n in to
-            ),
             **fields,
-        )
-        envelope = Envelope.wrap(
-            batch, stream_id=batch_id, organization_id=org, correlation_id=f"corr-{batch_id}"
         )
         async with self.pool.connection() as conn:
             [recorded] = await eventstore.append(conn, [envelope])
+        batch = recorded.event()
+        assert isinstance(batch, BatchRequested)
         return recorded, requested_calls(batch)
 
     async def carrier_says(self, call_id: uuid.UUID, *statuses: str) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from calls_events import (
+    BatchCall,
     BatchRequested,
     CallRequested,
     Envelope,
@@ -67,6 +69,39 @@ def event_of(envelope: Envelope, kind: type[E]) -> E:
 def of_kind(events: list[Event], kind: type[E]) -> list[E]:
     """Those of `events` that are `kind`s, typed as such."""
     return [e for e in events if isinstance(e, kind)]
+
+
+def wrap_batch(
+    numbers: Sequence[str],
+    organization_id: str,
+    *,
+    from_number: str,
+    batch_id: str | None = None,
+    occurred_at: datetime | None = None,
+    call: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Envelope:
+    """A BatchRequested carrying a call to each of `numbers` (`call`: more of each call's
+    fields, e.g. its schedule; `fields`: more of the batch's), wrapped as the gateway wraps
+    it: on the batch's stream, with a correlation id derived from the batch."""
+    batch_id = batch_id or f"batch-{uuid.uuid4().hex}"
+    batch = BatchRequested(
+        batch_id=batch_id,
+        total=len(numbers),
+        from_number=from_number,
+        requested_by=fields.pop("requested_by", "test"),
+        calls=tuple(
+            BatchCall(call_id=uuid.uuid4(), to_number=number, **(call or {})) for number in numbers
+        ),
+        **fields,
+    )
+    return Envelope.wrap(
+        batch,
+        stream_id=batch_id,
+        organization_id=organization_id,
+        correlation_id=f"corr-{batch_id}",
+        occurred_at=occurred_at,
+    )
 
 
 def requests_in(envelopes: Sequence[Envelope]) -> list[Envelope]:

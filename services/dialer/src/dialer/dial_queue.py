@@ -6,6 +6,7 @@ opened later, when each call is first handled (`dials.open_streams`)."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
@@ -147,10 +148,10 @@ async def lock_batches(conn: Conn, batch_ids: Sequence[str]) -> None:
     while a batch's 10,000 calls were being inserted saw none of them, and they stayed
     pending (found trying a cancel right after an accept, under load)."""
     for batch_id in sorted(set(batch_ids)):
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('dialer.batch-intake'), hashtext(%s))",
-            (batch_id,),
-        )
+        # a key as the project's other advisory locks make theirs (leader.lock_key, the
+        # recordings catalog's): crc32 of the lock's kind and subject
+        key = zlib.crc32(f"dialer-batch-intake:{batch_id}".encode())
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
 async def _enqueue(conn: Conn, rows: list[dict[str, Any]]) -> int:
